@@ -1,0 +1,54 @@
+"""``nas-harness`` command line: one module per sub-command, each exposing ``add_parser`` and ``run``.
+
+Bad input anywhere (a ``ValueError`` from parsing an arch, a study file, a data path, ...) is reported as
+one line on stderr with exit code 2; nothing that was already computed is touched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# Sub-command name -> module in this package.  Modules are imported lazily so `nas-harness info` does not
+# pay for importing Ray or seaborn.
+_COMMANDS: dict[str, str] = {
+    "info": "_info",
+    "scale": "_scale",
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on bad arguments already; keep its message to one line."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nas-harness", description="EfficientNet-style NAS and ablation harness")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    for name, module in _COMMANDS.items():
+        mod = importlib.import_module(f"{__name__}.{module}")
+        mod.add_parser(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ValueError as exc:  # ConfigError, DataError and plain ValueErrors from input parsing
+        msg = " ".join(str(exc).split())
+        print(f"nas-harness {args.command}: error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
