@@ -37,6 +37,17 @@ class MacCount:
         return self.by_op.get("conv", 0) + self.by_op.get("linear", 0)
 
 
+@dataclass(frozen=True)
+class StageCount:
+    """One row of the per-stage table: output channels and feature-map size, MACs and params added."""
+
+    name: str
+    channels: int
+    hw: tuple[int, int]
+    macs: int
+    params: int
+
+
 def _out(size: int, kernel: int, stride: int) -> int:
     pad = (kernel - 1) // 2
     return (size + 2 * pad - kernel) // stride + 1
@@ -47,6 +58,14 @@ class _Counter:
         self.ops = dict.fromkeys(FVCORE_OPS, 0)
         self.elem = {"activation": 0, "se_scale": 0, "residual_add": 0}
         self.params = 0
+        self.rows: list[StageCount] = []
+
+    def mark(self, name: str, hw: tuple[int, int], channels: int) -> None:
+        """Close a row of the per-stage table: what was added since the previous mark."""
+        macs_before = sum(r.macs for r in self.rows)
+        params_before = sum(r.params for r in self.rows)
+        self.rows.append(StageCount(name, channels, hw, sum(self.ops.values()) - macs_before,
+                                    self.params - params_before))
 
     def conv_bn(self, cin: int, cout: int, k: int, stride: int, hw: tuple[int, int], groups: int = 1,
                 act: bool = True) -> tuple[int, int]:
@@ -65,8 +84,9 @@ def _count(arch: Arch, resolution: int | tuple[int, int], num_classes: int, in_c
     hw = (resolution, resolution) if isinstance(resolution, int) else tuple(resolution)
     hw = c.conv_bn(in_channels, arch.stem_channels, 3, arch.stem_stride if stem_stride is None else stem_stride,
                    hw)
+    c.mark("stem", hw, arch.stem_channels)
     cin = arch.stem_channels
-    for st in arch.stages:
+    for si, st in enumerate(arch.stages, start=1):
         for i in range(st.repeats):
             stride = st.stride if i == 0 else 1
             mid = expanded_channels(cin, st.expand)
@@ -84,10 +104,12 @@ def _count(arch: Arch, resolution: int | tuple[int, int], num_classes: int, in_c
             if st.skip and stride == 1 and cin == st.channels:
                 c.elem["residual_add"] += st.channels * hw[0] * hw[1]
             cin = st.channels
+        c.mark(f"stage {si}", hw, st.channels)
     hw = c.conv_bn(cin, arch.head_channels, 1, 1, hw)
     c.ops["adaptive_avg_pool2d"] += arch.head_channels * hw[0] * hw[1]
     c.ops["linear"] += arch.head_channels * num_classes
     c.params += arch.head_channels * num_classes + num_classes
+    c.mark("head", (1, 1), num_classes)
     return c
 
 
@@ -96,6 +118,12 @@ def count_macs(arch: Arch, resolution: int | tuple[int, int] = 224, num_classes:
     """Analytic MACs of ``arch`` at ``resolution`` (batch 1, eval), identical to :func:`fvcore_macs`."""
     c = _count(arch, resolution, num_classes, in_channels, stem_stride)
     return MacCount(total=sum(c.ops.values()), by_op=dict(c.ops), elementwise=dict(c.elem))
+
+
+def stage_table(arch: Arch, resolution: int | tuple[int, int] = 224, num_classes: int = 1000,
+                in_channels: int = 3, stem_stride: int | None = None) -> list[StageCount]:
+    """Per-stage MACs and params (stem, each stage, head + classifier); rows sum to the totals."""
+    return _count(arch, resolution, num_classes, in_channels, stem_stride).rows
 
 
 def count_params(arch: Arch, num_classes: int = 1000, in_channels: int = 3) -> int:

@@ -1,0 +1,35 @@
+"""Small text-table and number formatting shared by the CLI commands."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+
+def human(n: float, unit: str = "") -> str:
+    """``401659392`` → ``401.66M``: readable counts for tables (exact numbers are printed alongside)."""
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{suffix}{unit}"
+    return f"{n:g}{unit}"
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """A plain aligned text table (numbers right-aligned) — no extra dependency for a terminal print."""
+    cells = [[str(h) for h in headers]] + [[str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [all(_is_num(r[i]) for r in cells[1:]) for i in range(len(headers))]
+
+    def fmt(row: list[str]) -> str:
+        return "  ".join(c.rjust(w) if num else c.ljust(w) for c, w, num in zip(row, widths, numeric)).rstrip()
+
+    lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
+    lines += [fmt(r) for r in cells[1:]]
+    return "\n".join(lines)
+
+
+def _is_num(s: str) -> bool:
+    try:
+        float(s.replace(",", "").rstrip("KMG"))
+        return True
+    except ValueError:
+        return False

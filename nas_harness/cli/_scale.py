@@ -1,0 +1,52 @@
+"""``nas-harness scale ARCH --phi 1 2 3``: the compound-scaled family of an arch."""
+
+from __future__ import annotations
+
+import argparse
+
+from nas_harness.cli._format import human, table
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    from nas_harness.scaling import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA
+
+    p = sub.add_parser(name, help="table of compound-scaled variants of an arch",
+                       description="depth = alpha^phi, width = beta^phi, resolution = gamma^phi x base resolution")
+    p.add_argument("arch", metavar="ARCH", help="b0..b7, an arch string, or a file")
+    p.add_argument("--phi", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
+    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="depth base (default %(default)s)")
+    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="width base (default %(default)s)")
+    p.add_argument("--gamma", type=float, default=DEFAULT_GAMMA, help="resolution base (default %(default)s)")
+    p.add_argument("--resolution", type=int, default=224, help="base resolution (default %(default)s)")
+    p.add_argument("--num-classes", type=int, default=1000)
+    p.add_argument("--named", action="store_true", help="list the official B0-B7 variants instead")
+    p.add_argument("--show-arch", action="store_true", help="print each variant's arch string")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_harness.arch import resolve_arch
+    from nas_harness.errors import ConfigError
+    from nas_harness.flops import count_macs, count_params
+    from nas_harness.scaling import NAMED_VARIANTS, compound, efficientnet
+
+    if args.resolution < 1 or args.num_classes < 1:
+        raise ConfigError("--resolution/--num-classes: expected positive integers")
+    if args.named:
+        variants = [efficientnet(n) for n in NAMED_VARIANTS]
+    else:
+        base = resolve_arch(args.arch)
+        variants = [compound(base, phi, args.alpha, args.beta, args.gamma, args.resolution) for phi in args.phi]
+        print(f"alpha={args.alpha:g} beta={args.beta:g} gamma={args.gamma:g}  "
+              f"(alpha*beta^2*gamma^2 = {args.alpha * args.beta**2 * args.gamma**2:.3f})")
+    rows = []
+    for v in variants:
+        p = count_params(v.arch, args.num_classes)
+        m = count_macs(v.arch, v.resolution, args.num_classes).total
+        rows.append([v.name, f"{v.width:.3f}", f"{v.depth:.3f}", v.resolution, f"{p:,}", human(p),
+                     f"{m:,}", human(m)])
+    print(table(["variant", "width", "depth", "res", "params", "", "MACs", ""], rows))
+    if args.show_arch:
+        for v in variants:
+            print(f"{v.name}: {v.arch}")
+    return 0
