@@ -1,0 +1,109 @@
+"""Arch strings: exact round trips, B0 as data, and one-line errors naming the bad token."""
+
+import random
+
+import pytest
+
+from nas_harness.arch import Arch, Stage, efficientnet_b0, parse_arch, resolve_arch
+from nas_harness.errors import ConfigError
+from nas_harness.space import SearchSpace
+
+B0_STRING = (
+    "stem_c32_s2,ds_r1_k3_s1_e1_c16_se0.25,ir_r2_k3_s2_e6_c24_se0.25,ir_r2_k5_s2_e6_c40_se0.25,"
+    "ir_r3_k3_s2_e6_c80_se0.25,ir_r3_k5_s1_e6_c112_se0.25,ir_r4_k5_s2_e6_c192_se0.25,"
+    "ir_r1_k3_s1_e6_c320_se0.25,head_c1280_do0.2_dp0.2_silu"
+)
+
+
+def test_b0_is_table_1_of_the_paper():
+    b0 = efficientnet_b0()
+    assert str(b0) == B0_STRING
+    assert [(s.kernel, s.stride, s.expand, s.channels, s.repeats) for s in b0.stages] == [
+        (3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
+        (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
+    assert (b0.stem_channels, b0.stem_stride, b0.head_channels) == (32, 2, 1280)
+    assert (b0.dropout, b0.drop_path, b0.act) == (0.2, 0.2, "silu")
+    assert all(s.se == 0.25 and s.skip for s in b0.stages)
+    assert b0.num_blocks == 16
+
+
+def test_round_trip_random_archs():
+    rng = random.Random(0)
+    space = SearchSpace.default(widths=(0.5, 0.75, 1.0, 1.25), expands=(1, 2.5, 3, 4, 6))
+    for _ in range(300):
+        a = space.sample(rng)
+        if rng.random() < 0.3:
+            a = a.replace_stages(stages=[rng.randint(1, 7)], skip=False)
+        if rng.random() < 0.3:
+            a = a.replace(act=rng.choice(["relu", "hswish", "gelu"]), dropout=rng.choice([0.0, 0.35]),
+                          drop_path=rng.choice([0.0, 0.125]), stem_stride=rng.choice([1, 2]))
+        s = str(a)
+        assert parse_arch(s) == a
+        assert str(parse_arch(s)) == s
+        assert hash(parse_arch(s)) == hash(a)
+        assert Arch.from_dict(a.to_dict()) == a
+
+
+def test_equality_and_hash_by_value():
+    a, b = efficientnet_b0(), parse_arch(B0_STRING)
+    assert a == b and a is not b and len({a, b}) == 1
+    assert a != a.replace_stages(se=None)
+    with pytest.raises(AttributeError):
+        a.stem_channels = 16  # frozen
+
+
+def test_noskip_and_no_se_spelling():
+    a = efficientnet_b0().replace_stages(se=None, skip=False)
+    assert "se0.25" not in str(a)
+    assert str(a).count("_noskip") == 7
+    assert parse_arch(str(a)) == a
+    # ir with e1 is the same network as ds; the canonical spelling is ds
+    assert str(parse_arch(B0_STRING.replace("ds_r1", "ir_r1"))) == B0_STRING
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("", "non-empty"),
+    ("stem_c32_s2,head_c1280_do0.2_dp0.2_silu", "token"),
+    ("stm_c32_s2,ds_r1_k3_s1_e1_c16,head_c1280_do0.2_dp0.2_silu", "'stm_c32_s2'"),
+    ("stem_c32_s2,xx_r1_k3_s1_e1_c16,head_c1280_do0.2_dp0.2_silu", "'xx_r1_k3_s1_e1_c16'"),
+    ("stem_c32_s2,ir_r1_k4_s1_e6_c16,head_c1280_do0.2_dp0.2_silu", "odd kernel"),
+    ("stem_c32_s2,ir_r1_k3_s3_e6_c16,head_c1280_do0.2_dp0.2_silu", "stride"),
+    ("stem_c32_s2,ir_r1_k3_s1_e0.5_c16,head_c1280_do0.2_dp0.2_silu", "expand"),
+    ("stem_c32_s2,ir_r1_k3_s1_e6,head_c1280_do0.2_dp0.2_silu", "missing option(s) c"),
+    ("stem_c32_s2,ir_r1_k3_s1_e6_c16_zz3,head_c1280_do0.2_dp0.2_silu", "bad option 'zz3'"),
+    ("stem_c32_s2,ds_r1_k3_s1_e6_c16,head_c1280_do0.2_dp0.2_silu", "use ir"),
+    ("stem_c32_s2,ir_r1_k3_s1_e6_c16_se1.5,head_c1280_do0.2_dp0.2_silu", "se"),
+    ("stem_c32_s2,ir_r1.5_k3_s1_e6_c16,head_c1280_do0.2_dp0.2_silu", "integer"),
+    ("stem_c32_s2,ir_r1_k3_s1_e6_c16,head_c1280_do0.2_dp0.2_tanh", "silu, relu"),
+    ("stem_c32_s2,ir_r1_k3_s1_e6_c16,head_c1280_do1.5_dp0.2_silu", "dropout"),
+])
+def test_malformed_strings_name_the_token(text, fragment):
+    with pytest.raises(ConfigError) as err:
+        parse_arch(text)
+    msg = str(err.value)
+    assert fragment in msg
+    assert "\n" not in msg
+
+
+def test_stage_validation():
+    with pytest.raises(ValueError, match="kernel"):
+        Stage(repeats=1, kernel=2, stride=1, expand=6, channels=16)
+    with pytest.raises(ValueError, match="repeats"):
+        Stage(repeats=0, kernel=3, stride=1, expand=6, channels=16)
+
+
+def test_resolve_arch(tmp_path):
+    assert resolve_arch("b0") == efficientnet_b0()
+    assert resolve_arch("efficientnet-b0") == efficientnet_b0()
+    assert resolve_arch(B0_STRING) == efficientnet_b0()
+    f = tmp_path / "arch.txt"
+    f.write_text(B0_STRING + "\n")
+    assert resolve_arch(str(f)) == efficientnet_b0()
+    j = tmp_path / "arch.json"
+    import json
+
+    j.write_text(json.dumps(efficientnet_b0().to_dict()))
+    assert resolve_arch(str(j)) == efficientnet_b0()
+    assert resolve_arch("b3").stages[0].channels == 24
+    with pytest.raises(ConfigError, match=r"b0\.\.b7"):
+        resolve_arch("b9")
