@@ -1,0 +1,165 @@
+"""Pick an architecture out of a study and hand it over in every form a researcher needs next.
+
+The arch string is the single source of truth (it round-trips through ``parse_arch``); the JSON spec and the
+``build_model`` call are derived from it so that the three forms can never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas_harness.errors import ConfigError
+from nas_harness.results.pareto import pareto_front
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from nas_harness.arch import Arch
+
+RANK_BY = ("auto", "pareto", "val_acc", "reward", "test_acc")
+_DATASET_CLASSES = {"fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "mnist": 10}
+
+
+def study_data_settings(df: pd.DataFrame) -> dict[str, Any]:
+    """num_classes / in_channels / resolution the study trained with, read from its ``config`` attr."""
+    cfg = df.attrs.get("config") or {}
+    data = cfg.get("data") or {}
+    out: dict[str, Any] = {
+        "num_classes": cfg.get("macs_num_classes") or data.get("num_classes")
+        or _DATASET_CLASSES.get(str(data.get("dataset", "")).lower()),
+        "in_channels": data.get("channels"),
+        "resolution": data.get("resolution"),
+        "stem_stride": cfg.get("stem_stride", (cfg.get("trial") or {}).get("stem_stride")),
+    }
+    return out
+
+
+def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
+    """Eligible search trials (COMPLETE, full budget, feasible, not a reference), best first.
+
+    ``auto`` ranks by reward for a reward study, along the Pareto front (most accurate first) for a
+    multi-objective study, and by validation accuracy otherwise.
+    """
+    if by not in RANK_BY:
+        raise ConfigError(f"rank_by: '{by}' is not allowed (allowed: {', '.join(RANK_BY)})")
+    if by == "auto":
+        objective = df.attrs.get("objective")
+        by = {"reward": "reward", "multi": "pareto"}.get(str(objective), "val_acc")
+        if by == "reward" and df["reward"].isna().all():
+            by = "val_acc"
+    base = df[(df["state"] == "COMPLETE") & df["full_budget"] & df["feasible"] & ~df["is_reference"]
+              & df["arch"].notna()]
+    if by == "pareto":
+        return pareto_front(base).sort_values("front_rank")
+    base = base[base[by].notna()]
+    return base.sort_values([by, "macs", "number"], ascending=[False, True, True])
+
+
+@dataclass
+class ExportedArch:
+    """One chosen architecture: its string, JSON spec, metrics and a ready builder call."""
+
+    study_name: str
+    trial: int
+    name: str
+    arch: Arch
+    metrics: dict[str, float]
+    num_classes: int
+    in_channels: int
+    stem_stride: int | None = None
+    family: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def arch_string(self) -> str:
+        return str(self.arch)
+
+    def builder_code(self) -> str:
+        """Python that rebuilds the network (what to paste into a notebook)."""
+        extra = f", stem_stride={self.stem_stride}" if self.stem_stride else ""
+        return (
+            "from nas_harness.arch import parse_arch\n"
+            "from nas_harness.model import build_model\n\n"
+            f'model = build_model(parse_arch("{self.arch_string}"), num_classes={self.num_classes}, '
+            f"in_channels={self.in_channels}{extra})\n"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study_name, "trial": self.trial, "name": self.name, "arch": self.arch_string,
+            "spec": self.arch.to_dict(), "metrics": self.metrics, "num_classes": self.num_classes,
+            "in_channels": self.in_channels, "stem_stride": self.stem_stride, "family": self.family,
+        }
+
+    def write(self, out_dir: str | Path, stem: str) -> list[Path]:
+        """Write ``<stem>.arch`` (the string), ``<stem>.json`` (spec + metrics) and ``<stem>_build.py``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{stem}.arch", out / f"{stem}.json", out / f"{stem}_build.py"]
+        paths[0].write_text(self.arch_string + "\n")
+        paths[1].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        paths[2].write_text(self.builder_code())
+        return paths
+
+
+def compound_family(arch: Arch, phis: list[float], base_resolution: int = 224,
+                    num_classes: int = 1000, in_channels: int = 3) -> list[dict[str, Any]]:
+    """Compound-scaled members (φ each) with their resolution, multipliers and analytic MACs/params."""
+    from nas_harness.scaling import compound
+
+    try:
+        from nas_harness.flops import count_macs, count_params
+    except ImportError:  # pragma: no cover - flops lands with the core API
+        count_macs = count_params = None  # type: ignore[assignment]
+    family = []
+    for phi in phis:
+        s = compound(arch, phi, base_resolution=base_resolution)
+        member: dict[str, Any] = {"phi": phi, "arch": str(s.arch), "resolution": s.resolution,
+                                  "width": round(s.width, 4), "depth": round(s.depth, 4)}
+        if count_macs is not None:
+            member["macs"] = int(count_macs(s.arch, s.resolution, num_classes=num_classes,
+                                            in_channels=in_channels).total)
+            member["params"] = int(count_params(s.arch, num_classes=num_classes, in_channels=in_channels))
+        family.append(member)
+    return family
+
+
+def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: str = "auto",
+                family: list[float] | None = None, num_classes: int | None = None,
+                in_channels: int | None = None, base_resolution: int = 224) -> ExportedArch:
+    """The ``rank``-th best eligible trial (or trial number ``trial``) of a study frame, ready to use."""
+    from nas_harness.arch import parse_arch
+
+    if trial is not None:
+        rows = df[df["number"] == trial]
+        if rows.empty:
+            raise ConfigError(f"trial: no trial {trial} in study '{df.attrs.get('study_name')}'")
+        row = rows.iloc[0]
+        if not isinstance(row["arch"], str):
+            raise ConfigError(f"trial: trial {trial} has no 'arch' user attribute (state {row['state']})")
+    else:
+        if not isinstance(rank, int) or rank < 1:
+            raise ConfigError(f"rank: expected an integer >= 1, got {rank!r}")
+        ranked = rank_trials(df, by)
+        if len(ranked) < rank:
+            raise ConfigError(
+                f"rank: study '{df.attrs.get('study_name')}' has only {len(ranked)} eligible "
+                f"(complete, full-budget, feasible) trials; asked for rank {rank}"
+            )
+        row = ranked.iloc[rank - 1]
+    settings = study_data_settings(df)
+    nc = num_classes or settings["num_classes"] or 1000
+    ch = in_channels or settings["in_channels"] or 3
+    arch = parse_arch(row["arch"])
+    metrics = {k: float(row[k]) for k in ("val_acc", "val_acc_final", "test_acc", "reward", "macs", "params")
+               if not (isinstance(row[k], float) and math.isnan(row[k]))}
+    stem_stride = settings["stem_stride"]
+    return ExportedArch(
+        study_name=str(df.attrs.get("study_name")), trial=int(row["number"]), name=str(row["name"]),
+        arch=arch, metrics=metrics, num_classes=int(nc), in_channels=int(ch),
+        stem_stride=int(stem_stride) if stem_stride else None,
+        family=compound_family(arch, family, base_resolution, int(nc), int(ch)) if family else [],
+    )

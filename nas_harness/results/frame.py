@@ -1,0 +1,250 @@
+"""Load any study into a pandas DataFrame, one row per trial, through the user-attribute contract only.
+
+Results code never imports the search package: everything it needs (arch string, MACs, accuracies, whether
+the trial ran its whole budget, whether it is a hand-designed reference) is read from the trial user
+attributes that every runner writes.  That keeps old studies readable after the search code changes and lets
+the same loader read studies produced by the local Optuna and the Ray backends alike.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from nas_harness.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import optuna
+    import pandas as pd
+
+# Columns every frame has, in this order; per-stage choice columns (Optuna params) follow.
+BASE_COLUMNS: tuple[str, ...] = (
+    "number", "state", "name", "arch", "reference", "is_reference", "macs", "params", "val_acc",
+    "val_acc_final", "test_acc", "reward", "epochs", "epochs_planned", "full_budget", "feasible",
+    "duration", "wall_time_s", "images_per_s", "device", "seed", "cached", "fail_reason",
+    "macs_resolution", "datetime_start", "datetime_complete",
+)
+_SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+@dataclass(frozen=True)
+class StudySource:
+    """Where a study lives: the Optuna storage (URL or storage object), its name, and its results folder."""
+
+    storage: Any
+    study_name: str
+    folder: Path | None
+    label: str  # storage as the user would type it, for reports
+
+
+def _storage_for_path(path: Path) -> tuple[Any, str]:
+    if path.suffix.lower() in _SQLITE_SUFFIXES or path.read_bytes()[:16] == _SQLITE_MAGIC:
+        return f"sqlite:///{path.resolve()}", str(path)
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    return JournalStorage(JournalFileBackend(str(path))), str(path)
+
+
+def _folder_storage(folder: Path) -> tuple[Any, str]:
+    db = folder / "study.db"
+    if db.is_file():
+        return _storage_for_path(db)
+    candidates = sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and (p.suffix.lower() in _SQLITE_SUFFIXES or p.name.endswith((".log", ".journal")))
+    )
+    if len(candidates) == 1:
+        return _storage_for_path(candidates[0])
+    raise ConfigError(
+        f"storage: folder '{folder}' has no study.db (found {len(candidates)} candidate storage files); "
+        "pass the storage file or URL explicitly"
+    )
+
+
+def resolve_source(source: str | Path, study_name: str | None = None) -> StudySource:
+    """Turn a results folder, SQLite/journal file path or storage URL (+ optional study name) into a source.
+
+    Existence is checked first, because Optuna would silently create an empty SQLite database for a typo.
+    """
+    import optuna
+
+    text = str(source)
+    folder: Path | None
+    if "://" in text:
+        storage, label, folder = text, text, None
+        if text.startswith("sqlite:///"):
+            db = Path(text[len("sqlite:///"):])
+            if not db.is_file():
+                raise ConfigError(f"storage: SQLite file '{db}' does not exist")
+            folder = db.parent
+    else:
+        path = Path(text)
+        if path.is_dir():
+            storage, label = _folder_storage(path)
+            folder = path
+        elif path.is_file():
+            storage, label = _storage_for_path(path)
+            folder = path.parent
+        else:
+            raise ConfigError(
+                f"storage: '{text}' is not a results folder, SQLite/journal file or storage URL"
+            )
+    try:
+        names = optuna.get_all_study_names(storage)
+    except Exception as exc:  # corrupt file, unreachable server, wrong format
+        raise ConfigError(f"storage: cannot read studies from '{label}': {exc}") from exc
+    if not names:
+        raise ConfigError(f"storage: '{label}' holds no study")
+    if study_name is None:
+        if len(names) == 1:
+            study_name = names[0]
+        elif folder is not None and folder.name in names:
+            study_name = folder.name
+        else:
+            raise ConfigError(f"study_name: '{label}' holds several studies; choose one of {sorted(names)}")
+    elif study_name not in names:
+        raise ConfigError(f"study_name: no study '{study_name}' in '{label}'; available: {sorted(names)}")
+    return StudySource(storage=storage, study_name=study_name, folder=folder, label=label)
+
+
+def load_study(source: str | Path | StudySource, study_name: str | None = None) -> optuna.Study:
+    """Open an existing study (never creates one)."""
+    import optuna
+
+    src = source if isinstance(source, StudySource) else resolve_source(source, study_name)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna.load_study(study_name=src.study_name, storage=src.storage)
+
+
+def _num(value: Any) -> float:
+    """User attrs come back as JSON values; anything missing or non-numeric becomes NaN."""
+    if isinstance(value, bool) or value is None:
+        return math.nan if value is None else float(value)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
+    constraints = trial.system_attrs.get("constraints")
+    return constraints is None or all(c <= 0 for c in constraints)
+
+
+def _full_budget(trial: optuna.trial.FrozenTrial, state: str) -> bool:
+    attrs = trial.user_attrs
+    if "full_budget" in attrs:
+        return bool(attrs["full_budget"]) and state == "COMPLETE"
+    if state != "COMPLETE":
+        return False
+    epochs, planned = _num(attrs.get("epochs")), _num(attrs.get("epochs_planned"))
+    return not (epochs < planned)  # unknown budget on a COMPLETE trial counts as full
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of an open study (columns: :data:`BASE_COLUMNS` then the Optuna params)."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    param_names: list[str] = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        state = t.state.name
+        ref = a.get("reference")
+        ref = str(ref) if ref not in (None, "") else None
+        start, end = t.datetime_start, t.datetime_complete
+        duration = (end - start).total_seconds() if start and end else _num(a.get("wall_time_s"))
+        row: dict[str, Any] = {
+            "number": t.number,
+            "state": state,
+            "name": ref if ref is not None else f"#{t.number}",
+            "arch": a.get("arch"),
+            "reference": ref,
+            "is_reference": ref is not None,
+            "macs": _num(a.get("macs")),
+            "params": _num(a.get("params")),
+            "val_acc": _num(a.get("val_acc")),
+            "val_acc_final": _num(a.get("val_acc_final")),
+            "test_acc": _num(a.get("test_acc")),
+            "reward": _num(a.get("reward")),
+            "epochs": _num(a.get("epochs")),
+            "epochs_planned": _num(a.get("epochs_planned")),
+            "full_budget": _full_budget(t, state),
+            "feasible": _feasible(t),
+            "duration": duration,
+            "wall_time_s": _num(a.get("wall_time_s")),
+            "images_per_s": _num(a.get("images_per_s")),
+            "device": a.get("device"),
+            "seed": a.get("seed"),
+            "cached": bool(a.get("cached", False)),
+            "fail_reason": a.get("fail_reason"),
+            "macs_resolution": _num(a.get("macs_resolution")),
+            "datetime_start": start,
+            "datetime_complete": end,
+        }
+        for k, v in t.params.items():
+            if k not in param_names:
+                param_names.append(k)
+            row[k if k not in BASE_COLUMNS else f"param_{k}"] = v
+        rows.append(row)
+    cols = list(BASE_COLUMNS) + [k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names]
+    df = pd.DataFrame(rows, columns=cols)
+    for col in ("number",):
+        df[col] = df[col].astype("int64")
+    for col in ("is_reference", "full_budget", "feasible", "cached"):
+        df[col] = df[col].astype(bool)
+    attrs = study.user_attrs
+    df.attrs.update(
+        study_name=study.study_name,
+        objective=attrs.get("objective"),
+        metric_names=list(attrs.get("metric_names") or []),
+        config=attrs.get("config") or {},
+        directions=[d.name.lower() for d in study.directions],
+        choice_columns=[k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names],
+    )
+    return df
+
+
+def study_frame(source: str | Path | StudySource, study_name: str | None = None) -> pd.DataFrame:
+    """Load a study (results folder, SQLite/journal file or URL) into a DataFrame; see :func:`trials_frame`.
+
+    ``df.attrs`` carries the study name, storage label, objective, metric names, directions and config.
+    """
+    src = source if isinstance(source, StudySource) else resolve_source(source, study_name)
+    df = trials_frame(load_study(src))
+    df.attrs.update(storage=src.label, folder=str(src.folder) if src.folder else None)
+    return df
+
+
+def choice_columns(df: pd.DataFrame) -> list[str]:
+    """The per-stage choice (Optuna param) columns of a frame."""
+    cols = df.attrs.get("choice_columns")
+    if cols is None:
+        cols = [c for c in df.columns if c not in BASE_COLUMNS]
+    return [c for c in cols if c in df.columns]
+
+
+def export_frame(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write the frame as CSV or Parquet, chosen by the file suffix (``.csv`` / ``.parquet``)."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".parquet"):
+        raise ConfigError(f"output: unsupported suffix '{path.suffix}' (allowed: .csv, .parquet)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    out = df.copy()
+    out.attrs = {}  # attrs hold nested dicts that Parquet metadata cannot always serialise
+    if suffix == ".csv":
+        out.to_csv(path, index=False)
+    else:
+        # Choice columns may mix ints and floats across trials; object columns of mixed scalars confuse
+        # Arrow, so store them as strings only when they are genuinely mixed.
+        for col in out.columns:
+            if out[col].dtype == object:
+                kinds = {type(v) for v in out[col].dropna()}
+                if len(kinds) > 1:
+                    out[col] = out[col].map(lambda v: None if v is None else str(v))
+        out.to_parquet(path, index=False)
+    return path
