@@ -1,0 +1,122 @@
+"""Run a fixed list of (arch, seed) trials — no search — locally or on Ray (used by the ablation runner).
+
+Every job goes through :func:`nas_harness.trial.run_trial`, the same function the search backends use.
+Results reach ``on_result`` in the driver process as each job finishes, so callers can persist them
+incrementally and resume after a crash.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nas_harness.trial import ResultCache, TrialSpec, run_trial
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fixed trial: a caller-chosen unique ``key`` and its :class:`TrialSpec`."""
+
+    key: str
+    spec: TrialSpec
+
+
+@dataclass
+class JobResult:
+    """Outcome of one job: ``metrics`` from ``run_trial`` when ``ok``, else ``error`` ('Type: message')."""
+
+    key: str
+    ok: bool
+    metrics: dict[str, Any] | None
+    error: str | None
+    wall_s: float
+
+
+def _run_one(job: Job, cache_dir: str | None) -> JobResult:
+    t0 = time.perf_counter()
+    cache = ResultCache(Path(cache_dir)) if cache_dir else None
+    try:
+        metrics = run_trial(job.spec, cache=cache)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except Exception as exc:  # a failing job is a result, the others go on
+        msg = " ".join(str(exc).split()) or traceback.format_exception_only(type(exc), exc)[-1].strip()
+        return JobResult(job.key, False, None, f"{type(exc).__name__}: {msg}"[:500], time.perf_counter() - t0)
+    return JobResult(job.key, True, metrics, None, time.perf_counter() - t0)
+
+
+def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
+             max_concurrent: int | None = None, ray_address: str | None = None,
+             on_result: Callable[[JobResult], None] | None = None,
+             cache_dir: str | Path | None = None) -> list[JobResult]:
+    """Run ``jobs`` and return their results in the order of ``jobs``.
+
+    ``backend='local'`` runs them one after another in this process; ``'ray'`` runs each as a Ray task with
+    ``cpus_per_job``/``gpus_per_job`` (fractional GPUs allowed), at most ``max_concurrent`` at a time.
+    """
+    keys = [j.key for j in jobs]
+    if len(set(keys)) != len(keys):
+        from nas_harness.errors import ConfigError
+
+        dup = next(k for k in keys if keys.count(k) > 1)
+        raise ConfigError(f"jobs: duplicate key {dup!r}; every job needs a unique key")
+    cdir = str(cache_dir) if cache_dir is not None else None
+    if backend == "local":
+        results = []
+        for job in jobs:
+            res = _run_one(job, cdir)
+            if on_result is not None:
+                on_result(res)
+            results.append(res)
+        return results
+    if backend != "ray":
+        from nas_harness.errors import ConfigError
+
+        raise ConfigError(f"backend: {backend!r}; allowed values: 'local', 'ray'")
+    return _run_ray(jobs, cpus_per_job, gpus_per_job, max_concurrent, ray_address, on_result, cdir)
+
+
+def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int | None, address: str | None,
+             on_result: Callable[[JobResult], None] | None, cache_dir: str | None) -> list[JobResult]:
+    import ray
+
+    from nas_harness.backends.ray import ensure_ray
+
+    ensure_ray(address)
+    remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(_run_one_in_worker)
+    by_key: dict[str, JobResult] = {}
+    pending: dict[Any, Job] = {}
+    queue = list(jobs)
+    limit = max_concurrent or len(jobs) or 1
+    try:
+        while queue or pending:
+            while queue and len(pending) < limit:
+                job = queue.pop(0)
+                pending[remote.remote(job, cache_dir)] = job
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                job = pending.pop(ref)
+                try:
+                    res = ray.get(ref)
+                except Exception as exc:  # worker died (e.g. killed for memory)
+                    res = JobResult(job.key, False, None, f"{type(exc).__name__}: {str(exc)[:300]}", 0.0)
+                by_key[job.key] = res
+                if on_result is not None:
+                    on_result(res)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+    return [by_key[j.key] for j in jobs]
+
+
+def _run_one_in_worker(job: Job, cache_dir: str | None) -> JobResult:
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+    return _run_one(job, cache_dir)

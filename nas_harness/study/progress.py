@@ -1,0 +1,58 @@
+"""Terminal progress for a running study: trials done / planned, best value (or Pareto size), ETA.
+
+Both backends feed it finished Optuna trials; it reads the study itself for the best value, so the bar is
+right after a resume too.  tqdm writes to stderr and falls back to plain lines when not on a terminal.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class StudyProgress:
+    """A tqdm bar over the trials planned *in this run*; ``update(study)`` after each finished trial."""
+
+    def __init__(self, planned: int, already_done: int, metric_names: list[str], enabled: bool = True) -> None:
+        self.planned = planned
+        self.metric_names = metric_names
+        self.enabled = enabled
+        self.counts = {"complete": 0, "pruned": 0, "fail": 0, "cached": 0}
+        self._bar = None
+        if enabled:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=planned, desc="trials", unit="trial", file=sys.stderr, dynamic_ncols=True,
+                             disable=False, leave=True,
+                             postfix=f"{already_done} done before" if already_done else None)
+
+    def update(self, study: Any, trial: Any | None = None) -> None:
+        """Count one finished trial (``trial`` is its FrozenTrial) and refresh the postfix."""
+        if trial is not None:
+            state = trial.state.name.lower()
+            if state in self.counts:
+                self.counts[state] += 1
+            if trial.user_attrs.get("cached"):
+                self.counts["cached"] += 1
+        if self._bar is None:
+            return
+        self._bar.set_postfix_str(self.summary(study), refresh=False)
+        self._bar.update(1)
+
+    def summary(self, study: Any) -> str:
+        """'best reward=0.71' / 'pareto=4' plus fail/pruned counts."""
+        parts = []
+        try:
+            if len(study.directions) > 1:
+                parts.append(f"pareto={len(study.best_trials)}")
+            else:
+                parts.append(f"best {self.metric_names[0]}={study.best_value:.4f}")
+        except ValueError:  # no (feasible) completed trial yet
+            parts.append("best=n/a")
+        parts += [f"{k}={v}" for k, v in self.counts.items() if v and k != "complete"]
+        return " ".join(parts)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -1,0 +1,218 @@
+"""The one trial function shared by every runner: local Optuna, Ray Tune and the ablation jobs.
+
+A trial = build the candidate network, count its MACs/params analytically, train it on the proxy data and
+return a flat metrics dict.  Search backends only differ in *who calls* :func:`run_trial`; keeping one
+function guarantees that a study continued on another backend measures exactly the same thing.
+
+Results are cached by (arch string, data fingerprint, training recipe, seed, MAC-count settings): an
+identical candidate proposed twice (common with discrete spaces and TPE) is not retrained.  The cache lives
+in memory and, optionally, in a folder of small JSON files so that Ray workers and later runs share it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from nas_harness.errors import TrialError
+
+# Keys of the dict returned by run_trial (and written as Optuna user attributes by the search layer).
+METRIC_KEYS = (
+    "arch", "macs", "params", "val_acc", "val_acc_final", "test_acc", "epochs", "epochs_planned",
+    "full_budget", "wall_time_s", "train_time_s", "images_per_s", "device", "seed", "versions", "cached",
+    "macs_resolution",
+)
+
+_VERSION_LIBS = ("nas-harness", "torch", "optuna", "ray", "numpy", "fvcore")
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """Everything that determines a trial's result (and therefore its cache key)."""
+
+    arch: Any  # nas_harness.arch.Arch
+    data: Any  # nas_harness.data.ProxyConfig
+    train: Any  # nas_harness.train.TrainConfig
+    seed: int = 0
+    stem_stride: int | None = None
+    macs_resolution: int = 224
+    macs_num_classes: int = 1000
+    evaluate_test: bool = False
+
+
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    out = {"python": platform.python_version()}
+    for lib in _VERSION_LIBS:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            mod = sys.modules.get(lib.replace("-", "_"))
+            out[lib] = str(getattr(mod, "__version__", "unknown"))
+    return tuple(out.items())
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries that influence a result (recorded with every trial; computed once)."""
+    return dict(_library_versions())
+
+
+def analytic_cost(spec: TrialSpec) -> tuple[int, int]:
+    """(MACs, params) of the candidate at the spec's MAC-count settings, without building or training it.
+
+    Cheap (milliseconds), so budget checks can reject a candidate before any training.
+    """
+    from nas_harness.flops import count_macs, count_params
+
+    macs = count_macs(spec.arch, spec.macs_resolution, num_classes=spec.macs_num_classes,
+                      in_channels=3, stem_stride=None).total
+    params = count_params(spec.arch, num_classes=spec.macs_num_classes, in_channels=3)
+    return int(macs), int(params)
+
+
+def _train_cfg(spec: TrialSpec) -> Any:
+    import dataclasses
+
+    return dataclasses.replace(spec.train, seed=spec.seed)
+
+
+def cache_key(spec: TrialSpec, data_fingerprint: str) -> str:
+    """Stable hash of everything that determines the trial's outcome."""
+    payload = {
+        "arch": str(spec.arch),
+        "data": data_fingerprint,
+        "train": _train_cfg(spec).to_dict(),
+        "seed": spec.seed,
+        "stem_stride": spec.stem_stride,
+        "macs": [spec.macs_resolution, spec.macs_num_classes],
+        "test": spec.evaluate_test,
+    }
+    blob = json.dumps(payload, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:32]
+
+
+class ResultCache:
+    """Finished trial results keyed by :func:`cache_key`; optionally persisted as one JSON file per key.
+
+    One file per key written via rename keeps concurrent writers (Ray workers, several processes) safe
+    without locks; a torn or unreadable file is treated as a miss.
+    """
+
+    def __init__(self, directory: str | Path | None = None) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self._mem: dict[str, dict[str, Any]] = {}
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        if key in self._mem:
+            return dict(self._mem[key])
+        if self.directory is not None:
+            path = self.directory / f"{key}.json"
+            try:
+                value = json.loads(path.read_text())
+            except (OSError, ValueError):
+                return None
+            self._mem[key] = value
+            return dict(value)
+        return None
+
+    def put(self, key: str, metrics: dict[str, Any]) -> None:
+        self._mem[key] = dict(metrics)
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+            with os.fdopen(fd, "w") as f:
+                json.dump(metrics, f, sort_keys=True, default=str)
+            os.replace(tmp, self.directory / f"{key}.json")
+
+    def __len__(self) -> int:
+        return len(self._mem)
+
+
+def planned_epochs(train_cfg: Any, n_train: int) -> float:
+    """The budget in epochs (fractional for a step budget), so stopped-early trials can be told apart."""
+    if train_cfg.epochs is not None:
+        return float(train_cfg.epochs)
+    steps = int(train_cfg.steps or 0)
+    return round(steps * int(train_cfg.batch_size) / max(1, n_train), 4)
+
+
+def run_trial(
+    spec: TrialSpec,
+    report: Callable[[Any], None] | None = None,
+    cache: ResultCache | None = None,
+) -> dict[str, Any]:
+    """Build, count, train (and optionally test) one candidate; return its metrics dict.
+
+    ``report`` is called after every epoch with the trainer's ``EpochReport``; it may raise (e.g.
+    ``optuna.TrialPruned``), which propagates.  ``cache`` short-cuts a candidate trained before with the
+    same key: the stored metrics are returned with ``cached=True`` and ``report`` is not called.
+    Failures raise :class:`~nas_harness.errors.TrialError` subclasses; anything unexpected from model
+    building (e.g. an arch the model code cannot realise) is wrapped in a ``TrialError`` too.
+    """
+    from nas_harness.data import load_proxy
+
+    t0 = time.perf_counter()
+    data = load_proxy(spec.data)  # cached per process by the data layer
+    key = cache_key(spec, data.fingerprint())
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None:
+            hit["cached"] = True
+            return hit
+
+    macs, params = analytic_cost(spec)
+    metrics = _train_and_measure(spec, data, report)
+    metrics.update(macs=macs, params=params)
+    metrics["wall_time_s"] = time.perf_counter() - t0
+    if cache is not None and metrics["full_budget"]:
+        cache.put(key, metrics)
+    return metrics
+
+
+def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None] | None) -> dict[str, Any]:
+    from nas_harness.model import build_model
+    from nas_harness.train import evaluate, train
+
+    cfg = _train_cfg(spec)
+    try:
+        model = build_model(spec.arch, num_classes=data.num_classes, in_channels=data.in_channels,
+                            stem_stride=spec.stem_stride)
+    except (ValueError, RuntimeError) as exc:
+        raise TrialError(f"cannot build model: {exc}") from exc
+    result = train(model, data, cfg, on_epoch=report)
+    planned = planned_epochs(cfg, len(data.train_y))
+    metrics: dict[str, Any] = {
+        "arch": str(spec.arch),
+        "val_acc": float(result.best_val_acc),
+        "val_acc_final": float(result.final_val_acc),
+        "val_loss": float(result.val_loss),
+        "epochs": float(result.epochs_run),
+        "epochs_planned": planned,
+        "full_budget": True,
+        "steps": int(result.steps),
+        "train_time_s": float(result.train_time_s),
+        "images_per_s": float(result.images_per_s),
+        "peak_mem_bytes": int(result.peak_mem_bytes or 0),
+        "device": str(result.device),
+        "seed": int(spec.seed),
+        "versions": library_versions(),
+        "cached": False,
+        "macs_resolution": int(spec.macs_resolution),
+    }
+    if spec.evaluate_test:
+        test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg)
+        metrics["test_acc"] = float(test_acc)
+        metrics["test_loss"] = float(test_loss)
+    del model
+    return metrics

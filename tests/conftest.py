@@ -1,0 +1,27 @@
+"""Session-wide fixtures.  Ray is started at most ONCE per test session, and only if a test asks for it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_local() -> Iterator[None]:
+    """A quiet local Ray with 2 CPUs (no dashboard, no usage stats, nothing written to $HOME).
+
+    Tests using it should be marked ``@pytest.mark.ray``; the nas_harness Ray backend reuses this instance.
+    """
+    ray = pytest.importorskip("ray")
+    from nas_harness.backends.ray import quiet_ray_env
+
+    quiet_ray_env(local=True)
+    started = False
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True,
+                 log_to_driver=False)
+        started = True
+    yield
+    if started:
+        ray.shutdown()
