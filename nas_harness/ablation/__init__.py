@@ -1,0 +1,44 @@
+"""Ablations: train a base arch and named variants of it (no SE, no skips, ...) over several seeds and
+report what each component buys, with paired statistics across seeds.
+
+Layering: uses ``nas_harness.trial`` (the one trial function) through ``nas_harness.backends``; nothing
+below imports this package.
+"""
+
+from .config import AblationConfig, BackendConfig, load_ablation, parse_ablation
+from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, t_cdf, t_ppf, variant_table
+from .variants import (
+    BUILTIN_VARIANTS,
+    Override,
+    VariantDef,
+    apply_override,
+    apply_variant,
+    describe,
+    parse_variant_def,
+    resolve_variants,
+    se_only_in,
+)
+
+__all__ = [
+    "BUILTIN_VARIANTS",
+    "AblationConfig",
+    "BackendConfig",
+    "Override",
+    "PairedDelta",
+    "Summary",
+    "VariantDef",
+    "VariantStats",
+    "apply_override",
+    "apply_variant",
+    "describe",
+    "load_ablation",
+    "paired_delta",
+    "parse_ablation",
+    "parse_variant_def",
+    "resolve_variants",
+    "se_only_in",
+    "summarize",
+    "t_cdf",
+    "t_ppf",
+    "variant_table",
+]
