@@ -28,12 +28,12 @@ def study_data_settings(df: pd.DataFrame) -> dict[str, Any]:
     """num_classes / in_channels / resolution the study trained with, read from its ``config`` attr."""
     cfg = df.attrs.get("config") or {}
     data = cfg.get("data") or {}
+    trial = cfg.get("trial") or {}
     out: dict[str, Any] = {
-        "num_classes": cfg.get("macs_num_classes") or data.get("num_classes")
-        or _DATASET_CLASSES.get(str(data.get("dataset", "")).lower()),
+        "num_classes": data.get("num_classes") or _DATASET_CLASSES.get(str(data.get("dataset", "")).lower()),
         "in_channels": data.get("channels"),
         "resolution": data.get("resolution"),
-        "stem_stride": cfg.get("stem_stride", (cfg.get("trial") or {}).get("stem_stride")),
+        "stem_stride": trial.get("stem_stride", cfg.get("stem_stride")),
     }
     return out
 

@@ -73,6 +73,10 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
 
     text = str(source)
     folder: Path | None
+    if text.startswith("journal:"):  # the search's spelling of a journal-file storage
+        text = text[len("journal:"):].removeprefix("//")
+        if not Path(text).is_file():
+            raise ConfigError(f"storage: journal file '{text}' does not exist")
     if "://" in text:
         storage, label, folder = text, text, None
         if text.startswith("sqlite:///"):

@@ -25,12 +25,12 @@ from nas_harness.space import SearchSpace
 RES, NUM_CLASSES, CHANNELS = 32, 10, 1
 CONFIG = {
     "name": "fake",
-    "objective": "multi",
-    "sampler": {"name": "nsga2"},
+    "objective": {"kind": "multi"},
+    "sampler": {"kind": "nsgaii"},
     "data": {"dataset": "fashion_mnist", "resolution": RES, "channels": CHANNELS, "train_subset": 2000},
     "train": {"epochs": 2, "batch_size": 64, "optimizer": "sgd", "lr": 0.1},
-    "stem_stride": 1,
-    "trials": 40,
+    "trial": {"stem_stride": 1, "macs_resolution": RES, "macs_num_classes": NUM_CLASSES},
+    "run": {"n_trials": 40},
 }
 
 
@@ -61,7 +61,7 @@ def make_study(storage: str, name: str = "fake", n: int = 30, seed: int = 0, obj
     dists = {k: CategoricalDistribution(v) for k, v in space.param_grid().items()}
     directions = ["maximize", "minimize"] if objective == "multi" else ["maximize"]
     study = optuna.create_study(storage=storage, study_name=name, directions=directions)
-    study.set_user_attr("config", dict(CONFIG, name=name, objective=objective))
+    study.set_user_attr("config", dict(CONFIG, name=name, objective={"kind": objective}))
     study.set_user_attr("objective", objective)
     study.set_user_attr("metric_names", ["val_acc", "macs"] if objective == "multi" else ["reward"])
 

@@ -1,0 +1,56 @@
+"""``nas-harness export``: a chosen arch of a study as arch string, JSON spec and a ready builder call."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="export a study's chosen arch (string, JSON spec, build_model call, family)",
+                       description="Pick the RANK-th best completed full-budget search trial (or --trial N) and "
+                                   "write <out>/rank<R>.arch, .json and _build.py (default out: <study>/export).")
+    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
+    p.add_argument("--study-name", help="Optuna study name (when the storage holds several)")
+    p.add_argument("--rank", type=int, default=1, help="1 = best (default)")
+    p.add_argument("--trial", type=int, help="export this trial number instead of a rank")
+    p.add_argument("--by", default="auto", choices=["auto", "pareto", "val_acc", "reward", "test_acc"],
+                   help="ranking: auto = reward for reward studies, Pareto front (most accurate first) for "
+                        "multi-objective ones, val_acc otherwise")
+    p.add_argument("--family", type=float, nargs="+", metavar="PHI",
+                   help="also list the compound-scaled family at these phi values, e.g. --family 1 2 3")
+    p.add_argument("--base-resolution", type=int, default=224, help="resolution of phi=0 for --family")
+    p.add_argument("--num-classes", type=int, help="classifier size of the builder call (default: the study's)")
+    p.add_argument("--in-channels", type=int, help="input channels of the builder call (default: the study's)")
+    p.add_argument("--out", help="output folder (default: <study folder>/export)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_harness.results import export_arch, resolve_source, study_frame
+
+    src = resolve_source(args.study, args.study_name)
+    df = study_frame(src)
+    exp = export_arch(df, rank=args.rank, trial=args.trial, by=args.by, family=args.family,
+                      num_classes=args.num_classes, in_channels=args.in_channels,
+                      base_resolution=args.base_resolution)
+    out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "export"
+    stem = f"trial{exp.trial}" if args.trial is not None else f"rank{args.rank}"
+    paths = exp.write(out, stem)
+    m = exp.metrics
+    acc = f"val_acc {m['val_acc']:.2%}" if "val_acc" in m else "no val_acc"
+    macs = f", {m['macs'] / 1e6:.2f} MMACs" if "macs" in m else ""
+    print(f"# {exp.study_name} trial {exp.trial} ({exp.name}): {acc}{macs}")
+    print(exp.arch_string)
+    print()
+    print(exp.builder_code())
+    if exp.family:
+        print("# compound-scaled family (phi, resolution, width, depth, MMACs, arch)")
+        for f in exp.family:
+            mm = f"{f['macs'] / 1e6:.1f}" if "macs" in f else "?"
+            print(f"phi={f['phi']:g}  {f['resolution']}px  w={f['width']:.3f}  d={f['depth']:.3f}  {mm} MMACs  "
+                  f"{f['arch']}")
+        print()
+    for p in paths:
+        print(p)
+    return 0

@@ -1,0 +1,71 @@
+"""``nas-harness plot``: write a study's figures (PNG + SVG) into its folder, or compare several studies."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="accuracy-vs-MACs/Pareto, progress and importance figures of a study",
+                       description="Write figures into <study folder>/figures and print their paths.")
+    p.add_argument("studies", nargs="*", metavar="STUDY",
+                   help="results/<study> folder, SQLite/journal file or storage URL (several with --compare)")
+    p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:<file>)")
+    p.add_argument("--study", action="append", default=[], metavar="NAME",
+                   help="study name in --storage or STUDY (repeat with --compare)")
+    p.add_argument("--compare", action="store_true",
+                   help="compare the studies: hypervolume over trials and overlaid Pareto fronts")
+    p.add_argument("--out", help="output folder (default: <study folder>/figures; with --compare results/compare)")
+    p.add_argument("--choice", help="colour accuracy-vs-MACs by this search choice, e.g. s5_se "
+                                    "(default: the most important one)")
+    p.add_argument("--metric", default="val_acc", choices=["val_acc", "val_acc_final", "test_acc"],
+                   help="accuracy to plot (default val_acc)")
+    p.add_argument("--format", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"],
+                   help="figure formats (default: png svg)")
+    p.add_argument("--ref-macs", type=float, help="hypervolume reference MACs (default 1.1 x the largest)")
+    p.add_argument("--ref-acc", type=float, default=0.0, help="hypervolume reference accuracy in [0,1) (default 0)")
+    p.set_defaults(func=run)
+
+
+def sources(args: argparse.Namespace) -> list[tuple[str, str | None]]:
+    """(storage, study name) pairs from positional STUDY arguments and --storage/--study."""
+    from nas_harness.errors import ConfigError
+
+    out: list[tuple[str, str | None]] = []
+    if args.storage:
+        out += [(args.storage, n) for n in (args.study or [None])]
+        out += [(s, None) for s in args.studies]
+    elif len(args.studies) == 1 and args.study:
+        out += [(args.studies[0], n) for n in args.study]
+    else:
+        if args.study:
+            raise ConfigError("--study: give one STUDY (or --storage) when naming studies with --study")
+        out += [(s, None) for s in args.studies]
+    if not out:
+        raise ConfigError("study: give a results/<study> folder, a storage file, or --storage URL --study NAME")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nas_harness.errors import ConfigError
+    from nas_harness.plots import write_comparison_figures, write_study_figures
+    from nas_harness.results import ReferencePoint
+
+    pairs = sources(args)
+    ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
+    if args.compare:
+        paths = write_comparison_figures(pairs, Path(args.out or "results/compare"), args.format,
+                                         metric=args.metric, reference=ref)
+    else:
+        if len(pairs) != 1:
+            raise ConfigError(f"study: got {len(pairs)} studies; pass --compare to compare them")
+        (source, name), = pairs
+        paths = write_study_figures(source, name, out_dir=args.out, formats=args.format, choice=args.choice,
+                                    metric=args.metric, reference=ref)
+    for p in paths:
+        print(p)
+    return 0

@@ -1,0 +1,35 @@
+"""``nas-harness report``: Markdown + HTML report of a study (settings, Pareto table, figures, reproduction)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="Markdown/HTML report of a study with its Pareto table and figures",
+                       description="Write report.md, report.html, trials.csv/.parquet and figures/ into the "
+                                   "study folder (or --out) and print their paths.")
+    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
+    p.add_argument("--study-name", help="Optuna study name (when the storage holds several)")
+    p.add_argument("--out", help="output folder (default: the study folder)")
+    p.add_argument("--no-figures", action="store_true", help="tables only (faster)")
+    p.add_argument("--metric", default="val_acc", choices=["val_acc", "val_acc_final", "test_acc"],
+                   help="accuracy of the Pareto front (default val_acc)")
+    p.add_argument("--ref-macs", type=float, help="hypervolume reference MACs (default 1.1 x the largest)")
+    p.add_argument("--ref-acc", type=float, default=0.0, help="hypervolume reference accuracy in [0,1) (default 0)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from nas_harness.report import write_report
+    from nas_harness.results import ReferencePoint
+
+    ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
+    paths = write_report(args.study, args.study_name, out_dir=args.out, figures=not args.no_figures,
+                         reference=ref, metric=args.metric)
+    for p in [paths.markdown, paths.html, *paths.tables, *paths.figures]:
+        print(p)
+    return 0

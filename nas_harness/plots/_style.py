@@ -1,0 +1,115 @@
+"""One look for every figure: paper single-column size, one palette, MAC/param units, saving PNG + SVG.
+
+Figures are plain ``matplotlib.figure.Figure`` objects (never pyplot), so plotting works the same under the
+Agg backend in a CLI, in a test, or inline in a notebook, and no global figure state leaks between calls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+SINGLE_COLUMN = (3.5, 2.6)  # inches; a one-column figure in a two-column paper
+WIDE = (7.0, 2.8)
+PALETTE = {
+    "search": "#4C72B0",  # completed, full-budget search trials
+    "front": "#DD8452",  # the Pareto front
+    "reference": "#C44E52",  # hand-designed reference archs (B0 and variants)
+    "stopped": "#8C8C8C",  # pruned / stopped early: accuracy not comparable
+    "failed": "#222222",
+    "infeasible": "#A6BDDB",
+}
+STUDY_PALETTE = "colorblind"  # several studies / categorical choices
+_RC = {
+    "font.size": 7, "axes.titlesize": 7.5, "axes.labelsize": 7, "xtick.labelsize": 6.5, "ytick.labelsize": 6.5,
+    "legend.fontsize": 6, "legend.title_fontsize": 6.5, "lines.linewidth": 1.2, "axes.linewidth": 0.6,
+    "grid.linewidth": 0.4, "svg.fonttype": "none", "savefig.dpi": 300,
+}
+
+
+@contextlib.contextmanager
+def paper_style() -> Iterator[None]:
+    """Seaborn whitegrid + small fonts, only for the duration of one figure."""
+    import matplotlib as mpl
+    import seaborn as sns
+
+    with mpl.rc_context(), sns.axes_style("whitegrid"), sns.plotting_context("paper", rc=_RC):
+        yield
+
+
+def new_figure(size: tuple[float, float] = SINGLE_COLUMN, ncols: int = 1) -> tuple[Any, Any]:
+    """A pyplot-free Figure with an Agg canvas (needed to measure text for label placement)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=size, layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, ncols)
+    return fig, axes
+
+
+def cost_unit(cost: str, values: Sequence[float]) -> tuple[float, str]:
+    """Divisor and axis label for MACs/params so tick numbers stay short: ``(1e6, "MMACs")`` etc."""
+    top = max((float(v) for v in values if v == v), default=0.0)
+    if cost == "macs":
+        steps = [(1e9, "GMACs"), (1e6, "MMACs"), (1e3, "kMACs")]
+    else:
+        steps = [(1e9, "billions"), (1e6, "millions"), (1e3, "thousands")]
+    for div, label in steps:
+        if top >= div:
+            return div, label
+    return 1.0, "MACs" if cost == "macs" else "count"
+
+
+def log_cost_axis(ax: Any, lo: float, hi: float) -> None:
+    """Log x axis with plain-number ticks; short ranges get 2/5 sub-ticks so there are always labels."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    pad = (hi / lo) ** 0.06 if hi > lo > 0 else 1.3
+    ax.set_xlim(lo / pad, hi * pad)
+    decades = (hi * pad) / (lo / pad)
+    subs = (1.0,) if decades > 300 else (1.0, 2.0, 5.0) if decades > 8 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def save(fig: Any, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "svg")) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out_dir / f"{stem}.{fmt}"
+        fig.savefig(path, format=fmt, bbox_inches="tight")
+        paths.append(path)
+    return paths
+
+
+def spread_labels(ax: Any, texts: list[Any], pad_px: float = 1.5, iterations: int = 60) -> None:
+    """Nudge annotation labels vertically until their boxes stop overlapping each other and the markers.
+
+    A deliberately small repel: a handful of labels on a front, not a general layout engine.
+    """
+    if len(texts) < 2:
+        return
+    fig = ax.figure
+    renderer = fig.canvas.get_renderer()
+    for _ in range(iterations):
+        moved = False
+        boxes = [t.get_window_extent(renderer).expanded(1.0, 1.0) for t in texts]
+        for i in range(len(texts)):
+            for j in range(i + 1, len(texts)):
+                a, b = boxes[i], boxes[j]
+                if a.x1 + pad_px < b.x0 or b.x1 + pad_px < a.x0 or a.y1 + pad_px < b.y0 or b.y1 + pad_px < a.y0:
+                    continue
+                overlap = min(a.y1, b.y1) - max(a.y0, b.y0) + pad_px
+                lower, upper = (i, j) if a.y0 <= b.y0 else (j, i)
+                for k, sign in ((lower, -1), (upper, 1)):
+                    x, y = texts[k].get_position()  # offset points for annotations
+                    texts[k].set_position((x, y + sign * overlap * 72 / fig.dpi / 2 + sign * 0.5))
+                moved = True
+                boxes = [t.get_window_extent(renderer) for t in texts]
+        if not moved:
+            return

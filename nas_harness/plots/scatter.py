@@ -1,0 +1,195 @@
+"""Accuracy-vs-cost scatter plots: the Pareto-front figure, its colour-by-choice variant, and overlaid fronts.
+
+Every trial is shown, but only COMPLETE full-budget trials are drawn as solid points: pruned/stopped trials are
+hollow grey (their accuracy is from a shorter budget) and failed trials are crosses on the bottom edge at their
+MACs, so a reader sees where the search spent budget without mistaking partial results for real ones.
+Reference archs are red stars with their names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from matplotlib import patheffects
+
+from nas_harness.errors import ConfigError
+from nas_harness.plots._style import (
+    PALETTE,
+    SINGLE_COLUMN,
+    STUDY_PALETTE,
+    cost_unit,
+    log_cost_axis,
+    new_figure,
+    paper_style,
+    spread_labels,
+)
+from nas_harness.results import choice_columns, eligible, pareto_front
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+    from matplotlib.figure import Figure
+
+_HALO = [patheffects.withStroke(linewidth=2.0, foreground="white")]  # labels stay readable over lines
+_METRIC_LABEL = {"val_acc": "Validation accuracy (%)", "val_acc_final": "Final validation accuracy (%)",
+                 "test_acc": "Test accuracy (%)", "reward": "Reward"}
+
+
+def _y(df: pd.DataFrame, metric: str) -> np.ndarray:
+    scale = 1.0 if metric == "reward" else 100.0
+    return df[metric].to_numpy(float) * scale
+
+
+def _draw_front(ax: Any, front: pd.DataFrame, cost: str, metric: str, div: float, color: str,
+                label: str | None, xmax: float) -> None:
+    if front.empty:
+        return
+    x = front[cost].to_numpy(float) / div
+    y = _y(front, metric)
+    # Attainment line: at any cost between two front points the best reachable accuracy is the cheaper
+    # point's, hence a post-step; it runs on to the right edge of the data.
+    ax.step(np.append(x, xmax), np.append(y, y[-1]), where="post", color=color, lw=1.2, zorder=3, label=label)
+    ax.scatter(x, y, s=22, facecolor="none", edgecolor=color, linewidth=1.0, zorder=4)
+
+
+def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float) -> list[Any]:
+    refs = eligible(df, cost, metric, include_reference=True)
+    refs = refs[refs["is_reference"]]
+    if refs.empty:
+        return []
+    ax.scatter(refs[cost] / div, _y(refs, metric), marker="*", s=70, color=PALETTE["reference"],
+               edgecolor="white", linewidth=0.4, zorder=6, label="reference (B0 family)")
+    return [ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]), xytext=(5, -7),
+                        textcoords="offset points", fontsize=6, fontweight="bold", path_effects=_HALO,
+                        color=PALETTE["reference"], zorder=7)
+            for _, r in refs.iterrows()]
+
+
+def _draw_others(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float) -> None:
+    has_cost = df[cost].notna()
+    stopped = df[has_cost & df[metric].notna() & ~df["full_budget"] & df["state"].isin(["PRUNED", "COMPLETE"])]
+    if not stopped.empty:
+        ax.scatter(stopped[cost] / div, _y(stopped, metric), s=12, facecolor="none",
+                   edgecolor=PALETTE["stopped"], linewidth=0.7, zorder=1, label="pruned / stopped early")
+    failed = df[has_cost & (df["state"] == "FAIL")]
+    if not failed.empty:
+        # Failed trials have no accuracy: put them on the bottom edge at their MACs.
+        ax.scatter(failed[cost] / div, np.full(len(failed), 0.03), marker="x", s=14, color=PALETTE["failed"],
+                   linewidth=0.8, transform=ax.get_xaxis_transform(), zorder=2, clip_on=False,
+                   label=f"failed ({len(failed)})")
+
+
+def _finish(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, unit: str, title: str) -> None:
+    costs = df[cost].dropna().to_numpy(float) / div
+    lo, hi = (costs.min(), costs.max()) if costs.size else (1.0, 10.0)
+    log_cost_axis(ax, lo, hi)
+    res = df["macs_resolution"].dropna().unique() if "macs_resolution" in df else []
+    at = f" at {int(res[0])} px" if len(res) == 1 else ""  # MACs are counted at the study's macs_resolution
+    ax.set_xlabel(f"MACs{at} ({unit}, log scale)" if cost == "macs" else f"Parameters ({unit}, log scale)")
+    ax.set_ylabel(_METRIC_LABEL[metric])
+    ax.set_title(title)
+
+
+def _study(df: pd.DataFrame) -> str:
+    return str(df.attrs.get("study_name") or "study")
+
+
+def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "val_acc", label_top: int = 5,
+                          title: str | None = None, size: tuple[float, float] = SINGLE_COLUMN) -> Figure:
+    """All trials on accuracy vs log cost, the search's Pareto front as a step line, references starred,
+    and the ``label_top`` most accurate front archs labelled with their short names (``#<trial>``)."""
+    with paper_style():
+        fig, ax = new_figure(size)
+        div, unit = cost_unit(cost, df[cost].dropna())
+        ok = eligible(df, cost, metric)
+        feasible, infeasible = ok[ok["feasible"]], ok[~ok["feasible"]]
+        ax.scatter(feasible[cost] / div, _y(feasible, metric), s=12, color=PALETTE["search"], alpha=0.75,
+                   linewidth=0, zorder=2, label=f"search trials ({len(feasible)})")
+        if not infeasible.empty:
+            ax.scatter(infeasible[cost] / div, _y(infeasible, metric), s=12, color=PALETTE["infeasible"],
+                       linewidth=0, zorder=2, label="over budget (infeasible)")
+        _draw_others(ax, df, cost, metric, div)
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs "
+                     f"{'MACs' if cost == 'macs' else 'parameters'}")
+        front = pareto_front(df, cost, metric)
+        _draw_front(ax, front, cost, metric, div, PALETTE["front"], f"Pareto front ({len(front)})",
+                    ax.get_xlim()[1])
+        texts = _draw_references(ax, df, cost, metric, div)
+        for _, r in front.sort_values("front_rank").head(label_top).iterrows():
+            texts.append(ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]),
+                                     xytext=(-4, 5), textcoords="offset points", ha="right", fontsize=6,
+                                     path_effects=_HALO, color="#333333", zorder=7))
+        _clip_y(ax, df, metric)
+        ax.legend(loc="best", frameon=True, framealpha=0.85, borderpad=0.4, handletextpad=0.3)
+        spread_labels(ax, texts)
+    return fig
+
+
+def _clip_y(ax: Any, df: pd.DataFrame, metric: str) -> None:
+    """Y range from the trials that count (complete, pruned), not chance-level outliers of broken runs."""
+    ys = _y(df[df[metric].notna() & df["state"].isin(["COMPLETE", "PRUNED"])], metric)
+    if ys.size:
+        lo, hi = np.percentile(ys, 2), ys.max()
+        span = max(hi - lo, 1e-3)
+        ax.set_ylim(lo - 0.18 * span, hi + 0.08 * span)  # room at the bottom for failed-trial crosses
+
+
+def _fmt_choice(v: Any) -> str:
+    """Choices come back as floats when some trial lacks the param (NaN column): show 3, not 3.0."""
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def plot_by_choice(df: pd.DataFrame, choice: str, cost: str = "macs", metric: str = "val_acc",
+                   title: str | None = None, size: tuple[float, float] = SINGLE_COLUMN) -> Figure:
+    """Accuracy vs cost of completed full-budget trials coloured by one search choice (e.g. ``s5_se``)."""
+    import seaborn as sns
+
+    choices = choice_columns(df)
+    if choice not in choices:
+        raise ConfigError(f"choice: '{choice}' is not a parameter of this study (allowed: {', '.join(choices)})")
+    with paper_style():
+        fig, ax = new_figure(size)
+        div, unit = cost_unit(cost, df[cost].dropna())
+        ok = eligible(df, cost, metric).dropna(subset=[choice])
+        values = sorted(ok[choice].unique(), key=lambda v: (str(type(v)), v))
+        colors = dict(zip([str(v) for v in values], sns.color_palette(STUDY_PALETTE, len(values))))
+        front = pareto_front(df, cost, metric)
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs MACs by {choice}")
+        _draw_front(ax, front, cost, metric, div, "#999999", "Pareto front", ax.get_xlim()[1])
+        for v in values:
+            sub = ok[ok[choice] == v]
+            ax.scatter(sub[cost] / div, _y(sub, metric), s=14, color=colors[str(v)], alpha=0.85, linewidth=0,
+                       zorder=3, label=f"{_fmt_choice(v)} ({len(sub)})")
+        texts = _draw_references(ax, df, cost, metric, div)
+        _clip_y(ax, df, metric)
+        ax.legend(title=choice, loc="best", frameon=True, framealpha=0.85)
+        spread_labels(ax, texts)
+    return fig
+
+
+def plot_fronts(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None = None, cost: str = "macs",
+                metric: str = "val_acc", title: str | None = None,
+                size: tuple[float, float] = SINGLE_COLUMN) -> Figure:
+    """The Pareto fronts of several studies overlaid (e.g. TPE vs NSGA-II vs random), references starred."""
+    import pandas as pd
+    import seaborn as sns
+
+    labels = list(labels or [_study(f) for f in frames])
+    both = pd.concat(list(frames), ignore_index=True)
+    with paper_style():
+        fig, ax = new_figure(size)
+        div, unit = cost_unit(cost, both[cost].dropna())
+        _finish(ax, both, cost, metric, div, unit, title or "Pareto fronts: " + " vs ".join(labels))
+        for f, label, color in zip(frames, labels, sns.color_palette(STUDY_PALETTE, len(frames))):
+            ok = eligible(f, cost, metric)
+            ax.scatter(ok[cost] / div, _y(ok, metric), s=6, color=color, alpha=0.3, linewidth=0, zorder=1)
+            _draw_front(ax, pareto_front(f, cost, metric), cost, metric, div, color, label, ax.get_xlim()[1])
+        refs = both.drop_duplicates(subset=["arch", "reference"]) if "arch" in both else both
+        texts = _draw_references(ax, refs, cost, metric, div)
+        _clip_y(ax, both, metric)
+        ax.legend(loc="best", frameon=True, framealpha=0.85)
+        spread_labels(ax, texts)
+    return fig

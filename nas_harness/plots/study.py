@@ -1,0 +1,104 @@
+"""Write a study's standard figure set (what ``nas-harness plot`` and the end of a search run produce)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from nas_harness.errors import ConfigError
+from nas_harness.plots._style import save
+from nas_harness.plots.importance import plot_importance
+from nas_harness.plots.progress import plot_progress
+from nas_harness.plots.scatter import plot_accuracy_vs_cost, plot_by_choice, plot_fronts
+from nas_harness.results import ReferencePoint, load_study, resolve_source, trials_frame
+
+log = logging.getLogger(__name__)
+FIGURES_DIR = "figures"
+
+
+def _out_dir(folder: Path | None, study_name: str, out_dir: str | Path | None) -> Path:
+    if out_dir is not None:
+        return Path(out_dir)
+    return (folder if folder is not None else Path("results") / study_name) / FIGURES_DIR
+
+
+def _default_choice(df, importances: dict[str, float] | None) -> str | None:
+    if importances:
+        return next(iter(importances))
+    for c in ("s5_se", "s5_kernel"):
+        if c in df.columns and df[c].notna().any():
+            return c
+    return None
+
+
+def write_study_figures(source: str | Path, study_name: str | None = None, *, out_dir: str | Path | None = None,
+                        formats: Sequence[str] = ("png", "svg"), choice: str | None = None,
+                        metric: str = "val_acc", reference: ReferencePoint | None = None,
+                        evaluator: str = "ped_anova") -> list[Path]:
+    """All figures of one study into ``<study folder>/figures`` (or ``out_dir``); returns the written paths.
+
+    Figures that need more data than the study has (e.g. importance with < 2 completed trials) are skipped
+    with a log message rather than failing the caller (typically the end of a search run).
+    """
+    from nas_harness.plots.importance import param_importances
+
+    src = resolve_source(source, study_name)
+    study = load_study(src)
+    df = trials_frame(study)
+    out = _out_dir(src.folder, src.study_name, out_dir)
+    paths: list[Path] = []
+    have_cost = df["macs"].notna().any()
+
+    def attempt(stem: str, make) -> None:
+        try:
+            fig = make()
+        except ConfigError as exc:
+            log.info("skipping %s: %s", stem, exc)
+            return
+        paths.extend(save(fig, out, stem, formats))
+
+    if have_cost:
+        attempt("accuracy_vs_macs", lambda: plot_accuracy_vs_cost(df, "macs", metric))
+    if df["params"].notna().any():
+        attempt("accuracy_vs_params", lambda: plot_accuracy_vs_cost(df, "params", metric))
+    if have_cost:
+        attempt("hypervolume", lambda: plot_progress([df], metric="hypervolume", reference=reference))
+    if df.attrs.get("objective") == "reward" and df["reward"].notna().any():
+        attempt("best_reward", lambda: plot_progress([df], metric="best_reward"))
+    else:
+        attempt("best_val_acc", lambda: plot_progress([df], metric="best_val_acc"))
+    try:
+        importances = param_importances(study, metric, evaluator)
+    except ConfigError as exc:
+        log.info("skipping importance: %s", exc)
+        importances = None
+    if importances:
+        attempt("importance", lambda: plot_importance(study, metric, evaluator))
+    chosen = choice or _default_choice(df, importances)
+    if chosen is not None and have_cost:
+        if choice is not None:  # an explicit choice that does not exist is the user's error: say so
+            paths.extend(save(plot_by_choice(df, chosen, metric=metric), out, f"accuracy_by_{chosen}", formats))
+        else:
+            attempt(f"accuracy_by_{chosen}", lambda: plot_by_choice(df, chosen, metric=metric))
+    return paths
+
+
+def write_comparison_figures(sources: Sequence[tuple[str | Path, str | None]], out_dir: str | Path,
+                             formats: Sequence[str] = ("png", "svg"), metric: str = "val_acc",
+                             reference: ReferencePoint | None = None) -> list[Path]:
+    """Hypervolume-over-trials and overlaid Pareto fronts of several studies, sharing one reference point."""
+    if len(sources) < 2:
+        raise ConfigError(f"compare: need at least 2 studies, got {len(sources)}")
+    frames, labels = [], []
+    for source, name in sources:
+        src = resolve_source(source, name)
+        frames.append(trials_frame(load_study(src)))
+        labels.append(src.study_name if src.study_name not in labels else f"{src.study_name} ({src.label})")
+    out = Path(out_dir)
+    paths = save(plot_progress(frames, labels, "hypervolume", reference), out, "compare_hypervolume", formats)
+    paths += save(plot_fronts(frames, labels, metric=metric), out, "compare_fronts", formats)
+    objectives = {f.attrs.get("objective") for f in frames}
+    if objectives == {"reward"}:
+        paths += save(plot_progress(frames, labels, "best_reward"), out, "compare_best_reward", formats)
+    return paths

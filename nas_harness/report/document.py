@@ -1,0 +1,112 @@
+"""A tiny document model rendered to both Markdown and self-contained HTML.
+
+Reports are built once as blocks and rendered twice, so the Markdown and HTML versions cannot drift apart and
+no Markdown-to-HTML dependency is needed.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Para:
+    text: str  # plain text; `code` spans are the only inline markup
+
+
+@dataclass
+class Bullets:
+    items: list[str]
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+    code_columns: set[int] = field(default_factory=set)  # rendered as code (arch strings)
+
+
+@dataclass
+class Code:
+    text: str
+    lang: str = ""
+
+
+@dataclass
+class Image:
+    path: str  # relative to the report
+    alt: str
+
+
+Block = Heading | Para | Bullets | Table | Code | Image
+
+
+def _md_cell(s: str) -> str:
+    return s.replace("|", "\\|").replace("\n", " ")
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    out: list[str] = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"{'#' * b.level} {b.text}")
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Bullets):
+            out.append("\n".join(f"- {i}" for i in b.items))
+        elif isinstance(b, Table):
+            lines = ["| " + " | ".join(_md_cell(h) for h in b.header) + " |",
+                     "|" + "|".join("---" for _ in b.header) + "|"]
+            for row in b.rows:
+                cells = [f"`{c}`" if i in b.code_columns and c else _md_cell(c) for i, c in enumerate(row)]
+                lines.append("| " + " | ".join(cells) + " |")
+            out.append("\n".join(lines))
+        elif isinstance(b, Code):
+            out.append(f"```{b.lang}\n{b.text.rstrip()}\n```")
+        elif isinstance(b, Image):
+            out.append(f"![{b.alt}]({b.path})")
+    return "\n\n".join(out) + "\n"
+
+
+def _inline(s: str) -> str:
+    """Escape, then turn `code` spans into <code>."""
+    parts = s.split("`")
+    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+
+
+_CSS = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
+table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;
+text-align:left;vertical-align:top}th{background:#f3f3f3}code{font-size:.8rem;word-break:break-all}
+pre{background:#f6f6f6;padding:.6rem;overflow-x:auto}img{max-width:32rem;margin:.5rem 1rem .5rem 0}"""
+
+
+def to_html(blocks: list[Block], title: str) -> str:
+    out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+           f"<style>{_CSS}</style></head><body>"]
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"<h{b.level}>{_inline(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            out.append(f"<p>{_inline(b.text)}</p>")
+        elif isinstance(b, Bullets):
+            out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
+        elif isinstance(b, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            body = "".join(
+                "<tr>" + "".join(f"<td><code>{html.escape(c)}</code></td>" if i in b.code_columns and c
+                                 else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                for row in b.rows)
+            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        elif isinstance(b, Code):
+            out.append(f"<pre><code>{html.escape(b.text.rstrip())}</code></pre>")
+        elif isinstance(b, Image):
+            out.append(f"<img src='{html.escape(b.path)}' alt='{html.escape(b.alt)}'>")
+    out.append("</body></html>")
+    return "\n".join(out) + "\n"

@@ -1,0 +1,72 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from nas_harness.arch import Arch, parse_arch
+from nas_harness.cli import main
+from nas_harness.errors import ConfigError
+from nas_harness.flops import count_params
+from nas_harness.results import export_arch, pareto_front, rank_trials, study_frame
+from nas_harness.scaling import compound
+
+
+def test_rank_follows_the_objective(study_dir: Path) -> None:
+    df = study_frame(study_dir)
+    front = pareto_front(df).sort_values("front_rank")
+    # multi-objective study: auto ranks along the front, most accurate first
+    assert rank_trials(df)["number"].tolist() == front["number"].tolist()
+    by_acc = rank_trials(df, "val_acc")
+    assert by_acc["val_acc"].is_monotonic_decreasing and not by_acc["is_reference"].any()
+    assert len(by_acc) == 25  # complete, full budget, not a reference
+    with pytest.raises(ConfigError, match="rank_by: 'x'"):
+        rank_trials(df, "x")
+
+
+def test_export_round_trips_arch_string_spec_and_builder(study_dir: Path, tmp_path: Path) -> None:
+    df = study_frame(study_dir)
+    exp = export_arch(df, rank=2, family=[1, 2])
+    row = pareto_front(df).sort_values("front_rank").iloc[1]
+    assert exp.trial == row["number"] and exp.arch_string == row["arch"]
+    assert str(parse_arch(exp.arch_string)) == exp.arch_string
+    # the study trained Fashion-MNIST (10 classes, 1 channel) with a stride-1 stem
+    assert (exp.num_classes, exp.in_channels, exp.stem_stride) == (10, 1, 1)
+    paths = exp.write(tmp_path, "rank2")
+    assert paths[0].read_text().strip() == row["arch"]
+    spec = json.loads(paths[1].read_text())
+    assert Arch.from_dict(spec["spec"]) == parse_arch(row["arch"]) and spec["metrics"]["val_acc"] == row["val_acc"]
+    # the builder call really builds the network
+    ns: dict = {}
+    exec(paths[2].read_text(), ns)
+    n_params = sum(p.numel() for p in ns["model"].parameters())
+    assert n_params == count_params(exp.arch, num_classes=10, in_channels=1)
+    # compound-scaled family at 224 px base
+    assert [f["phi"] for f in exp.family] == [1, 2]
+    s2 = compound(exp.arch, 2)
+    assert exp.family[1]["arch"] == str(s2.arch) and exp.family[1]["resolution"] == s2.resolution
+    assert exp.family[0]["macs"] < exp.family[1]["macs"]
+
+
+def test_export_by_trial_and_errors(study_dir: Path) -> None:
+    df = study_frame(study_dir)
+    assert export_arch(df, trial=0).trial == 0  # a failed trial still has its arch
+    with pytest.raises(ConfigError, match="only 5 eligible"):
+        export_arch(df, rank=6)
+    with pytest.raises(ConfigError, match="trial: no trial 999"):
+        export_arch(df, trial=999)
+    with pytest.raises(ConfigError, match="rank: expected an integer >= 1"):
+        export_arch(df, rank=0)
+
+
+def test_cli_export(study_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    assert main(["export", str(study_dir), "--rank", "1", "--family", "1"]) == 0
+    out = capsys.readouterr().out
+    best = pareto_front(study_frame(study_dir)).sort_values("front_rank").iloc[0]
+    assert best["arch"] in out.splitlines()
+    assert f'build_model(parse_arch("{best["arch"]}"), num_classes=10, in_channels=1, stem_stride=1)' in out
+    assert "phi=1" in out
+    assert (study_dir / "export" / "rank1.arch").read_text().strip() == best["arch"]
+    assert main(["export", str(study_dir), "--rank", "40"]) == 2
+    assert "rank: study 'fake' has only 5" in capsys.readouterr().err
