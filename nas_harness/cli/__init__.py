@@ -16,6 +16,9 @@ from collections.abc import Sequence
 _COMMANDS: dict[str, str] = {
     "info": "_info",
     "scale": "_scale",
+    "plot": "_plot",
+    "report": "_report",
+    "export": "_export",
 }
 
 
