@@ -13,10 +13,10 @@ def ray_local() -> Iterator[None]:
 
     Tests using it should be marked ``@pytest.mark.ray``; the nas_harness Ray backend reuses this instance.
     """
-    ray = pytest.importorskip("ray")
     from nas_harness.backends.ray import quiet_ray_env
 
-    quiet_ray_env(local=True)
+    quiet_ray_env(local=True)  # before Ray is imported: it reads the auth mode at import
+    ray = pytest.importorskip("ray")
     started = False
     if not ray.is_initialized():
         ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True,

@@ -20,6 +20,7 @@ import json
 import math
 import os
 import secrets
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,14 @@ def quiet_ray_env(local: bool) -> None:
         # otherwise write ~/.ray/auth_token (or warn that auth is off).
         os.environ["RAY_AUTH_MODE"] = "token"
         os.environ.setdefault("RAY_AUTH_TOKEN", secrets.token_hex(16))
+        if "ray" in sys.modules:  # Ray reads the mode when imported: make an imported Ray see it too
+            try:
+                from ray._raylet import AuthenticationTokenLoader, Config
+
+                Config.initialize("")
+                AuthenticationTokenLoader.instance().reset_cache()
+            except (ImportError, AttributeError):  # pragma: no cover - other Ray versions
+                pass
     # Workers must import nas_harness even when it is not pip-installed (running from a checkout).
     root = str(Path(__file__).resolve().parents[2])
     paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -53,11 +62,11 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
 
     Reuses an already initialised Ray (e.g. the test session's).
     """
+    address = address or os.environ.get("RAY_ADDRESS") or None
     import ray
 
     if ray.is_initialized():
         return False
-    address = address or os.environ.get("RAY_ADDRESS") or None
     quiet_ray_env(local=address is None)
     kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True,
                               "configure_logging": True}

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 _COMMANDS: dict[str, str] = {
     "info": "_info",
     "scale": "_scale",
+    "search": "_search",
     "plot": "_plot",
     "report": "_report",
     "export": "_export",

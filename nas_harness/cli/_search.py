@@ -1,0 +1,103 @@
+"""``nas-harness search STUDY.toml``: run or continue a search study (local or Ray), or its scaling search.
+
+The study file is validated (flags applied first) before anything runs or is written; a bad file or flag
+exits 2 with one line naming the key.  Re-running the same command continues the study.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+_OVERRIDES = {  # flag attribute -> study-file key path
+    "n_trials": "run.n_trials",
+    "timeout": "run.timeout_s",
+    "backend": "run.backend",
+    "storage": "run.storage",
+    "seed": "seed",
+    "cpus_per_trial": "ray.cpus_per_trial",
+    "gpus_per_trial": "ray.gpus_per_trial",
+    "max_concurrent": "ray.max_concurrent",
+    "ray_address": "ray.address",
+    "results_dir": "run.results_dir",
+}
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="run or continue an architecture search study (studies/*.toml)",
+                       description="Run the study described by a TOML file; re-running continues it. "
+                                   "Flags override the file's values.")
+    p.add_argument("study", metavar="STUDY.toml", help="study file, e.g. studies/quickstart.toml")
+    p.add_argument("--n-trials", type=int, help="total finished trials the study should reach (run.n_trials)")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds (run.timeout_s)")
+    p.add_argument("--backend", help="local or ray (run.backend)")
+    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")
+    p.add_argument("--seed", type=int, help="seed of the sampler and of every trial's training (seed)")
+    p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (ray.cpus_per_trial)")
+    p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial, fractional ok (ray.gpus_per_trial)")
+    p.add_argument("--max-concurrent", type=int, help="Ray: concurrent trials, 0 = as resources allow")
+    p.add_argument("--ray-address", help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
+    p.add_argument("--results-dir", help="parent folder of results/<study> (run.results_dir)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
+    p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")
+    p.add_argument("--scaling", action="store_true",
+                   help="compound-scaling search instead: grid over alpha, beta, gamma ([scaling] table)")
+    p.add_argument("--base", help="with --scaling: base arch (b0..b7, arch string or file; default: the study's)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from nas_harness.study.config import load_study
+
+    overrides = {key: getattr(args, attr) for attr, key in _OVERRIDES.items()}
+    if args.no_progress:
+        overrides["run.progress"] = False
+    if args.no_plots:
+        overrides["run.plots"] = False
+    cfg = load_study(args.study, overrides)
+    if args.check:
+        print(json.dumps(cfg.to_dict(), indent=2, default=str))
+        print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",
+              file=sys.stderr)
+        return 0
+    if args.scaling:
+        return _run_scaling(cfg, args.base)
+    from nas_harness.study.search import run_search
+
+    summary = run_search(cfg)
+    print(f"study {summary.study_name}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
+          f"{summary.n_fail} failed; storage {summary.storage}")
+    for b in summary.best[:10]:
+        extra = f" reward={b['reward']:.4f}" if "reward" in b else ""
+        ref = f" [{b['reference']}]" if "reference" in b else ""
+        acc = b["val_acc"] if b["val_acc"] is not None else float("nan")
+        print(f"  best #{b['number']}{ref}: val_acc={acc:.4f} macs={b['macs'] or 0:,}{extra}  {b['arch']}")
+    for path in summary.outputs:
+        print(f"  wrote {path}")
+    if summary.interrupted:
+        print("interrupted: completed trials are saved; run the same command again to continue",
+              file=sys.stderr)
+        return 130
+    if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0:
+        print("error: every trial failed (see fail_reason above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_scaling(cfg, base_text: str | None) -> int:
+    from nas_harness.arch import resolve_arch
+    from nas_harness.study.scaling_search import run_scaling_search
+
+    base = resolve_arch(base_text) if base_text else None
+    summary = run_scaling_search(cfg, base)
+    print(f"scaling study {summary.study_name}: {len(summary.rows)}/{summary.triples} triples trained")
+    for r in summary.rows[:10]:
+        print(f"  alpha={r['alpha']:g} beta={r['beta']:g} gamma={r['gamma']:g}  val_acc={r['val_acc']:.4f}  "
+              f"res={r['resolution']} macs={r['macs'] or 0:,}")
+    if summary.best:
+        b = summary.best
+        print(f"best triple: alpha={b['alpha']:g} beta={b['beta']:g} gamma={b['gamma']:g}")
+    return 130 if summary.interrupted else 0
