@@ -20,6 +20,7 @@ _COMMANDS: dict[str, str] = {
     "plot": "_plot",
     "report": "_report",
     "export": "_export",
+    "ablate": "_ablate",
 }
 
 

@@ -1,0 +1,189 @@
+"""Ablation report: per-run and per-variant CSV, a Markdown table (also printed), and a seaborn figure.
+
+Everything is derived from the stored run records, so ``nas-harness ablate FILE --report-only`` can redraw
+it at any time (e.g. for a partially finished ablation).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .config import AblationConfig
+from .runner import RunRecord
+from .stats import VariantStats, variant_table
+from .variants import describe
+
+__all__ = ["ReportPaths", "markdown_table", "plot_ablation", "summarize_runs", "write_report"]
+
+
+@dataclass(frozen=True)
+class ReportPaths:
+    runs_csv: Path
+    summary_csv: Path
+    markdown: Path
+    figures: tuple[Path, ...]
+
+
+def summarize_runs(cfg: AblationConfig, records: Sequence[RunRecord]) -> list[VariantStats]:
+    """One :class:`VariantStats` per variant of ``cfg`` (Δ vs ``cfg.baseline``)."""
+    return variant_table([r.to_row() for r in records], cfg.variants, {v: str(a) for v, a in cfg.archs.items()},
+                         baseline=cfg.baseline)
+
+
+def _pct(x: float, digits: int = 2) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:.{digits}f}"
+
+
+def _signed_pct(x: float) -> str:
+    return "–" if x is None or math.isnan(x) else f"{100 * x:+.2f}"
+
+
+def _count(n: int | None, unit: float, suffix: str, digits: int) -> str:
+    return "–" if n is None else f"{n / unit:.{digits}f}{suffix}"
+
+
+def _signed_count(n: int | None, base: int | None, unit: float, suffix: str, digits: int) -> str:
+    if n is None:
+        return "–"
+    rel = f" ({100 * n / base:+.1f}%)" if base else ""
+    return f"{n / unit:+.{digits}f}{suffix}{rel}"
+
+
+def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
+    """The ablation table in GitHub Markdown (accuracies in %, Δ in percentage points)."""
+    base = next((r for r in rows if r.variant == baseline), None)
+    head = ["variant", "runs", "test acc % (mean ± std)", "95% CI", f"Δ test vs {baseline} (paired) [95% CI]",
+            "p", "val acc %", "params", "Δ params", "MACs", "Δ MACs", "train s/run"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    for r in rows:
+        d = r.delta_test
+        if d is None or r.variant == baseline:
+            delta, p = "–", "–"
+        else:
+            ci = f" [{_signed_pct(d.ci_low)}, {_signed_pct(d.ci_high)}]" if d.n >= 2 else ""
+            delta = f"{_signed_pct(d.mean)}{ci} (n={d.n})"
+            p = "–" if math.isnan(d.p_value) else f"{d.p_value:.3f}"
+        runs = f"{r.n_ok}" + (f" (+{r.n_failed} failed)" if r.n_failed else "")
+        cells = [
+            r.variant,
+            runs,
+            f"{_pct(r.test.mean)} ± {_pct(r.test.std)}",
+            f"[{_pct(r.test.ci_low)}, {_pct(r.test.ci_high)}]",
+            delta,
+            p,
+            _pct(r.val.mean),
+            _count(r.params, 1e6, "M", 3),
+            "–" if r.variant == baseline else _signed_count(r.d_params, base.params if base else None, 1e6, "M", 3),
+            _count(r.macs, 1e6, "M", 1),
+            "–" if r.variant == baseline else _signed_count(r.d_macs, base.macs if base else None, 1e6, "M", 1),
+            "–" if math.isnan(r.train_time_s) else f"{r.train_time_s:.0f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
+    d, t = cfg.data, cfg.train
+    budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
+    devices = sorted({str(r.metrics.get("device")) for r in records if r.state == "ok" and r.metrics.get("device")})
+    times = [float(r.metrics.get("wall_time_s") or 0.0) for r in records if r.state == "ok"]
+    train_n = f"train_subset={d.train_subset}" if getattr(d, "train_subset", None) else "full train split"
+    return (
+        f"Base arch: `{cfg.arch}`; data: {d.dataset} at {d.resolution} px ({train_n}, val_size={d.val_size}), "
+        f"stem stride {cfg.stem_stride or 'as arch'}; training: {budget}, batch {t.batch_size}, {t.optimizer} "
+        f"lr {t.lr}, {t.schedule}; seeds {list(cfg.seeds)}; device {', '.join(devices) or '?'}; "
+        f"total run time {sum(times) / 60:.1f} min.  Accuracies on the test set; Δ = variant − {cfg.baseline} per "
+        f"seed (paired t), in percentage points.  MACs at {cfg.macs_resolution} px with the arch's own stem "
+        f"(fvcore convention, 1 MAC = 1 flop)."
+    )
+
+
+def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Sequence[RunRecord],
+                  out_stem: Path) -> tuple[Path, ...]:
+    """Accuracy per variant: per-seed points (joined across variants: the pairing), mean and 95% CI bars,
+    with params/MACs under each variant name.  Written as PNG and SVG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+    import seaborn as sns
+
+    ok = [r for r in records if r.state == "ok" and r.metrics.get("test_acc") is not None]
+    if not ok:
+        return ()
+    df = pd.DataFrame([{"variant": r.variant, "seed": str(r.seed), "test acc (%)": 100 * float(r.metrics["test_acc"])}
+                       for r in ok])
+    order = [r.variant for r in rows]
+    x_of = {v: i for i, v in enumerate(order)}
+    sns.set_theme(style="whitegrid", context="notebook")
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.7 * len(order) + 1.5), 4.6))
+    for _seed, g in df.groupby("seed"):
+        g = g.assign(x=g["variant"].map(x_of)).sort_values("x")
+        ax.plot(g["x"], g["test acc (%)"], color="0.75", lw=0.8, zorder=1)
+    sns.stripplot(data=df, x="variant", y="test acc (%)", hue="seed", order=order, jitter=0.08, size=6, ax=ax,
+                  zorder=2, palette="deep")
+    for r in rows:
+        if r.test.n == 0:
+            continue
+        x = x_of[r.variant]
+        if r.test.n >= 2:
+            yerr = [[100 * (r.test.mean - r.test.ci_low)], [100 * (r.test.ci_high - r.test.mean)]]
+            ax.errorbar([x + 0.22], [100 * r.test.mean], yerr=yerr, fmt="D", color="black", capsize=5, ms=6,
+                        zorder=3, label="mean ± 95% CI" if x == 0 else None)
+        else:
+            ax.plot([x + 0.22], [100 * r.test.mean], "D", color="black", zorder=3)
+    labels = []
+    for r in rows:
+        params = "?" if r.params is None else f"{r.params / 1e6:.2f}M params"
+        macs = "?" if r.macs is None else f"{r.macs / 1e6:.0f}M MACs"
+        labels.append(f"{r.variant}\n{params}\n{macs}")
+    ax.set_xticks(range(len(order)))
+    ax.set_xticklabels(labels, fontsize=9)
+    ax.set_xlabel("")
+    d = cfg.data
+    budget = f"{cfg.train.epochs} ep" if cfg.train.epochs is not None else f"{cfg.train.steps} steps"
+    ax.set_title(f"{cfg.name}: {d.dataset} {d.resolution}px, {budget}, {len(cfg.seeds)} seeds "
+                 f"(MACs at {cfg.macs_resolution}px)", fontsize=10)
+    ax.legend(title="seed", fontsize=8, title_fontsize=8, loc="best")
+    fig.tight_layout()
+    out_stem.parent.mkdir(parents=True, exist_ok=True)
+    paths = (out_stem.with_suffix(".png"), out_stem.with_suffix(".svg"))
+    fig.savefig(paths[0], dpi=150)
+    fig.savefig(paths[1])
+    plt.close(fig)
+    return paths
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+
+
+def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str | Path | None = None,
+                 figure: bool = True) -> tuple[ReportPaths, str]:
+    """Write runs.csv, summary.csv, summary.md and the figure; return the paths and the Markdown text."""
+    out = Path(out_dir) if out_dir is not None else cfg.out_dir
+    rows = summarize_runs(cfg, records)
+    runs_csv, summary_csv, md_path = out / "runs.csv", out / "summary.csv", out / "summary.md"
+    _write_csv(runs_csv, [r.to_row() for r in records])
+    _write_csv(summary_csv, [r.to_row() | {"description": describe(r.variant, cfg.definitions)} for r in rows])
+    failures = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
+    text = "\n\n".join(
+        [f"## Ablation `{cfg.name}`", _settings(cfg, records), markdown_table(rows, cfg.baseline)]
+        + (["Failed runs:\n" + "\n".join(failures)] if failures else [])
+    ) + "\n"
+    md_path.write_text(text)
+    figs = plot_ablation(cfg, rows, records, out / "ablation") if figure else ()
+    return ReportPaths(runs_csv, summary_csv, md_path, figs), text

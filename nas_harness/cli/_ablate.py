@@ -1,0 +1,65 @@
+"""``nas-harness ablate FILE``: train a base arch and its variants over several seeds; table + figure.
+
+Re-running the same command resumes: (variant, seed) runs already stored are not trained again.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(
+        name,
+        help="ablation: base arch vs variants (no SE, no skips, ...) over seeds",
+        description="Train every (variant, seed) pair of an ablation file, store each run durably (resumable), "
+        "and write results/<name>/summary.{md,csv}, runs.csv and ablation.{png,svg}.",
+    )
+    p.add_argument("file", metavar="FILE", help="ablation TOML file (e.g. studies/ablation_b0.toml)")
+    p.add_argument("--seeds", type=int, default=None, metavar="N", help="override the file's seeds with 0..N-1")
+    p.add_argument("--backend", choices=("local", "ray"), default=None, help="override [backend] kind")
+    p.add_argument("--storage", default=None, help="override the SQLite file holding the runs")
+    p.add_argument("--retry-failed", action="store_true", help="run again pairs whose stored run failed")
+    p.add_argument("--report-only", action="store_true", help="only (re)write the report from stored runs")
+    p.add_argument("--dry-run", action="store_true", help="validate the file and list variants, train nothing")
+    p.add_argument("--no-figure", action="store_true", help="skip the seaborn figure")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from nas_harness.ablation import load_ablation
+    from nas_harness.ablation.report import write_report
+    from nas_harness.ablation.runner import load_records, run_ablation
+
+    cfg = load_ablation(args.file)
+    if args.seeds is not None:
+        cfg = cfg.with_seeds(args.seeds)
+    if args.backend is not None:
+        cfg = cfg.with_backend(args.backend)
+    if args.storage is not None:
+        cfg = dataclasses.replace(cfg, storage=args.storage)
+    if args.dry_run:
+        from nas_harness.flops import count_macs, count_params
+
+        print(f"ablation {cfg.name}: {len(cfg.variants)} variants x {len(cfg.seeds)} seeds "
+              f"{list(cfg.seeds)}; storage {cfg.storage}")
+        for v, a in cfg.archs.items():
+            macs = count_macs(a, cfg.macs_resolution).total
+            print(f"  {v:<16} {count_params(a) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
+        return 0
+    if args.report_only:
+        records = load_records(cfg)
+        failed = [r for r in records if r.state != "ok"]
+    else:
+        result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress)
+        records, failed = result.records, result.failed
+        print(f"ran {len(result.ran)} run(s) in {result.wall_s / 60:.1f} min; {len(result.skipped)} were stored "
+              f"already; {len(failed)} failed")
+    paths, text = write_report(cfg, records, figure=not args.no_figure)
+    print(text)
+    print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
+          + "".join(f", {p}" for p in paths.figures))
+    return 1 if failed else 0
