@@ -52,12 +52,21 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
                     level = round(hypervolume(refs, reference, cost, include_reference=True), 12)
                     ref_levels.setdefault(level, label)
             else:
-                hist = best_so_far(f, metric.removeprefix("best_"))
-                y = hist[metric.removeprefix("best_")] * (100.0 if metric == "best_val_acc" else 1.0)
+                key = metric.removeprefix("best_")
+                scale = 100.0 if metric == "best_val_acc" else 1.0
+                hist = best_so_far(f, key)
+                y = hist[key] * scale
+                refs = f[f["is_reference"] & (f["state"] == "COMPLETE") & f["full_budget"] & f[key].notna()]
+                if not refs.empty:
+                    top = refs.loc[refs[key].idxmax()]
+                    ref_levels.setdefault(round(float(top[key]) * scale, 12), str(top["name"]))
             ax.plot(hist["step"], y, drawstyle="steps-post", color=color, label=label)
         for level, label in ref_levels.items():
-            ax.axhline(level, ls="--", lw=0.9, color="#C44E52",
-                       label="reference archs" + (f" ({label})" if len(ref_levels) > 1 else ""))
+            if metric == "hypervolume":
+                text = "reference archs" + (f" ({label})" if len(ref_levels) > 1 else "")
+            else:
+                text = f"best reference ({label})"
+            ax.axhline(level, ls="--", lw=0.9, color="#C44E52", label=text)
         ax.set_xlabel("Search trial")
         ax.set_ylabel({"hypervolume": "Hypervolume (fraction of box)", "best_reward": "Best reward",
                        "best_val_acc": "Best validation accuracy (%)"}[metric])

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.arch import Arch
 
 RANK_BY = ("auto", "pareto", "val_acc", "reward", "test_acc")
-_DATASET_CLASSES = {"fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "mnist": 10}
+_DATASET_CLASSES = {"fashion_mnist": 10, "cifar10": 10, "cifar100": 100, "mnist": 10, "synthetic": 10}
 
 
 def study_data_settings(df: pd.DataFrame) -> dict[str, Any]:

@@ -150,3 +150,15 @@ def test_cli_plot(study_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
     assert main(["plot", str(study_dir), "--choice", "bogus"]) == 2
     assert "choice: 'bogus'" in capsys.readouterr().err
     assert main(["plot", str(tmp_path / "missing")]) == 2
+
+
+def test_best_accuracy_curve_and_reference_bar(df) -> None:
+    fig = plot_progress([df], metric="best_val_acc")
+    ax = fig.axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "fake"]
+    search = df[(df["state"] == "COMPLETE") & df["full_budget"] & ~df["is_reference"]]
+    assert line.get_ydata()[-1] == pytest.approx(100 * search["val_acc"].max())
+    refs = df[df["is_reference"]]
+    best_ref = refs.loc[refs["val_acc"].idxmax()]
+    (bar,) = [ln for ln in ax.get_lines() if ln.get_label() == f"best reference ({best_ref['name']})"]
+    assert bar.get_ydata()[0] == pytest.approx(100 * best_ref["val_acc"])
