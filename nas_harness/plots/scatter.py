@@ -115,6 +115,9 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
         front = pareto_front(df, cost, metric)
         _draw_front(ax, front, cost, metric, div, PALETTE["front"], f"Pareto front ({len(front)})",
                     ax.get_xlim()[1])
+        budget = _budget(df, cost)
+        if budget:
+            ax.axvline(budget / div, ls=":", lw=1.0, color="#555555", zorder=1, label="budget")
         texts = _draw_references(ax, df, cost, metric, div)
         for _, r in front.sort_values("front_rank").head(label_top).iterrows():
             texts.append(ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]),
@@ -124,6 +127,15 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
         ax.legend(loc="best", frameon=True, framealpha=0.85, borderpad=0.4, handletextpad=0.3)
         spread_labels(ax, texts)
     return fig
+
+
+def _budget(df: pd.DataFrame, cost: str) -> float | None:
+    """The hard MAC/param budget of a budget/multi study (``[objective].max_macs``), if any."""
+    objective = (df.attrs.get("config") or {}).get("objective")
+    if not isinstance(objective, dict):
+        return None
+    value = objective.get("max_macs" if cost == "macs" else "max_params") or 0
+    return float(value) if value > 0 else None
 
 
 def _clip_y(ax: Any, df: pd.DataFrame, metric: str) -> None:

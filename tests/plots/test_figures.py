@@ -162,3 +162,12 @@ def test_best_accuracy_curve_and_reference_bar(df) -> None:
     best_ref = refs.loc[refs["val_acc"].idxmax()]
     (bar,) = [ln for ln in ax.get_lines() if ln.get_label() == f"best reference ({best_ref['name']})"]
     assert bar.get_ydata()[0] == pytest.approx(100 * best_ref["val_acc"])
+
+
+def test_budget_line_at_the_mac_budget(df) -> None:
+    budget_df = df.copy()
+    budget_df.attrs = dict(df.attrs, config={"objective": {"kind": "budget", "max_macs": 30e6}})
+    ax = plot_accuracy_vs_cost(budget_df).axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "budget"]
+    assert line.get_xdata()[0] == pytest.approx(30.0)  # in MMACs
+    assert not [ln for ln in plot_accuracy_vs_cost(df).axes[0].get_lines() if ln.get_label() == "budget"]

@@ -49,6 +49,7 @@ def test_every_source_kind_loads_the_same_study(study_dir: Path, tmp_path: Path)
     make_study(JournalStorage(JournalFileBackend(str(journal))), name="jstudy", n=8)
     j = study_frame(journal)
     assert len(j) == 10 and j.attrs["study_name"] == "jstudy"
+    assert study_frame(f"journal:{journal}")["arch"].tolist() == j["arch"].tolist()  # the search's spelling
 
 
 def test_bad_sources_are_one_line_config_errors(tmp_path: Path, study_dir: Path) -> None:
@@ -84,3 +85,17 @@ def test_csv_and_parquet_round_trip(study_dir: Path, tmp_path: Path) -> None:
         assert back["s5_se"].astype(str).tolist() == df["s5_se"].astype(str).tolist()
     with pytest.raises(ConfigError, match=r"allowed: \.csv, \.parquet"):
         export_frame(df, tmp_path / "x.xlsx")
+
+
+def test_constraints_mark_infeasible_trials(tmp_path: Path) -> None:
+    from nas_harness.results import rank_trials
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'b.db'}", study_name="budget")
+    study.set_user_attr("objective", "budget")
+    for i, (acc, over) in enumerate([(0.9, 5.0), (0.8, -1.0), (0.7, 0.0)]):
+        study.add_trial(optuna.trial.create_trial(
+            value=acc, system_attrs={"constraints": [over]},
+            user_attrs={"arch": f"a{i}", "macs": 10.0 + i, "val_acc": acc, "full_budget": True}))
+    df = study_frame(tmp_path / "b.db")
+    assert df["feasible"].tolist() == [False, True, True]  # feasible when every constraint <= 0
+    assert rank_trials(df)["number"].tolist() == [1, 2]  # the over-budget trial is never exported
