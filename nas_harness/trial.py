@@ -185,6 +185,9 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
     from nas_harness.train import evaluate, train
 
     cfg = _train_cfg(spec)
+    import torch
+
+    torch.manual_seed(spec.seed)  # the initial weights depend on the seed only, not on earlier trials
     try:
         model = build_model(spec.arch, num_classes=data.num_classes, in_channels=data.in_channels,
                             stem_stride=spec.stem_stride)
