@@ -40,8 +40,15 @@ class StudySource:
     label: str  # storage as the user would type it, for reports
 
 
+def _is_sqlite(path: Path) -> bool:
+    if path.suffix.lower() in _SQLITE_SUFFIXES:
+        return True
+    with path.open("rb") as f:
+        return f.read(16) == _SQLITE_MAGIC
+
+
 def _storage_for_path(path: Path) -> tuple[Any, str]:
-    if path.suffix.lower() in _SQLITE_SUFFIXES or path.read_bytes()[:16] == _SQLITE_MAGIC:
+    if _is_sqlite(path):
         return f"sqlite:///{path.resolve()}", str(path)
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -196,8 +203,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         rows.append(row)
     cols = list(BASE_COLUMNS) + [k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names]
     df = pd.DataFrame(rows, columns=cols)
-    for col in ("number",):
-        df[col] = df[col].astype("int64")
+    df["number"] = df["number"].astype("int64")
     for col in ("is_reference", "full_budget", "feasible", "cached"):
         df[col] = df[col].astype(bool)
     attrs = study.user_attrs
