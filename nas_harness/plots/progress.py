@@ -42,7 +42,7 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
         reference = reference or default_reference_point(frames, cost)
     with paper_style():
         fig, ax = new_figure(size)
-        ref_levels: dict[float, str] = {}
+        ref_levels: dict[float, tuple[str, object]] = {}  # level -> (study or reference name, colour)
         for f, label, color in zip(frames, labels, sns.color_palette(STUDY_PALETTE, len(frames))):
             if metric == "hypervolume":
                 hist = hypervolume_history(f, reference, cost)
@@ -50,7 +50,7 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
                 refs = f[f["is_reference"]]
                 if not eligible(refs, cost, include_reference=True).empty:
                     level = round(hypervolume(refs, reference, cost, include_reference=True), 12)
-                    ref_levels.setdefault(level, label)
+                    ref_levels.setdefault(level, (label, color))
             else:
                 key = metric.removeprefix("best_")
                 scale = 100.0 if metric == "best_val_acc" else 1.0
@@ -59,14 +59,15 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
                 refs = f[f["is_reference"] & (f["state"] == "COMPLETE") & f["full_budget"] & f[key].notna()]
                 if not refs.empty:
                     top = refs.loc[refs[key].idxmax()]
-                    ref_levels.setdefault(round(float(top[key]) * scale, 12), str(top["name"]))
+                    ref_levels.setdefault(round(float(top[key]) * scale, 12), (str(top["name"]), color))
             ax.plot(hist["step"], y, drawstyle="steps-post", color=color, label=label)
-        for level, label in ref_levels.items():
+        several = len(frames) > 1  # then each study's reference bar takes the study's colour
+        for level, (label, color) in ref_levels.items():
             if metric == "hypervolume":
-                text = "reference archs" + (f" ({label})" if len(ref_levels) > 1 else "")
+                text = "reference archs" + (f" ({label})" if several else "")
             else:
                 text = f"best reference ({label})"
-            ax.axhline(level, ls="--", lw=0.9, color="#C44E52", label=text)
+            ax.axhline(level, ls="--", lw=0.9, color=color if several else "#C44E52", label=text)
         ax.set_xlabel("Search trial")
         ax.set_ylabel({"hypervolume": "Hypervolume (fraction of box)", "best_reward": "Best reward",
                        "best_val_acc": "Best validation accuracy (%)"}[metric])
