@@ -205,6 +205,7 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
         "full_budget": True,
         "steps": int(result.steps),
         "train_time_s": float(result.train_time_s),
+        "train_wall_s": float(result.wall_time_s),  # trainer wall incl. evaluation (harness overhead = rest)
         "images_per_s": float(result.images_per_s),
         "peak_mem_bytes": int(result.peak_mem_bytes or 0),
         "device": str(result.device),

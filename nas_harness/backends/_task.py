@@ -118,8 +118,8 @@ class StudyTask:
 
 
 _ATTR_KEYS = ("arch", "macs", "params", "val_acc", "val_acc_final", "test_acc", "epochs", "epochs_planned",
-              "full_budget", "wall_time_s", "train_time_s", "images_per_s", "device", "seed", "versions",
-              "cached", "macs_resolution")
+              "full_budget", "wall_time_s", "train_time_s", "train_wall_s", "images_per_s", "device", "seed",
+              "versions", "cached", "macs_resolution")
 
 
 def _planned(train: Any, data: Any) -> float:

@@ -38,6 +38,7 @@ def optuna_objective(task: StudyTask, *, on_fail: Callable[[int, str], None] | N
 
     def objective(trial: optuna.Trial) -> list[float]:
         arch = task.space.suggest(trial)
+        trial.set_user_attr("arch", str(arch))  # a trial killed mid-training still says what it was
 
         def on_epoch(value: float, epoch: int, live: dict[str, Any]) -> None:
             if not single:

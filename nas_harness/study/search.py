@@ -172,6 +172,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         log(f"enqueued reference archs: {', '.join(added)}")
     counts = _counts(study)
     finished = counts.get("complete", 0) + counts.get("pruned", 0)
+    ended_before = finished + counts.get("fail", 0)
     remaining = max(0, cfg.run["n_trials"] - finished)
     log(f"study {cfg.name!r}: {objective.describe()}; backend {backend}; {finished} finished trial(s) in "
         f"{cfg.storage_url}; running {remaining} more")
@@ -203,7 +204,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     summary.wall_s = time.perf_counter() - t0
     counts = _counts(study)
     summary.n_complete, summary.n_pruned, summary.n_fail = (counts.get(k, 0) for k in ("complete", "pruned", "fail"))
-    summary.ran = sum(bar.counts[k] for k in ("complete", "pruned", "fail")) if show else 0
+    summary.ran = summary.n_complete + summary.n_pruned + summary.n_fail - ended_before
     summary.best = [_trial_summary(t, objective) for t in best_trials(study)]
     summary.outputs = write_outputs(study, cfg, log)
     return summary

@@ -1,0 +1,37 @@
+"""The fixed-job API (used by ablations) on the local backend: order, callbacks, failures, cache."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))
+from study_helpers import tiny_dict
+
+from nas_harness.backends import Job, run_jobs
+from nas_harness.data import ProxyConfig
+from nas_harness.errors import ConfigError
+from nas_harness.study.config import validate
+from nas_harness.trial import TrialSpec
+
+
+@pytest.mark.slow
+def test_local_jobs_order_failures_and_cache(tmp_path: Path) -> None:
+    cfg = validate(tiny_dict(tmp_path))
+    base = cfg.search_space().base
+    spec = TrialSpec(base, cfg.proxy_config(), cfg.train_config(), seed=0, stem_stride=1, evaluate_test=True)
+    missing = ProxyConfig(dataset="folder", root=str(tmp_path / "nope"), resolution=16)
+    jobs = [Job("a", spec), Job("bad", TrialSpec(base, missing, cfg.train_config())), Job("a-again", spec)]
+    seen = []
+    res = run_jobs(jobs, cache_dir=tmp_path / "cache", on_result=lambda r: seen.append(r.key))
+    assert [r.key for r in res] == seen == ["a", "bad", "a-again"]
+    assert res[0].ok and not res[0].metrics["cached"] and 0 <= res[0].metrics["test_acc"] <= 1
+    assert not res[1].ok and res[1].error.startswith("DataError")
+    assert res[2].ok and res[2].metrics["cached"] is True
+    assert res[2].metrics["val_acc"] == res[0].metrics["val_acc"]
+    with pytest.raises(ConfigError, match="duplicate key"):
+        run_jobs([Job("x", spec), Job("x", spec)])
+    with pytest.raises(ConfigError, match="backend"):
+        run_jobs([Job("x", spec)], backend="slurm")

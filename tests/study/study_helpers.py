@@ -1,0 +1,63 @@
+"""Tiny study files for the search tests (synthetic data, width-0.25 nets, 16 px, 1 epoch)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+TINY: dict[str, Any] = {
+    "name": "tiny",
+    "base": "b0",
+    "base_width": 0.25,
+    "base_depth": 0.34,
+    "seed": 0,
+    "space": {"kernels": [3, 5], "expands": [1, 3], "se": [True, False], "repeats_delta": 0},
+    "data": {"dataset": "synthetic", "train_subset": 256, "val_size": 64, "resolution": 16, "channels": 3},
+    # threads = 1: two torch threads on a busy 2-core machine are ~10x slower than one
+    "train": {"epochs": 1, "batch_size": 64, "optimizer": "adamw", "lr": 0.01, "device": "cpu", "threads": 1,
+              "augment": [], "bn_recalibrate": 1},
+    "trial": {"stem_stride": 1, "macs_resolution": 224},
+    "objective": {"kind": "reward", "target_macs": 10e6},
+    "sampler": {"kind": "tpe", "n_startup_trials": 2},
+    "run": {"n_trials": 2, "progress": False, "plots": False},
+}
+
+
+def tiny_dict(tmp_path: Path, **sections: Any) -> dict[str, Any]:
+    """A copy of TINY with results under tmp_path; keyword args replace/merge top-level keys or sections."""
+    d = copy.deepcopy(TINY)
+    d["run"]["results_dir"] = str(tmp_path / "results")
+    for k, v in sections.items():
+        if isinstance(v, dict) and isinstance(d.get(k), dict):
+            d[k].update(v)
+        else:
+            d[k] = v
+    return d
+
+
+def to_toml(d: dict[str, Any]) -> str:
+    """Minimal TOML writer for the flat-ish study dicts used in tests."""
+
+    def val(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(val(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, dict)]
+    for k, v in d.items():
+        if isinstance(v, dict):
+            lines.append(f"\n[{k}]")
+            lines += [f"{kk} = {val(vv)}" for kk, vv in v.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_study(tmp_path: Path, **sections: Any) -> Path:
+    d = tiny_dict(tmp_path, **sections)
+    path = tmp_path / f"{d['name']}.toml"
+    path.write_text(to_toml(d))
+    return path

@@ -1,0 +1,173 @@
+"""End-to-end local studies on tiny settings: every objective and sampler, pruning, cache, failures, resume."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from study_helpers import tiny_dict, write_study
+
+from nas_harness.cli import main
+from nas_harness.study.config import validate
+from nas_harness.study.search import run_search
+from nas_harness.trial import library_versions
+
+CONTRACT_ATTRS = {"arch", "macs", "params", "val_acc", "val_acc_final", "epochs", "epochs_planned", "full_budget",
+                  "wall_time_s", "images_per_s", "device", "seed", "versions", "cached", "macs_resolution"}
+
+
+def _load(cfg) -> optuna.Study:
+    return optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+
+
+@pytest.mark.slow
+def test_reward_tpe_study_records_contract(tmp_path: Path) -> None:
+    cfg = validate(tiny_dict(tmp_path, sampler={"enqueue": ["base"]}, run={"n_trials": 3}))
+    summary = run_search(cfg)
+    study = _load(cfg)
+    assert summary.n_complete == 3 and summary.n_fail == 0
+    assert study.user_attrs["objective"] == "reward" and study.user_attrs["metric_names"] == ["reward"]
+    assert study.user_attrs["config"]["name"] == "tiny"
+    t0 = study.trials[0]
+    assert t0.user_attrs["reference"] == "base"
+    for t in study.trials:
+        ua = t.user_attrs
+        assert set(ua) >= CONTRACT_ATTRS, CONTRACT_ATTRS - set(ua)
+        assert ua["versions"]["torch"] == library_versions()["torch"]
+        assert ua["full_budget"] is True and ua["epochs"] == ua["epochs_planned"] == 1
+        assert 0.0 <= ua["val_acc"] <= 1.0
+        # the objective value is the MnasNet reward of the recorded accuracy and MACs
+        expected = ua["val_acc"] * (ua["macs"] / 10e6) ** -0.07
+        assert t.value == pytest.approx(expected) == pytest.approx(ua["reward"])
+        assert set(t.params) == {f"s{i}_{f}" for i in range(1, 8)
+                                 for f in ("kernel", "expand", "se", "repeats", "width")}
+    assert (cfg.study_dir / "trials.csv").is_file()
+    # re-running the finished study does nothing new
+    again = run_search(cfg)
+    assert again.n_complete == 3 and len(_load(cfg).trials) == 3
+
+
+@pytest.mark.slow
+def test_budget_random_rejects_over_budget_before_training(tmp_path: Path) -> None:
+    # base-nose is cheaper than base; put the budget between them: base is rejected, base-nose is trained
+    from nas_harness.study.config import validate as v
+
+    probe = v(tiny_dict(tmp_path))
+    from nas_harness.study.samplers import project_params, reference_arch
+    from nas_harness.trial import TrialSpec, analytic_cost
+
+    space = probe.search_space()
+    macs = {}
+    for name in ("base", "base-nose"):
+        arch = space.arch_from_params(project_params(space, reference_arch(name, space.base)))
+        macs[name] = analytic_cost(TrialSpec(arch, probe.proxy_config(), probe.train_config()))[0]
+    budget = (macs["base"] + macs["base-nose"]) / 2
+    cfg = validate(tiny_dict(tmp_path, objective={"kind": "budget", "max_macs": budget},
+                             sampler={"kind": "random", "enqueue": ["base", "base-nose"]}, run={"n_trials": 2}))
+    run_search(cfg)
+    study = _load(cfg)
+    rejected, trained = study.trials[0], study.trials[1]
+    assert rejected.user_attrs["rejected"] == "over_budget" and rejected.user_attrs["epochs"] == 0
+    assert rejected.user_attrs["wall_time_s"] < 1.0  # no training happened
+    assert rejected.system_attrs["constraints"][0] > 0
+    assert "rejected" not in trained.user_attrs and trained.user_attrs["epochs"] == 1
+    assert trained.system_attrs["constraints"][0] <= 0
+    assert study.best_trial.number == trained.number
+
+
+@pytest.mark.slow
+def test_multi_nsgaii_pareto(tmp_path: Path) -> None:
+    cfg = validate(tiny_dict(tmp_path, objective={"kind": "multi"},
+                             sampler={"kind": "nsgaii", "population_size": 2}, run={"n_trials": 3}))
+    summary = run_search(cfg)
+    study = _load(cfg)
+    assert study.user_attrs["metric_names"] == ["val_acc", "macs"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for t in study.trials:
+        assert t.values == [pytest.approx(t.user_attrs["val_acc"]), t.user_attrs["macs"]]
+    assert 1 <= len(summary.best) <= 3
+
+
+@pytest.mark.slow
+def test_grid_sampler_and_result_cache(tmp_path: Path) -> None:
+    # a 2-arch space: 3 trials must repeat an arch, which is served from the cache, not retrained
+    space = {"kernels": [3], "expands": [3], "se": [True, False], "repeats_delta": 0,
+             "stages": {str(i): {"se": [True]} for i in range(2, 8)}}
+    cfg = validate(tiny_dict(tmp_path, space=space, sampler={"kind": "random"}, run={"n_trials": 4}))
+    run_search(cfg)
+    trials = _load(cfg).trials
+    by_arch: dict[str, list] = {}
+    for t in trials:
+        by_arch.setdefault(t.user_attrs["arch"], []).append(t)
+    assert len(by_arch) == 2
+    for same in by_arch.values():
+        assert [t.user_attrs["cached"] for t in same] == [False] + [True] * (len(same) - 1)
+        assert len({t.user_attrs["val_acc"] for t in same}) == 1
+    # grid over the same 2-arch space: exactly both archs, then the sampler stops the study
+    gcfg = validate(tiny_dict(tmp_path, name="grid", space=space, sampler={"kind": "grid"}, run={"n_trials": 5}))
+    run_search(gcfg)
+    gtrials = _load(gcfg).trials
+    assert sorted(t.user_attrs["arch"] for t in gtrials) == sorted(by_arch)
+    assert all(t.user_attrs["cached"] is False for t in gtrials)  # cache is per study folder
+
+
+@pytest.mark.slow
+def test_median_pruner_prunes_and_records_epochs(tmp_path: Path) -> None:
+    cfg = validate(tiny_dict(tmp_path, train={"epochs": 3}, sampler={"kind": "random"},
+                             pruner={"kind": "median", "startup_trials": 1, "warmup_epochs": 0},
+                             trial={"cache": False}, run={"n_trials": 5}))
+    run_search(cfg)
+    trials = _load(cfg).trials
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert complete and all(t.user_attrs["full_budget"] and t.user_attrs["epochs"] == 3 for t in complete)
+    for t in pruned:
+        assert t.user_attrs["full_budget"] is False and t.user_attrs["epochs"] < 3
+        assert len(t.intermediate_values) == t.user_attrs["epochs"]
+    assert pruned, "the median pruner should stop at least one of 4 post-startup trials"
+
+
+@pytest.mark.slow
+def test_failing_trial_is_recorded_and_study_goes_on(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas_harness.backends import _task
+    from nas_harness.errors import NonFiniteLossError
+
+    real = _task.run_trial
+    calls = {"n": 0}
+
+    def flaky(spec, report=None, cache=None):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise NonFiniteLossError(step=3, loss=math.nan)
+        return real(spec, report=report, cache=cache)
+
+    monkeypatch.setattr(_task, "run_trial", flaky)
+    cfg = validate(tiny_dict(tmp_path, run={"n_trials": 2}))
+    summary = run_search(cfg)
+    trials = _load(cfg).trials
+    assert trials[0].state == TrialState.FAIL
+    assert trials[0].user_attrs["fail_reason"] == "NonFiniteLossError: non-finite loss nan at step 3"
+    assert trials[0].user_attrs["macs"] > 0  # cost recorded even for failures
+    assert summary.n_complete == 1
+    # resuming continues to 2 finished trials; the failure is not retried (only interrupted trials are)
+    run_search(cfg)
+    states = [t.state for t in _load(cfg).trials]
+    assert states.count(TrialState.COMPLETE) == 2 and states.count(TrialState.FAIL) == 1
+
+
+@pytest.mark.slow
+def test_cli_search_and_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = write_study(tmp_path, run={"n_trials": 1, "progress": False, "plots": False})
+    assert main(["search", str(path), "--check"]) == 0
+    assert not (tmp_path / "results").exists()
+    assert main(["search", str(path), "--n-trials", "2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "study tiny: 2 complete, 0 pruned, 0 failed" in out
+    study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'results/tiny/study.db'}")
+    assert study.user_attrs["config"]["seed"] == 1 and study.trials[0].user_attrs["seed"] == 1
