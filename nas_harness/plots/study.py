@@ -64,9 +64,10 @@ def write_study_figures(source: str | Path, study_name: str | None = None, *, ou
         attempt("accuracy_vs_params", lambda: plot_accuracy_vs_cost(df, "params", metric))
     if have_cost:
         attempt("hypervolume", lambda: plot_progress([df], metric="hypervolume", reference=reference))
-    if df.attrs.get("objective") == "reward" and df["reward"].notna().any():
+    done = df[(df["state"] == "COMPLETE") & df["full_budget"]]
+    if df.attrs.get("objective") == "reward" and done["reward"].notna().any():
         attempt("best_reward", lambda: plot_progress([df], metric="best_reward"))
-    else:
+    elif done["val_acc"].notna().any():
         attempt("best_val_acc", lambda: plot_progress([df], metric="best_val_acc"))
     try:
         importances = param_importances(study, metric, evaluator)

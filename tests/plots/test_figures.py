@@ -171,3 +171,15 @@ def test_budget_line_at_the_mac_budget(df) -> None:
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "budget"]
     assert line.get_xdata()[0] == pytest.approx(30.0)  # in MMACs
     assert not [ln for ln in plot_accuracy_vs_cost(df).axes[0].get_lines() if ln.get_label() == "budget"]
+
+
+def test_nearly_empty_studies_skip_what_they_cannot_show(tmp_path: Path) -> None:
+    import optuna
+    from optuna.trial import TrialState
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="empty")
+    assert write_study_figures(tmp_path) == []
+    study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL,
+                                              user_attrs={"arch": "x", "macs": 5e6, "fail_reason": "oom"}))
+    # only the scatter (showing the failure) can be drawn; no front, no progress, no importance
+    assert sorted(p.name for p in write_study_figures(tmp_path, formats=["png"])) == ["accuracy_vs_macs.png"]
