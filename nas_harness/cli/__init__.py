@@ -21,6 +21,7 @@ _COMMANDS: dict[str, str] = {
     "report": "_report",
     "export": "_export",
     "ablate": "_ablate",
+    "bench": "_bench",
 }
 
 

@@ -1,0 +1,68 @@
+"""``trainer`` suite: proxy trainer vs. the conventional DataLoader pipeline, images/s and ratio.
+
+Same architecture (B0 at width 0.5, stride-1 stem, 10 classes), same initial weights, batch size,
+resolution, steps, optimiser and augmentation, in one process.  Runs alternate (conventional, trainer,
+conventional, trainer, ...) so background load hits both alike; medians are reported.  The headline ratio
+uses the same CPU thread count for both; the trainer's ``threads='auto'`` figure (one thread when the
+machine is oversubscribed) is reported separately because it depends on the machine's other load.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from typing import Any
+
+from nas_harness.bench import Suite
+
+
+def run(quick: bool) -> dict[str, Any]:
+    import torch
+
+    from nas_harness.arch import efficientnet_b0
+    from nas_harness.data import ProxyConfig, find_fashion_mnist, load_proxy
+    from nas_harness.model import build_model
+    from nas_harness.scaling import scale_arch
+    from nas_harness.train import TrainConfig, train
+    from nas_harness.train.conventional import train_conventional
+
+    batch, res, steps, warmup, repeats = 128, 32, (12 if quick else 40), 2, (1 if quick else 2)
+    dataset = "fashion_mnist" if find_fashion_mnist() is not None else "synthetic"
+    data = load_proxy(ProxyConfig(dataset=dataset, train_subset=batch * steps if dataset != "synthetic" else None,
+                                  val_size=256 if dataset != "synthetic" else 0.1, resolution=res, channels=3))
+    arch = scale_arch(efficientnet_b0(), width=0.5)
+    torch.manual_seed(0)
+    base = build_model(arch, num_classes=data.num_classes, in_channels=3, stem_stride=1)
+    threads = torch.get_num_threads()
+
+    def fresh() -> torch.nn.Module:
+        return copy.deepcopy(base)
+
+    def ours(n: int, threads_spec: Any) -> float:
+        cfg = TrainConfig(steps=n, batch_size=batch, bn_recalibrate=0, threads=threads_spec, eval_batch_size=256)
+        r = train(fresh(), data, cfg)
+        torch.set_num_threads(threads)
+        return r.images_per_s
+
+    def conventional(n: int) -> float:
+        return train_conventional(fresh(), data, steps=n, batch_size=batch)["images_per_s"]
+
+    # Warm both code paths (oneDNN primitive caches, allocator) before timing.
+    conventional(warmup)
+    ours(warmup, None)
+    conv_runs, ours_runs, auto_runs = [], [], []
+    for _ in range(repeats):
+        conv_runs.append(conventional(steps))
+        ours_runs.append(ours(steps, None))
+        auto_runs.append(ours(steps, "auto"))
+    conv, fast, auto = (statistics.median(v) for v in (conv_runs, ours_runs, auto_runs))
+    return {
+        "arch": str(arch), "dataset": data.name, "resolution": res, "batch_size": batch, "steps": steps,
+        "repeats": repeats, "threads": threads,
+        "conventional_images_per_s": conv, "trainer_images_per_s": fast, "ratio": fast / conv,
+        "trainer_auto_threads_images_per_s": auto, "ratio_auto_threads": auto / conv,
+        "runs": {"conventional": conv_runs, "trainer": ours_runs, "trainer_auto_threads": auto_runs},
+    }
+
+
+SUITE = Suite("trainer", "proxy trainer vs conventional DataLoader pipeline (images/s, ratio)", run)

@@ -1,0 +1,47 @@
+"""``nas-harness bench``: run benchmark suites and write their figures to JSON under results/."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+DEFAULT_OUT = "results/bench/bench.json"
+
+
+def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(name, help="benchmark the trainer vs a conventional pipeline, and FLOP counting",
+                              description=__doc__)
+    p.add_argument("--suite", nargs="+", metavar="NAME", default=None,
+                   help="suites to run (default: all; e.g. trainer flops)")
+    p.add_argument("--quick", action="store_true", help="fewer steps/repeats (a smoke run, noisier figures)")
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
+    p.set_defaults(func=run)
+    return p
+
+
+def _summary(name: str, res: dict) -> str:
+    if name == "trainer":
+        return (f"trainer: {res['trainer_images_per_s']:.1f} img/s vs conventional "
+                f"{res['conventional_images_per_s']:.1f} img/s -> {res['ratio']:.2f}x "
+                f"(threads=auto: {res['trainer_auto_threads_images_per_s']:.1f} img/s, "
+                f"{res['ratio_auto_threads']:.2f}x)")
+    if name == "flops":
+        return "flops: " + ", ".join(f"{c['case']} {c['speed_ratio']:.0f}x faster analytic "
+                                     f"(diff {c['rel_diff']:.1e})" for c in res["cases"])
+    keys = [k for k, v in res.items() if isinstance(v, (int, float))][:4]
+    return f"{name}: " + ", ".join(f"{k}={res[k]}" for k in keys)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_harness.bench import run_suites
+
+    out = Path(args.out)
+    result = run_suites(args.suite, quick=args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    for name, res in result["suites"].items():
+        print(_summary(name, res))
+    print(f"wrote {out}")
+    return 0
