@@ -150,9 +150,11 @@ def _retrain_code(df: pd.DataFrame, arch: str) -> str:
 
 
 def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path,
-                 reference: ReferencePoint | None = None, metric: str = "val_acc") -> list[Block]:
+                 reference: ReferencePoint | None = None, metric: str = "val_acc",
+                 study_arg: str | None = None) -> list[Block]:
     """The report as blocks (see :mod:`nas_harness.report.document`); ``figures`` are linked relative to
-    ``base`` (the report's folder), PNGs only."""
+    ``base`` (the report's folder), PNGs only; ``study_arg`` is how commands in the report name the study
+    (default: ``base``)."""
     name = str(df.attrs.get("study_name"))
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
@@ -184,7 +186,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
         blocks.append(Para("No completed full-budget search trial yet."))
         return blocks
     arch = str(front.iloc[0]["arch"])
-    folder = str(base)
+    folder = study_arg or str(base)
     blocks += [
         Para("Inspect the most accurate front arch (layers, MACs, params):"),
         Code(f"nas-harness info '{arch}'", "sh"),
@@ -218,7 +220,11 @@ def write_report(source: str | Path, study_name: str | None = None, *, out_dir: 
         tables.append(export_frame(df, out / "trials.parquet"))
     except ImportError:  # pyarrow is optional
         log.info("pyarrow not installed: skipping trials.parquet")
-    blocks = build_report(df, src.label, figs, out, reference, metric)
+    if src.folder is not None and (src.folder / "study.db").is_file():
+        study_arg = str(src.folder)
+    else:
+        study_arg = f"{src.label} --study {src.study_name}"
+    blocks = build_report(df, src.label, figs, out, reference, metric, study_arg)
     md, page = out / "report.md", out / "report.html"
     md.write_text(to_markdown(blocks))
     page.write_text(to_html(blocks, f"Study report: {src.study_name}"))

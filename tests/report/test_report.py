@@ -97,3 +97,11 @@ def test_cli_report_without_figures(study_dir: Path, tmp_path: Path, capsys: pyt
     assert printed[:2] == [str(tmp_path / "report.md"), str(tmp_path / "report.html")]
     assert "## Figures" not in (tmp_path / "report.md").read_text()
     assert main(["report", str(tmp_path / "nothing-here")]) == 2
+
+
+def test_report_elsewhere_still_names_the_study(study_dir: Path, tmp_path: Path) -> None:
+    paths = write_report(f"sqlite:///{study_dir / 'study.db'}", "fake", out_dir=tmp_path / "elsewhere",
+                         figures=False)
+    md = paths.markdown.read_text()
+    assert f"nas-harness export {study_dir} --by pareto --rank 1" in md
+    assert main(["export", str(study_dir), "--study", "fake", "--rank", "1", "--out", str(tmp_path / "x")]) == 0
