@@ -44,11 +44,13 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         from nas_harness.flops import count_macs, count_params
 
+        classes = cfg.macs_num_classes or 10
         print(f"ablation {cfg.name}: {len(cfg.variants)} variants x {len(cfg.seeds)} seeds "
-              f"{list(cfg.seeds)}; storage {cfg.storage}")
+              f"{list(cfg.seeds)}; storage {cfg.storage}; MACs at {cfg.macs_resolution} px, "
+              f"{classes}-class head")
         for v, a in cfg.archs.items():
-            macs = count_macs(a, cfg.macs_resolution).total
-            print(f"  {v:<16} {count_params(a) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
+            macs = count_macs(a, cfg.macs_resolution, num_classes=classes).total
+            print(f"  {v:<16} {count_params(a, classes) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
         return 0
     if args.report_only:
         records = load_records(cfg)

@@ -1,0 +1,104 @@
+"""The ablation file is validated before anything runs: one-line ConfigErrors naming the key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from nas_harness.ablation import load_ablation, parse_ablation
+from nas_harness.arch import efficientnet_b0
+from nas_harness.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cfg(**over: object) -> dict:
+    d: dict = {
+        "name": "t",
+        "variants": ["baseline", "no_se"],
+        "seeds": 2,
+        "data": {"dataset": "synthetic", "resolution": 16},
+        "train": {"steps": 2, "batch_size": 8},
+    }
+    d.update(over)
+    return d
+
+
+def test_defaults_and_resolution() -> None:
+    cfg = parse_ablation(_cfg())
+    assert cfg.base == efficientnet_b0()
+    assert cfg.seeds == (0, 1)
+    assert cfg.baseline == "baseline"
+    assert cfg.storage == str(Path("results") / "t" / "ablation.db")
+    assert cfg.backend.kind == "local"
+    assert cfg.archs["no_se"] == efficientnet_b0().replace_stages(se=None)
+    assert parse_ablation(_cfg(seeds=[3, 7])).seeds == (3, 7)
+    assert cfg.with_seeds(4).seeds == (0, 1, 2, 3)
+    assert cfg.with_backend("ray").backend.kind == "ray"
+    # default variant set is the four the issue asks for
+    d = _cfg()
+    del d["variants"]
+    assert parse_ablation(d).variants == ("baseline", "no_se", "no_skip", "neither")
+
+
+def test_user_variant_in_file_and_any_base_arch() -> None:
+    cfg = parse_ablation(_cfg(arch="b1", variants=["baseline", "k5"],
+                              variant={"k5": {"overrides": [{"stage": 3, "override": "k5_e4"}]}}))
+    assert cfg.archs["k5"].stages[2].kernel == 5
+    assert cfg.archs["baseline"] != efficientnet_b0()
+    assert cfg.to_dict()["variant"]["k5"]["overrides"] == [{"stage": 3, "override": "k5_e4"}]
+
+
+@pytest.mark.parametrize(
+    ("over", "needle"),
+    [
+        ({"seeds": 0}, "seeds: at least one seed"),
+        ({"seeds": []}, "seeds: at least one seed"),
+        ({"seeds": [1, 1]}, "distinct"),
+        ({"seeds": [0, -1]}, "seeds[1]"),
+        ({"seeds": "3"}, "seeds:"),
+        ({"variants": ["baseline", "no_ses"]}, "variants[1]: unknown variant 'no_ses'"),
+        ({"variants": []}, "variants:"),
+        ({"variants": ["no_se", "no_se"]}, "distinct"),
+        ({"variant": {"v": {"overrides": [{"stage": 2, "override": "k4"}]}}, "variants": ["v"]}, "odd kernel"),
+        ({"variant": {"no_se": {"act": "relu"}}}, "clashes with a built-in"),
+        ({"arch": "b9"}, "arch:"),
+        ({"baseline": "no_skip"}, "baseline:"),
+        ({"colour": 1}, "colour: unknown key"),
+        ({"name": "../x"}, "name:"),
+        ({"stem_stride": 0}, "stem_stride"),
+        ({"data": {"dataset": "mnist"}}, "data.dataset"),
+        ({"data": {"resolution": "big"}}, "data.resolution"),
+        ({"train": {"lr": "fast"}}, "train.lr"),
+        ({"train": {"nope": 1}}, "train.nope"),
+        ({"backend": {"kind": "slurm"}}, "backend.kind"),
+        ({"backend": {"gpus_per_trial": -1}}, "backend.gpus_per_trial"),
+        ({"backend": {"cpu": 1}}, "backend.cpu: unknown key"),
+    ],
+)
+def test_bad_config_is_one_line_error_naming_the_key(over: dict, needle: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_ablation(_cfg(**over))
+    assert needle in str(exc.value)
+    assert "\n" not in str(exc.value)
+
+
+def test_missing_name_and_bad_files(tmp_path: Path) -> None:
+    d = _cfg()
+    del d["name"]
+    with pytest.raises(ConfigError, match="name: required"):
+        parse_ablation(d)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_ablation(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = 'x'\nseeds = [1,\n")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_ablation(bad)
+
+
+def test_shipped_ablation_file_is_valid() -> None:
+    cfg = load_ablation(REPO / "studies" / "ablation_b0.toml")
+    assert cfg.variants == ("baseline", "no_se", "no_skip", "neither")
+    assert cfg.data.dataset == "fashion_mnist"
+    assert len(cfg.seeds) >= 2
