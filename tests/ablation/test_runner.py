@@ -196,3 +196,16 @@ def test_cli_bad_file_exits_2_with_one_line(in_tmp: Path, capsys: pytest.Capture
     Path("ok.toml").write_text(TOML)
     assert cli_main(["ablate", "ok.toml", "--dry-run"]) == 0
     assert "no_se" in capsys.readouterr().out
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_backend_runs_the_same_jobs_and_shares_the_store(in_tmp: Path, ray_local: None) -> None:
+    """The Ray path goes through backends.run_jobs (same run_trial); its runs are stored like local ones."""
+    cfg = parse_ablation(_raw(seeds=[0], backend={"kind": "ray", "cpus_per_trial": 1}))
+    res = run_ablation(cfg, progress=False, log=lambda m: None)
+    assert sorted(res.ran) == [("baseline", 0), ("no_se", 0)]
+    assert all(r.state == "ok" and 0 <= r.metrics["test_acc"] <= 1 for r in res.records)
+    assert res.records[1].metrics["params"] < res.records[0].metrics["params"]
+    local = run_ablation(cfg.with_backend("local"), progress=False, log=lambda m: None)
+    assert local.ran == [] and sorted(local.skipped) == [("baseline", 0), ("no_se", 0)]
