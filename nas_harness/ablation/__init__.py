@@ -6,6 +6,8 @@ below imports this package.
 """
 
 from .config import AblationConfig, BackendConfig, load_ablation, parse_ablation
+from .report import ReportPaths, markdown_table, plot_ablation, write_report
+from .runner import AblationRun, AblationStore, RunRecord, load_records, plan_jobs, run_ablation
 from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, t_cdf, t_ppf, variant_table
 from .variants import (
     BUILTIN_VARIANTS,
@@ -22,9 +24,13 @@ from .variants import (
 __all__ = [
     "BUILTIN_VARIANTS",
     "AblationConfig",
+    "AblationRun",
+    "AblationStore",
     "BackendConfig",
     "Override",
     "PairedDelta",
+    "ReportPaths",
+    "RunRecord",
     "Summary",
     "VariantDef",
     "VariantStats",
@@ -32,13 +38,19 @@ __all__ = [
     "apply_variant",
     "describe",
     "load_ablation",
+    "load_records",
+    "markdown_table",
     "paired_delta",
     "parse_ablation",
     "parse_variant_def",
+    "plan_jobs",
+    "plot_ablation",
     "resolve_variants",
+    "run_ablation",
     "se_only_in",
     "summarize",
     "t_cdf",
     "t_ppf",
     "variant_table",
+    "write_report",
 ]

@@ -67,7 +67,7 @@ def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
         else:
             ci = f" [{_signed_pct(d.ci_low)}, {_signed_pct(d.ci_high)}]" if d.n >= 2 else ""
             delta = f"{_signed_pct(d.mean)}{ci} (n={d.n})"
-            p = "–" if math.isnan(d.p_value) else f"{d.p_value:.3f}"
+            p = "–" if math.isnan(d.p_value) else ("<0.001" if d.p_value < 0.001 else f"{d.p_value:.3f}")
         runs = f"{r.n_ok}" + (f" (+{r.n_failed} failed)" if r.n_failed else "")
         cells = [
             r.variant,

@@ -32,7 +32,7 @@ from nas_harness.errors import ConfigError
 
 from .config import AblationConfig
 
-__all__ = ["AblationRun", "AblationStore", "RunRecord", "plan_jobs", "run_ablation"]
+__all__ = ["AblationRun", "AblationStore", "RunRecord", "load_records", "plan_jobs", "run_ablation"]
 
 _FORMAT_VERSION = 1
 
