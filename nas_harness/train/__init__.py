@@ -2,7 +2,15 @@
 
 from nas_harness.train.config import TrainConfig
 from nas_harness.train.optim import build_optimizer, lr_factor, param_groups
-from nas_harness.train.trainer import EpochReport, TrainResult, evaluate, recalibrate_bn, resolve_device, train
+from nas_harness.train.trainer import (
+    EpochReport,
+    TrainResult,
+    evaluate,
+    recalibrate_bn,
+    resolve_device,
+    train,
+    zero_init_residual,
+)
 
 __all__ = [
     "EpochReport",
@@ -15,4 +23,5 @@ __all__ = [
     "recalibrate_bn",
     "resolve_device",
     "train",
+    "zero_init_residual",
 ]

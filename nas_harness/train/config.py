@@ -14,6 +14,7 @@ OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "onecycle", "constant")
 AMP = ("auto", "bf16", "off")
 AUGMENTS = ("crop", "flip", "cutout")
+DEFAULT_EPOCHS = 2.0
 
 
 def _is_int(v: Any) -> bool:
@@ -26,16 +27,20 @@ def _is_num(v: Any) -> bool:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Proxy-training recipe.  The budget is ``epochs`` (may be fractional) or ``steps``, not both.
+    """Proxy-training recipe.  The budget is ``epochs`` (may be fractional) or ``steps``, not both;
+    with neither, ``DEFAULT_EPOCHS``.
 
     Defaults are the CPU proxy recipe measured in the README: SGD-Nesterov, cosine with a short warm-up,
     label smoothing 0.1, crop+flip; ``bn_recalibrate`` batches re-estimate BatchNorm statistics before
-    every evaluation so even a few-hundred-step run is evaluated with valid statistics.  ``threads='auto'``
+    every evaluation so even a few-hundred-step run is evaluated with valid statistics.
+    ``zero_init_residual`` zeroes the last BN scale of every residual MBConv branch at the start (blocks
+    start as identities; measured +7 points after 60 steps on Fashion-MNIST).  ``crop_padding`` defaults
+    to resolution // 8 (4 px at 32 px).  ``threads='auto'``
     uses one CPU thread when the machine is already oversubscribed (load average above the core count),
     where two-thread OpenMP regions stall on descheduled peers (measured 5-8x slower), else all cores.
     """
 
-    epochs: float | None = 2.0
+    epochs: float | None = None  # None with steps None -> DEFAULT_EPOCHS
     steps: int | None = None
     batch_size: int = 128
     optimizer: str = "sgd"
@@ -54,14 +59,20 @@ class TrainConfig:
     bn_recalibrate: int = 4
     bn_momentum: float | None = None
     augment: tuple[str, ...] = field(default=("crop", "flip"))
-    crop_padding: int = 4
+    crop_padding: int | None = None
+    zero_init_residual: bool = True
     eval_batch_size: int = 512
     threads: int | str | None = "auto"
 
     def __post_init__(self) -> None:
+        self._normalise()
+        self.validate()
+
+    def _normalise(self) -> None:
         if isinstance(self.augment, list):
             object.__setattr__(self, "augment", tuple(self.augment))
-        self.validate()
+        if self.epochs is None and self.steps is None:
+            object.__setattr__(self, "epochs", DEFAULT_EPOCHS)
 
     def validate(self, where: str = "train") -> None:
         """Raise ConfigError naming ``<where>.<field>`` and what is allowed, for the first bad field."""
@@ -114,14 +125,16 @@ class TrainConfig:
             raise bad("bn_momentum", "a number in (0, 1] or null")
         if not isinstance(self.augment, tuple) or any(a not in AUGMENTS for a in self.augment):
             raise bad("augment", f"a list drawn from {', '.join(AUGMENTS)}")
-        if not _is_int(self.crop_padding) or self.crop_padding < 0:
-            raise bad("crop_padding", "an integer >= 0")
+        if self.crop_padding is not None and (not _is_int(self.crop_padding) or self.crop_padding < 0):
+            raise bad("crop_padding", "an integer >= 0, or null for resolution // 8")
+        if not isinstance(self.zero_init_residual, bool):
+            raise bad("zero_init_residual", "true or false")
         if self.threads not in (None, "auto") and (not _is_int(self.threads) or self.threads < 1):
             raise bad("threads", "auto, an integer >= 1, or null (leave torch's setting)")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "train") -> TrainConfig:
-        """Build from a study-file table.  Giving ``steps`` without ``epochs`` switches the budget to steps."""
+        """Build from a study-file table; give ``epochs`` or ``steps`` (neither: the default epochs)."""
         if not isinstance(d, Mapping):
             raise ConfigError(f"{where} must be a table/dict, got {type(d).__name__}")
         names = [f.name for f in dataclasses.fields(cls)]
@@ -129,14 +142,11 @@ class TrainConfig:
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]} is not a known option; allowed: {', '.join(names)}")
         kwargs = dict(d)
-        if kwargs.get("steps") is not None and "epochs" not in kwargs:
-            kwargs["epochs"] = None
-        if isinstance(kwargs.get("augment"), (list, tuple)):
-            kwargs["augment"] = tuple(kwargs["augment"])
         obj = cls.__new__(cls)
         for f in dataclasses.fields(cls):
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
             object.__setattr__(obj, f.name, kwargs.get(f.name, default))
+        obj._normalise()
         obj.validate(where)
         return obj
 

@@ -129,6 +129,20 @@ def _peak_mem(device: torch.device) -> int:
 
 
 @torch.no_grad()
+def zero_init_residual(model: nn.Module) -> int:
+    """Zero the scale of the last BN in each residual branch (modules with ``use_res_connect`` and a
+    ``block``, i.e. MBConv), so every block starts as the identity; returns how many were zeroed."""
+    n = 0
+    for mod in model.modules():
+        if getattr(mod, "use_res_connect", False) and isinstance(getattr(mod, "block", None), nn.Module):
+            bns = [b for b in mod.block.modules() if isinstance(b, nn.modules.batchnorm._BatchNorm)]
+            if bns and bns[-1].weight is not None:
+                bns[-1].weight.zero_()
+                n += 1
+    return n
+
+
+@torch.no_grad()
 def recalibrate_bn(model: nn.Module, maker: BatchMaker, batches: int, batch_size: int,
                    autocast: contextlib.AbstractContextManager | None = None) -> None:
     """Recompute BN running statistics as exact averages over ``batches`` un-augmented training batches.
@@ -233,12 +247,14 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
         model.to(device)
         if cl:
             model.to(memory_format=torch.channels_last)
+        if cfg.zero_init_residual:
+            zero_init_residual(model)
         if cfg.bn_momentum is not None:
             for bn in _bn_modules(model):
                 bn.momentum = cfg.bn_momentum
         setattr(model, _NORM_ATTR, (tuple(data.mean), tuple(data.std)))
-        state["maker"] = maker = BatchMaker(data.train_x, data.mean, data.std, device, cl, cfg.augment,
-                                            cfg.crop_padding, gen)
+        pad = data.resolution // 8 if cfg.crop_padding is None else cfg.crop_padding
+        state["maker"] = maker = BatchMaker(data.train_x, data.mean, data.std, device, cl, cfg.augment, pad, gen)
         state["y"] = y = data.train_y.to(device, non_blocking=True)
         state["vx"] = vx = data.val_x.to(device, non_blocking=True)
         state["vy"] = vy = data.val_y.to(device, non_blocking=True)
