@@ -47,6 +47,9 @@ seed                   0            seeds the sampler and every trial's training
 [run].backend          "local"      local | ray
 [run].progress         true         terminal progress bar
 [run].plots            true         write figures at the end (nas_harness.plots, when available)
+[run].heartbeat_s      0            0: on restart, trials left RUNNING are failed and retried (one runner);
+                                    >0 (RDB storage, local backend): Optuna heartbeats, so several
+                                    workers can share a study and only silent trials are failed
 [ray].cpus_per_trial   1.0          CPUs reserved per trial
 [ray].gpus_per_trial   0.0          GPUs per trial (fractional ok: 0.25 = 4 trials per GPU)
 [ray].max_concurrent   0            concurrent trials (0 = as many as resources allow)
@@ -181,6 +184,7 @@ SCHEMA: dict[str, dict[str, _Key]] = {
         "backend": _Key(_STR, "local", choices=("local", "ray")),
         "progress": _Key(_BOOL, True),
         "plots": _Key(_BOOL, True),
+        "heartbeat_s": _Key(_INT, 0, lo=0),
     },
     "ray": {
         "cpus_per_trial": _Key(_NUM, 1.0, lo=0.01),
@@ -335,6 +339,9 @@ def _check_consistency(cfg: StudyConfig) -> None:
     if obj["kind"] == "multi" and ray["asha"]:
         raise ConfigError("ray.asha: ASHA needs a single objective; allowed with objective.kind 'multi': false")
     url = rn["storage"]
+    if rn["heartbeat_s"] and url.startswith("journal:"):
+        raise ConfigError("run.heartbeat_s: heartbeats need an RDB storage (sqlite:///, postgresql://); "
+                          "allowed with a journal storage: 0")
     if url and not (url.startswith("journal:") or "://" in url):
         raise ConfigError(f"run.storage: {url!r} is not a storage URL; allowed: '' (sqlite under results/), "
                           "'sqlite:///path.db', 'postgresql://...', 'journal:path.log'")

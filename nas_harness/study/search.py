@@ -41,10 +41,12 @@ class SearchSummary:
     outputs: list[Path] = field(default_factory=list)
 
 
-def open_storage(url: str) -> Any:
+def open_storage(url: str, heartbeat_s: int = 0) -> Any:
     """An Optuna storage object for a URL: RDB URLs (sqlite:///, postgresql://, ...) or ``journal:<file>``.
 
     SQLite gets a long busy timeout so several processes (and Ray's driver) can share one file.
+    ``heartbeat_s`` > 0 (RDB only) turns on Optuna heartbeats: a trial silent for 3 intervals is failed by
+    whichever worker notices, and its arch is queued again.
     """
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
@@ -55,6 +57,9 @@ def open_storage(url: str) -> Any:
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     kwargs: dict[str, Any] = {}
+    if heartbeat_s:
+        kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
+                      heartbeat_stale_trial_callback=retry_stale_trial)
     if url.startswith("sqlite:///"):
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
@@ -80,7 +85,7 @@ def open_study(cfg: StudyConfig, objective: Objective, sampler: Any = None, prun
     """Create or load the study; refuses to resume a study stored with other objective directions."""
     import optuna
 
-    storage = storage if storage is not None else open_storage(cfg.storage_url)
+    storage = storage if storage is not None else open_storage(cfg.storage_url, cfg.run["heartbeat_s"])
     existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     if cfg.name in existing:
         old = [d.name.lower() for d in existing[cfg.name].directions]
@@ -95,18 +100,28 @@ def open_study(cfg: StudyConfig, objective: Objective, sampler: Any = None, prun
     return study
 
 
-def recover_interrupted(study: Any) -> list[int]:
+def retry_stale_trial(study: Any, trial: Any) -> None:
+    """Optuna ``failed_trial_callback`` for stale heartbeats: queue the arch again, saying why (Optuna has
+    already finished the stale trial, so the reason goes on the retry as ``retry_reason``)."""
+    attrs = {"retry_of": trial.number, "retry_reason": f"{INTERRUPTED}: heartbeat stopped (worker died)",
+             **({"reference": trial.user_attrs["reference"]} if "reference" in trial.user_attrs else {})}
+    if trial.params:
+        study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
+
+
+def recover_interrupted(study: Any, fail_running: bool = True) -> list[int]:
     """Mark trials left RUNNING as FAIL (reason 'interrupted: ...') and enqueue each interrupted arch once.
 
-    Only safe when no other worker is running this study right now (the default single-runner setup).
-    Returns the numbers of the trials whose arch was enqueued again.
+    ``fail_running`` is only safe when no other worker is running this study right now (the default
+    single-runner setup); with heartbeats on, Optuna fails stale trials instead and this only re-queues
+    trials interrupted by Ctrl-C.  Returns the numbers of the trials whose arch was enqueued again.
     """
     from optuna.trial import TrialState
 
     storage = study._storage
     trials = study.get_trials(deepcopy=False)
     for t in trials:
-        if t.state == TrialState.RUNNING:
+        if fail_running and t.state == TrialState.RUNNING:
             storage.set_trial_user_attr(t._trial_id, "fail_reason",
                                         f"{INTERRUPTED}: left RUNNING by a run that stopped (crash or kill)")
             storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
@@ -164,7 +179,9 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     study = open_study(cfg, objective, sampler, pruner)
     summary = SearchSummary(cfg.name, cfg.storage_url, cfg.study_dir)
 
-    retried = recover_interrupted(study)
+    if cfg.run["heartbeat_s"]:
+        optuna.storages.fail_stale_trials(study)
+    retried = recover_interrupted(study, fail_running=not cfg.run["heartbeat_s"])
     if retried:
         log(f"resume: {len(retried)} interrupted trial(s) marked FAIL and queued again: {retried}")
     added = enqueue_references(study, task.space, cfg.sampler["enqueue"])

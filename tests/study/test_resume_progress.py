@@ -53,3 +53,19 @@ def test_progress_summary_counts() -> None:
     bar1.update(single, single.trials[0])
     assert bar1.summary(single) == "best reward=0.2500"
     bar1.close()
+
+
+def test_heartbeat_stale_trial_failed_and_requeued(tmp_path: Path) -> None:
+    import time
+
+    url = f"sqlite:///{tmp_path / 'hb.db'}"
+    storage = open_storage(url, heartbeat_s=1)
+    study = optuna.create_study(storage=storage, study_name="hb", direction="maximize")
+    t = study.ask({"s1_kernel": optuna.distributions.CategoricalDistribution([3, 5])})
+    storage.record_heartbeat(t._trial_id)  # a worker that then dies
+    time.sleep(4.5)  # > grace period (3 x 1 s), with margin for whole-second timestamps
+    optuna.storages.fail_stale_trials(study)
+    trials = study.get_trials()
+    assert trials[0].state == TrialState.FAIL
+    assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["retry_of"] == 0
+    assert trials[1].user_attrs["retry_reason"].startswith("interrupted: heartbeat")
