@@ -118,6 +118,8 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
         budget = _budget(df, cost)
         if budget:
             ax.axvline(budget / div, ls=":", lw=1.0, color="#555555", zorder=1, label="budget")
+        if cost == "macs" and metric == "val_acc":
+            _draw_iso_reward(ax, df, div)
         texts = _draw_references(ax, df, cost, metric, div)
         for _, r in front.sort_values("front_rank").head(label_top).iterrows():
             texts.append(ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]),
@@ -136,6 +138,33 @@ def _budget(df: pd.DataFrame, cost: str) -> float | None:
         return None
     value = objective.get("max_macs" if cost == "macs" else "max_params") or 0
     return float(value) if value > 0 else None
+
+
+def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
+    """Reward studies: the MnasNet iso-reward curve through the best trial, ACC = R* / (MACs/T)^w, and the
+    target T -- every point above the curve would have scored better, which is how a reader sees the
+    accuracy/cost trade-off the reward actually made."""
+    cfg = (df.attrs.get("config") or {}).get("objective")
+    if df.attrs.get("objective") != "reward" or not isinstance(cfg, dict):
+        return
+    try:
+        from nas_harness.study.objectives import Objective
+
+        obj = Objective.from_config(cfg)
+    except Exception:  # an older/foreign config: skip the decoration, never the figure
+        return
+    ok = eligible(df, "macs", "reward")
+    if ok.empty:
+        return
+    best = float(ok["reward"].max())
+    lo, hi = ax.get_xlim()
+    m = np.geomspace(lo, hi, 200) * div
+    w = np.where(m <= obj.target_macs, obj.alpha, obj.beta)
+    acc = best / (m / obj.target_macs) ** w
+    ax.plot(m / div, acc * 100.0, ls="--", lw=0.8, color="#6A3D9A", zorder=1, label=f"iso-reward {best:.3f}")
+    if lo < obj.target_macs / div < hi:
+        ax.axvline(obj.target_macs / div, ls=":", lw=0.8, color="#6A3D9A", zorder=1, label="target MACs T")
+    ax.set_xlim(lo, hi)
 
 
 def _clip_y(ax: Any, df: pd.DataFrame, metric: str) -> None:

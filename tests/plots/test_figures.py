@@ -3,6 +3,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pytest
 from results_fakes import study_folder
 
@@ -183,3 +184,24 @@ def test_nearly_empty_studies_skip_what_they_cannot_show(tmp_path: Path) -> None
                                               user_attrs={"arch": "x", "macs": 5e6, "fail_reason": "oom"}))
     # only the scatter (showing the failure) can be drawn; no front, no progress, no importance
     assert sorted(p.name for p in write_study_figures(tmp_path, formats=["png"])) == ["accuracy_vs_macs.png"]
+
+
+def test_reward_study_draws_the_iso_reward_curve_through_the_best_trial(tmp_path: Path) -> None:
+    import optuna
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="rw", direction="maximize")
+    obj = {"kind": "reward", "target_macs": 20e6, "alpha": -0.07, "beta": -0.07, "constraint": "soft"}
+    study.set_user_attr("objective", "reward")
+    study.set_user_attr("config", {"objective": obj})
+    for i, (macs, acc) in enumerate([(10e6, 0.80), (20e6, 0.84), (40e6, 0.86)]):
+        reward = acc * (macs / 20e6) ** -0.07
+        study.add_trial(optuna.trial.create_trial(value=reward, user_attrs={
+            "arch": f"a{i}", "macs": macs, "val_acc": acc, "reward": reward, "full_budget": True}))
+    df = study_frame(tmp_path)
+    ax = plot_accuracy_vs_cost(df).axes[0]
+    (iso,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("iso-reward")]
+    best = df.loc[df["reward"].idxmax()]
+    x, y = iso.get_data()
+    assert float(np.interp(np.log(best["macs"] / 1e6), np.log(x), y)) == pytest.approx(100 * best["val_acc"], rel=1e-3)
+    (target,) = [ln for ln in ax.get_lines() if ln.get_label() == "target MACs T"]
+    assert target.get_xdata()[0] == pytest.approx(20.0)
