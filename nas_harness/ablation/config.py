@@ -279,6 +279,8 @@ def parse_ablation(raw: dict[str, Any]) -> AblationConfig:
 
     seeds = _parse_seeds(raw.get("seeds", 3))
     stem_stride = _get_int(raw, "stem_stride", None)
+    if stem_stride not in (None, 1, 2):
+        raise ConfigError(f"stem_stride: expected 1 or 2 (omit it to use the arch's own), got {stem_stride}")
 
     data_raw = raw.get("data", {})
     train_raw = raw.get("train", {})

@@ -68,6 +68,7 @@ def test_user_variant_in_file_and_any_base_arch() -> None:
         ({"colour": 1}, "colour: unknown key"),
         ({"name": "../x"}, "name:"),
         ({"stem_stride": 0}, "stem_stride"),
+        ({"stem_stride": 3}, "stem_stride: expected 1 or 2"),
         ({"data": {"dataset": "mnist"}}, "data.dataset"),
         ({"data": {"resolution": "big"}}, "data.resolution"),
         ({"train": {"lr": "fast"}}, "train.lr"),

@@ -153,7 +153,7 @@ def test_failing_run_is_recorded_and_others_go_on(in_tmp: Path, monkeypatch: pyt
 @pytest.mark.slow
 def test_sigkill_then_cli_resume(in_tmp: Path) -> None:
     """Kill -9 the CLI once a pair is stored; re-running the same command skips it."""
-    Path("tiny.toml").write_text(TOML.replace("steps = 3", "steps = 30"))
+    Path("tiny.toml").write_text(TOML.replace("steps = 3", "steps = 12"))
     code = "import sys; from nas_harness.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "ablate", "tiny.toml", "--no-progress", "--no-figure"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": ""})
