@@ -87,11 +87,27 @@ def save(fig: Any, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "s
     return paths
 
 
+def keep_inside(ax: Any, texts: list[Any]) -> None:
+    """Flip an annotation to the other side of its point when it would stick out of the axes."""
+    renderer = ax.figure.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    for t in texts:
+        box = t.get_window_extent(renderer)
+        x, y = t.get_position()
+        if box.x0 < frame.x0 and t.get_ha() == "right":
+            t.set_ha("left")
+            t.set_position((abs(x), y))
+        elif box.x1 > frame.x1 and t.get_ha() == "left":
+            t.set_ha("right")
+            t.set_position((-abs(x), y))
+
+
 def spread_labels(ax: Any, texts: list[Any], pad_px: float = 1.5, iterations: int = 60) -> None:
     """Nudge annotation labels vertically until their boxes stop overlapping each other and the markers.
 
     A deliberately small repel: a handful of labels on a front, not a general layout engine.
     """
+    keep_inside(ax, texts)
     if len(texts) < 2:
         return
     fig = ax.figure

@@ -140,6 +140,10 @@ def test_units_and_label_spreading() -> None:
     r = fig.canvas.get_renderer()
     boxes = [t.get_window_extent(r) for t in texts]
     assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    # a right-aligned label on a point at the left edge is flipped to the inside
+    edge = ax.annotate("#123456", (0.0, 0.2), xytext=(-4, 5), textcoords="offset points", ha="right")
+    spread_labels(ax, [edge])
+    assert edge.get_ha() == "left" and edge.get_window_extent(r).x0 >= ax.get_window_extent(r).x0
 
 
 @pytest.mark.slow
