@@ -68,6 +68,9 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
             else:
                 text = f"best reference ({label})"
             ax.axhline(level, ls="--", lw=0.9, color=color if several else "#C44E52", label=text)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # trial counts, never 2.5
         ax.set_xlabel("Search trial")
         ax.set_ylabel({"hypervolume": "Hypervolume (fraction of box)", "best_reward": "Best reward",
                        "best_val_acc": "Best validation accuracy (%)"}[metric])

@@ -209,3 +209,9 @@ def test_reward_study_draws_the_iso_reward_curve_through_the_best_trial(tmp_path
     assert float(np.interp(np.log(best["macs"] / 1e6), np.log(x), y)) == pytest.approx(100 * best["val_acc"], rel=1e-3)
     (target,) = [ln for ln in ax.get_lines() if ln.get_label() == "target MACs T"]
     assert target.get_xdata()[0] == pytest.approx(20.0)
+
+
+def test_progress_ticks_are_whole_trials(df) -> None:
+    ax = plot_progress([df.head(12)], metric="best_val_acc").axes[0]
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    assert ticks and all(float(t).is_integer() for t in ticks)
