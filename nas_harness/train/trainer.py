@@ -82,9 +82,14 @@ def resolve_device(spec: str) -> torch.device:
 
 
 def cpu_threads(spec: int | str | None) -> int:
-    """Intra-op CPU threads for ``spec`` (see TrainConfig.threads); also applies it via set_num_threads."""
+    """Intra-op CPU threads for ``spec`` (see TrainConfig.threads); also applies it via set_num_threads.
+
+    ``auto`` leaves the setting alone when ``OMP_NUM_THREADS`` is set (the launcher, e.g. Ray, chose it).
+    """
     if spec is None:
         return torch.get_num_threads()
+    if spec == "auto" and os.environ.get("OMP_NUM_THREADS"):
+        return torch.get_num_threads()  # a launcher (e.g. Ray, one thread per worker) already decided
     if spec == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         spec = 1 if os.getloadavg()[0] > cores + 0.5 else cores
