@@ -9,7 +9,16 @@ from torch import nn
 
 from nas_harness.data import ProxyConfig, find_fashion_mnist, load_proxy
 from nas_harness.errors import ConfigError, NonFiniteLossError, TrialOutOfMemoryError
-from nas_harness.train import EpochReport, TrainConfig, evaluate, lr_factor, param_groups, recalibrate_bn, train
+from nas_harness.train import (
+    EpochReport,
+    TrainConfig,
+    evaluate,
+    lr_factor,
+    param_groups,
+    recalibrate_bn,
+    train,
+    zero_init_residual,
+)
 from nas_harness.train.augment import BatchMaker
 
 needs_fmnist = pytest.mark.skipif(find_fashion_mnist() is None, reason="Fashion-MNIST not installed")
@@ -193,3 +202,24 @@ def test_config_round_trip_and_steps_budget():
     cfg = TrainConfig.from_dict({"steps": 10, "augment": ["flip"], "optimizer": "adamw", "lr": 1e-3})
     assert cfg.epochs is None and cfg.steps == 10 and cfg.augment == ("flip",)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_zero_init_residual_and_thread_setting(monkeypatch):
+    from nas_harness.train.trainer import cpu_threads
+
+    model = project_model()
+    n = zero_init_residual(model)
+    residual = [m for m in model.modules() if getattr(m, "use_res_connect", False)]
+    assert n == len(residual) > 0
+    last_bns = [[b for b in m.block.modules() if isinstance(b, nn.BatchNorm2d)][-1] for m in residual]
+    assert all(float(b.weight.abs().sum()) == 0 for b in last_bns)
+    before = torch.get_num_threads()
+    try:
+        assert cpu_threads(1) == 1 and torch.get_num_threads() == 1
+        assert cpu_threads(None) == 1
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        assert cpu_threads("auto") == 1  # a launcher's choice is respected
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert cpu_threads("auto") >= 1
+    finally:
+        torch.set_num_threads(before)
