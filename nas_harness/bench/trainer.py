@@ -26,7 +26,7 @@ def run(quick: bool) -> dict[str, Any]:
     from nas_harness.train import TrainConfig, train
     from nas_harness.train.conventional import train_conventional
 
-    batch, res, steps, warmup, repeats = 128, 32, (12 if quick else 40), 2, (1 if quick else 2)
+    batch, res, steps, warmup, repeats = 128, 32, (12 if quick else 24), 2, (1 if quick else 3)
     dataset = "fashion_mnist" if find_fashion_mnist() is not None else "synthetic"
     data = load_proxy(ProxyConfig(dataset=dataset, train_subset=batch * steps if dataset != "synthetic" else None,
                                   val_size=256 if dataset != "synthetic" else 0.1, resolution=res, channels=3))
