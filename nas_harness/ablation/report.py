@@ -121,13 +121,17 @@ def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Se
                        for r in ok])
     order = [r.variant for r in rows]
     x_of = {v: i for i, v in enumerate(order)}
+    seeds = sorted({r.seed for r in ok})
+    # Each seed gets a fixed small x offset so its points line up and the pairing lines end on them.
+    off = {s: 0.05 * (i - (len(seeds) - 1) / 2) for i, s in enumerate(seeds)}
+    df["x"] = [x_of[r.variant] + off[r.seed] for r in ok]
     sns.set_theme(style="whitegrid", context="notebook")
     fig, ax = plt.subplots(figsize=(max(5.0, 1.7 * len(order) + 1.5), 4.6))
     for _seed, g in df.groupby("seed"):
-        g = g.assign(x=g["variant"].map(x_of)).sort_values("x")
+        g = g.sort_values("x")
         ax.plot(g["x"], g["test acc (%)"], color="0.75", lw=0.8, zorder=1)
-    sns.stripplot(data=df, x="variant", y="test acc (%)", hue="seed", order=order, jitter=0.08, size=6, ax=ax,
-                  zorder=2, palette="deep")
+    sns.scatterplot(data=df, x="x", y="test acc (%)", hue="seed", hue_order=[str(s) for s in seeds], s=45,
+                    ax=ax, zorder=2, palette="deep")
     for r in rows:
         if r.test.n == 0:
             continue
