@@ -39,7 +39,12 @@ _VERSION_LIBS = ("nas-harness", "torch", "optuna", "ray", "numpy", "fvcore")
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """Everything that determines a trial's result (and therefore its cache key)."""
+    """Everything that determines a trial's result (and therefore its cache key).
+
+    ``stem_stride`` only affects the trained proxy network; MACs/params are those of the deployed network
+    (3-channel input, the arch's own stem stride) at ``macs_resolution`` px and ``macs_num_classes``, so
+    objectives compare candidates at the cost they would have in use, not on the proxy.
+    """
 
     arch: Any  # nas_harness.arch.Arch
     data: Any  # nas_harness.data.ProxyConfig

@@ -8,6 +8,7 @@ once.  Failed trials (NaN loss, OOM, bad arch) keep their ``fail_reason`` and do
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from dataclasses import dataclass, field
@@ -61,12 +62,25 @@ def open_storage(url: str, heartbeat_s: int = 0) -> Any:
         kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
                       heartbeat_stale_trial_callback=retry_stale_trial)
     if url.startswith("sqlite:///"):
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["engine_kwargs"] = {"connect_args": {"timeout": 60}}
+        path = url[len("sqlite:///"):]
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, path)}
     try:
         return RDBStorage(url, **kwargs)
     except (ImportError, optuna.exceptions.StorageInternalError, ValueError) as exc:
         raise ConfigError(f"run.storage: cannot open {url!r}: {exc}") from None
+
+
+def _sqlite_connect(path: str) -> Any:
+    """SQLite connection in WAL mode with synchronous=NORMAL: a commit no longer waits for fsync (~17 ms
+    each on a busy disk, ~70 per trial), and a committed trial still survives SIGKILL of the process
+    (only an OS crash or power loss could drop the last commits)."""
+    import sqlite3
+
+    con = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    return con
 
 
 def build_task(cfg: StudyConfig, objective: Objective | None = None, backend: str | None = None) -> StudyTask:
