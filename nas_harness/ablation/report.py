@@ -89,7 +89,7 @@ def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
 
 def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
     d, t = cfg.data, cfg.train
-    budget = f"{t.epochs} epochs" if t.epochs is not None else f"{t.steps} steps"
+    budget = f"{t.epochs:g} epoch(s)" if t.epochs is not None else f"{t.steps} steps"
     devices = sorted({str(r.metrics.get("device")) for r in records if r.state == "ok" and r.metrics.get("device")})
     times = [float(r.metrics.get("wall_time_s") or 0.0) for r in records if r.state == "ok"]
     train_n = f"train_subset={d.train_subset}" if getattr(d, "train_subset", None) else "full train split"
