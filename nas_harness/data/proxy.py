@@ -56,6 +56,8 @@ class ProxyConfig:
     fit: str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.root, os.PathLike):
+            object.__setattr__(self, "root", os.fspath(self.root))
         self.validate()
 
     def validate(self, where: str = "data") -> None:
