@@ -74,13 +74,14 @@ def _md5(path: Path) -> str:
     return h.hexdigest()
 
 
-def download_fashion_mnist(dest: Path | None = None, base_url: str = _BASE_URL) -> Path:
+def download_fashion_mnist(dest: Path | None = None, base_url: str | None = None) -> Path:
     """Download the official files into ``dest`` (default: the cache dir), verifying every MD5.
 
     Files are written to a temporary name and renamed only after the checksum matches, so an interrupted or
     tampered download never becomes visible to later lookups.
     """
     dest = dest or cache_dir()
+    base_url = base_url or _BASE_URL
     dest.mkdir(parents=True, exist_ok=True)
     for name, md5 in FILES.items():
         target = dest / name

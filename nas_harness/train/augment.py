@@ -56,7 +56,8 @@ class BatchMaker:
         """Training samples ``idx`` with per-sample random crop (zero padding) and flip applied."""
         xb = self.x.index_select(0, idx)
         if not (self.crop or self.flip):
-            return self._finish(xb)
+            out = self._finish(xb)
+            return self._cutout(out) if self.cutout else out
         n, h, w, c = xb.shape
         dev, g = xb.device, self.gen
         cols = torch.arange(w, device=dev).expand(n, w)

@@ -242,3 +242,27 @@ def test_synthetic_is_labelled_and_deterministic():
     assert a.synthetic and a.name == "synthetic"
     np.testing.assert_array_equal(a.train_x, b.train_x)
     assert not np.array_equal(a.train_x, make_synthetic(seed=4).train_x)
+
+
+def test_download_verifies_checksums(tmp_path, monkeypatch):
+    """Download path exercised against a local file:// mirror: good MD5s land in the cache, bad ones don't."""
+    import hashlib
+
+    mirror = write_fmnist(tmp_path / "mirror", value=9)
+    md5s = {name: hashlib.md5((mirror / name).read_bytes()).hexdigest() for name in fm.FILES}
+    monkeypatch.setattr(fm, "FILES", md5s)
+    monkeypatch.setattr(fm, "SYSTEM_DIR", tmp_path / "nosystem")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(fm.ENV_VAR, raising=False)
+    monkeypatch.setattr(fm, "_BASE_URL", mirror.as_uri() + "/")
+    with pytest.raises(DataError):
+        load_fashion_mnist()  # downloads are off by default
+    bad = dict(md5s, **{"t10k-labels-idx1-ubyte.gz": "0" * 32})
+    monkeypatch.setattr(fm, "FILES", bad)
+    with pytest.raises(DataError, match="does not match"):
+        fm.download_fashion_mnist(base_url=mirror.as_uri() + "/")
+    assert not (fm.cache_dir() / "t10k-labels-idx1-ubyte.gz").exists()
+    assert not [p for p in fm.cache_dir().iterdir() if p.name.startswith(".")]  # no temp files left
+    monkeypatch.setattr(fm, "FILES", md5s)
+    raw = fm.load_fashion_mnist(allow_download=True)
+    assert raw.source == str(fm.cache_dir()) and raw.train_x.max() == 9

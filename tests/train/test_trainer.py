@@ -223,3 +223,14 @@ def test_zero_init_residual_and_thread_setting(monkeypatch):
         assert cpu_threads("auto") >= 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_cutout_blanks_a_square_to_the_mean(synth):
+    gen = torch.Generator().manual_seed(0)
+    maker = BatchMaker(synth.train_x, synth.mean, synth.std, torch.device("cpu"), True, ("cutout",), 0, gen)
+    out = maker.train_batch(torch.arange(16))
+    plain = maker.normalise(synth.train_x[:16])
+    changed = out != plain
+    assert bool((out[changed] == 0).all())  # cut pixels are exactly the (normalised) mean
+    per_sample = changed.flatten(1).float().sum(1)
+    assert bool((per_sample > 0).all()) and bool((per_sample <= 3 * 9 * 9).all())
