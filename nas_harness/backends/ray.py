@@ -68,7 +68,8 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
     if ray.is_initialized():
         return False
     quiet_ray_env(local=address is None)
-    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": True,
+    # Worker output stays in Ray's session logs: trial errors reach the study as fail_reason anyway.
+    kwargs: dict[str, Any] = {"include_dashboard": False, "logging_level": "ERROR", "log_to_driver": False,
                               "configure_logging": True}
     if address is None:
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
