@@ -189,6 +189,9 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     sampler = make_sampler(cfg.sampler, objective, cfg.seed, task.space)
     pruner = make_pruner(cfg.pruner) if objective.kind != "multi" else None
     reference_trials(task.space, cfg.sampler["enqueue"])  # validate reference names before writing
+    from nas_harness.data import load_proxy
+
+    load_proxy(task.data)  # a missing/corrupt data set is a DataError (exit 2) before anything is written
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(cfg, objective, sampler, pruner)
     summary = SearchSummary(cfg.name, cfg.storage_url, cfg.study_dir)

@@ -129,3 +129,12 @@ def test_shipped_studies_are_valid_and_documented(path: Path) -> None:
     assert re.search(r"(?i)cost|takes|minutes|hours", text.split("\n\n")[0])
     cfg = load_study(path, check_owned=path.name != "cifar10.toml")  # cifar10 needs local data to validate
     assert cfg.name == path.stem
+
+
+def test_missing_dataset_exit_2_nothing_written(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    f = tmp_path / "nodata.toml"
+    f.write_text(f'name = "nodata"\n[data]\ndataset = "folder"\nroot = "{tmp_path / "missing"}"\nresolution = 16\n')
+    assert main(["search", str(f)]) == 2
+    assert "DataError" not in capsys.readouterr().err  # a plain one-line message, no traceback
+    assert not (tmp_path / "results").exists()
