@@ -9,7 +9,7 @@ import optuna
 import pytest
 
 from nas_harness.backends.local import write_constraints
-from nas_harness.study.objectives import BudgetConstraints, Objective, mnasnet_reward
+from nas_harness.objectives import BudgetConstraints, Objective, mnasnet_reward
 
 
 def test_mnasnet_reward_soft_and_hard() -> None:

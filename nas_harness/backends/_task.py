@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nas_harness.study.objectives import Objective
+from nas_harness.objectives import Objective
 from nas_harness.trial import ResultCache, TrialSpec, analytic_cost, library_versions, run_trial
 
 # Per-process result caches, keyed by folder, so a Ray actor reused for many trials keeps its cache.

@@ -148,7 +148,7 @@ def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
     if df.attrs.get("objective") != "reward" or not isinstance(cfg, dict):
         return
     try:
-        from nas_harness.study.objectives import Objective
+        from nas_harness.objectives import Objective
 
         obj = Objective.from_config(cfg)
     except Exception:  # an older/foreign config: skip the decoration, never the figure

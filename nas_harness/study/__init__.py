@@ -3,8 +3,8 @@
 Heavy dependencies (optuna, torch, ray) are imported inside functions, so importing this package is cheap.
 """
 
+from nas_harness.objectives import BudgetConstraints, Objective, mnasnet_reward
 from nas_harness.study.config import SCHEMA, StudyConfig, load_study, schema_markdown, validate
-from nas_harness.study.objectives import BudgetConstraints, Objective, mnasnet_reward
 from nas_harness.study.samplers import make_pruner, make_sampler, project_params, reference_arch, reference_trials
 
 __all__ = ["SCHEMA", "BudgetConstraints", "Objective", "StudyConfig", "load_study", "make_pruner", "make_sampler",

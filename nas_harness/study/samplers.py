@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from nas_harness.errors import ConfigError
-from nas_harness.study.objectives import Objective
+from nas_harness.objectives import Objective
 
 _REF_RE = re.compile(r"^(b0|base)(?:-(w|d)(\d+(?:\.\d+)?)|-(nose|k3|k5|e3|e4))?$")
 

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import Objective
 from nas_harness.study.config import StudyConfig
-from nas_harness.study.objectives import Objective
 
 
 def valid_triples(alphas: list[float], betas: list[float], gammas: list[float], tolerance: float,

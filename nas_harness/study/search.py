@@ -17,8 +17,8 @@ from typing import Any
 
 from nas_harness.backends._task import StudyTask
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import Objective
 from nas_harness.study.config import StudyConfig
-from nas_harness.study.objectives import Objective
 from nas_harness.study.progress import StudyProgress
 from nas_harness.study.samplers import make_pruner, make_sampler, reference_trials
 

@@ -7,9 +7,9 @@ import pytest
 
 from nas_harness.arch import efficientnet_b0
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import Objective
 from nas_harness.scaling import scale_arch
 from nas_harness.space import SearchSpace
-from nas_harness.study.objectives import Objective
 from nas_harness.study.samplers import make_pruner, make_sampler, project_params, reference_arch
 from nas_harness.study.search import enqueue_references
 
