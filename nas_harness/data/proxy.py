@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas_harness._config import dataclass_from_table
 from nas_harness.data._raw import RawDataset
 from nas_harness.errors import ConfigError, DataError
 
@@ -100,18 +101,9 @@ class ProxyConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> ProxyConfig:
         """Build from a study-file table; unknown keys and bad values raise ConfigError naming the key."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where} must be a table/dict, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]} is not a known option; allowed: {', '.join(names)}")
-        kwargs = dict(d)
-        if isinstance(kwargs.get("root"), os.PathLike):
-            kwargs["root"] = os.fspath(kwargs["root"])
-        obj = cls.__new__(cls)
-        for f in dataclasses.fields(cls):
-            object.__setattr__(obj, f.name, kwargs.get(f.name, f.default))
+        obj = dataclass_from_table(cls, d, where)
+        if isinstance(obj.root, os.PathLike):
+            object.__setattr__(obj, "root", os.fspath(obj.root))
         obj.validate(where)
         return obj
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas_harness._config import dataclass_from_table
 from nas_harness.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
@@ -136,17 +137,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "train") -> TrainConfig:
         """Build from a study-file table; give ``epochs`` or ``steps`` (neither: the default epochs)."""
-        if not isinstance(d, Mapping):
-            raise ConfigError(f"{where} must be a table/dict, got {type(d).__name__}")
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        if unknown:
-            raise ConfigError(f"{where}.{unknown[0]} is not a known option; allowed: {', '.join(names)}")
-        kwargs = dict(d)
-        obj = cls.__new__(cls)
-        for f in dataclasses.fields(cls):
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            object.__setattr__(obj, f.name, kwargs.get(f.name, default))
+        obj = dataclass_from_table(cls, d, where)
         obj._normalise()
         obj.validate(where)
         return obj
