@@ -5,14 +5,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas_harness.cli._format import add_study_source
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="export a study's chosen arch (string, JSON spec, build_model call, family)",
                        description="Pick the RANK-th best completed full-budget search trial (or --trial N) and "
                                    "write <out>/rank<R>.arch, .json and _build.py (default out: <study>/export).")
-    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
-    p.add_argument("--study", dest="study_name", metavar="NAME",
-                   help="Optuna study name (when the storage holds several)")
+    add_study_source(p)
     p.add_argument("--rank", type=int, default=1, help="1 = best (default)")
     p.add_argument("--trial", type=int, help="export this trial number instead of a rank")
     p.add_argument("--by", default="auto", choices=["auto", "pareto", "val_acc", "reward", "test_acc"],

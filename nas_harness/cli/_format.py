@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
 
 
@@ -33,3 +34,10 @@ def _is_num(s: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def add_study_source(p: argparse.ArgumentParser) -> None:
+    """The STUDY positional and ``--study NAME`` shared by the commands that read one stored study."""
+    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
+    p.add_argument("--study", dest="study_name", metavar="NAME",
+                   help="Optuna study name (when the storage holds several)")

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from nas_harness.cli._format import add_study_source
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="Markdown/HTML report of a study with its Pareto table and figures",
                        description="Write report.md, report.html, trials.csv/.parquet and figures/ into the "
                                    "study folder (or --out) and print their paths.")
-    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
-    p.add_argument("--study", dest="study_name", metavar="NAME",
-                   help="Optuna study name (when the storage holds several)")
+    add_study_source(p)
     p.add_argument("--out", help="output folder (default: the study folder)")
     p.add_argument("--no-figures", action="store_true", help="tables only (faster)")
     p.add_argument("--metric", default="val_acc", choices=["val_acc", "val_acc_final", "test_acc"],
