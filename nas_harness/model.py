@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from nas_harness.arch import Arch
+from nas_harness.depthwise import DepthwiseConv2d
 from nas_harness.scaling import make_divisible
 
 _ACT: dict[str, Callable[[], nn.Module]] = {
@@ -41,10 +42,10 @@ class ConvBNAct(nn.Sequential):
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                  act: str | None = "silu") -> None:
-        layers: list[nn.Module] = [
-            nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False),
-            nn.BatchNorm2d(cout),
-        ]
+        depthwise = groups > 1 and groups == cin == cout
+        conv = (DepthwiseConv2d(cin, kernel, stride) if depthwise
+                else nn.Conv2d(cin, cout, kernel, stride, (kernel - 1) // 2, groups=groups, bias=False))
+        layers: list[nn.Module] = [conv, nn.BatchNorm2d(cout)]
         if act is not None:
             layers.append(_ACT[act]())
         super().__init__(*layers)

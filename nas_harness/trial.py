@@ -156,6 +156,7 @@ def run_trial(
     spec: TrialSpec,
     report: Callable[[Any], None] | None = None,
     cache: ResultCache | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, Any]:
     """Build, count, train (and optionally test) one candidate; return its metrics dict.
 
@@ -164,6 +165,8 @@ def run_trial(
     same key: the stored metrics are returned with ``cached=True`` and ``report`` is not called.
     Failures raise :class:`~nas_harness.errors.TrialError` subclasses; anything unexpected from model
     building (e.g. an arch the model code cannot realise) is wrapped in a ``TrialError`` too.
+    ``checkpoint_dir``: train with a per-epoch checkpoint ``<dir>/<cache key>.pt`` so a long run killed
+    mid-way resumes where it stopped (used for ablation runs); the file is removed once the trial finished.
     """
     from nas_harness.data import load_proxy
 
@@ -177,7 +180,11 @@ def run_trial(
             return hit
 
     macs, params = analytic_cost(spec)
-    metrics = _train_and_measure(spec, data, report)
+    ck = Path(checkpoint_dir) / f"{key}.pt" if checkpoint_dir is not None else None
+    metrics = _train_and_measure(spec, data, report, ck)
+    if ck is not None:
+        metrics["resumed_from_checkpoint"] = bool(metrics.pop("_resumed", False))
+        ck.unlink(missing_ok=True)
     metrics.update(macs=macs, params=params)
     metrics["wall_time_s"] = time.perf_counter() - t0
     if cache is not None and metrics["full_budget"]:
@@ -185,7 +192,8 @@ def run_trial(
     return metrics
 
 
-def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None] | None) -> dict[str, Any]:
+def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None] | None,
+                       checkpoint: Path | None = None) -> dict[str, Any]:
     from nas_harness.model import build_model
     from nas_harness.train import evaluate, train
 
@@ -198,7 +206,8 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
                             stem_stride=spec.stem_stride)
     except (ValueError, RuntimeError) as exc:
         raise TrialError(f"cannot build model: {exc}") from exc
-    result = train(model, data, cfg, on_epoch=report)
+    resumed = checkpoint is not None and checkpoint.exists()
+    result = train(model, data, cfg, on_epoch=report, checkpoint=checkpoint)
     planned = planned_epochs(cfg, len(data.train_y))
     metrics: dict[str, Any] = {
         "arch": str(spec.arch),
@@ -219,6 +228,8 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
         "cached": False,
         "macs_resolution": int(spec.macs_resolution),
     }
+    if resumed:
+        metrics["_resumed"] = True
     if spec.evaluate_test:
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg)
         metrics["test_acc"] = float(test_acc)

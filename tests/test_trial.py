@@ -85,3 +85,25 @@ def test_result_cache_ignores_torn_files(tmp_path: Path) -> None:
     assert c.get("abc") is None
     c.put("abc", {"val_acc": 0.5})
     assert ResultCache(tmp_path).get("abc") == {"val_acc": 0.5}
+
+
+@pytest.mark.slow
+def test_checkpoint_dir_resumes_a_killed_trial_mid_training(tmp_path: Path) -> None:
+    """Stopped after epoch 1 of 2, the same trial resumes from its checkpoint and matches an unbroken run."""
+    spec = _spec(evaluate_test=True)
+    whole = run_trial(spec)
+
+    class Stop(Exception):
+        pass
+
+    def stop(ep) -> None:
+        raise Stop
+
+    with pytest.raises(Stop):
+        run_trial(spec, report=stop, checkpoint_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.pt"))) == 1  # epoch 1 is on disk
+    seen: list[int] = []
+    m = run_trial(spec, report=lambda ep: seen.append(ep.epoch), checkpoint_dir=tmp_path)
+    assert seen == [2] and m["resumed_from_checkpoint"] is True
+    assert (m["val_acc"], m["test_acc"], m["steps"]) == (whole["val_acc"], whole["test_acc"], whole["steps"])
+    assert not list(tmp_path.glob("*.pt"))  # removed once the trial finished

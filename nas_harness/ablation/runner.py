@@ -9,7 +9,10 @@ finished (variant, seed) run.  Why Optuna rather than a bespoke table:
   plus ``variant``;
 - a finished run is written with ``study.add_trial`` — a single SQLite transaction issued in the driver as
   each job returns — so a SIGKILL at any moment leaves either the whole record or nothing: no half-written
-  or stale RUNNING rows to clean up, and a restart simply skips the pairs already present.
+  or stale RUNNING rows to clean up, and a restart simply skips the pairs already present;
+- a run in progress also writes a per-epoch training checkpoint next to the storage
+  (``checkpoints/<trial key>.pt``, removed when the run is stored), so a long run killed mid-way resumes
+  from its last finished epoch instead of from scratch.
 
 Jobs are executed by :func:`nas_harness.backends.run_jobs` (local: in this process, one after another; Ray:
 one task per job), which calls :func:`nas_harness.trial.run_trial` — the same trial code as the search.
@@ -241,7 +244,8 @@ def run_ablation(
         b = cfg.backend
         try:
             run_jobs(jobs, backend=b.kind, cpus_per_job=b.cpus_per_trial, gpus_per_job=b.gpus_per_trial,
-                     max_concurrent=b.max_concurrent, ray_address=b.address, on_result=on_result)
+                     max_concurrent=b.max_concurrent, ray_address=b.address, on_result=on_result,
+                     checkpoint_dir=Path(store.path).parent / "checkpoints")
         finally:
             if bar is not None:
                 bar.close()

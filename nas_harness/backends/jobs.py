@@ -36,11 +36,11 @@ class JobResult:
     wall_s: float
 
 
-def _run_one(job: Job, cache_dir: str | None) -> JobResult:
+def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None) -> JobResult:
     t0 = time.perf_counter()
     cache = ResultCache(Path(cache_dir)) if cache_dir else None
     try:
-        metrics = run_trial(job.spec, cache=cache)
+        metrics = run_trial(job.spec, cache=cache, checkpoint_dir=checkpoint_dir)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing job is a result, the others go on
@@ -52,11 +52,12 @@ def _run_one(job: Job, cache_dir: str | None) -> JobResult:
 def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
              max_concurrent: int | None = None, ray_address: str | None = None,
              on_result: Callable[[JobResult], None] | None = None,
-             cache_dir: str | Path | None = None) -> list[JobResult]:
+             cache_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None) -> list[JobResult]:
     """Run ``jobs`` and return their results in the order of ``jobs``.
 
     ``backend='local'`` runs them one after another in this process; ``'ray'`` runs each as a Ray task with
     ``cpus_per_job``/``gpus_per_job`` (fractional GPUs allowed), at most ``max_concurrent`` at a time.
+    ``checkpoint_dir`` (a path every worker can reach) makes each job resumable mid-training.
     """
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
@@ -65,10 +66,11 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
         dup = next(k for k in keys if keys.count(k) > 1)
         raise ConfigError(f"jobs: duplicate key {dup!r}; every job needs a unique key")
     cdir = str(cache_dir) if cache_dir is not None else None
+    kdir = str(Path(checkpoint_dir).resolve()) if checkpoint_dir is not None else None
     if backend == "local":
         results = []
         for job in jobs:
-            res = _run_one(job, cdir)
+            res = _run_one(job, cdir, kdir)
             if on_result is not None:
                 on_result(res)
             results.append(res)
@@ -77,11 +79,12 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
         from nas_harness.errors import ConfigError
 
         raise ConfigError(f"backend: {backend!r}; allowed values: 'local', 'ray'")
-    return _run_ray(jobs, cpus_per_job, gpus_per_job, max_concurrent, ray_address, on_result, cdir)
+    return _run_ray(jobs, cpus_per_job, gpus_per_job, max_concurrent, ray_address, on_result, cdir, kdir)
 
 
 def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int | None, address: str | None,
-             on_result: Callable[[JobResult], None] | None, cache_dir: str | None) -> list[JobResult]:
+             on_result: Callable[[JobResult], None] | None, cache_dir: str | None,
+             checkpoint_dir: str | None = None) -> list[JobResult]:
     import ray
 
     from nas_harness.backends.ray import ensure_ray
@@ -96,7 +99,7 @@ def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int 
         while queue or pending:
             while queue and len(pending) < limit:
                 job = queue.pop(0)
-                pending[remote.remote(job, cache_dir)] = job
+                pending[remote.remote(job, cache_dir, checkpoint_dir)] = job
             done, _ = ray.wait(list(pending), num_returns=1)
             for ref in done:
                 job = pending.pop(ref)
@@ -113,10 +116,10 @@ def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int 
     return [by_key[j.key] for j in jobs]
 
 
-def _run_one_in_worker(job: Job, cache_dir: str | None) -> JobResult:
+def _run_one_in_worker(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None) -> JobResult:
     import os
 
     import torch
 
     torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
-    return _run_one(job, cache_dir)
+    return _run_one(job, cache_dir, checkpoint_dir)

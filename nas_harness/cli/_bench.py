@@ -25,8 +25,14 @@ def _summary(name: str, res: dict) -> str:
     if name == "trainer":
         return (f"trainer: {res['trainer_images_per_s']:.1f} img/s vs conventional "
                 f"{res['conventional_images_per_s']:.1f} img/s -> {res['ratio']:.2f}x "
+                f"[depthwise kernel {res['ratio_from_depthwise_kernel']:.2f}x, data path + layout "
+                f"{res['ratio_from_data_path_and_layout']:.2f}x] "
                 f"(threads=auto: {res['trainer_auto_threads_images_per_s']:.1f} img/s, "
                 f"{res['ratio_auto_threads']:.2f}x)")
+    if name == "accuracy" and "val_acc" in res:
+        return (f"accuracy: {res['val_acc']:.1%} validation accuracy after {res['epochs']} epoch(s) on "
+                f"{res['train_images']} images at {res['resolution']} px in {res['wall_time_s']:.0f} s "
+                f"({res['images_per_s']:.0f} img/s, {res['threads']} threads)")
     if name == "flops":
         return "flops: " + ", ".join(f"{c['case']} {c['speed_ratio']:.0f}x faster analytic "
                                      f"(diff {c['rel_diff']:.1e})" for c in res["cases"])

@@ -37,9 +37,9 @@ class TrainConfig:
     BatchNorm statistics before every evaluation, so even a few-hundred-step run is evaluated with valid
     statistics.  ``zero_init_residual`` zeroes the last BN scale of every residual MBConv branch at the start
     (blocks start as identities; measured +7 points after 60 steps on Fashion-MNIST).  ``crop_padding``
-    defaults to resolution // 8 (4 px at 32 px).  ``threads='auto'`` uses one CPU thread when the machine
-    is already oversubscribed (load average above the core count), where two-thread OpenMP regions stall on
-    descheduled peers (measured 5-8x slower), else all cores.
+    defaults to resolution // 8 (4 px at 32 px).  ``threads='auto'`` uses the cores other work is not
+    using right now (sampled for 0.2 s at the start; at least one): OpenMP threads that share a core with
+    another job stall on the descheduled peer (measured 5-8x slower).
     """
 
     epochs: float | None = None  # None with steps None -> DEFAULT_EPOCHS

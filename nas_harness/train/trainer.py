@@ -19,6 +19,7 @@ import resource
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -81,10 +82,40 @@ def resolve_device(spec: str) -> torch.device:
     return torch.device(spec)
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs from /proc/stat; None where there is no /proc (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields[:8]) - idle, sum(fields[:8])
+
+
+def busy_cores(window_s: float = 0.2) -> float:
+    """How many cores other work keeps busy *now* (sampled over ``window_s`` while this process waits).
+
+    An instantaneous sample rather than the load average: the 1-minute average still shows a job that
+    ended seconds ago and would needlessly halve a trial's threads.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    a = _cpu_times()
+    if a is None:
+        return max(0.0, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
+    time.sleep(window_s)
+    b = _cpu_times()
+    if b is None or b[1] <= a[1]:
+        return 0.0
+    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or cores)
+
+
 def cpu_threads(spec: int | str | None) -> int:
     """Intra-op CPU threads for ``spec`` (see TrainConfig.threads); also applies it via set_num_threads.
 
-    ``auto`` leaves the setting alone when ``OMP_NUM_THREADS`` is set (the launcher, e.g. Ray, chose it).
+    ``auto``: all cores this process may use, minus those other work keeps busy right now (at least one):
+    an OpenMP region whose threads share a core with another job stalls on the descheduled one.  It leaves
+    the setting alone when ``OMP_NUM_THREADS`` is set (a launcher such as Ray already decided).
     """
     if spec is None:
         return torch.get_num_threads()
@@ -92,7 +123,7 @@ def cpu_threads(spec: int | str | None) -> int:
         return torch.get_num_threads()  # a launcher (e.g. Ray, one thread per worker) already decided
     if spec == "auto":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        spec = 1 if os.getloadavg()[0] > cores + 0.5 else cores
+        spec = max(1, min(cores, cores - round(busy_cores())))
     torch.set_num_threads(int(spec))
     return int(spec)
 
@@ -219,13 +250,48 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
     return _evaluate(model, x, y, maker, cfg.eval_batch_size, _autocast(device, cfg.amp))
 
 
+def _recipe_key(cfg: TrainConfig, data: ProxyData) -> dict[str, Any]:
+    """What a checkpoint must agree on to be resumed (device, threads and compile may change)."""
+    d = cfg.to_dict()
+    for k in ("device", "threads", "compile", "eval_batch_size"):
+        d.pop(k, None)
+    return {"train": d, "data": data.name, "n_train": len(data.train_y), "n_val": len(data.val_y)}
+
+
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write atomically (temp file + rename), so a crash mid-write leaves the previous checkpoint intact."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
+    if not path.exists():
+        return None
+    try:
+        ck = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # a truncated or foreign file: say which, do not silently restart
+        raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}); delete it to "
+                          "start over") from None
+    if ck.get("recipe") != key:
+        raise ConfigError(f"checkpoint {str(path)!r} was written for a different recipe or dataset; delete it "
+                          "or choose another output directory")
+    return ck
+
+
 def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
-          on_epoch: Callable[[EpochReport], None] | None = None) -> TrainResult:
+          on_epoch: Callable[[EpochReport], None] | None = None,
+          checkpoint: str | os.PathLike[str] | None = None) -> TrainResult:
     """Train ``model`` in place on ``data.train_*`` and validate on ``data.val_*`` after every epoch.
 
     Raises NonFiniteLossError(step, loss) when the loss stops being finite and TrialOutOfMemoryError(step)
     when the device runs out of memory; in both cases, and when ``on_epoch`` raises (e.g. optuna pruning),
     device memory is released before the exception propagates.
+
+    ``checkpoint``: a file written after every epoch (model, optimiser, RNG states, history).  When it
+    exists at the start, training resumes from it and continues exactly as the uninterrupted run would;
+    a checkpoint from a different recipe is refused with a ConfigError.
     """
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -272,6 +338,22 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
         best_acc, best_epoch, val_acc, val_loss, train_loss = -1.0, 0, 0.0, float("nan"), float("nan")
         train_time = 0.0
         epoch = 0
+        ck_path = Path(checkpoint) if checkpoint is not None else None
+        key = _recipe_key(cfg, data)
+        ck = _load_checkpoint(ck_path, key) if ck_path is not None else None
+        if ck is not None:
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            gen.set_state(ck["generator"])
+            torch.set_rng_state(ck["torch_rng"])
+            if device.type == "cuda" and ck.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(ck["cuda_rng"], device)
+            step, epoch, history, train_time = ck["step"], ck["epoch"], ck["history"], ck["train_time_s"]
+            best_acc, best_epoch = ck["best_val_acc"], ck["best_epoch"]
+            last = history[-1] if history else {}
+            val_acc, val_loss = last.get("val_acc", 0.0), last.get("val_loss", float("nan"))
+            train_loss = last.get("train_loss", float("nan"))
+            t_start -= ck["wall_time_s"]
         model.train()
         while step < total:
             epoch += 1
@@ -307,6 +389,14 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
                 best_acc, best_epoch = val_acc, epoch
             report = EpochReport(epoch, val_acc, val_loss, train_loss, time.perf_counter() - t_start)
             history.append(asdict(report))
+            if ck_path is not None:
+                _save_checkpoint(ck_path, {
+                    "recipe": key, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                    "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None, "step": step,
+                    "epoch": epoch, "history": history, "train_time_s": train_time,
+                    "best_val_acc": best_acc, "best_epoch": best_epoch,
+                    "wall_time_s": time.perf_counter() - t_start})
             if on_epoch is not None:
                 on_epoch(report)
         return TrainResult(

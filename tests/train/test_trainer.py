@@ -3,6 +3,8 @@ callbacks, evaluation and configuration."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 from torch import nn
@@ -221,6 +223,15 @@ def test_zero_init_residual_and_thread_setting(monkeypatch):
         assert cpu_threads("auto") == 1  # a launcher's choice is respected
         monkeypatch.delenv("OMP_NUM_THREADS")
         assert cpu_threads("auto") >= 1
+        import nas_harness.train.trainer as trainer_mod
+
+        cores = len(os.sched_getaffinity(0))
+        monkeypatch.setattr(trainer_mod, "busy_cores", lambda: 0.1)
+        assert cpu_threads("auto") == cores  # idle machine: every core
+        monkeypatch.setattr(trainer_mod, "busy_cores", lambda: cores + 3.0)
+        assert cpu_threads("auto") == 1  # oversubscribed: one thread, never zero
+        monkeypatch.setattr(trainer_mod, "busy_cores", lambda: 1.0)
+        assert cpu_threads("auto") == max(1, cores - 1)
     finally:
         torch.set_num_threads(before)
 
@@ -234,3 +245,37 @@ def test_cutout_blanks_a_square_to_the_mean(synth):
     assert bool((out[changed] == 0).all())  # cut pixels are exactly the (normalised) mean
     per_sample = changed.flatten(1).float().sum(1)
     assert bool((per_sample > 0).all()) and bool((per_sample <= 3 * 9 * 9).all())
+
+
+def test_checkpoint_resume_continues_exactly(synth, tmp_path):
+    """A run interrupted after epoch 1 and resumed from its checkpoint ends bit-identical to one that was not."""
+    cfg = TrainConfig(epochs=3, augment=("crop", "flip"), batch_size=32, lr=0.05, seed=3, threads=1)
+    whole = tiny_cnn()
+    ref = train(whole, synth, cfg)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(report: EpochReport) -> None:
+        if report.epoch == 1:
+            raise Stop
+
+    ck = tmp_path / "run" / "checkpoint.pt"
+    with pytest.raises(Stop):
+        train(tiny_cnn(), synth, cfg, on_epoch=stop_after_first, checkpoint=ck)
+    assert ck.exists() and not ck.with_name("checkpoint.pt.tmp").exists()
+    resumed_model = tiny_cnn()  # fresh weights: everything must come from the checkpoint
+    seen: list[int] = []
+    res = train(resumed_model, synth, cfg, on_epoch=lambda r: seen.append(r.epoch), checkpoint=ck)
+    assert seen == [2, 3] and [h["epoch"] for h in res.history] == [1, 2, 3]
+    assert res.final_val_acc == ref.final_val_acc and res.steps == ref.steps
+    for a, b in zip(whole.state_dict().values(), resumed_model.state_dict().values()):
+        assert torch.equal(a, b)
+    again = train(tiny_cnn(), synth, cfg, checkpoint=ck)  # finished: nothing left to train
+    assert again.final_val_acc == ref.final_val_acc and again.history == res.history
+
+    with pytest.raises(ConfigError, match="different recipe"):
+        train(tiny_cnn(), synth, TrainConfig(epochs=4, batch_size=32, threads=1), checkpoint=ck)
+    ck.write_bytes(b"not a checkpoint")
+    with pytest.raises(ConfigError, match="cannot be read"):
+        train(tiny_cnn(), synth, cfg, checkpoint=ck)
