@@ -6,8 +6,9 @@ depthwise *weight-gradient* kernel falls back to a slow path: 20–45 ms per lay
 2-core CI machine, while the forward pass takes about 1 ms.  That fallback alone was about half of a
 B0-w0.5 training step.  Here the weight gradient of those layers is computed as a sum of per-position
 products instead — the same quantity, exact up to float summation order (see ``tests/test_depthwise.py``),
-at 0.1–4 ms.  Everything else (input gradient, forward, GPU, larger maps, autocast, tracing for fvcore,
-``torch.compile``) goes through the native ``nn.Conv2d`` path unchanged.
+at 0.1–4 ms; it is used up to 5×5 maps, beyond which it stops winning.  Everything else (input gradient,
+forward, GPU, larger maps, autocast, tracing for fvcore, ``torch.compile``) goes through the native
+``nn.Conv2d`` path unchanged.
 
 ``DepthwiseConv2d`` *is* an ``nn.Conv2d`` (same parameters and state-dict keys), so the model
 keeps torchvision's layout and FLOP counting sees an ordinary convolution.
@@ -20,6 +21,11 @@ from functools import lru_cache
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
+
+# Above this many (input, output) position pairs the pair sum loses to the native kernel (measured: 5x5
+# maps with a 7x7 kernel still win, 6x6 at stride 1 does not).
+_MAX_PAIRS = 625
 
 
 @lru_cache(maxsize=256)
@@ -69,6 +75,7 @@ class _SmallMapDepthwise(torch.autograd.Function):
         return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
 
     @staticmethod
+    @once_differentiable  # no double backward through this path: say so instead of returning wrong grads
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
         stride, padding, has_bias = ctx.conf
@@ -97,11 +104,15 @@ class DepthwiseConv2d(nn.Conv2d):
     def _fast_weight_grad(self, x: torch.Tensor) -> bool:
         if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
             return False  # fvcore / export / inductor must see the plain convolution
-        kh, kw = self.kernel_size
-        return (x.device.type == "cpu" and x.dim() == 4 and x.dtype == torch.float32
-                and (kh > x.shape[-2] or kw > x.shape[-1])
-                and self.weight.requires_grad and torch.is_grad_enabled()
-                and self.dilation == (1, 1) and self.padding_mode == "zeros" and isinstance(self.padding, tuple)
+        if (self.dilation != (1, 1) or self.padding_mode != "zeros" or not isinstance(self.padding, tuple)
+                or x.dim() != 4 or x.device.type != "cpu" or x.dtype != torch.float32):
+            return False
+        (kh, kw), (h, w) = self.kernel_size, x.shape[-2:]
+        if not (kh > h or kw > w):
+            return False  # oneDNN's own kernel is fine when the kernel fits in the map
+        ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
+        wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
+        return (h * w * ho * wo <= _MAX_PAIRS and self.weight.requires_grad and torch.is_grad_enabled()
                 and not torch.is_autocast_enabled("cpu"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

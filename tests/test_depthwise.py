@@ -66,6 +66,9 @@ def test_native_path_where_the_fast_one_is_not_meant():
     big = torch.randn(2, 8, 6, 6, requires_grad=True)
     small = torch.randn(2, 8, 2, 2, requires_grad=True)
     assert "SmallMap" not in type(conv(big).grad_fn).__name__  # map not smaller than the kernel
+    k7 = DepthwiseConv2d(8, 7)
+    assert "SmallMap" in type(k7(torch.randn(2, 8, 5, 5, requires_grad=True)).grad_fn).__name__
+    assert "SmallMap" not in type(k7(torch.randn(2, 8, 6, 6, requires_grad=True)).grad_fn).__name__  # too many pairs
     with torch.no_grad():
         assert conv(small).grad_fn is None
     with torch.autocast("cpu", dtype=torch.bfloat16):

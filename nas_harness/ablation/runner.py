@@ -241,11 +241,22 @@ def run_ablation(
             if on_record is not None:
                 on_record(rec)
 
+        epochs = cfg.train.epochs
+
+        def on_epoch(key: str, rep: Any) -> None:
+            of = f"/{epochs:g}" if epochs is not None else ""
+            msg = (f"{key}: epoch {rep.epoch}{of} val {rep.val_acc:.4f} train loss {rep.train_loss:.3f} "
+                   f"({rep.elapsed_s:.0f} s)")
+            if bar is not None:
+                bar.set_postfix_str(msg, refresh=True)
+            else:
+                say(msg)
+
         b = cfg.backend
         try:
             run_jobs(jobs, backend=b.kind, cpus_per_job=b.cpus_per_trial, gpus_per_job=b.gpus_per_trial,
                      max_concurrent=b.max_concurrent, ray_address=b.address, on_result=on_result,
-                     checkpoint_dir=Path(store.path).parent / "checkpoints")
+                     checkpoint_dir=Path(store.path).parent / "checkpoints", on_epoch=on_epoch)
         finally:
             if bar is not None:
                 bar.close()

@@ -7,6 +7,7 @@ incrementally and resume after a crash.
 
 from __future__ import annotations
 
+import functools
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -36,11 +37,12 @@ class JobResult:
     wall_s: float
 
 
-def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None) -> JobResult:
+def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None,
+             report: Callable[[Any], None] | None = None) -> JobResult:
     t0 = time.perf_counter()
     cache = ResultCache(Path(cache_dir)) if cache_dir else None
     try:
-        metrics = run_trial(job.spec, cache=cache, checkpoint_dir=checkpoint_dir)
+        metrics = run_trial(job.spec, report=report, cache=cache, checkpoint_dir=checkpoint_dir)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing job is a result, the others go on
@@ -52,12 +54,15 @@ def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None)
 def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
              max_concurrent: int | None = None, ray_address: str | None = None,
              on_result: Callable[[JobResult], None] | None = None,
-             cache_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None) -> list[JobResult]:
+             cache_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
+             on_epoch: Callable[[str, Any], None] | None = None) -> list[JobResult]:
     """Run ``jobs`` and return their results in the order of ``jobs``.
 
     ``backend='local'`` runs them one after another in this process; ``'ray'`` runs each as a Ray task with
     ``cpus_per_job``/``gpus_per_job`` (fractional GPUs allowed), at most ``max_concurrent`` at a time.
     ``checkpoint_dir`` (a path every worker can reach) makes each job resumable mid-training.
+    ``on_epoch(key, EpochReport)`` follows training epoch by epoch (local backend only: Ray tasks report
+    when they finish).
     """
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
@@ -70,7 +75,8 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
     if backend == "local":
         results = []
         for job in jobs:
-            res = _run_one(job, cdir, kdir)
+            report = functools.partial(on_epoch, job.key) if on_epoch is not None else None
+            res = _run_one(job, cdir, kdir, report)
             if on_result is not None:
                 on_result(res)
             results.append(res)

@@ -19,6 +19,8 @@ from typing import Any
 
 from nas_harness.bench import Suite
 
+STEPS = {True: 12, False: 24}  # timed steps per run (quick, full); warm-up runs come on top
+
 
 def run(quick: bool) -> dict[str, Any]:
     import torch
@@ -31,7 +33,7 @@ def run(quick: bool) -> dict[str, Any]:
     from nas_harness.train import TrainConfig, train
     from nas_harness.train.conventional import train_conventional
 
-    batch, res, steps, warmup, repeats = 128, 32, (12 if quick else 24), 2, (1 if quick else 3)
+    batch, res, steps, warmup, repeats = 128, 32, STEPS[quick], 2, (1 if quick else 3)
     dataset = "fashion_mnist" if find_fashion_mnist() is not None else "synthetic"
     data = load_proxy(ProxyConfig(dataset=dataset, train_subset=batch * steps if dataset != "synthetic" else None,
                                   val_size=256 if dataset != "synthetic" else 0.1, resolution=res, channels=3))

@@ -65,8 +65,11 @@ def _complete_trials(db: Path) -> list[tuple[str, int]]:
 @pytest.mark.slow
 def test_tiny_ablation_end_to_end(in_tmp: Path) -> None:
     cfg = parse_ablation(_raw())
-    res = run_ablation(cfg, progress=False, log=lambda m: None)
+    lines: list[str] = []
+    res = run_ablation(cfg, progress=False, log=lines.append)
     assert sorted(res.ran) == [("baseline", 0), ("baseline", 1), ("no_se", 0), ("no_se", 1)]
+    assert sum("baseline/seed0: epoch 1 val" in m for m in lines) == 1  # epoch-level progress
+    assert not list(Path("results/tiny/checkpoints").glob("*.pt"))  # mid-run checkpoints are cleaned up
     assert [r.state for r in res.records] == ["ok"] * 4
     by = {(r.variant, r.seed): r.metrics for r in res.records}
     for (v, s), m in by.items():

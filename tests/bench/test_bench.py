@@ -56,6 +56,20 @@ def test_flops_suite_and_cli(tmp_path):
     assert figures["machine"]["cpu_cores"] >= 1
 
 
+@pytest.mark.slow
+def test_trainer_suite_figures_are_consistent(monkeypatch):
+    from nas_harness.bench import trainer as trainer_suite
+
+    monkeypatch.setattr(trainer_suite, "STEPS", {True: 2, False: 2})
+    r = trainer_suite.run(quick=True)
+    runs = r["runs"]
+    assert r["conventional_images_per_s"] == runs["conventional"][0] > 0
+    assert r["trainer_images_per_s"] == runs["trainer"][0] > 0
+    assert r["ratio"] == pytest.approx(r["trainer_images_per_s"] / r["conventional_images_per_s"])
+    assert r["ratio"] == pytest.approx(r["ratio_from_depthwise_kernel"] * r["ratio_from_data_path_and_layout"])
+    assert r["steps"] == 2 and r["batch_size"] == 128 and r["resolution"] == 32
+
+
 def test_cli_unknown_suite_exits_2(tmp_path, capsys):
     assert main(["bench", "--suite", "nope", "--out", str(tmp_path / "x.json")]) == 2
     assert "unknown" in capsys.readouterr().err
