@@ -38,7 +38,7 @@ class TrainConfig:
     statistics.  ``zero_init_residual`` zeroes the last BN scale of every residual MBConv branch at the start
     (blocks start as identities; measured +7 points after 60 steps on Fashion-MNIST).  ``crop_padding``
     defaults to resolution // 8 (4 px at 32 px).  ``threads='auto'`` uses the cores other work is not
-    using right now (sampled for 0.2 s at the start; at least one): OpenMP threads that share a core with
+    using right now (sampled for 0.1 s at the start; at least one): OpenMP threads that share a core with
     another job stall on the descheduled peer (measured 5-8x slower).
     """
 

@@ -93,7 +93,7 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
-def busy_cores(window_s: float = 0.2) -> float:
+def busy_cores(window_s: float = 0.1) -> float:
     """How many cores other work keeps busy *now* (sampled over ``window_s`` while this process waits).
 
     An instantaneous sample rather than the load average: the 1-minute average still shows a job that

@@ -103,3 +103,13 @@ def test_shipped_ablation_file_is_valid() -> None:
     assert cfg.variants == ("baseline", "no_se", "no_skip", "neither")
     assert cfg.data.dataset == "fashion_mnist"
     assert len(cfg.seeds) >= 2
+
+
+def test_shipped_full_recipe_is_b0_half_width_on_the_full_training_file() -> None:
+    from nas_harness.arch import efficientnet_b0
+    from nas_harness.scaling import scale_arch
+
+    cfg = load_ablation(REPO / "studies" / "fashion_mnist_full.toml")
+    assert cfg.base == scale_arch(efficientnet_b0(), width=0.5) and cfg.stem_stride == 1
+    assert cfg.variants == ("baseline",) and cfg.data.train_subset is None and cfg.data.per_class is None
+    assert cfg.data.resolution == 28 and cfg.train.epochs == 10 and set(cfg.train.augment) == {"crop", "flip"}
