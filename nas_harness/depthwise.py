@@ -120,19 +120,3 @@ class DepthwiseConv2d(nn.Conv2d):
             return _SmallMapDepthwise.apply(x, self.weight, self.bias, self.stride, self.padding)
         return super().forward(x)
 
-
-def plain_convs(model: nn.Module) -> nn.Module:
-    """Swap every :class:`DepthwiseConv2d` in ``model`` for a stock ``nn.Conv2d`` with the same weights.
-
-    Gives the model a researcher would get from torchvision (the conventional baseline in ``bench``, or
-    code that must not depend on this package); returns ``model``, changed in place.
-    """
-    for mod in list(model.modules()):
-        for name, child in list(mod.named_children()):
-            if isinstance(child, DepthwiseConv2d):
-                plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
-                                  child.padding, groups=child.groups, bias=child.bias is not None,
-                                  device=child.weight.device, dtype=child.weight.dtype)
-                plain.load_state_dict(child.state_dict())
-                setattr(mod, name, plain)
-    return model

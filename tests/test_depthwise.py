@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 from nas_harness.arch import efficientnet_b0
-from nas_harness.depthwise import DepthwiseConv2d, depthwise_weight_grad, plain_convs
-from nas_harness.model import build_model
+from nas_harness.depthwise import DepthwiseConv2d, depthwise_weight_grad
+from nas_harness.model import build_model, stock_layers
 from nas_harness.scaling import scale_arch
 
 
@@ -85,8 +85,14 @@ def test_model_uses_it_without_changing_layout_or_training_result():
     model = build_model(arch, num_classes=10)
     dw = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
     assert len(dw) == sum(s.repeats for s in arch.stages) and all(isinstance(m, nn.Conv2d) for m in dw)
-    stock = plain_convs(build_model(arch, num_classes=10))
+    stock = stock_layers(build_model(arch, num_classes=10))
     assert not any(isinstance(m, DepthwiseConv2d) for m in stock.modules())
+    from nas_harness.model import ConvBNAct, SqueezeExcitation
+
+    # torchvision: in-place SiLU after conv+BN, out-of-place inside SE; ours: out of place everywhere
+    assert all(m[-1].inplace for m in stock.modules() if isinstance(m, ConvBNAct) and isinstance(m[-1], nn.SiLU))
+    assert not any(m.activation.inplace for m in stock.modules() if isinstance(m, SqueezeExcitation))
+    assert not any(m.inplace for m in model.modules() if isinstance(m, nn.SiLU))
     stock.load_state_dict(model.state_dict())  # same keys and shapes
     x = torch.randn(4, 3, 32, 32)  # last stages run on 2x2 and 1x1 maps: the fast path engages
     y = torch.tensor([0, 1, 2, 3])

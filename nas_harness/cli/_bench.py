@@ -25,7 +25,7 @@ def _summary(name: str, res: dict) -> str:
     if name == "trainer":
         return (f"trainer: {res['trainer_images_per_s']:.1f} img/s vs conventional "
                 f"{res['conventional_images_per_s']:.1f} img/s -> {res['ratio']:.2f}x "
-                f"[depthwise kernel {res['ratio_from_depthwise_kernel']:.2f}x, data path + layout "
+                f"[model kernels {res['ratio_from_model_kernels']:.2f}x, data path + layout "
                 f"{res['ratio_from_data_path_and_layout']:.2f}x] "
                 f"(threads=auto: {res['trainer_auto_threads_images_per_s']:.1f} img/s, "
                 f"{res['ratio_auto_threads']:.2f}x)")

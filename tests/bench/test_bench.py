@@ -66,7 +66,7 @@ def test_trainer_suite_figures_are_consistent(monkeypatch):
     assert r["conventional_images_per_s"] == runs["conventional"][0] > 0
     assert r["trainer_images_per_s"] == runs["trainer"][0] > 0
     assert r["ratio"] == pytest.approx(r["trainer_images_per_s"] / r["conventional_images_per_s"])
-    assert r["ratio"] == pytest.approx(r["ratio_from_depthwise_kernel"] * r["ratio_from_data_path_and_layout"])
+    assert r["ratio"] == pytest.approx(r["ratio_from_model_kernels"] * r["ratio_from_data_path_and_layout"])
     assert r["steps"] == 2 and r["batch_size"] == 128 and r["resolution"] == 32
 
 
