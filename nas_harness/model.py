@@ -4,7 +4,9 @@ Module names, order and shapes mirror torchvision's ``efficientnet_b0`` (``featu
 ``classifier``, each MBConv's layers under ``.block``), so a torchvision state dict loads into the B0 built
 here key for key, and weights copied across give the same outputs.  Blocks are small and switchable:
 SE (``se_ratio=None``) and the residual skip (``skip=False``) are per-block options, which is what the
-ablations flip.
+ablations flip.  Two deliberate differences in *modules*, not in the function computed: depthwise layers are
+:class:`~nas_harness.depthwise.DepthwiseConv2d` (fast CPU gradient on tiny maps) and SiLU runs out of place;
+:func:`stock_layers` undoes both when a byte-for-byte torchvision module tree is wanted.
 """
 
 from __future__ import annotations
