@@ -63,7 +63,7 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple
     else:
         pair = torch.stack([(xs * gs[:, b: b + 1]).sum(0) for b in range(ho * wo)], dim=1)
     taps = _tap_matrix(h, w, ho, wo, *kernel, *stride, *padding).to(device=x.device, dtype=pair.dtype)
-    return (taps @ pair.reshape(h * w * ho * wo, c)).t().reshape(c, 1, *kernel).to(x.dtype)
+    return (taps @ pair.reshape(h * w * ho * wo, c)).t().reshape(c, 1, *kernel)
 
 
 class _SmallMapDepthwise(torch.autograd.Function):

@@ -181,9 +181,10 @@ def run_trial(
 
     macs, params = analytic_cost(spec)
     ck = Path(checkpoint_dir) / f"{key}.pt" if checkpoint_dir is not None else None
+    resumed = ck is not None and ck.exists()
     metrics = _train_and_measure(spec, data, report, ck)
     if ck is not None:
-        metrics["resumed_from_checkpoint"] = bool(metrics.pop("_resumed", False))
+        metrics["resumed_from_checkpoint"] = resumed
         ck.unlink(missing_ok=True)
     metrics.update(macs=macs, params=params)
     metrics["wall_time_s"] = time.perf_counter() - t0
@@ -206,7 +207,6 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
                             stem_stride=spec.stem_stride)
     except (ValueError, RuntimeError) as exc:
         raise TrialError(f"cannot build model: {exc}") from exc
-    resumed = checkpoint is not None and checkpoint.exists()
     result = train(model, data, cfg, on_epoch=report, checkpoint=checkpoint)
     planned = planned_epochs(cfg, len(data.train_y))
     metrics: dict[str, Any] = {
@@ -228,8 +228,6 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
         "cached": False,
         "macs_resolution": int(spec.macs_resolution),
     }
-    if resumed:
-        metrics["_resumed"] = True
     if spec.evaluate_test:
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg)
         metrics["test_acc"] = float(test_acc)

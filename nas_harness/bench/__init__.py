@@ -41,7 +41,9 @@ def suites() -> dict[str, Suite]:
 def machine_info() -> dict[str, Any]:
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from nas_harness.train.trainer import usable_cores
+
+    cores = usable_cores()
     return {
         "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
         "cpu_cores": cores, "torch": torch.__version__, "torch_threads": torch.get_num_threads(),

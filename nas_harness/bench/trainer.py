@@ -6,10 +6,10 @@ researcher would take from torchvision (:func:`~nas_harness.model.stock_layers`:
 depthwise layers, in-place SiLU).  To show where the ratio comes from, the trainer is also timed with those
 stock layers (``trainer_stock_layers``): trainer/stock-trainer is the share of the model's own kernels
 (small-map depthwise gradient, out-of-place SiLU), stock-trainer/conventional the share of the data path,
-channels_last and the optimiser.  Runs alternate
-(conventional, trainer, ...) so background load hits all alike; medians are reported.  The headline ratio
-uses the same CPU thread count for both; the trainer's ``threads='auto'`` figure (one thread when the
-machine is oversubscribed) is reported separately because it depends on the machine's other load.
+channels_last and the optimiser.  Runs alternate (conventional, trainer, ...) so background load hits
+all alike; medians are reported.  The headline ratio uses the same CPU thread count for both; the trainer's
+``threads='auto'`` figure (the cores other work leaves idle) is reported separately because it depends on
+the machine's other load.
 """
 
 from __future__ import annotations

@@ -93,13 +93,17 @@ def _cpu_times() -> tuple[int, int] | None:
     return sum(fields[:8]) - idle, sum(fields[:8])
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def busy_cores(window_s: float = 0.1) -> float:
     """How many cores other work keeps busy *now* (sampled over ``window_s`` while this process waits).
 
     An instantaneous sample rather than the load average: the 1-minute average still shows a job that
     ended seconds ago and would needlessly halve a trial's threads.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     a = _cpu_times()
     if a is None:
         return max(0.0, os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0)
@@ -107,7 +111,8 @@ def busy_cores(window_s: float = 0.1) -> float:
     b = _cpu_times()
     if b is None or b[1] <= a[1]:
         return 0.0
-    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or cores)
+    # /proc/stat's first line sums every CPU of the machine, not only those in our affinity mask.
+    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
 
 
 def cpu_threads(spec: int | str | None) -> int:
@@ -122,7 +127,7 @@ def cpu_threads(spec: int | str | None) -> int:
     if spec == "auto" and os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()  # a launcher (e.g. Ray, one thread per worker) already decided
     if spec == "auto":
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        cores = usable_cores()
         spec = max(1, min(cores, cores - round(busy_cores())))
     torch.set_num_threads(int(spec))
     return int(spec)
