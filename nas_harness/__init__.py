@@ -1,8 +1,8 @@
 """nas-harness: architecture search and ablations for EfficientNet-style (MBConv) networks.
 
 The core public names are re-exported here; each layer lives in its own module or subpackage
-(``arch``, ``space``, ``scaling``, ``model``, ``depthwise``, ``flops``, ``data``, ``train``, ``trial``, ``backends``,
-``study``, ``ablation``, ``results``, ``plots``, ``report``, ``cli``).
+(``arch``, ``space``, ``scaling``, ``model``, ``depthwise``, ``fused``, ``native``, ``flops``, ``data``, ``train``,
+``trial``, ``backends``, ``study``, ``ablation``, ``results``, ``plots``, ``report``, ``cli``).
 """
 
 from nas_harness.arch import Arch, Stage, efficientnet_b0, parse_arch, resolve_arch

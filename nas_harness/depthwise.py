@@ -1,17 +1,25 @@
-"""Depthwise convolution whose CPU weight gradient stays fast on feature maps smaller than the kernel.
+"""Depthwise convolution whose CPU weight gradient does not take oneDNN's slow kernels.
 
-Why this exists: at proxy resolution (28–32 px) the last MBConv stages run on 4×4, 2×2 or 1×1 maps with
-3×3 / 5×5 depthwise kernels.  For exactly those shapes (kernel larger than the map) oneDNN's CPU
-depthwise *weight-gradient* kernel falls back to a slow path: 20–45 ms per layer at batch 128 on the
-2-core CI machine, while the forward pass takes about 1 ms.  That fallback alone was about half of a
-B0-w0.5 training step.  Here the weight gradient of those layers is computed as a sum of per-position
-products instead — the same quantity, exact up to float summation order (see ``tests/test_depthwise.py``),
-at 0.1–4 ms; it is used up to 5×5 maps, beyond which it stops winning.  Everything else (input gradient,
-forward, GPU, larger maps, autocast, tracing for fvcore, ``torch.compile``) goes through the native
-``nn.Conv2d`` path unchanged.
+Why this exists: oneDNN's CPU depthwise *weight-gradient* kernel is the slow one of the three a depthwise
+layer trains with.  On the shapes of an MBConv net at proxy resolution (28–32 px, batch 128, two cores) it
+takes 5–11 ms on 5×5 kernels over 8×8 and 16×16 maps, 2–4× its forward and input-gradient kernels, and
+20–45 ms where the kernel is larger than the map (the last stages' 4×4, 2×2 and 1×1 maps), where it falls
+back to a generic path.  That fallback alone was about half of a B0-w0.5 training step.
 
-``DepthwiseConv2d`` *is* an ``nn.Conv2d`` (same parameters and state-dict keys), so the model
-keeps torchvision's layout and FLOP counting sees an ordinary convolution.
+``DepthwiseConv2d`` computes that gradient itself on CPU, training, float32:
+
+- channels_last data (what the trainer uses): the C kernel of :mod:`nas_harness.native` (``depthwise.c``),
+  a sum over output positions vectorised across channels: 1.6–3 ms where oneDNN takes 5–11 ms, and under
+  1.5 ms where it takes 20–75 ms.  Used with at least 32 channels (below that oneDNN's kernel is faster)
+  or where the kernel is larger than the map.
+- otherwise, on maps smaller than the kernel: a sum of per-position products reduced by a fixed 0/1 tap
+  matrix (:func:`depthwise_weight_grad`, no compiler needed), 0.1–4 ms; up to 5×5 maps, beyond which it
+  stops winning.
+
+Both are exact up to float summation order (``tests/test_depthwise.py``).  Everything else (input
+gradient, forward, GPU, autocast, tracing for fvcore, ``torch.compile``) goes through the native
+``nn.Conv2d`` path unchanged.  ``DepthwiseConv2d`` *is* an ``nn.Conv2d`` (same parameters and state-dict
+keys), so the model keeps torchvision's layout and FLOP counting sees an ordinary convolution.
 """
 
 from __future__ import annotations
@@ -23,7 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-# Above this many (input, output) position pairs the pair sum loses to the native kernel (measured: 5x5
+from nas_harness import native
+from nas_harness.fused import cpu_fast_path
+
+# The C kernel beats oneDNN's from this many channels up (measured 16: 3.2 vs 2.8 ms; 48: 3.1 vs 4.2 ms).
+_NATIVE_MIN_CHANNELS = 32
+# Above this many (input, output) position pairs the pair sum loses to oneDNN's kernel (measured: 5x5
 # maps with a 7x7 kernel still win, 6x6 at stride 1 does not).
 _MAX_PAIRS = 625
 
@@ -66,57 +79,73 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple
     return (taps @ pair.reshape(h * w * ho * wo, c)).t().reshape(c, 1, *kernel)
 
 
-class _SmallMapDepthwise(torch.autograd.Function):
+def _native_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
+                        stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+    """The C kernel's weight gradient, for channels_last ``x`` and ``grad_out``."""
+    n, c, h, w = x.shape
+    ho, wo = grad_out.shape[-2:]
+    grad_w = torch.empty(c, 1, *kernel)
+    native.library().depthwise_weight_grad(x.data_ptr(), grad_out.data_ptr(), grad_w.data_ptr(), n, h, w, c, ho, wo,
+                                           *kernel, *stride, *padding)
+    return grad_w
+
+
+class _DepthwiseWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,  # type: ignore[override]
-                stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+                stride: tuple[int, int], padding: tuple[int, int], use_native: bool) -> torch.Tensor:
         ctx.save_for_backward(x, weight)
-        ctx.conf = (stride, padding, bias is not None)
+        ctx.conf = (stride, padding, bias is not None, use_native)
         return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
 
     @staticmethod
     @once_differentiable  # no double backward through this path: say so instead of returning wrong grads
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
         x, weight = ctx.saved_tensors
-        stride, padding, has_bias = ctx.conf
+        stride, padding, has_bias, use_native = ctx.conf
         grad_out = grad_out.contiguous(memory_format=torch.channels_last) if x.is_contiguous(
             memory_format=torch.channels_last) else grad_out.contiguous()
+        kernel = tuple(weight.shape[-2:])
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_x = torch.ops.aten.convolution_backward(
                 grad_out, x, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], x.shape[1],
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            grad_w = depthwise_weight_grad(x, grad_out, tuple(weight.shape[-2:]), stride, padding)
+            grad_w = (_native_weight_grad if use_native else depthwise_weight_grad)(x, grad_out, kernel, stride,
+                                                                                    padding)
         if has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum((0, 2, 3))
-        return grad_x, grad_w, grad_b, None, None
+        return grad_x, grad_w, grad_b, None, None, None
 
 
 class DepthwiseConv2d(nn.Conv2d):
-    """``nn.Conv2d(c, c, k, groups=c)`` that trains fast on CPU when the map is smaller than the kernel."""
+    """``nn.Conv2d(c, c, k, groups=c)`` whose CPU weight gradient avoids oneDNN's slow kernels."""
 
     def __init__(self, channels: int, kernel: int, stride: int = 1, padding: int | None = None,
                  bias: bool = False) -> None:
         super().__init__(channels, channels, kernel, stride, (kernel - 1) // 2 if padding is None else padding,
                          groups=channels, bias=bias)
 
-    def _fast_weight_grad(self, x: torch.Tensor) -> bool:
-        if torch.jit.is_tracing() or torch.jit.is_scripting() or torch.compiler.is_compiling():
-            return False  # fvcore / export / inductor must see the plain convolution
-        if (self.dilation != (1, 1) or self.padding_mode != "zeros" or not isinstance(self.padding, tuple)
-                or x.dim() != 4 or x.device.type != "cpu" or x.dtype != torch.float32):
-            return False
+    def _weight_grad_path(self, x: torch.Tensor) -> str | None:
+        """``native`` (C kernel), ``pairs`` (tap matrix) or None (oneDNN) for this input."""
+        if not (self.weight.requires_grad and torch.is_grad_enabled()):
+            return None
+        if self.dilation != (1, 1) or self.padding_mode != "zeros" or not isinstance(self.padding, tuple):
+            return None
+        if not cpu_fast_path(x, channels_last=False):
+            return None
         (kh, kw), (h, w) = self.kernel_size, x.shape[-2:]
-        if not (kh > h or kw > w):
-            return False  # oneDNN's own kernel is fine when the kernel fits in the map
+        kernel_exceeds_map = kh > h or kw > w
+        if x.is_contiguous(memory_format=torch.channels_last) and (
+                x.shape[1] >= _NATIVE_MIN_CHANNELS or kernel_exceeds_map) and native.available():
+            return "native"
         ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
-        return (h * w * ho * wo <= _MAX_PAIRS and self.weight.requires_grad and torch.is_grad_enabled()
-                and not torch.is_autocast_enabled("cpu"))
+        return "pairs" if kernel_exceeds_map and h * w * ho * wo <= _MAX_PAIRS else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._fast_weight_grad(x):
-            return _SmallMapDepthwise.apply(x, self.weight, self.bias, self.stride, self.padding)
+        path = self._weight_grad_path(x)
+        if path is not None:
+            return _DepthwiseWeightGrad.apply(x, self.weight, self.bias, self.stride, self.padding, path == "native")
         return super().forward(x)
-

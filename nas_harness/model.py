@@ -4,9 +4,10 @@ Module names, order and shapes mirror torchvision's ``efficientnet_b0`` (``featu
 ``classifier``, each MBConv's layers under ``.block``), so a torchvision state dict loads into the B0 built
 here key for key, and weights copied across give the same outputs.  Blocks are small and switchable:
 SE (``se_ratio=None``) and the residual skip (``skip=False``) are per-block options, which is what the
-ablations flip.  Two deliberate differences in *modules*, not in the function computed: depthwise layers are
-:class:`~nas_harness.depthwise.DepthwiseConv2d` (fast CPU gradient on tiny maps) and SiLU runs out of place;
-:func:`stock_layers` undoes both when a byte-for-byte torchvision module tree is wanted.
+ablations flip.  Deliberate differences in *how*, not in the function computed: depthwise layers are
+:class:`~nas_harness.depthwise.DepthwiseConv2d` (fast CPU weight gradient), conv→BN→act blocks and SE run
+fused CPU kernels (:mod:`nas_harness.fused`) where they apply, and SiLU runs out of place;
+:func:`stock_layers` undoes all of it when a byte-for-byte torchvision module tree is wanted.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from torch import nn
 
 from nas_harness.arch import Arch
 from nas_harness.depthwise import DepthwiseConv2d
+from nas_harness.fused import bn_act, bn_act_fusable, se_gate
 from nas_harness.scaling import make_divisible
 
 # SiLU and hard-swish run out of place: their gradient needs the input, so an in-place version makes
@@ -43,7 +45,11 @@ def se_squeeze_channels(in_channels: int, ratio: float) -> int:
 
 
 class ConvBNAct(nn.Sequential):
-    """conv (no bias) → BN → optional activation; the layout of torchvision's ``Conv2dNormActivation``."""
+    """conv (no bias) → BN → optional activation; the layout of torchvision's ``Conv2dNormActivation``.
+
+    BN and the activation run as one fused CPU kernel where :func:`~nas_harness.fused.bn_act_fusable`
+    allows (channels_last float32 on CPU), otherwise as the stock modules; the module tree is the same.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1,
                  act: str | None = "silu") -> None:
@@ -55,9 +61,23 @@ class ConvBNAct(nn.Sequential):
             layers.append(_ACT[act]())
         super().__init__(*layers)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self[0](x)
+        bn, act = self[1], (self[2] if len(self) > 2 else None)
+        if bn_act_fusable(x, bn, act):
+            return bn_act(x, bn, act)
+        x = bn(x)
+        return x if act is None else act(x)
+
 
 class SqueezeExcitation(nn.Module):
-    """Channel attention: pool → 1×1 conv → act → 1×1 conv → sigmoid → scale the input."""
+    """Channel attention: pool → 1×1 conv → act → 1×1 conv → sigmoid → scale the input.
+
+    Trains through :func:`~nas_harness.fused.se_gate` (a two-pass backward) on CPU where it applies;
+    ``fused = False`` (set by :func:`stock_layers`) keeps the stock ops.
+    """
+
+    fused = True
 
     def __init__(self, channels: int, squeeze: int, act: str = "silu") -> None:
         super().__init__()
@@ -68,6 +88,9 @@ class SqueezeExcitation(nn.Module):
         self.scale_activation = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = se_gate(x, self.fc1, self.fc2, self.activation) if self.fused else None
+        if out is not None:
+            return out
         s = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))
         return s * x
 
@@ -177,13 +200,14 @@ def build_model(arch: Arch, num_classes: int = 1000, in_channels: int = 3,
 def stock_layers(model: nn.Module) -> nn.Module:
     """Turn a model from :func:`build_model` into the torchvision-equivalent one, weights kept, in place.
 
-    Depthwise layers become stock ``nn.Conv2d`` and the activations after conv+BN run in place, as in
-    torchvision's ``Conv2dNormActivation``.  The result computes the same function; it is the baseline
-    ``nas-harness bench`` compares against, and what code that must not depend on this package can use.
+    Depthwise layers become stock ``nn.Conv2d``, conv→BN→act blocks plain ``nn.Sequential`` (as
+    torchvision's ``Conv2dNormActivation`` is) with the activation in place, and SE blocks stop using the
+    fused kernels.  The result computes the same function; it is the baseline ``nas-harness bench``
+    compares against, and what code that must not depend on this package can use.
     """
     for mod in list(model.modules()):
-        if isinstance(mod, ConvBNAct) and isinstance(mod[-1], (nn.SiLU, nn.Hardswish)):
-            mod[-1].inplace = True
+        if isinstance(mod, SqueezeExcitation):
+            mod.fused = False
         for name, child in list(mod.named_children()):
             if isinstance(child, DepthwiseConv2d):
                 plain = nn.Conv2d(child.in_channels, child.out_channels, child.kernel_size, child.stride,
@@ -191,4 +215,11 @@ def stock_layers(model: nn.Module) -> nn.Module:
                                   device=child.weight.device, dtype=child.weight.dtype)
                 plain.load_state_dict(child.state_dict())
                 setattr(mod, name, plain)
+    # A second pass, so the Sequential that replaces a ConvBNAct takes its already-swapped convolution.
+    for mod in list(model.modules()):
+        for name, child in list(mod.named_children()):
+            if isinstance(child, ConvBNAct):
+                if isinstance(child[-1], (nn.SiLU, nn.Hardswish)):
+                    child[-1].inplace = True
+                setattr(mod, name, nn.Sequential(*child))
     return model

@@ -1,4 +1,5 @@
-"""The small-map depthwise path must give the native convolution's gradients and only engage where meant."""
+"""The depthwise weight-gradient paths (C kernel, tap matrix) must give oneDNN's gradients and engage only
+where meant."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from nas_harness import native
 from nas_harness.arch import efficientnet_b0
 from nas_harness.depthwise import DepthwiseConv2d, depthwise_weight_grad
 from nas_harness.model import build_model, stock_layers
@@ -37,7 +39,9 @@ def test_gradients_match_native_conv(size, kernel, stride, channels_last, bias):
         fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya, yb = fast(xa), ref(xb)
-    assert "SmallMapDepthwise" in type(ya.grad_fn).__name__  # the fast path really ran
+    assert "DepthwiseWeightGrad" in type(ya.grad_fn).__name__  # a custom path really ran
+    # (a 1x1 map is channels_last-contiguous in either layout)
+    assert fast._weight_grad_path(x) == ("native" if x.is_contiguous(memory_format=torch.channels_last) else "pairs")
     g = torch.randn_like(yb)
     ya.backward(g)
     yb.backward(g)
@@ -61,22 +65,49 @@ def test_weight_grad_is_exact_in_float64():
         torch.testing.assert_close(ours, native, rtol=1e-12, atol=1e-12)
 
 
-def test_native_path_where_the_fast_one_is_not_meant():
+@pytest.mark.parametrize(("channels", "size", "kernel", "stride"), [
+    (48, 32, 3, 2), (96, 16, 3, 1), (96, 16, 5, 2), (144, 8, 5, 1), (40, 7, 5, 2), (33, 9, 3, 1), (64, 1, 3, 1),
+    (240, 4, 5, 1), (8, 2, 5, 1),  # kernel larger than the map: the C kernel even below 32 channels
+])
+def test_c_kernel_gradients_match_onednn_on_model_shapes(channels, size, kernel, stride):
+    fast, ref = _pair(channels, kernel, stride, bias=False)
+    fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    torch.manual_seed(2)
+    x = torch.randn(10, channels, size, size).contiguous(memory_format=torch.channels_last)
+    assert fast._weight_grad_path(x) == "native"
+    xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
+    ya, yb = fast(xa), ref(xb)
+    g = torch.randn_like(yb)
+    ya.backward(g)
+    yb.backward(g)
+    torch.testing.assert_close(xa.grad, xb.grad, rtol=0, atol=0)  # the input gradient is oneDNN's own
+    scale = ref.weight.grad.abs().max()
+    torch.testing.assert_close(fast.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5 * float(scale))
+
+
+def test_oneDNN_path_where_the_custom_ones_are_not_meant(monkeypatch):
     conv = DepthwiseConv2d(8, 3)
     big = torch.randn(2, 8, 6, 6, requires_grad=True)
     small = torch.randn(2, 8, 2, 2, requires_grad=True)
-    assert "SmallMap" not in type(conv(big).grad_fn).__name__  # map not smaller than the kernel
+    assert conv._weight_grad_path(big) is None  # NCHW, map not smaller than the kernel
+    assert conv._weight_grad_path(big.contiguous(memory_format=torch.channels_last)) is None  # < 32 channels
+    wide = DepthwiseConv2d(32, 3)
+    assert wide._weight_grad_path(torch.randn(2, 32, 6, 6).contiguous(memory_format=torch.channels_last)) == "native"
     k7 = DepthwiseConv2d(8, 7)
-    assert "SmallMap" in type(k7(torch.randn(2, 8, 5, 5, requires_grad=True)).grad_fn).__name__
-    assert "SmallMap" not in type(k7(torch.randn(2, 8, 6, 6, requires_grad=True)).grad_fn).__name__  # too many pairs
+    assert "DepthwiseWeightGrad" in type(k7(torch.randn(2, 8, 5, 5, requires_grad=True)).grad_fn).__name__
+    assert k7._weight_grad_path(torch.randn(2, 8, 6, 6)) is None  # too many pairs
     with torch.no_grad():
         assert conv(small).grad_fn is None
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert "SmallMap" not in type(conv(small).grad_fn).__name__
-    conv.weight.requires_grad_(False)
-    assert "SmallMap" not in type(conv(small).grad_fn).__name__
+        assert "DepthwiseWeightGrad" not in type(conv(small).grad_fn).__name__
     traced = torch.jit.trace(DepthwiseConv2d(8, 5), small)  # fvcore traces: it must see a plain conv
     assert "aten::_convolution" in str(traced.graph) and "PythonOp" not in str(traced.graph)
+    conv.weight.requires_grad_(False)
+    assert "DepthwiseWeightGrad" not in type(conv(small).grad_fn).__name__
+    # Without the compiled kernels (no compiler, or NAS_HARNESS_NATIVE=0) the tap matrix still serves tiny maps.
+    monkeypatch.setenv(native.ENV_VAR, "0")
+    assert wide._weight_grad_path(torch.randn(2, 32, 6, 6).contiguous(memory_format=torch.channels_last)) is None
+    assert k7._weight_grad_path(torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)) == "pairs"
 
 
 def test_model_uses_it_without_changing_layout_or_training_result():
@@ -89,9 +120,14 @@ def test_model_uses_it_without_changing_layout_or_training_result():
     assert not any(isinstance(m, DepthwiseConv2d) for m in stock.modules())
     from nas_harness.model import ConvBNAct, SqueezeExcitation
 
-    # torchvision: in-place SiLU after conv+BN, out-of-place inside SE; ours: out of place everywhere
-    assert all(m[-1].inplace for m in stock.modules() if isinstance(m, ConvBNAct) and isinstance(m[-1], nn.SiLU))
+    # torchvision: conv+BN+act blocks are plain Sequentials with in-place SiLU, out-of-place inside SE;
+    # ours: ConvBNAct (fused kernels) and out of place everywhere
+    assert not any(isinstance(m, ConvBNAct) for m in stock.modules())
+    blocks = [m for m in stock.modules()
+              if type(m) is nn.Sequential and len(m) == 3 and isinstance(m[1], nn.BatchNorm2d)]
+    assert blocks and all(m[2].inplace for m in blocks if isinstance(m[2], nn.SiLU))
     assert not any(m.activation.inplace for m in stock.modules() if isinstance(m, SqueezeExcitation))
+    assert not any(m.fused for m in stock.modules() if isinstance(m, SqueezeExcitation))
     assert not any(m.inplace for m in model.modules() if isinstance(m, nn.SiLU))
     stock.load_state_dict(model.state_dict())  # same keys and shapes
     x = torch.randn(4, 3, 32, 32)  # last stages run on 2x2 and 1x1 maps: the fast path engages

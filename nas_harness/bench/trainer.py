@@ -3,13 +3,15 @@
 Same architecture (B0 at width 0.5, stride-1 stem, 10 classes), same initial weights, batch size,
 resolution, steps, optimiser and augmentation, in one process.  The conventional pipeline gets the model a
 researcher would take from torchvision (:func:`~nas_harness.model.stock_layers`: stock ``nn.Conv2d``
-depthwise layers, in-place SiLU).  To show where the ratio comes from, the trainer is also timed with those
-stock layers (``trainer_stock_layers``): trainer/stock-trainer is the share of the model's own kernels
-(small-map depthwise gradient, out-of-place SiLU), stock-trainer/conventional the share of the data path,
+depthwise layers, plain conv→BN→act Sequentials with in-place SiLU, stock SE).  To show where the ratio
+comes from, the trainer is also timed with those stock layers (``trainer_stock_layers``):
+trainer/stock-trainer is the share of the model's own CPU kernels (fused BN+activation and SE passes,
+depthwise weight gradient, out-of-place SiLU), stock-trainer/conventional the share of the data path,
 channels_last and the optimiser.  Runs alternate (conventional, trainer, ...) so background load hits
 all alike; medians are reported.  The headline ratio uses the same CPU thread count for both; the trainer's
 ``threads='auto'`` figure (the cores other work leaves idle) is reported separately because it depends on
-the machine's other load.
+the machine's other load.  ``native_kernels`` records whether the C kernels were built (no compiler: the
+stock ops run and the model-kernel share is about 1).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ STEPS = {True: 12, False: 24}  # timed steps per run (quick, full); warm-up runs
 def run(quick: bool) -> dict[str, Any]:
     import torch
 
+    from nas_harness import native
     from nas_harness.arch import efficientnet_b0
     from nas_harness.data import ProxyConfig, find_fashion_mnist, load_proxy
     from nas_harness.model import build_model, stock_layers
@@ -66,7 +69,7 @@ def run(quick: bool) -> dict[str, Any]:
     conv, fast, stock, auto = (statistics.median(v) for v in (conv_runs, ours_runs, stock_runs, auto_runs))
     return {
         "arch": str(arch), "dataset": data.name, "resolution": res, "batch_size": batch, "steps": steps,
-        "repeats": repeats, "threads": threads,
+        "repeats": repeats, "threads": threads, "native_kernels": native.available(),
         "conventional_images_per_s": conv, "trainer_images_per_s": fast, "ratio": fast / conv,
         "trainer_stock_layers_images_per_s": stock, "ratio_from_model_kernels": fast / stock,
         "ratio_from_data_path_and_layout": stock / conv,
