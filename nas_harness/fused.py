@@ -10,7 +10,7 @@ same functions in fewer passes:
   backward recomputes it from the BN input, which the convolution before it keeps anyway).  Running
   statistics and ``num_batches_tracked`` are updated exactly as ``nn.BatchNorm2d`` does.
 - :func:`se_gate`: ``x * gate(mean(x))`` whose backward is one reduction and one write, the pooling's
-  gradient folded into the input gradient; the small gate MLP runs through ordinary autograd.
+  gradient folded into the input gradient; the tiny gate MLP's backward is written out.
 
 Results match the stock modules to float rounding (``tests/test_fused.py``).  Only channels_last float32
 CPU tensors without autocast take these paths, and never while tracing (fvcore), scripting or compiling;
@@ -133,56 +133,63 @@ def bn_act(x: torch.Tensor, bn: nn.BatchNorm2d, act: nn.Module | None) -> torch.
 
 # --- Squeeze-and-excitation gating -----------------------------------------------------------------------
 
-def _gate(pooled: torch.Tensor, w1: torch.Tensor, b1: torch.Tensor | None, w2: torch.Tensor,
-          b2: torch.Tensor | None, act: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
-    """sigmoid(fc2(act(fc1(pooled)))) on (N, C) rows; the 1x1 convolutions as linear maps."""
-    hidden = act(F.linear(pooled, w1.flatten(1), b1))
-    return torch.sigmoid(F.linear(hidden, w2.flatten(1), b2))
+# d act(z) / dz applied to a gradient, for the gate's hidden activation: (grad, pre-activation z, act(z), module).
+_ACT_BACKWARD: dict[type[nn.Module], Callable[..., torch.Tensor]] = {
+    nn.SiLU: lambda g, z, h, m: torch.ops.aten.silu_backward(g, z),
+    nn.ReLU: lambda g, z, h, m: torch.ops.aten.threshold_backward(g, h, 0),
+    nn.Hardswish: lambda g, z, h, m: torch.ops.aten.hardswish_backward(g, z),
+    nn.GELU: lambda g, z, h, m: torch.ops.aten.gelu_backward(g, z, approximate=m.approximate),
+}
 
 
 class _SEGate(torch.autograd.Function):
+    """``x * sigmoid(fc2(act(fc1(mean(x)))))``; the gate MLP runs on (N, C) rows, its 1x1 convs as matmuls.
+
+    The backward of that tiny MLP is written out (a recomputed autograd graph inside the backward cost
+    about 1 ms per SE block, more than the full-size passes at proxy sizes).
+    """
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, act: Callable[[torch.Tensor], torch.Tensor],  # type: ignore[override]
-                w1: torch.Tensor, b1: torch.Tensor | None, w2: torch.Tensor, b2: torch.Tensor | None
-                ) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, act: nn.Module, w1: torch.Tensor,  # type: ignore[override]
+                b1: torch.Tensor | None, w2: torch.Tensor, b2: torch.Tensor | None) -> torch.Tensor:
         pooled = x.mean((2, 3))
-        s = _gate(pooled, w1, b1, w2, b2, act)
-        ctx.save_for_backward(x, pooled, s, w1, b1, w2, b2)
+        z1 = F.linear(pooled, w1.flatten(1), b1)
+        hidden = act(z1)
+        s = torch.sigmoid(F.linear(hidden, w2.flatten(1), b2))
+        ctx.save_for_backward(x, pooled, z1, hidden, s, w1, w2)
         ctx.act = act
+        ctx.has_bias = (b1 is not None, b2 is not None)
         return x * s[:, :, None, None]
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out: torch.Tensor):  # type: ignore[override]
-        x, pooled, s, w1, b1, w2, b2 = ctx.saved_tensors
+        x, pooled, z1, hidden, s, w1, w2 = ctx.saved_tensors
+        need_x, _, need_w1, need_b1, need_w2, need_b2 = ctx.needs_input_grad
         g = grad_out.contiguous(memory_format=torch.channels_last)
         n, c, h, w = x.shape
         lib = native.library()
         grad_s = torch.empty(n, c)
         lib.se_gate_grad(g.data_ptr(), x.data_ptr(), grad_s.data_ptr(), n, h * w, c)
-        # Back through the gate MLP (tiny: N x C) with ordinary autograd, on a recomputed graph.
-        params = [w1, b1, w2, b2]
-        wanted = [p is not None and ctx.needs_input_grad[i] for i, p in enumerate(params, start=2)]
-        with torch.enable_grad():
-            leaf_p = pooled.detach().requires_grad_(ctx.needs_input_grad[0])
-            leaves = [p.detach().requires_grad_(want) if p is not None else None for p, want in zip(params, wanted)]
-            s2 = _gate(leaf_p, *leaves, ctx.act)
-            inputs = [t for t in [leaf_p, *leaves] if t is not None and t.requires_grad]
-            grads = iter(torch.autograd.grad(s2, inputs, grad_s) if inputs else ())
-        grad_pooled = next(grads) if ctx.needs_input_grad[0] else None
-        grad_params = [next(grads) if want else None for want in wanted]
+        gz2 = torch.ops.aten.sigmoid_backward(grad_s, s)
+        gz1 = _ACT_BACKWARD[type(ctx.act)](gz2 @ w2.flatten(1), z1, hidden, ctx.act)
+        grad_w2 = (gz2.t() @ hidden).view(w2.shape) if need_w2 else None
+        grad_b2 = gz2.sum(0) if need_b2 and ctx.has_bias[1] else None
+        grad_w1 = (gz1.t() @ pooled).view(w1.shape) if need_w1 else None
+        grad_b1 = gz1.sum(0) if need_b1 and ctx.has_bias[0] else None
         grad_x = None
-        if grad_pooled is not None:
+        if need_x:
             grad_x = torch.empty_like(x, memory_format=torch.channels_last)
             # Named locals: a temporary's memory would be freed before the C call reads it.
-            s, through_pool = s.contiguous(), (grad_pooled / (h * w)).contiguous()
+            s, through_pool = s.contiguous(), (gz1 @ w1.flatten(1)).div_(h * w)
             lib.se_input_grad(g.data_ptr(), s.data_ptr(), through_pool.data_ptr(), grad_x.data_ptr(), n, h * w, c)
-        return grad_x, None, *grad_params
+        return grad_x, None, grad_w1, grad_b1, grad_w2, grad_b2
 
 
-def se_gate(x: torch.Tensor, fc1: nn.Conv2d, fc2: nn.Conv2d, act: Callable[[torch.Tensor], torch.Tensor]
-            ) -> torch.Tensor | None:
+def se_gate(x: torch.Tensor, fc1: nn.Conv2d, fc2: nn.Conv2d, act: nn.Module) -> torch.Tensor | None:
     """``x * sigmoid(fc2(act(fc1(mean(x)))))`` with the fused backward, or None where it does not apply."""
-    if not (_needs_graph(x, fc1.weight, fc2.weight) and cpu_fast_path(x) and native.available()):
+    if type(act) not in _ACT_BACKWARD or not (_needs_graph(x, fc1.weight, fc2.weight) and cpu_fast_path(x)):
         return None  # without a graph the stock ops are already one pass each
+    if fc1.weight.dtype != torch.float32 or not native.available():
+        return None
     return _SEGate.apply(x, act, fc1.weight, fc1.bias, fc2.weight, fc2.bias)
