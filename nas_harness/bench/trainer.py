@@ -1,7 +1,8 @@
 """``trainer`` suite: proxy trainer vs. the conventional DataLoader pipeline, images/s and ratio.
 
 Same architecture (B0 at width 0.5, stride-1 stem, 10 classes), same initial weights, batch size,
-resolution, steps, optimiser and augmentation, in one process.  The conventional pipeline gets the model a
+resolution, steps, optimiser and augmentation, in one process, on the same device (the GPU where there is
+one: there the conventional loader gets pinned memory and up to 4 worker processes, as GPU scripts do).  The conventional pipeline gets the model a
 researcher would take from torchvision (:func:`~nas_harness.model.stock_layers`: stock ``nn.Conv2d``
 depthwise layers, plain conv→BN→act Sequentials with in-place SiLU, stock SE).  To show where the ratio
 comes from, the trainer is also timed with those stock layers (``trainer_stock_layers``):
@@ -35,6 +36,7 @@ def run(quick: bool) -> dict[str, Any]:
     from nas_harness.scaling import scale_arch
     from nas_harness.train import TrainConfig, train
     from nas_harness.train.conventional import train_conventional
+    from nas_harness.train.trainer import resolve_device, usable_cores
 
     batch, res, steps, warmup, repeats = 128, 32, STEPS[quick], 2, (1 if quick else 3)
     dataset = "fashion_mnist" if find_fashion_mnist() is not None else "synthetic"
@@ -44,18 +46,22 @@ def run(quick: bool) -> dict[str, Any]:
     torch.manual_seed(0)
     base = build_model(arch, num_classes=data.num_classes, in_channels=3, stem_stride=1)
     threads = torch.get_num_threads()
+    device = resolve_device("auto")
+    workers = min(4, usable_cores()) if device.type == "cuda" else 0
 
     def fresh() -> torch.nn.Module:
         return copy.deepcopy(base)
 
     def ours(n: int, threads_spec: Any, stock: bool = False) -> float:
-        cfg = TrainConfig(steps=n, batch_size=batch, bn_recalibrate=0, threads=threads_spec, eval_batch_size=256)
+        cfg = TrainConfig(steps=n, batch_size=batch, bn_recalibrate=0, threads=threads_spec, eval_batch_size=256,
+                          device=str(device))
         r = train(stock_layers(fresh()) if stock else fresh(), data, cfg)
         torch.set_num_threads(threads)
         return r.images_per_s
 
     def conventional(n: int) -> float:
-        return train_conventional(stock_layers(fresh()), data, steps=n, batch_size=batch)["images_per_s"]
+        return train_conventional(stock_layers(fresh()), data, steps=n, batch_size=batch, device=device,
+                                  num_workers=workers)["images_per_s"]
 
     # Warm both code paths (oneDNN primitive caches, allocator) before timing.
     conventional(warmup)
@@ -69,7 +75,8 @@ def run(quick: bool) -> dict[str, Any]:
     conv, fast, stock, auto = (statistics.median(v) for v in (conv_runs, ours_runs, stock_runs, auto_runs))
     return {
         "arch": str(arch), "dataset": data.name, "resolution": res, "batch_size": batch, "steps": steps,
-        "repeats": repeats, "threads": threads, "native_kernels": native.available(),
+        "repeats": repeats, "threads": threads, "native_kernels": native.available(), "device": str(device),
+        "conventional_loader_workers": workers,
         "conventional_images_per_s": conv, "trainer_images_per_s": fast, "ratio": fast / conv,
         "trainer_stock_layers_images_per_s": stock, "ratio_from_model_kernels": fast / stock,
         "ratio_from_data_path_and_layout": stock / conv,
