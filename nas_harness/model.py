@@ -22,10 +22,10 @@ from torch import nn
 from nas_harness.arch import Arch
 from nas_harness.depthwise import DepthwiseConv2d
 from nas_harness.fused import bn_act, bn_act_fusable, cpu_fast_path, se_gate
+from nas_harness.scaling import make_divisible
 
 # 1x1 convolutions on maps of at most this many positions run as one matmul on CPU (see ConvBNAct).
 _PW_MAX_POSITIONS = 16
-from nas_harness.scaling import make_divisible
 
 # SiLU and hard-swish run out of place: their gradient needs the input, so an in-place version makes
 # autograd clone the whole activation first (measured: 5-11% of a CPU training step for B0-w0.5).  ReLU's

@@ -2,17 +2,18 @@
 
 Same architecture (B0 at width 0.5, stride-1 stem, 10 classes), same initial weights, batch size,
 resolution, steps, optimiser and augmentation, in one process, on the same device (the GPU where there is
-one: there the conventional loader gets pinned memory and up to 4 worker processes, as GPU scripts do).  The conventional pipeline gets the model a
-researcher would take from torchvision (:func:`~nas_harness.model.stock_layers`: stock ``nn.Conv2d``
-depthwise layers, plain conv→BN→act Sequentials with in-place SiLU, stock SE).  To show where the ratio
-comes from, the trainer is also timed with those stock layers (``trainer_stock_layers``):
-trainer/stock-trainer is the share of the model's own CPU kernels (fused BN+activation and SE passes,
-depthwise weight gradient, out-of-place SiLU), stock-trainer/conventional the share of the data path,
-channels_last and the optimiser.  Runs alternate (conventional, trainer, ...) so background load hits
-all alike; medians are reported.  The headline ratio uses the same CPU thread count for both; the trainer's
-``threads='auto'`` figure (the cores other work leaves idle) is reported separately because it depends on
-the machine's other load.  ``native_kernels`` records whether the C kernels were built (no compiler: the
-stock ops run and the model-kernel share is about 1).
+one: there the conventional loader gets pinned memory and up to 4 worker processes, as GPU scripts do).
+The conventional pipeline gets the model a researcher would take from torchvision
+(:func:`~nas_harness.model.stock_layers`: stock ``nn.Conv2d`` depthwise layers, plain conv→BN→act
+Sequentials with in-place SiLU, stock SE).  To show where the ratio comes from, the trainer is also timed
+with those stock layers (``trainer_stock_layers``): trainer/stock-trainer is the share of the model's own
+CPU kernels (fused BN+activation and SE passes, depthwise weight gradient, small-map 1x1 convolutions as
+matmuls, out-of-place SiLU), stock-trainer/conventional the share of the data path, channels_last and the
+optimiser.  Runs alternate (conventional, trainer, ...) so background load hits all alike; medians are
+reported.  The headline ratio uses the same CPU thread count for both; the trainer's ``threads='auto'``
+figure (the cores other work leaves idle) is reported separately because it depends on the machine's
+other load.  ``native_kernels`` records whether the C kernels were built (no compiler: the stock ops run
+and the model-kernel share is smaller).
 """
 
 from __future__ import annotations
