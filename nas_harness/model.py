@@ -52,7 +52,9 @@ class ConvBNAct(nn.Sequential):
     """conv (no bias) → BN → optional activation; the layout of torchvision's ``Conv2dNormActivation``.
 
     BN and the activation run as one fused CPU kernel where :func:`~nas_harness.fused.bn_act_fusable`
-    allows (channels_last float32 on CPU), otherwise as the stock modules; the module tree is the same.
+    allows (channels_last float32 on CPU), otherwise as the stock modules; the module tree is the same,
+    but on the fused path the BN and activation modules' own ``forward`` (and so their forward hooks)
+    does not run: use :func:`stock_layers` or ``NAS_HARNESS_NATIVE=0`` where hooks must see them.
     A 1×1 convolution on a map of at most 4×4 positions runs as ``F.linear`` on the channels_last rows
     there: oneDNN's convolution backward costs about twice the two matmuls at those shapes (measured
     6% of a B0-w0.5 step at 32 px); on larger maps oneDNN is as fast or faster.
