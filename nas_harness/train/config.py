@@ -15,6 +15,7 @@ OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "onecycle", "constant")
 AMP = ("auto", "bf16", "off")
 AUGMENTS = ("crop", "flip", "cutout")
+CPU_KERNELS = ("auto", "off")
 DEFAULT_EPOCHS = 2.0
 
 
@@ -65,6 +66,7 @@ class TrainConfig:
     zero_init_residual: bool = True
     eval_batch_size: int = 512
     threads: int | str | None = "auto"
+    cpu_kernels: str = "auto"
 
     def __post_init__(self) -> None:
         self._normalise()
@@ -133,6 +135,8 @@ class TrainConfig:
             raise bad("zero_init_residual", "true or false")
         if self.threads not in (None, "auto") and (not _is_int(self.threads) or self.threads < 1):
             raise bad("threads", "auto, an integer >= 1, or null (leave torch's setting)")
+        if self.cpu_kernels not in CPU_KERNELS:
+            raise bad("cpu_kernels", ", ".join(CPU_KERNELS))
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str = "train") -> TrainConfig:
