@@ -1,30 +1,385 @@
-"""Shared plumbing for the study-file tables that map onto frozen dataclasses (``[data]``, ``[train]``)."""
+"""The one config idiom: every study-file, ablation-file and recipe table is a frozen pydantic model.
+
+What every table gets from :class:`ConfigModel`:
+
+- unknown keys are errors (a typo never silently falls back to a default);
+- numbers are strict and finite (``Num``: an int or float, never a bool, string, NaN or inf) and every field
+  states its range in its ``Field``;
+- strings (``Text``, ``Name``) carry no control characters (a NUL byte or an escape sequence in a study
+  name would reach file names, logs and databases);
+- any validation problem surfaces as ONE :class:`~nas_harness.errors.ConfigError` line naming the key path
+  (``train.lr``, ``variant.k5.overrides[0].stage``) and what is allowed, which the CLI turns into exit 2;
+- a JSON Schema for editors (:func:`json_schema`).
+
+Cross-field rules raise :func:`bad` from a ``model_validator``; options that have no effect in their context
+are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "custom"}``) and refused if given.
+:func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
+clear line naming the file.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any, TypeVar
+import contextvars
+import math
+import re
+import sys
+import typing
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
+
+from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 
 from nas_harness.errors import ConfigError
 
-T = TypeVar("T")
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+M = TypeVar("M", bound="ConfigModel")
+Rules = dict[str, Callable[[Any], bool]]
+_DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("nas_config_depth", default=0)
+_WHERE: contextvars.ContextVar[str] = contextvars.ContextVar("nas_config_where", default="")
+
+#: Largest study/ablation file read (bytes); real ones are a few KB.
+MAX_FILE_BYTES = 1 << 20
+#: Deepest table nesting accepted in a TOML file (study files use 3 levels).
+MAX_DEPTH = 16
 
 
-def dataclass_from_table(cls: type[T], d: Mapping[str, Any], where: str) -> T:
-    """An instance of ``cls`` with the table's values over the field defaults, *not yet validated*.
+def _no_control(value: str) -> str:
+    if any((ord(c) < 32 and c not in "\t") or ord(c) == 127 for c in value):
+        raise PydanticCustomError("control_chars", "must not contain control characters (NUL, newline, escapes)")
+    return value
 
-    Unknown keys raise ConfigError naming ``where.key`` and the allowed keys, so a typo never silently
-    falls back to a default.  Bypasses ``__init__`` so the caller can normalise and validate with ``where``.
-    """
-    if not isinstance(d, Mapping):
-        raise ConfigError(f"{where} must be a table/dict, got {type(d).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    unknown = sorted(set(d) - set(names))
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]} is not a known option; allowed: {', '.join(names)}")
-    obj = cls.__new__(cls)
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        object.__setattr__(obj, f.name, d.get(f.name, default))
-    return obj
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise PydanticCustomError("finite_number", "must be a finite number")
+    return value
+
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
+
+
+def _name(value: str) -> str:
+    if not NAME_PATTERN.match(value):
+        raise PydanticCustomError("name", "{value} is not a valid name: {rule}",
+                                  {"value": _short(value), "rule": NAME_RULE})
+    return value
+
+
+#: A strict, finite number (an int is accepted and becomes a float).
+Num = Annotated[float, Strict(), AllowInfNan(False), AfterValidator(_finite)]
+#: A strict integer (no bools, no floats, no strings).
+Int = Annotated[int, Strict()]
+#: A strict boolean.
+Bool = Annotated[bool, Strict()]
+#: A string without control characters.
+Text = Annotated[str, Strict(), AfterValidator(_no_control)]
+#: A name that becomes a folder, a study name and a database key (see NAME_RULE).
+Name = Annotated[str, Strict(), AfterValidator(_name)]
+
+
+class ConfigModel(BaseModel):
+    """Base of every config table: frozen, unknown keys refused, ConfigError on any bad value."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False, hide_input_in_errors=False,
+                              arbitrary_types_allowed=True)
+
+    #: Options that have no effect in the table's context: name -> predicate(table) that is True when inert
+    #: (refused when given with a value other than the default).
+    _inert: ClassVar[Rules] = {}
+    #: Renamed keys: old name -> hint (old files get a helpful line instead of "unknown key").
+    _renamed: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, **data: Any) -> None:
+        # A model with its own __init__ is also initialised this way when nested in another one: only the
+        # outermost call turns pydantic's error into the one-line ConfigError (with the caller's key prefix).
+        token = _DEPTH.set(_DEPTH.get() + 1)
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            if _DEPTH.get() > 1:
+                raise
+            raise ConfigError(format_error(exc, type(self), _WHERE.get())) from None
+        finally:
+            _DEPTH.reset(token)
+
+    @classmethod
+    def from_dict(cls: type[M], d: Any, where: str = "") -> M:
+        """Validate a table read from a file; errors name ``<where>.<key>``."""
+        if not isinstance(d, Mapping):
+            raise ConfigError(f"{where or 'file'}: expected a table, got {_kind(d)}")
+        token = _WHERE.set(where)
+        try:
+            return cls(**{str(k): v for k, v in d.items()})
+        finally:
+            _WHERE.reset(token)
+
+    def replace(self: M, **changes: Any) -> M:
+        """A validated copy with some fields changed."""
+        return type(self)(**{**{k: getattr(self, k) for k in type(self).model_fields}, **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (tuples become lists); ``from_dict(to_dict())`` gives an equal object."""
+        return self.model_dump(mode="json")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_renamed(cls, d: Any) -> Any:
+        if isinstance(d, Mapping):
+            for old, hint in cls._renamed.items():
+                if old in d:
+                    raise bad(old, hint)
+        return d
+
+    @model_validator(mode="after")
+    def _refuse_inert(self) -> Any:
+        for name, is_inert in type(self)._inert.items():
+            field = type(self).model_fields[name]
+            if (name in self.model_fields_set and getattr(self, name) != field.get_default(call_default_factory=True)
+                    and is_inert(self)):
+                raise bad(name, "{value} has no effect here: it {why}; remove it",
+                          value=_short(getattr(self, name)), why=_inert_reason(type(self), name))
+        return self
+
+
+def _inert_reason(cls: type, name: str) -> str:
+    doc = (cls.model_fields[name].description or "") if name in getattr(cls, "model_fields", {}) else ""
+    return doc or "see the key table"
+
+
+def inert(**rules: Callable[[Any], bool]) -> Rules:
+    """Declare options that have no effect when ``rule(table)`` is True (the field description says when
+    the option applies, and is quoted in the error)."""
+    return dict(rules)
+
+
+def allowed(text: str) -> dict[str, str]:
+    """``Field(json_schema_extra=allowed("auto, an integer >= 1"))``: the wording of a field's error line."""
+    return {"allowed": text}
+
+
+def bad(field: str, message: str, **ctx: Any) -> PydanticCustomError:
+    """An error about ``field`` of the table being validated, for ``raise`` inside a validator
+    (``field=""``: the table itself, or the field a field validator checks)."""
+    return PydanticCustomError("config", message, {"field": field, **ctx})
+
+
+def restate(exc: ConfigError) -> PydanticCustomError:
+    """Re-raise a ConfigError from a nested check (whose message already names its full key path)."""
+    return PydanticCustomError("config", str(exc).replace("{", "{{").replace("}", "}}"), {"absolute": True})
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _kind(v: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
+            dict: "a table"}.get(type(v), type(v).__name__)
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _submodel(annotation: Any) -> tuple[str, Any]:
+    """('model', cls) | ('dict', value annotation) | ('list', item annotation) | ('', None) for a field type."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _submodel(typing.get_args(annotation)[0])
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "model", annotation
+    if origin in (dict, Mapping) or annotation is dict:
+        args = typing.get_args(annotation)
+        return "dict", args[1] if len(args) == 2 else None
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return "list", args[0] if args else None
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        for arg in typing.get_args(annotation):
+            kind, sub = _submodel(arg)
+            if kind:
+                return kind, sub
+    return "", None
+
+
+def _path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
+    """The user-facing key path of a pydantic error location, skipping union-member tags."""
+    parts: list[str] = []
+    kind, current = "model", model
+    field = None
+    for item in loc:
+        if kind == "model" and current is not None and isinstance(item, str) and item in current.model_fields:
+            parts.append(item)
+            field = current.model_fields[item]
+            kind, current = _submodel(field.annotation)
+        elif kind == "dict" and isinstance(item, str):
+            parts.append(item)
+            kind, current = _submodel(current) if current is not None else ("", None)
+        elif kind == "list" and isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+            kind, current = _submodel(current) if current is not None else ("", None)
+        elif isinstance(item, str) and kind == "" and not parts:
+            parts.append(item)
+        # else: a union member tag such as 'int' or "literal['auto']": not part of the user's path
+    return ".".join(parts), field
+
+
+def format_error(exc: ValidationError, model: type[BaseModel], where: str = "") -> str:
+    """ONE line for the first problem of a pydantic ValidationError: key path, the value, what is allowed."""
+    errors = exc.errors(include_url=False)
+    err = errors[0]
+    path, field = _path(model, tuple(err["loc"]))
+    ctx = err.get("ctx") or {}
+    if err["type"] == "config":
+        if ctx.get("absolute"):  # the message names its own key path (relative to the outermost table)
+            return f"{where}.{err['msg']}" if where else err["msg"]
+        key = _join(path, ctx["field"]) if ctx.get("field") else path
+        key = _join(where, key)
+        return f"{key}: {err['msg']}" if key else err["msg"]
+    full = _join(where, path) if path else (where or "file")
+    if err["type"] == "extra_forbidden":
+        owner = model
+        parent, _ = _path(model, tuple(err["loc"][:-1]))
+        if parent:
+            sub = _walk(model, parent)
+            owner = sub if sub is not None else model
+        key = _join(where, _join(parent, str(err["loc"][-1])))
+        return f"{key}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
+    if err["type"] in ("model_type", "dict_type", "model_attributes_type"):
+        return f"{full} = {_short(err['input'])} is invalid: expected a table"
+    if err["type"] == "missing":
+        return f"{full}: required key is missing"
+    # A union reports one error per member: say what each member allows, in one sentence.
+    same = [e for e in errors if _path(model, tuple(e["loc"]))[0] == path]
+    msgs: list[str] = []
+    for e in same:
+        m = e["msg"][0].lower() + e["msg"][1:] if e["type"] != "config" else e["msg"]
+        if m not in msgs:
+            msgs.append(m)
+    extra = field.json_schema_extra if field is not None and isinstance(field.json_schema_extra, dict) else {}
+    allowed = extra.get("allowed")
+    detail = f"allowed: {allowed}" if allowed else " or ".join(msgs)
+    return f"{full} = {_short(err['input'])} is invalid: {detail}"
+
+
+def _walk(model: type[BaseModel], dotted: str) -> type[BaseModel] | None:
+    current: Any = model
+    kind = "model"
+    for part in dotted.replace("]", "").split("."):
+        name = part.split("[")[0]
+        if kind == "model" and isinstance(current, type) and name in current.model_fields:
+            kind, current = _submodel(current.model_fields[name].annotation)
+            if "[" in part:
+                kind, current = _submodel(current) if current is not None else ("", None)
+        elif kind == "dict":
+            kind, current = _submodel(current) if current is not None else ("", None)
+        else:
+            return None
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _depth(obj: Any, limit: int) -> int:
+    stack = [(obj, 1)]
+    deepest = 0
+    while stack:
+        node, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            return deepest
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        stack.extend((c, d + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
+
+
+def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
+    """Read a TOML file defensively; every failure is one ConfigError line naming ``what`` and the file."""
+    p = Path(path)
+    label = f"{what} {str(p)!r}"
+    try:
+        if not p.is_file():
+            raise ConfigError(f"{label}: no such file")
+        if p.stat().st_size > MAX_FILE_BYTES:
+            raise ConfigError(f"{label}: {p.stat().st_size:,} bytes; a study file is at most {MAX_FILE_BYTES:,}")
+        raw = p.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if b"\x00" in raw:
+        raise ConfigError(f"{label}: binary data (a NUL byte); expected a TOML text file")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{label}: not UTF-8 text (byte {exc.start}); expected a TOML text file") from None
+    try:
+        d = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{label}: invalid TOML ({' '.join(str(exc).split())})") from None
+    except RecursionError:
+        raise ConfigError(f"{label}: nested too deeply (at most {MAX_DEPTH} levels)") from None
+    if _depth(d, MAX_DEPTH) > MAX_DEPTH:
+        raise ConfigError(f"{label}: nested too deeply (at most {MAX_DEPTH} levels)")
+    return d
+
+
+def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
+    """JSON Schema of a config model (for editors: taplo / Even Better TOML ``#:schema`` directives)."""
+    schema = model.model_json_schema()
+    schema["title"] = title
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def _type_text(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _type_text(typing.get_args(annotation)[0])
+    if origin is Literal:
+        return ", ".join(repr(a) for a in typing.get_args(annotation))
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", typing.Union)):
+        return " or ".join(_type_text(a) for a in typing.get_args(annotation) if a is not type(None))
+    if origin in (list, tuple):
+        args = [a for a in typing.get_args(annotation) if a is not Ellipsis]
+        return f"list of {_type_text(args[0])}" if args else "list"
+    if origin is dict or annotation is dict:
+        return "table"
+    return {bool: "boolean", int: "integer", float: "number", str: "string"}.get(annotation, getattr(
+        annotation, "__name__", str(annotation)))
+
+
+def _range_text(field: Any) -> str:
+    parts = []
+    for m in _all_metadata(field.annotation) + list(field.metadata):
+        for attr, sym in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"), ("max_length", "length <=")):
+            v = getattr(m, attr, None)
+            if v is not None:
+                parts.append(f"{sym} {v:g}" if isinstance(v, float) else f"{sym} {v}")
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra.get("allowed") or ", ".join(dict.fromkeys(parts))
+
+
+def _all_metadata(annotation: Any) -> list[Any]:
+    if typing.get_origin(annotation) is Annotated:
+        args = typing.get_args(annotation)
+        return list(args[1:]) + _all_metadata(args[0])
+    return []
+
+
+def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
+    """Markdown table of every key of the given section models: key, type, default, allowed, meaning."""
+    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+    for sec, model in sections.items():
+        for name, field in model.model_fields.items():
+            kind, _ = _submodel(field.annotation)
+            if kind == "model":
+                continue  # a section of its own
+            default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            rows.append(f"| `{_join(sec, name)}` | {_type_text(field.annotation)} | `{default}` | "
+                        f"{_range_text(field)} | {(field.description or '').replace('|', '/')} |")
+    return "\n".join(rows) + "\n"

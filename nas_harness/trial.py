@@ -1,8 +1,9 @@
 """The one trial function shared by every runner: local Optuna, Ray Tune and the ablation jobs.
 
 A trial = build the candidate network, count its MACs/params analytically, train it on the proxy data and
-return a flat metrics dict.  Search backends only differ in *who calls* :func:`run_trial`; keeping one
-function guarantees that a study continued on another backend measures exactly the same thing.
+return its :class:`~nas_harness.records.TrialRecord`.  Search backends only differ in *who calls*
+:func:`run_trial`; keeping one function guarantees that a study continued on another backend measures exactly
+the same thing.
 
 Results are cached by (arch string, data fingerprint, training recipe, seed, MAC-count settings): an
 identical candidate proposed twice (common with discrete spaces and TPE) is not retrained.  The cache lives
@@ -23,18 +24,28 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field
+
+from nas_harness._config import Bool, ConfigModel, Int
 from nas_harness.errors import TrialError
-
-# Keys of the dict returned by run_trial (and written as Optuna user attributes by the search layer).
-METRIC_KEYS = (
-    "arch", "macs", "params", "val_acc", "val_acc_final", "test_acc", "epochs", "epochs_planned",
-    "full_budget", "wall_time_s", "train_time_s", "images_per_s", "device", "seed", "versions", "cached",
-    "macs_resolution",
-)
+from nas_harness.records import TrialRecord
 
 _VERSION_LIBS = ("nas-harness", "torch", "optuna", "ray", "numpy", "fvcore")
+
+
+class TrialSettings(ConfigModel):
+    """``[trial]``: how a candidate is counted and evaluated (the same for every trial of a study)."""
+
+    stem_stride: Annotated[Literal[1, 2] | None, Field(
+        description="stem stride of the trained proxy network (1 for 28-32 px); omit for the arch's own")] = None
+    macs_resolution: Annotated[Int, Field(ge=8, le=4096, description="input size (px) at which MACs are counted")
+                               ] = 224
+    macs_num_classes: Annotated[Int | None, Field(ge=1, le=1_000_000, description=(
+        "classifier size at which MACs/params are counted; omit for the data set's classes"))] = 1000
+    evaluate_test: Annotated[Bool, Field(description="also evaluate each trial on the test split (test_acc)")] = False
+    cache: Annotated[Bool, Field(description="reuse results of identical candidates (arch + data + recipe)")] = True
 
 
 @dataclass(frozen=True)
@@ -87,9 +98,7 @@ def analytic_cost(spec: TrialSpec) -> tuple[int, int]:
 
 
 def _train_cfg(spec: TrialSpec) -> Any:
-    import dataclasses
-
-    return dataclasses.replace(spec.train, seed=spec.seed)
+    return spec.train.replace(seed=spec.seed)
 
 
 def cache_key(spec: TrialSpec, data_fingerprint: str) -> str:
@@ -108,40 +117,56 @@ def cache_key(spec: TrialSpec, data_fingerprint: str) -> str:
 
 
 class ResultCache:
-    """Finished trial results keyed by :func:`cache_key`; optionally persisted as one JSON file per key.
+    """Finished trial records keyed by :func:`cache_key`; optionally persisted as one JSON file per key.
 
     One file per key written via rename keeps concurrent writers (Ray workers, several processes) safe
-    without locks; a torn or unreadable file is treated as a miss.
+    without locks.  A file that is torn, unreadable or does not hold a valid full-budget record of the same
+    arch is a miss (and is never executed: it is JSON).
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self.directory = Path(directory) if directory is not None else None
-        self._mem: dict[str, dict[str, Any]] = {}
+        self._mem: dict[str, TrialRecord] = {}
 
-    def get(self, key: str) -> dict[str, Any] | None:
+    def get(self, key: str, arch: str | None = None) -> TrialRecord | None:
         if key in self._mem:
-            return dict(self._mem[key])
-        if self.directory is not None:
-            path = self.directory / f"{key}.json"
-            try:
-                value = json.loads(path.read_text())
-            except (OSError, ValueError):
+            return self._mem[key]
+        if self.directory is None:
+            return None
+        path = self.directory / f"{key}.json"
+        try:
+            if path.stat().st_size > 1 << 20:
                 return None
-            self._mem[key] = value
-            return dict(value)
-        return None
+            value = json.loads(path.read_text())
+        except (OSError, ValueError, RecursionError):
+            return None
+        if not isinstance(value, dict):
+            return None
+        record = TrialRecord.from_attrs(value)
+        if not _valid_cached(record, arch):
+            return None
+        self._mem[key] = record
+        return record
 
-    def put(self, key: str, metrics: dict[str, Any]) -> None:
-        self._mem[key] = dict(metrics)
+    def put(self, key: str, record: TrialRecord) -> None:
+        self._mem[key] = record
         if self.directory is not None:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                json.dump(metrics, f, sort_keys=True, default=str)
-            os.replace(tmp, self.directory / f"{key}.json")
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+                with os.fdopen(fd, "w") as f:
+                    json.dump(record.to_attrs(), f, sort_keys=True)
+                os.replace(tmp, self.directory / f"{key}.json")
+            except OSError:  # a full or read-only disk loses a cache entry, never the trial
+                pass
 
     def __len__(self) -> int:
         return len(self._mem)
+
+
+def _valid_cached(record: TrialRecord, arch: str | None) -> bool:
+    acc_ok = record.val_acc is not None and 0.0 <= record.val_acc <= 1.0
+    return acc_ok and record.full_budget and record.arch is not None and (arch is None or record.arch == arch)
 
 
 def planned_epochs(train_cfg: Any, n_train: int) -> float:
@@ -157,12 +182,12 @@ def run_trial(
     report: Callable[[Any], None] | None = None,
     cache: ResultCache | None = None,
     checkpoint_dir: str | Path | None = None,
-) -> dict[str, Any]:
-    """Build, count, train (and optionally test) one candidate; return its metrics dict.
+) -> TrialRecord:
+    """Build, count, train (and optionally test) one candidate; return its :class:`TrialRecord`.
 
     ``report`` is called after every epoch with the trainer's ``EpochReport``; it may raise (e.g.
     ``optuna.TrialPruned``), which propagates.  ``cache`` short-cuts a candidate trained before with the
-    same key: the stored metrics are returned with ``cached=True`` and ``report`` is not called.
+    same key: the stored record is returned with ``cached=True`` and ``report`` is not called.
     Failures raise :class:`~nas_harness.errors.TrialError` subclasses; anything unexpected from model
     building (e.g. an arch the model code cannot realise) is wrapped in a ``TrialError`` too.
     ``checkpoint_dir``: train with a per-epoch checkpoint ``<dir>/<cache key>.pt`` so a long run killed
@@ -174,27 +199,25 @@ def run_trial(
     data = load_proxy(spec.data)  # cached per process by the data layer
     key = cache_key(spec, data.fingerprint())
     if cache is not None:
-        hit = cache.get(key)
+        hit = cache.get(key, str(spec.arch))
         if hit is not None:
-            hit["cached"] = True
-            return hit
+            return hit.replace(cached=True)
 
     macs, params = analytic_cost(spec)
     ck = Path(checkpoint_dir) / f"{key}.pt" if checkpoint_dir is not None else None
     resumed = ck is not None and ck.exists()
-    metrics = _train_and_measure(spec, data, report, ck)
+    record = _train_and_measure(spec, data, report, ck)
     if ck is not None:
-        metrics["resumed_from_checkpoint"] = resumed
         ck.unlink(missing_ok=True)
-    metrics.update(macs=macs, params=params)
-    metrics["wall_time_s"] = time.perf_counter() - t0
-    if cache is not None and metrics["full_budget"]:
-        cache.put(key, metrics)
-    return metrics
+    record = record.replace(macs=macs, params=params, wall_time_s=time.perf_counter() - t0,
+                            resumed_from_checkpoint=resumed if ck is not None else None)
+    if cache is not None and record.full_budget:
+        cache.put(key, record)
+    return record
 
 
 def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None] | None,
-                       checkpoint: Path | None = None) -> dict[str, Any]:
+                       checkpoint: Path | None = None) -> TrialRecord:
     from nas_harness.model import build_model
     from nas_harness.train import evaluate, train
 
@@ -208,29 +231,19 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
     except (ValueError, RuntimeError) as exc:
         raise TrialError(f"cannot build model: {exc}") from exc
     result = train(model, data, cfg, on_epoch=report, checkpoint=checkpoint)
-    planned = planned_epochs(cfg, len(data.train_y))
-    metrics: dict[str, Any] = {
-        "arch": str(spec.arch),
-        "val_acc": float(result.best_val_acc),
-        "val_acc_final": float(result.final_val_acc),
-        "val_loss": float(result.val_loss),
-        "epochs": float(result.epochs_run),
-        "epochs_planned": planned,
-        "full_budget": True,
-        "steps": int(result.steps),
-        "train_time_s": float(result.train_time_s),
-        "train_wall_s": float(result.wall_time_s),  # trainer wall incl. evaluation (harness overhead = rest)
-        "images_per_s": float(result.images_per_s),
-        "peak_mem_bytes": int(result.peak_mem_bytes or 0),
-        "device": str(result.device),
-        "seed": int(spec.seed),
-        "versions": library_versions(),
-        "cached": False,
-        "macs_resolution": int(spec.macs_resolution),
-    }
+    record = TrialRecord(
+        arch=str(spec.arch), val_acc=float(result.best_val_acc), val_acc_final=float(result.final_val_acc),
+        val_loss=float(result.val_loss), val_n=len(data.val_y), epochs=float(result.epochs_run),
+        epochs_planned=planned_epochs(cfg, len(data.train_y)), full_budget=True, steps=int(result.steps),
+        train_time_s=float(result.train_time_s),
+        train_wall_s=float(result.wall_time_s),  # trainer wall incl. evaluation (harness overhead = the rest)
+        images_per_s=float(result.images_per_s), peak_mem_bytes=int(result.peak_mem_bytes or 0),
+        device=str(result.device), threads=int(result.threads) if result.threads else None,
+        cpu_kernels=getattr(result, "cpu_kernels", None), seed=int(spec.seed), versions=library_versions(),
+        cached=False, macs_resolution=int(spec.macs_resolution),
+    )
     if spec.evaluate_test:
         test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg)
-        metrics["test_acc"] = float(test_acc)
-        metrics["test_loss"] = float(test_loss)
+        record = record.replace(test_acc=float(test_acc), test_loss=float(test_loss), test_n=len(data.test_y))
     del model
-    return metrics
+    return record

@@ -8,7 +8,6 @@ import pickle
 import optuna
 import pytest
 
-from nas_harness.backends.local import write_constraints
 from nas_harness.objectives import BudgetConstraints, Objective, mnasnet_reward
 
 
@@ -28,7 +27,7 @@ def test_mnasnet_reward_soft_and_hard() -> None:
 
 def test_objective_kinds_values_and_directions() -> None:
     m = {"val_acc": 0.9, "macs": 200e6, "params": 1e6}
-    r = Objective.from_config({"kind": "reward", "target_macs": 400e6, "alpha": 0.0, "beta": -1.0})
+    r = Objective.from_config({"kind": "reward", "target_macs": 400e6, "constraint": "hard"})
     assert r.metric_names == ["reward"] and r.directions == ["maximize"]
     assert r.values(m) == [pytest.approx(0.9)]
     assert r.constraints_func is None
@@ -36,6 +35,9 @@ def test_objective_kinds_values_and_directions() -> None:
     assert b.values(m) == [0.9] and b.budget.over_budget(200e6, 1e6)
     assert not b.budget.over_budget(100e6, 1e9)  # params budget off
     mo = Objective.from_config({"kind": "multi", "cost": "params"})
+    with pytest.raises(ValueError, match=r"objective\.alpha"):
+        Objective.from_config({"kind": "reward", "alpha": 0.0})  # only with constraint = 'custom'
+
     assert mo.metric_names == ["val_acc", "params"] and mo.directions == ["maximize", "minimize"]
     assert mo.modes == ["max", "min"] and mo.values(m) == [0.9, 1e6]
     assert mo.rejected_values(m) == [0.0, 1e6]
@@ -49,13 +51,14 @@ def test_budget_constraints_values_and_pickle() -> None:
 
 
 def test_constraints_reach_optuna_and_best_trial_is_feasible() -> None:
+    from nas_harness.records import Outcome, TrialRecord, tell
+
     obj = Objective.from_config({"kind": "budget", "max_macs": 100.0, "max_params": 0.0})
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=0))
     for macs, acc in ((50, 0.6), (150, 0.99), (90, 0.7)):
         t = study.ask()
         t.suggest_categorical("x", [1, 2])
-        write_constraints(study._storage, t._trial_id, obj.budget.values(macs, 1))
-        study.tell(t, acc)
+        assert tell(study, t._trial_id, Outcome("complete", [acc], TrialRecord(macs=macs), obj.budget.values(macs, 1)))
     cons = [t.system_attrs["constraints"] for t in study.trials]
     assert [c[0] <= 0 for c in cons] == [True, False, True]
     assert study.best_trial.number == 2  # 0.99 (trial 1) is infeasible

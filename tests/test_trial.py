@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -37,23 +36,23 @@ def test_run_trial_metrics_reports_and_cache(tmp_path: Path) -> None:
     cache = ResultCache(tmp_path / "cache")
     m = run_trial(_spec(evaluate_test=True), report=lambda ep: epochs.append(ep.epoch), cache=cache)
     assert epochs == [1, 2]
-    assert m["epochs"] == m["epochs_planned"] == 2 and m["full_budget"] is True and m["cached"] is False
-    assert m["macs"] == count_macs(ARCH, 224).total and m["params"] == count_params(ARCH)
-    assert 0 <= m["val_acc_final"] <= m["val_acc"] <= 1 and 0 <= m["test_acc"] <= 1
-    assert m["arch"] == str(ARCH) and m["device"] == "cpu" and m["images_per_s"] > 0
-    assert m["wall_time_s"] >= m["train_time_s"] > 0
+    assert m.epochs == m.epochs_planned == 2 and m.full_budget is True and m.cached is False
+    assert m.macs == count_macs(ARCH, 224).total and m.params == count_params(ARCH)
+    assert 0 <= m.val_acc_final <= m.val_acc <= 1 and 0 <= m.test_acc <= 1
+    assert m.arch == str(ARCH) and m.device == "cpu" and m.images_per_s > 0
+    assert m.wall_time_s >= m.train_time_s > 0
     # same spec: served from the cache (also by a new cache object on the same folder = another process)
     again = run_trial(_spec(evaluate_test=True), report=lambda ep: epochs.append(-1),
                       cache=ResultCache(tmp_path / "cache"))
-    assert again["cached"] is True and again["val_acc"] == m["val_acc"] and -1 not in epochs
+    assert again.cached is True and again.val_acc == m.val_acc and -1 not in epochs
     # a different seed is a different key: trained again
-    assert run_trial(_spec(seed=1, train=dataclasses.replace(TRAIN, epochs=1)), cache=cache)["cached"] is False
+    assert run_trial(_spec(seed=1, train=TRAIN.replace(epochs=1)), cache=cache).cached is False
 
 
 @pytest.mark.slow
 def test_same_seed_same_result() -> None:
-    spec = _spec(train=dataclasses.replace(TRAIN, epochs=1))
-    assert run_trial(spec)["val_acc"] == run_trial(spec)["val_acc"]
+    spec = _spec(train=TRAIN.replace(epochs=1))
+    assert run_trial(spec).val_acc == run_trial(spec).val_acc
 
 
 def test_report_exception_propagates_and_nothing_cached(tmp_path: Path) -> None:
@@ -65,7 +64,7 @@ def test_report_exception_propagates_and_nothing_cached(tmp_path: Path) -> None:
 
     cache = ResultCache(tmp_path)
     with pytest.raises(Stop):
-        run_trial(_spec(train=dataclasses.replace(TRAIN, epochs=1)), report=report, cache=cache)
+        run_trial(_spec(train=TRAIN.replace(epochs=1)), report=report, cache=cache)
     assert len(cache) == 0 and not list(tmp_path.glob("*.json"))
 
 
@@ -74,17 +73,26 @@ def test_cache_key_depends_on_what_matters() -> None:
     assert k == cache_key(_spec(), "fp")
     assert k != cache_key(_spec(), "other-data")
     assert k != cache_key(_spec(seed=1), "fp")
-    assert k != cache_key(_spec(train=dataclasses.replace(TRAIN, lr=0.02)), "fp")
+    assert k != cache_key(_spec(train=TRAIN.replace(lr=0.02)), "fp")
     assert k != cache_key(_spec(arch=ARCH.replace_stages(se=None)), "fp")
     assert k != cache_key(_spec(macs_resolution=192), "fp")
 
 
-def test_result_cache_ignores_torn_files(tmp_path: Path) -> None:
-    (tmp_path / "abc.json").write_text("{not json")
-    c = ResultCache(tmp_path)
-    assert c.get("abc") is None
-    c.put("abc", {"val_acc": 0.5})
-    assert ResultCache(tmp_path).get("abc") == {"val_acc": 0.5}
+@pytest.mark.parametrize("content", ["{not json", "{}", '{"val_acc": "high", "full_budget": true, "arch": "a"}',
+                                     '{"val_acc": 1.5, "full_budget": true, "arch": "a"}', "[1, 2]",
+                                     '{"val_acc": 0.5, "full_budget": false, "arch": "a"}',
+                                     '{"val_acc": 0.5, "full_budget": true, "arch": "other"}', "[" * 100_000])
+def test_result_cache_entries_that_do_not_validate_are_misses(tmp_path: Path, content: str) -> None:
+    (tmp_path / "abc.json").write_text(content)
+    assert ResultCache(tmp_path).get("abc", "a") is None
+
+
+def test_result_cache_round_trip(tmp_path: Path) -> None:
+    from nas_harness.records import TrialRecord
+
+    rec = TrialRecord(arch="a", val_acc=0.5, full_budget=True, macs=10, versions={"torch": "x"})
+    ResultCache(tmp_path).put("abc", rec)
+    assert ResultCache(tmp_path).get("abc", "a") == rec
 
 
 @pytest.mark.slow
@@ -104,6 +112,6 @@ def test_checkpoint_dir_resumes_a_killed_trial_mid_training(tmp_path: Path) -> N
     assert len(list(tmp_path.glob("*.pt"))) == 1  # epoch 1 is on disk
     seen: list[int] = []
     m = run_trial(spec, report=lambda ep: seen.append(ep.epoch), checkpoint_dir=tmp_path)
-    assert seen == [2] and m["resumed_from_checkpoint"] is True
-    assert (m["val_acc"], m["test_acc"], m["steps"]) == (whole["val_acc"], whole["test_acc"], whole["steps"])
+    assert seen == [2] and m.resumed_from_checkpoint is True
+    assert (m.val_acc, m.test_acc, m.steps) == (whole.val_acc, whole.test_acc, whole.steps)
     assert not list(tmp_path.glob("*.pt"))  # removed once the trial finished

@@ -5,7 +5,7 @@ Layering: uses ``nas_harness.trial`` (the one trial function) through ``nas_harn
 below imports this package.
 """
 
-from .config import AblationConfig, BackendConfig, load_ablation, parse_ablation
+from .config import AblationConfig, AblationTrial, load_ablation, parse_ablation
 from .report import ReportPaths, markdown_table, plot_ablation, write_report
 from .runner import AblationRun, AblationStore, RunRecord, load_records, plan_jobs, run_ablation
 from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, t_cdf, t_ppf, variant_table
@@ -26,7 +26,7 @@ __all__ = [
     "AblationConfig",
     "AblationRun",
     "AblationStore",
-    "BackendConfig",
+    "AblationTrial",
     "Override",
     "PairedDelta",
     "ReportPaths",

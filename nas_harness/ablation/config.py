@@ -1,328 +1,253 @@
 """The ablation file (TOML): what to ablate, with which recipe, over which seeds, where to store runs.
 
-Everything is validated by :func:`load_ablation` before anything is trained; each problem is a one-line
-:class:`~nas_harness.errors.ConfigError` naming its key path (e.g. ``train.lr``, ``variant.k5.overrides[0].stage``).
+It uses the same idiom and the same tables as a study file (``[data]``, ``[train]``, ``[trial]``, ``[run]``,
+``[ray]``), plus what is particular to an ablation::
 
-Schema::
-
-    name = "ablation_b0"                  # results go to results/<name>/
+    name = "ablation_b0"                  # results go to <run.results_dir>/<name>/
     description = "..."                   # optional
-    arch = "b0"                           # base arch: 'b0'..'b7', an arch string or a file (default b0)
+    base = "b0"                           # base arch: 'b0'..'b7', an arch string or a file (default b0)
     variants = ["baseline", "no_se", "no_skip", "neither"]   # built-ins and/or [variant.<name>] below
     baseline = "baseline"                 # what Δ compares against (must be among variants)
     seeds = 3                             # a count (seeds 0..N-1) or an explicit list [0, 7, 42]
-    stem_stride = 1                       # optional; 1 = proxy stem for 28-32 px inputs
-    storage = "results/ablation_b0/ablation.db"   # optional; SQLite file holding every run
-    macs_resolution = 224                 # MACs are counted for the arch (own stem stride) at this size
-    macs_num_classes = 10                 # optional; default the data set's classes (params = trained model)
 
     [variant.k5_stage3]                   # a user-defined variant (see nas_harness.ablation.variants)
     overrides = [{stage = 3, override = "k5_e4"}]
 
-    [data]                                # nas_harness.data.ProxyConfig.from_dict
-    [train]                               # nas_harness.train.TrainConfig.from_dict
-    [backend]                             # kind = "local" | "ray"; ray: address, cpus_per_trial,
-                                          # gpus_per_trial, max_concurrent
+    [trial]                               # stem_stride, macs_resolution, macs_num_classes (default: the
+                                          # data set's classes), evaluate_test (default true)
+    [run]                                 # storage (default SQLite results/<name>/ablation.db), results_dir,
+                                          # backend = "local" | "ray", progress, plots
+    [ray]                                 # cpus_per_trial, gpus_per_trial, max_concurrent, address, num_cpus
+
+Everything is validated before anything is trained; each problem is a one-line
+:class:`~nas_harness.errors.ConfigError` naming its key path (e.g. ``train.lr``,
+``variant.k5.overrides[0].stage``).  Files written for the older layout (``arch``, ``stem_stride``,
+``macs_resolution``, ``storage`` and ``[backend]`` at the top) get a line saying where the key moved.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
-import tomllib
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from nas_harness._config import (
+    NAME_RULE,
+    ConfigModel,
+    Int,
+    Name,
+    Rules,
+    Text,
+    allowed,
+    bad,
+    inert,
+    json_schema,
+    read_toml,
+    restate,
+)
+from nas_harness.backends.settings import RayConfig, RunSettings
+from nas_harness.data.proxy import ProxyConfig
 from nas_harness.errors import ConfigError
+from nas_harness.train.config import TrainConfig
+from nas_harness.trial import TrialSettings
 
-from .variants import BUILTIN_VARIANTS, VariantDef, parse_variant_def, resolve_variants
+from .variants import BUILTIN_VARIANTS, VARIANT_NAME, VARIANT_NAME_RULE, VariantDef, resolve_variants
 
 if TYPE_CHECKING:
     from nas_harness.arch import Arch
-    from nas_harness.data import ProxyConfig
-    from nas_harness.train import TrainConfig
 
-__all__ = ["AblationConfig", "BackendConfig", "load_ablation", "parse_ablation"]
+__all__ = ["AblationConfig", "AblationTrial", "load_ablation", "parse_ablation"]
 
-_TOP_KEYS = (
-    "name",
-    "description",
-    "arch",
-    "variants",
-    "baseline",
-    "seeds",
-    "stem_stride",
-    "storage",
-    "macs_resolution",
-    "macs_num_classes",
-    "variant",
-    "data",
-    "train",
-    "backend",
-)
-_BACKEND_KEYS = ("kind", "address", "cpus_per_trial", "gpus_per_trial", "max_concurrent")
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_VARIANTS = ("baseline", "no_se", "no_skip", "neither")
+_SEED = Annotated[Int, Field(ge=0, le=2**32 - 1)]
 
 
-@dataclass(frozen=True)
-class BackendConfig:
-    """Where runs execute: in this process (``local``) or as Ray tasks (``ray``)."""
+class AblationTrial(TrialSettings):
+    """``[trial]`` of an ablation: test accuracy is what the ablation reports; MACs/params default to the
+    trained classifier's size."""
 
-    kind: str = "local"
-    address: str | None = None
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
-    max_concurrent: int | None = None
+    macs_num_classes: Annotated[Int | None, Field(ge=1, le=1_000_000, description=(
+        "classifier size at which MACs/params are counted; omit for the data set's classes"))] = None
+    evaluate_test: Annotated[bool, Field(strict=True, description="report test accuracy (the ablation's metric)")
+                             ] = True
+    cache: Annotated[bool, Field(strict=True, description="applies to search studies only (ablation runs "
+                                                          "are stored once each)")] = False
 
-    def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {"kind": self.kind, "cpus_per_trial": self.cpus_per_trial,
-                             "gpus_per_trial": self.gpus_per_trial}
-        if self.address is not None:
-            d["address"] = self.address
-        if self.max_concurrent is not None:
-            d["max_concurrent"] = self.max_concurrent
+    _inert: ClassVar[Rules] = inert(cache=lambda t: True)
+
+
+class AblationConfig(ConfigModel):
+    """A validated ablation: every variant already resolved to a valid :class:`Arch` (``archs``)."""
+
+    name: Annotated[Name, Field(description=f"ablation name and results folder: {NAME_RULE}")]
+    description: Annotated[Text, Field(max_length=4000, description="free text")] = ""
+    base: Annotated[Text, Field(min_length=1, max_length=10_000,
+                                description="base arch: b0..b7, an arch string or a file holding one")] = "b0"
+    variants: Annotated[tuple[Annotated[Text, Field(min_length=1, max_length=200)], ...], Field(
+        min_length=1, max_length=200, description="built-in variants and [variant.<name>] tables")] = DEFAULT_VARIANTS
+    baseline: Annotated[Text | None, Field(description="the variant Δ compares against ('baseline' when listed)")
+                        ] = None
+    seeds: Annotated[tuple[_SEED, ...], Field(min_length=1, max_length=10_000, description=(
+        "a count N (seeds 0..N-1) or a list of distinct seeds"), json_schema_extra=allowed(
+        "a count N >= 1 (seeds 0..N-1) or a non-empty list of distinct integers >= 0"))] = (0, 1, 2)
+    variant: Annotated[dict[str, VariantDef], Field(description="user-defined variants")] = Field(default_factory=dict)
+    data: ProxyConfig = ProxyConfig()
+    train: TrainConfig = TrainConfig()
+    trial: AblationTrial = AblationTrial()
+    run: RunSettings = RunSettings()
+    ray: RayConfig = RayConfig()
+
+    _renamed: ClassVar[dict[str, str]] = {
+        "arch": "renamed to 'base' (as in study files)",
+        "stem_stride": "moved to [trial] stem_stride",
+        "macs_resolution": "moved to [trial] macs_resolution",
+        "macs_num_classes": "moved to [trial] macs_num_classes",
+        "storage": "moved to [run] storage (a storage URL, e.g. sqlite:///results/x/ablation.db)",
+        "backend": "moved: [run] backend = 'local' | 'ray', and Ray resources to the [ray] table",
+    }
+    _archs: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _base_arch: Any = PrivateAttr(default=None)
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _count_or_list(cls, v: Any) -> Any:
+        if isinstance(v, int) and not isinstance(v, bool):
+            if v < 1:
+                raise bad("", f"at least one seed is needed, got {v}")
+            if v > 10_000:
+                raise bad("", f"at most 10000 seeds, got {v}")
+            return tuple(range(v))
+        if isinstance(v, list):
+            if not v:
+                raise bad("", "at least one seed is needed, got an empty list")
+            if len(set(map(repr, v))) != len(v):
+                raise bad("", f"seeds must be distinct, got {v[:20]}")
+            return tuple(v)
+        return v
+
+    @field_validator("variants", mode="before")
+    @classmethod
+    def _distinct(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            if len(set(map(repr, v))) != len(v):
+                raise bad("", f"names must be distinct, got {v[:20]}")
+            return tuple(v)
+        return v
+
+    @field_validator("variant", mode="before")
+    @classmethod
+    def _variant_names(cls, v: Any) -> Any:
+        if isinstance(v, dict):
+            for name in v:
+                if name in BUILTIN_VARIANTS:
+                    raise restate(ConfigError(f"variant.{name}: name clashes with a built-in variant; pick "
+                                              "another name"))
+                if not re.fullmatch(VARIANT_NAME, str(name)):
+                    raise restate(ConfigError(f"variant.{str(name)[:64]}: variant names use {VARIANT_NAME_RULE}"))
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_baseline(cls, d: Any) -> Any:
+        if isinstance(d, dict) and "baseline" not in d:
+            variants = d.get("variants", DEFAULT_VARIANTS)
+            if isinstance(variants, (list, tuple)) and "baseline" in variants:
+                d = {**d, "baseline": "baseline"}
         return d
 
+    @model_validator(mode="after")
+    def _resolve(self) -> AblationConfig:
+        from nas_harness.arch import resolve_arch
 
-@dataclass(frozen=True)
-class AblationConfig:
-    """A validated ablation: every variant already resolved to a valid :class:`Arch`."""
+        if self.baseline is not None and self.baseline not in self.variants:
+            raise bad("baseline", f"{self.baseline!r} is not among variants {list(self.variants)}")
+        try:
+            base = resolve_arch(self.base)
+        except (ValueError, OSError) as exc:
+            raise bad("base", " ".join(str(exc).split())) from None
+        try:
+            archs = resolve_variants(base, self.variants, self.variant, where="variants")
+        except ConfigError as exc:
+            raise restate(exc) from None
+        object.__setattr__(self, "_base_arch", base)
+        self._archs.update(archs)
+        return self
 
-    name: str
-    arch: str
-    base: Arch
-    variants: tuple[str, ...]
-    archs: dict[str, Arch]
-    baseline: str | None
-    seeds: tuple[int, ...]
-    data: ProxyConfig
-    train: TrainConfig
-    stem_stride: int | None
-    storage: str
-    macs_resolution: int
-    macs_num_classes: int | None = None
-    backend: BackendConfig = field(default_factory=BackendConfig)
-    description: str = ""
-    definitions: dict[str, VariantDef] = field(default_factory=dict)
+    # --- derived values -------------------------------------------------------------------------------
+    @property
+    def archs(self) -> dict[str, Arch]:
+        """Each variant's arch, in ``variants`` order."""
+        return dict(self._archs)
+
+    @property
+    def base_arch(self) -> Arch:
+        return self._base_arch
+
+    @property
+    def definitions(self) -> dict[str, VariantDef]:
+        return dict(self.variant)
 
     @property
     def out_dir(self) -> Path:
-        """Folder for the table and figure: ``results/<name>/``."""
-        return Path("results") / self.name
+        """Folder for the table and figure: ``<run.results_dir>/<name>/``."""
+        return Path(self.run.results_dir) / self.name
+
+    @property
+    def storage_url(self) -> str:
+        return self.run.storage or f"sqlite:///{self.out_dir / 'ablation.db'}"
 
     def recipe(self) -> dict[str, Any]:
         """What must not change between a run and its resume (else stored runs are not comparable)."""
         return {
-            "data": self.data.to_dict(),
-            "train": {k: v for k, v in self.train.to_dict().items() if k not in ("seed", "device")},
-            "stem_stride": self.stem_stride,
-            "macs_resolution": self.macs_resolution,
-            "macs_num_classes": self.macs_num_classes,
+            "data": {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")},
+            "train": {k: v for k, v in self.train.to_dict().items()
+                      if k not in ("seed", "device", "compile", "eval_batch_size")},
+            "trial": {k: v for k, v in self.trial.to_dict().items() if k != "cache"},
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The validated file, normalised (stored in the run database)."""
-        d: dict[str, Any] = {
-            "name": self.name,
-            "arch": self.arch,
-            "variants": list(self.variants),
-            "seeds": list(self.seeds),
-            "storage": self.storage,
-            "macs_resolution": self.macs_resolution,
-            "data": self.data.to_dict(),
-            "train": self.train.to_dict(),
-            "backend": self.backend.to_dict(),
-        }
-        if self.baseline is not None:
-            d["baseline"] = self.baseline
-        if self.description:
-            d["description"] = self.description
-        if self.stem_stride is not None:
-            d["stem_stride"] = self.stem_stride
-        if self.macs_num_classes is not None:
-            d["macs_num_classes"] = self.macs_num_classes
-        if self.definitions:
-            d["variant"] = {k: v.to_dict() for k, v in self.definitions.items()}
-        return d
+    def replace_train(self, train: TrainConfig) -> AblationConfig:
+        """The same ablation with another (already validated) training recipe."""
+        new = self.model_copy(update={"train": train})
+        object.__setattr__(new, "_archs", dict(self._archs))
+        object.__setattr__(new, "_base_arch", self._base_arch)
+        return new
 
     def with_seeds(self, n: int) -> AblationConfig:
         """Override the seeds with ``0..n-1`` (the CLI's ``--seeds N``)."""
-        return replace(self, seeds=_parse_seeds(n, "--seeds"))
+        return self._with(seeds=n, where="--seeds")
 
     def with_backend(self, kind: str) -> AblationConfig:
-        """Override the backend kind (the CLI's ``--backend``)."""
-        return replace(self, backend=replace(self.backend, kind=_check_backend_kind(kind, "--backend")))
+        """Override the backend (the CLI's ``--backend``)."""
+        return self._with(run={**self.run.model_dump(exclude_unset=True), "backend": kind}, where="--backend")
+
+    def with_storage(self, url: str) -> AblationConfig:
+        """Override the storage URL (the CLI's ``--storage``)."""
+        return self._with(run={**self.run.model_dump(exclude_unset=True), "storage": url}, where="--storage")
+
+    def _with(self, where: str, **changes: Any) -> AblationConfig:
+        d = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        d.update(changes)
+        try:
+            return AblationConfig.from_dict(d)
+        except ConfigError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The validated file, normalised (stored in the run database)."""
+        return self.model_dump(mode="json", by_alias=True)
 
 
-def _type_name(v: object) -> str:
-    return type(v).__name__
-
-
-def _check_unknown(d: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-    for k in d:
-        if k not in allowed:
-            path = f"{where}.{k}" if where else k
-            raise ConfigError(f"{path}: unknown key; allowed: {', '.join(allowed)}")
-
-
-def _get_str(d: dict[str, Any], key: str, default: str | None, where: str = "") -> str | None:
-    if key not in d:
-        return default
-    v = d[key]
-    if not isinstance(v, str):
-        raise ConfigError(f"{where}{key}: expected a string, got {_type_name(v)} {v!r}")
-    return v
-
-
-def _get_int(d: dict[str, Any], key: str, default: int | None, where: str = "", lo: int = 1) -> int | None:
-    if key not in d:
-        return default
-    v = d[key]
-    if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-        raise ConfigError(f"{where}{key}: expected an integer >= {lo}, got {v!r}")
-    return v
-
-
-def _get_float(d: dict[str, Any], key: str, default: float, where: str = "") -> float:
-    if key not in d:
-        return default
-    v = d[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0:
-        raise ConfigError(f"{where}{key}: expected a number >= 0, got {v!r}")
-    return float(v)
-
-
-def _parse_seeds(v: object, where: str = "seeds") -> tuple[int, ...]:
-    if isinstance(v, bool):
-        raise ConfigError(f"{where}: expected a positive count or a non-empty list of integers, got {v!r}")
-    if isinstance(v, int):
-        if v < 1:
-            raise ConfigError(f"{where}: at least one seed is needed, got {v}")
-        return tuple(range(v))
-    if isinstance(v, list):
-        if not v:
-            raise ConfigError(f"{where}: at least one seed is needed, got an empty list")
-        for i, s in enumerate(v):
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise ConfigError(f"{where}[{i}]: expected an integer >= 0, got {s!r}")
-        if len(set(v)) != len(v):
-            raise ConfigError(f"{where}: seeds must be distinct, got {v}")
-        return tuple(v)
-    raise ConfigError(f"{where}: expected a positive count or a non-empty list of integers, got {v!r}")
-
-
-def _check_backend_kind(kind: object, where: str) -> str:
-    if kind not in ("local", "ray"):
-        raise ConfigError(f"{where}: expected 'local' or 'ray', got {kind!r}")
-    return str(kind)
-
-
-def _parse_backend(d: object) -> BackendConfig:
-    if not isinstance(d, dict):
-        raise ConfigError(f"backend: expected a table, got {_type_name(d)}")
-    _check_unknown(d, _BACKEND_KEYS, "backend")
-    kind = _check_backend_kind(d.get("kind", "local"), "backend.kind")
-    return BackendConfig(
-        kind=kind,
-        address=_get_str(d, "address", None, "backend."),
-        cpus_per_trial=_get_float(d, "cpus_per_trial", 1.0, "backend."),
-        gpus_per_trial=_get_float(d, "gpus_per_trial", 0.0, "backend."),
-        max_concurrent=_get_int(d, "max_concurrent", None, "backend."),
-    )
-
-
-def parse_ablation(raw: dict[str, Any]) -> AblationConfig:
+def parse_ablation(raw: Any) -> AblationConfig:
     """Validate an already-decoded ablation file (see the module docstring for the schema)."""
-    from nas_harness.arch import resolve_arch
-    from nas_harness.data import ProxyConfig
-    from nas_harness.train import TrainConfig
-
-    if not isinstance(raw, dict):
-        raise ConfigError("ablation file: expected a TOML table at top level")
-    _check_unknown(raw, _TOP_KEYS, "")
-    name = _get_str(raw, "name", None)
-    if name is None:
-        raise ConfigError("name: required (used as results/<name>/)")
-    if not _NAME_RE.match(name):
-        raise ConfigError(f"name: expected letters, digits, '_', '.', '-' (no path separators), got {name!r}")
-    arch_text = _get_str(raw, "arch", "b0") or "b0"
-    try:
-        base = resolve_arch(arch_text)
-    except ValueError as exc:
-        raise ConfigError(f"arch: {' '.join(str(exc).split())}") from exc
-
-    defs_raw = raw.get("variant", {})
-    if not isinstance(defs_raw, dict):
-        raise ConfigError(f"variant: expected tables [variant.<name>], got {_type_name(defs_raw)}")
-    definitions: dict[str, VariantDef] = {}
-    for vname, vdef in defs_raw.items():
-        if vname in BUILTIN_VARIANTS:
-            raise ConfigError(f"variant.{vname}: name clashes with a built-in variant; pick another name")
-        definitions[vname] = parse_variant_def(vname, vdef, where=f"variant.{vname}")
-
-    variants_raw = raw.get("variants", list(DEFAULT_VARIANTS))
-    if not isinstance(variants_raw, list) or not variants_raw:
-        raise ConfigError(f"variants: expected a non-empty list of variant names, got {variants_raw!r}")
-    for i, v in enumerate(variants_raw):
-        if not isinstance(v, str):
-            raise ConfigError(f"variants[{i}]: expected a variant name (string), got {v!r}")
-    if len(set(variants_raw)) != len(variants_raw):
-        raise ConfigError(f"variants: names must be distinct, got {variants_raw}")
-    variants = tuple(variants_raw)
-    archs = resolve_variants(base, variants, definitions, where="variants")
-
-    baseline = _get_str(raw, "baseline", "baseline" if "baseline" in variants else None)
-    if baseline is not None and baseline not in variants:
-        raise ConfigError(f"baseline: {baseline!r} is not among variants {list(variants)}")
-
-    seeds = _parse_seeds(raw.get("seeds", 3))
-    stem_stride = _get_int(raw, "stem_stride", None)
-    if stem_stride not in (None, 1, 2):
-        raise ConfigError(f"stem_stride: expected 1 or 2 (omit it to use the arch's own), got {stem_stride}")
-
-    data_raw = raw.get("data", {})
-    train_raw = raw.get("train", {})
-    for key, val in (("data", data_raw), ("train", train_raw)):
-        if not isinstance(val, dict):
-            raise ConfigError(f"{key}: expected a table [{key}], got {_type_name(val)}")
-    data = ProxyConfig.from_dict(data_raw, where="data")
-    train = TrainConfig.from_dict(train_raw, where="train")
-    macs_resolution = _get_int(raw, "macs_resolution", 224) or 224
-    macs_num_classes = _get_int(raw, "macs_num_classes", None)
-    backend = _parse_backend(raw.get("backend", {}))
-    storage = _get_str(raw, "storage", str(Path("results") / name / "ablation.db"))
-    assert storage is not None
-    if not storage.strip():
-        raise ConfigError("storage: expected a file path, got an empty string")
-    return AblationConfig(
-        name=name,
-        arch=arch_text,
-        base=base,
-        variants=variants,
-        archs=archs,
-        baseline=baseline,
-        seeds=seeds,
-        data=data,
-        train=train,
-        stem_stride=stem_stride,
-        storage=storage,
-        macs_resolution=macs_resolution,
-        macs_num_classes=macs_num_classes,
-        backend=backend,
-        description=_get_str(raw, "description", "") or "",
-        definitions=definitions,
-    )
+    return AblationConfig.from_dict(raw, "")
 
 
 def load_ablation(path: str | Path) -> AblationConfig:
     """Read and validate an ablation TOML file; ConfigError (one line) on any problem."""
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"ablation file: {p} does not exist")
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"ablation file {p}: invalid TOML: {' '.join(str(exc).split())}") from exc
-    return parse_ablation(raw)
+    return parse_ablation(read_toml(path, "ablation file"))
+
+
+def ablation_json_schema() -> dict[str, Any]:
+    return json_schema(AblationConfig, "nas-harness ablation file")

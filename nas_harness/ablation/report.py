@@ -94,11 +94,11 @@ def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
     times = [float(r.metrics.get("wall_time_s") or 0.0) for r in records if r.state == "ok"]
     train_n = f"train_subset={d.train_subset}" if getattr(d, "train_subset", None) else "full train split"
     return (
-        f"Base arch: `{cfg.arch}`; data: {d.dataset} at {d.resolution} px ({train_n}, val_size={d.val_size}), "
-        f"stem stride {cfg.stem_stride or 'as arch'}; training: {budget}, batch {t.batch_size}, {t.optimizer} "
+        f"Base arch: `{cfg.base}`; data: {d.dataset} at {d.resolution} px ({train_n}, val_size={d.val_size}), "
+        f"stem stride {cfg.trial.stem_stride or 'as arch'}; training: {budget}, batch {t.batch_size}, {t.optimizer} "
         f"lr {t.lr}, {t.schedule}; seeds {list(cfg.seeds)}; device {', '.join(devices) or '?'}; "
         f"total run time {sum(times) / 60:.1f} min.  Accuracies on the test set; Δ = variant − {cfg.baseline} per "
-        f"seed (paired t), in percentage points.  MACs at {cfg.macs_resolution} px with the arch's own stem "
+        f"seed (paired t), in percentage points.  MACs at {cfg.trial.macs_resolution} px with the arch's own stem "
         f"(fvcore convention, 1 MAC = 1 flop)."
     )
 
@@ -153,7 +153,7 @@ def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Se
     d = cfg.data
     budget = f"{cfg.train.epochs} ep" if cfg.train.epochs is not None else f"{cfg.train.steps} steps"
     ax.set_title(f"{cfg.name}: {d.dataset} {d.resolution}px, {budget}, {len(cfg.seeds)} seeds "
-                 f"(MACs at {cfg.macs_resolution}px)", fontsize=10)
+                 f"(MACs at {cfg.trial.macs_resolution}px)", fontsize=10)
     ax.legend(title="seed", fontsize=8, title_fontsize=8, loc="best")
     fig.tight_layout()
     out_stem.parent.mkdir(parents=True, exist_ok=True)

@@ -22,16 +22,15 @@ Failed pairs are retried on a later invocation only with ``retry_failed=True``.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from nas_harness.errors import ConfigError
+from nas_harness.records import TrialRecord
 
 from .config import AblationConfig
 
@@ -50,6 +49,11 @@ class RunRecord:
     metrics: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
 
+    @property
+    def record(self) -> TrialRecord:
+        """The stored trial record of this run."""
+        return TrialRecord.from_attrs(self.metrics)
+
     def to_row(self) -> dict[str, Any]:
         """Flat dict (for the per-run CSV and for :func:`~nas_harness.ablation.stats.variant_table`)."""
         m = self.metrics
@@ -65,26 +69,34 @@ class RunRecord:
 class AblationStore:
     """The durable record of an ablation (an Optuna study in SQLite; see the module docstring)."""
 
-    def __init__(self, storage: str | Path, name: str) -> None:
+    def __init__(self, url: str, name: str) -> None:
         import optuna
 
+        from nas_harness.records import open_storage, redact
+
         optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.path = Path(storage)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.path = redact(url)  # what messages show
         self.name = name
-        self.study = optuna.create_study(storage=f"sqlite:///{self.path}", study_name=name,
-                                         direction="maximize", load_if_exists=True)
+        self.study = optuna.create_study(storage=open_storage(url), study_name=name, direction="maximize",
+                                         load_if_exists=True)
 
     # ------------------------------------------------------------------ study-level metadata
-    def bind(self, cfg: AblationConfig) -> None:
+    def bind(self, cfg: AblationConfig) -> Any:
         """Check that stored runs were made with ``cfg``'s recipe and variant archs; record them if new.
 
-        Runs made with another recipe (data, training budget, stem stride) or a variant name that now means
-        another arch are not comparable, so that is an error rather than a silent mix.
+        Runs made with another recipe (data, training budget and thread count, trial settings) or a variant
+        name that now means another arch are not comparable, so that is an error rather than a silent mix.
+        Returns the training recipe to use: ``cfg.train`` with the thread count fixed for this ablation.
         """
         attrs = self.study.user_attrs
-        recipe = json.loads(json.dumps(cfg.recipe(), sort_keys=True, default=str))
         stored = attrs.get("recipe")
+        threads = cfg.train.threads
+        if threads is None:
+            stored_threads = ((stored or {}).get("train") or {}).get("threads") if isinstance(stored, dict) else None
+            threads = stored_threads if stored_threads is not None else _default_threads(cfg)
+        train = cfg.train.replace(threads=threads)
+        recipe = json.loads(json.dumps(cfg.replace_train(train).recipe(), sort_keys=True, default=str))
         if stored is not None and stored != recipe:
             diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
             raise ConfigError(
@@ -106,7 +118,8 @@ class AblationStore:
             self.study.set_user_attr("objective", "ablation")
             self.study.set_user_attr("metric_names", ["test_acc"])
         self.study.set_user_attr("archs", archs)
-        self.study.set_user_attr("config", json.loads(json.dumps(cfg.to_dict(), default=str)))
+        self.study.set_user_attr("config", _stored_config(cfg))
+        return train
 
     # ------------------------------------------------------------------ runs
     def records(self) -> dict[tuple[str, int], RunRecord]:
@@ -125,31 +138,39 @@ class AblationStore:
                 out[key] = RunRecord(key[0], key[1], "failed", dict(ua), str(ua.get("fail_reason", "failed")))
         return out
 
-    def add(self, variant: str, seed: int, metrics: dict[str, Any] | None, error: str | None) -> RunRecord:
-        """Store one finished run atomically (one SQLite transaction)."""
-        import optuna
-        from optuna.trial import TrialState
+    def add(self, variant: str, seed: int, record: TrialRecord | None, error: str | None,
+            arch: str | None = None) -> RunRecord:
+        """Store one finished run atomically (one transaction) through :func:`nas_harness.records.add`."""
+        from nas_harness.records import Outcome, add
 
-        attrs = {k: _jsonable(v) for k, v in (metrics or {}).items()}
-        attrs.update(variant=variant, seed=int(seed))
+        rec = (record or TrialRecord(arch=arch)).replace(variant=variant, seed=int(seed))
         if error is None:
-            value = attrs.get("test_acc", attrs.get("val_acc"))
-            trial = optuna.trial.create_trial(state=TrialState.COMPLETE, value=float(value), user_attrs=attrs)
-            rec = RunRecord(variant, seed, "ok", attrs)
+            value = rec.test_acc if rec.test_acc is not None else rec.val_acc
+            outcome = Outcome("complete", [float(value if value is not None else float("nan"))], rec)
         else:
-            attrs["fail_reason"] = error
-            trial = optuna.trial.create_trial(state=TrialState.FAIL, user_attrs=attrs)
-            rec = RunRecord(variant, seed, "failed", attrs, error)
-        self.study.add_trial(trial)
-        return rec
+            outcome = Outcome("fail", None, rec.replace(fail_reason=error))
+        frozen = add(self.study, outcome)
+        ok = frozen.state.name == "COMPLETE"
+        attrs = dict(frozen.user_attrs)
+        return RunRecord(variant, seed, "ok" if ok else "failed", attrs,
+                         None if ok else str(attrs.get("fail_reason", "failed")))
 
 
-def _jsonable(v: Any) -> Any:
-    try:
-        json.dumps(v)
-        return v
-    except TypeError:
-        return json.loads(json.dumps(v, default=str))
+def _default_threads(cfg: AblationConfig) -> int:
+    if cfg.run.backend == "ray":
+        return max(1, int(cfg.ray.cpus_per_trial))
+    from nas_harness.train.trainer import usable_cores
+
+    return max(1, min(8, usable_cores()))
+
+
+def _stored_config(cfg: AblationConfig) -> dict[str, Any]:
+    from nas_harness.records import redact
+
+    d = cfg.to_dict()
+    d["run"]["storage"] = redact(d["run"]["storage"])
+    d["ray"]["address"] = redact(d["ray"]["address"])
+    return d
 
 
 def plan_jobs(cfg: AblationConfig) -> list[tuple[str, int]]:
@@ -172,17 +193,18 @@ class AblationRun:
         return [r for r in self.records if r.state != "ok"]
 
 
-def _specs(cfg: AblationConfig, todo: list[tuple[str, int]]) -> list[Any]:
+def _specs(cfg: AblationConfig, todo: list[tuple[str, int]], train: Any) -> list[Any]:
     from nas_harness.backends import Job
     from nas_harness.data import load_proxy
     from nas_harness.trial import TrialSpec
 
-    num_classes = cfg.macs_num_classes or load_proxy(cfg.data).num_classes
+    t = cfg.trial
+    num_classes = t.macs_num_classes or load_proxy(cfg.data).num_classes
     jobs = []
     for v, s in todo:
-        spec = TrialSpec(arch=cfg.archs[v], data=cfg.data, train=dataclasses.replace(cfg.train, seed=s), seed=s,
-                         stem_stride=cfg.stem_stride, macs_resolution=cfg.macs_resolution,
-                         macs_num_classes=num_classes, evaluate_test=True)
+        spec = TrialSpec(arch=cfg.archs[v], data=cfg.data, train=train.replace(seed=s), seed=s,
+                         stem_stride=t.stem_stride, macs_resolution=t.macs_resolution,
+                         macs_num_classes=num_classes, evaluate_test=t.evaluate_test)
         jobs.append(Job(key=f"{v}/seed{s}", spec=spec))
     return jobs
 
@@ -201,20 +223,27 @@ def run_ablation(
     an interruption).  ``KeyboardInterrupt`` propagates; everything finished before it is kept.
     """
     from nas_harness.backends import run_jobs
+    from nas_harness.backends.resources import check_resources
+    from nas_harness.data import load_proxy
+    from nas_harness.records import check_writable
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    store = AblationStore(cfg.storage, cfg.name)
-    store.bind(cfg)
+    load_proxy(cfg.data)  # a missing data set is one line (exit 2) before anything is written
+    check_writable(cfg.storage_url)
+    check_resources(cfg)
+    store = AblationStore(cfg.storage_url, cfg.name)
+    train = store.bind(cfg)
     plan = plan_jobs(cfg)
     done = store.records()
     skipped = [p for p in plan if p in done and (done[p].state == "ok" or not retry_failed)]
     todo = [p for p in plan if p not in skipped]
     say(f"ablation {cfg.name}: {len(cfg.variants)} variants x {len(cfg.seeds)} seeds = {len(plan)} runs; "
-        f"{len(skipped)} already stored, {len(todo)} to run ({cfg.backend.kind} backend); storage {store.path}")
+        f"{len(skipped)} already stored, {len(todo)} to run ({cfg.run.backend} backend, {train.threads} "
+        f"thread(s) per run); storage {store.path}")
     ran: list[tuple[str, int]] = []
     if todo:
-        jobs = _specs(cfg, todo)
+        jobs = _specs(cfg, todo, train)
         by_key = {j.key: p for j, p in zip(jobs, todo)}
         bar = None
         if progress:
@@ -225,7 +254,11 @@ def run_ablation(
 
         def on_result(res: Any) -> None:
             variant, seed = by_key[res.key]
-            rec = store.add(variant, seed, res.metrics if res.ok else None, None if res.ok else res.error or "failed")
+            if res.interrupted:  # not the run's fault: left unstored, so the next invocation runs it again
+                say(f"{variant} seed {seed}: {res.error}; not stored, run the same command again to retry it")
+                return
+            rec = store.add(variant, seed, res.record if res.ok else None, None if res.ok else res.error or "failed",
+                            arch=str(cfg.archs[variant]))
             ran.append((variant, seed))
             if rec.state == "ok":
                 m = rec.metrics
@@ -252,11 +285,11 @@ def run_ablation(
             else:
                 say(msg)
 
-        b = cfg.backend
+        r = cfg.ray
         try:
-            run_jobs(jobs, backend=b.kind, cpus_per_job=b.cpus_per_trial, gpus_per_job=b.gpus_per_trial,
-                     max_concurrent=b.max_concurrent, ray_address=b.address, on_result=on_result,
-                     checkpoint_dir=Path(store.path).parent / "checkpoints", on_epoch=on_epoch)
+            run_jobs(jobs, backend=cfg.run.backend, cpus_per_job=r.cpus_per_trial, gpus_per_job=r.gpus_per_trial,
+                     max_concurrent=r.max_concurrent or None, ray_address=r.address or None, on_result=on_result,
+                     checkpoint_dir=cfg.out_dir / "checkpoints", on_epoch=on_epoch)
         finally:
             if bar is not None:
                 bar.close()
@@ -267,9 +300,13 @@ def run_ablation(
 
 def load_records(cfg: AblationConfig) -> list[RunRecord]:
     """Stored records of ``cfg``'s planned pairs (for re-reporting without running)."""
-    if not Path(cfg.storage).is_file():
-        raise ConfigError(f"storage: {cfg.storage} does not exist (nothing has been run yet)")
-    store = AblationStore(cfg.storage, cfg.name)
+    from nas_harness.records import redact
+    from nas_harness.records._storage import sqlite_path
+
+    path = sqlite_path(cfg.storage_url)
+    if path is not None and not path.is_file():
+        raise ConfigError(f"run.storage: {redact(cfg.storage_url)} does not exist (nothing has been run yet)")
+    store = AblationStore(cfg.storage_url, cfg.name)
     final = store.records()
     return [final[p] for p in plan_jobs(cfg) if p in final]
 

@@ -39,14 +39,18 @@ import dataclasses
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, field_validator, model_validator
+
+from nas_harness._config import ConfigModel, Int, Num, Text, bad
 from nas_harness.arch import Arch, Stage, parse_arch
 from nas_harness.errors import ConfigError
 
 __all__ = [
     "BUILTIN_VARIANTS",
     "Override",
+    "OverrideDef",
     "VariantDef",
     "apply_override",
     "apply_variant",
@@ -181,99 +185,78 @@ def apply_override(arch: Arch, ov: Override, where: str = "override") -> Arch:
 
 # --------------------------------------------------------------------------- user-defined variants
 
-_DEF_KEYS = ("description", "from", "arch", "overrides", "se_stages", "act", "drop_path")
+VARIANT_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"
+VARIANT_NAME_RULE = "1-64 letters, digits, '_', '.', '+', '-'"
 
 
-@dataclass(frozen=True)
-class VariantDef:
+def _stage_tuple(v: Any) -> Any:
+    return (v,) if isinstance(v, int) and not isinstance(v, bool) else tuple(v) if isinstance(v, list) else v
+
+
+class OverrideDef(ConfigModel):
+    """``{stage = N, override = "k5_e4"}``: stage options (arch grammar) applied to 1-based stages."""
+
+    stage: Annotated[tuple[Annotated[Int, Field(ge=1, le=1000)], ...], Field(
+        min_length=1, max_length=1000, description="a 1-based stage index or a list of them")]
+    override: Annotated[Text, Field(min_length=1, max_length=1000, description="stage options, e.g. 'k5_e4'")]
+
+    @field_validator("stage", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return _stage_tuple(v)
+
+    @field_validator("override")
+    @classmethod
+    def _syntax(cls, v: str) -> str:
+        try:
+            _override_fields(v, "override")  # syntax now, stage range when applied
+        except ConfigError as exc:
+            raise bad("", str(exc).removeprefix("override: ")) from None
+        return v
+
+    def to_override(self) -> Override:
+        return Override(self.stage, self.override)
+
+
+class VariantDef(ConfigModel):
     """A ``[variant.<name>]`` table, validated (but not yet applied to a base arch)."""
 
-    name: str
-    description: str = ""
-    base: str | None = None
-    arch: str | None = None
-    overrides: tuple[Override, ...] = ()
-    se_stages: tuple[int, ...] | None = None
-    act: str | None = None
-    drop_path: float | None = None
+    model_config = ConfigModel.model_config | {"populate_by_name": True}
+
+    description: Annotated[Text, Field(max_length=4000, description="one line for tables and figures")] = ""
+    base: Annotated[Text | None, Field(alias="from", max_length=64, description="start from another variant")] = None
+    arch: Annotated[Text | None, Field(max_length=10_000, description="a whole arch string (nothing else allowed)")
+                    ] = None
+    overrides: Annotated[tuple[OverrideDef, ...], Field(max_length=1000, description="per-stage overrides")] = ()
+    se_stages: Annotated[tuple[Annotated[Int, Field(ge=1, le=1000)], ...] | None, Field(
+        max_length=1000, description="SE only in these 1-based stages")] = None
+    act: Annotated[Literal["silu", "relu", "hswish", "gelu"] | None, Field(description="activation")] = None
+    drop_path: Annotated[Num | None, Field(ge=0, lt=1, description="stochastic-depth rate")] = None
+
+    @field_validator("se_stages", mode="before")
+    @classmethod
+    def _stages(cls, v: Any) -> Any:
+        return _stage_tuple(v)
+
+    @model_validator(mode="after")
+    def _something(self) -> VariantDef:
+        edits = [k for k in ("base", "overrides", "se_stages", "act", "drop_path") if k in self.model_fields_set]
+        if self.arch is not None and edits:
+            raise bad("arch", "a whole arch string cannot be combined with from/overrides/se_stages/act/drop_path")
+        if self.arch is None and not edits:
+            raise bad("", "defines nothing; give arch, overrides, se_stages, act, drop_path or from")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
-        d: dict[str, Any] = {}
-        if self.description:
-            d["description"] = self.description
-        if self.base is not None:
-            d["from"] = self.base
-        if self.arch is not None:
-            d["arch"] = self.arch
-        if self.overrides:
-            d["overrides"] = [o.to_dict() for o in self.overrides]
-        if self.se_stages is not None:
-            d["se_stages"] = list(self.se_stages)
-        if self.act is not None:
-            d["act"] = self.act
-        if self.drop_path is not None:
-            d["drop_path"] = self.drop_path
-        return d
-
-
-def _int_list(v: object, where: str) -> tuple[int, ...]:
-    items = v if isinstance(v, list) else [v]
-    if not items:
-        raise ConfigError(f"{where}: expected a stage index or a non-empty list of them")
-    for x in items:
-        if isinstance(x, bool) or not isinstance(x, int) or x < 1:
-            raise ConfigError(f"{where}: expected 1-based stage indices, got {v!r}")
-    return tuple(items)
+        return self.model_dump(mode="json", by_alias=True, exclude_defaults=True)
 
 
 def parse_variant_def(name: str, d: object, where: str | None = None) -> VariantDef:
-    """Validate the shape of a ``[variant.<name>]`` table (types and keys only)."""
+    """Validate a ``[variant.<name>]`` table (types and keys only; applied later to the base arch)."""
     where = where or f"variant.{name}"
-    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
-        raise ConfigError(f"{where}: variant names use letters, digits, '_', '.', '+', '-'")
-    if not isinstance(d, dict):
-        raise ConfigError(f"{where}: expected a table, got {type(d).__name__}")
-    for k in d:
-        if k not in _DEF_KEYS:
-            raise ConfigError(f"{where}.{k}: unknown key; allowed: {', '.join(_DEF_KEYS)}")
-    for k in ("description", "from", "arch", "act"):
-        if k in d and not isinstance(d[k], str):
-            raise ConfigError(f"{where}.{k}: expected a string, got {d[k]!r}")
-    if "arch" in d and any(k in d for k in ("from", "overrides", "se_stages", "act", "drop_path")):
-        raise ConfigError(f"{where}.arch: a whole arch string cannot be combined with from/overrides/"
-                          "se_stages/act/drop_path")
-    if "arch" not in d and not any(k in d for k in ("from", "overrides", "se_stages", "act", "drop_path")):
-        raise ConfigError(f"{where}: defines nothing; give arch, overrides, se_stages, act, drop_path or from")
-    overrides: list[Override] = []
-    ov_raw = d.get("overrides", [])
-    if not isinstance(ov_raw, list):
-        raise ConfigError(f"{where}.overrides: expected a list of {{stage = N, override = \"k5_e4\"}} tables")
-    for i, o in enumerate(ov_raw):
-        w = f"{where}.overrides[{i}]"
-        if not isinstance(o, dict):
-            raise ConfigError(f"{w}: expected a table {{stage = N, override = \"k5_e4\"}}, got {o!r}")
-        for k in o:
-            if k not in ("stage", "override"):
-                raise ConfigError(f"{w}.{k}: unknown key; allowed: stage, override")
-        if "stage" not in o or "override" not in o:
-            raise ConfigError(f"{w}: needs both 'stage' and 'override'")
-        if not isinstance(o["override"], str):
-            raise ConfigError(f"{w}.override: expected a string like 'k5_e4', got {o['override']!r}")
-        _override_fields(o["override"], f"{w}.override")  # syntax check now, range check when applied
-        overrides.append(Override(_int_list(o["stage"], f"{w}.stage"), o["override"]))
-    drop_path = d.get("drop_path")
-    if drop_path is not None and (isinstance(drop_path, bool) or not isinstance(drop_path, (int, float))):
-        raise ConfigError(f"{where}.drop_path: expected a number in [0, 1), got {drop_path!r}")
-    return VariantDef(
-        name=name,
-        description=d.get("description", ""),
-        base=d.get("from"),
-        arch=d.get("arch"),
-        overrides=tuple(overrides),
-        se_stages=_int_list(d["se_stages"], f"{where}.se_stages") if "se_stages" in d else None,
-        act=d.get("act"),
-        drop_path=float(drop_path) if drop_path is not None else None,
-    )
+    if not re.fullmatch(VARIANT_NAME, name):
+        raise ConfigError(f"{where}: variant names use {VARIANT_NAME_RULE}")
+    return VariantDef.from_dict(d, where)
 
 
 def _apply_def(base: Arch, vdef: VariantDef, start: Arch, where: str) -> Arch:
@@ -282,11 +265,11 @@ def _apply_def(base: Arch, vdef: VariantDef, start: Arch, where: str) -> Arch:
 
         try:
             return resolve_arch(vdef.arch)
-        except ConfigError as exc:
+        except (ValueError, OSError) as exc:
             raise ConfigError(f"{where}.arch: {exc}") from None
     arch = start
     for i, ov in enumerate(vdef.overrides):
-        arch = apply_override(arch, ov, f"{where}.overrides[{i}]")
+        arch = apply_override(arch, ov.to_override(), f"{where}.overrides[{i}]")
     try:
         if vdef.se_stages is not None:
             arch = se_only_in(arch, vdef.se_stages)

@@ -1,8 +1,8 @@
-"""What one study trial does, independent of who schedules it (local Optuna loop or a Ray Tune worker).
+"""What one study trial does, independent of who schedules it (local loop or a Ray Tune worker).
 
-:class:`StudyTask` is picklable (it is shipped to Ray workers) and turns an arch into an outcome:
-over-budget candidates are rejected from the analytic count before any training, everything else goes
-through :func:`nas_harness.trial.run_trial`; every outcome carries the user attributes of the contract.
+:class:`StudyTask` is picklable (it is shipped to Ray workers) and turns an arch into an
+:class:`~nas_harness.records.Outcome`: over-budget candidates are rejected from the analytic count before any
+training (``rejected = "over_budget"``), everything else goes through :func:`nas_harness.trial.run_trial`.
 """
 
 from __future__ import annotations
@@ -15,24 +15,19 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness.objectives import Objective
-from nas_harness.trial import ResultCache, TrialSpec, analytic_cost, library_versions, run_trial
+from nas_harness.records import REJECTED_OVER_BUDGET, Outcome, TrialRecord
+from nas_harness.trial import ResultCache, TrialSettings, TrialSpec, analytic_cost, library_versions, run_trial
 
 # Per-process result caches, keyed by folder, so a Ray actor reused for many trials keeps its cache.
 _CACHES: dict[str | None, ResultCache] = {}
 
 
 class TrialStopped(Exception):
-    """Raised from an epoch callback to stop a trial early (pruned by Optuna / stopped by the scheduler)."""
+    """Raised from an epoch callback to stop a trial early (pruned by Optuna / stopped by a scheduler)."""
 
-
-@dataclass
-class Outcome:
-    """Result of one study trial: state ('complete' | 'pruned' | 'fail'), objective values, user attrs."""
-
-    state: str
-    values: list[float] | None
-    attrs: dict[str, Any]
-    constraints: list[float] | None = None
+    def __init__(self, by: str = "pruner") -> None:
+        super().__init__(f"stopped by the {by}")
+        self.by = by
 
 
 @dataclass
@@ -41,20 +36,24 @@ class StudyTask:
 
     space: Any  # nas_harness.space.SearchSpace
     data: Any  # ProxyConfig
-    train: Any  # TrainConfig
+    train: Any  # TrainConfig (threads fixed by the study)
     objective: Objective
+    trial: TrialSettings
     seed: int = 0
-    stem_stride: int | None = None
-    macs_resolution: int = 224
-    macs_num_classes: int = 1000
-    evaluate_test: bool = False
     cache_dir: str | None = None
     backend: str = "local"
 
     def spec(self, arch: Any) -> TrialSpec:
-        return TrialSpec(arch=arch, data=self.data, train=self.train, seed=self.seed, stem_stride=self.stem_stride,
-                         macs_resolution=self.macs_resolution, macs_num_classes=self.macs_num_classes,
-                         evaluate_test=self.evaluate_test)
+        t = self.trial
+        return TrialSpec(arch=arch, data=self.data, train=self.train, seed=self.seed, stem_stride=t.stem_stride,
+                         macs_resolution=t.macs_resolution, macs_num_classes=t.macs_num_classes or 1000,
+                         evaluate_test=t.evaluate_test)
+
+    def params_of_arch(self, arch: str) -> dict[str, Any]:
+        """Optuna parameters of a recorded arch string (to queue an interrupted trial again)."""
+        from nas_harness.arch import parse_arch
+
+        return self.space.params_of(parse_arch(arch))
 
     def _cache(self) -> ResultCache | None:
         if self.cache_dir is None:
@@ -63,26 +62,27 @@ class StudyTask:
             _CACHES[self.cache_dir] = ResultCache(Path(self.cache_dir))
         return _CACHES[self.cache_dir]
 
-    def base_attrs(self, arch: Any) -> dict[str, Any]:
-        """Attributes known before training (analytic cost, budget, seed, versions)."""
+    def base_record(self, arch: Any) -> TrialRecord:
+        """What is known before training (analytic cost, budget, seed, versions)."""
         macs, params = analytic_cost(self.spec(arch))
-        return {"arch": str(arch), "macs": macs, "params": params, "macs_resolution": self.macs_resolution,
-                "seed": self.seed, "epochs": 0.0, "epochs_planned": _planned(self.train, self.data),
-                "full_budget": False, "cached": False, "versions": library_versions(), "backend": self.backend}
+        return TrialRecord(arch=str(arch), macs=macs, params=params, macs_resolution=self.trial.macs_resolution,
+                           seed=self.seed, epochs=0.0, epochs_planned=_planned(self.train, self.data),
+                           full_budget=False, cached=False, versions=library_versions(), backend=self.backend,
+                           threads=self.train.threads if isinstance(self.train.threads, int) else None)
 
-    def evaluate(self, arch: Any, on_epoch: Callable[[float, int, dict[str, Any]], None] | None = None) -> Outcome:
-        """Run one candidate.  ``on_epoch(objective_value, epoch, attrs_so_far)`` may raise
-        :class:`TrialStopped` to stop early (→ state 'pruned' with the epochs actually trained)."""
+    def evaluate(self, arch: Any, on_epoch: Callable[[float, int, TrialRecord], None] | None = None) -> Outcome:
+        """Run one candidate.  ``on_epoch(objective_value, epoch, record_so_far)`` may raise
+        :class:`TrialStopped` to stop early (state 'pruned', with the epochs actually trained)."""
         t0 = time.perf_counter()
         try:
-            attrs = self.base_attrs(arch)
+            rec = self.base_record(arch)
         except Exception as exc:  # an arch the MAC counter cannot handle is a failed trial, not a crash
-            return Outcome("fail", None, {"arch": str(arch), "fail_reason": _reason(exc)})
+            return Outcome("fail", None, TrialRecord(arch=str(arch), fail_reason=reason(exc)))
         obj = self.objective
-        cons = obj.budget.values(attrs["macs"], attrs["params"]) if obj.budget.active else None
+        cons = obj.budget.values(rec.macs, rec.params) if obj.budget.active else None
         if cons is not None and any(c > 0 for c in cons):
-            attrs.update(rejected="over_budget", val_acc=0.0, wall_time_s=time.perf_counter() - t0)
-            return Outcome("complete", obj.rejected_values(attrs), attrs, cons)
+            rec = rec.replace(rejected=REJECTED_OVER_BUDGET, wall_time_s=time.perf_counter() - t0)
+            return Outcome("complete", obj.rejected_values(rec.to_attrs()), rec, cons)
 
         progress: dict[str, Any] = {"best": 0.0, "last": 0.0, "epochs": 0}
 
@@ -90,36 +90,32 @@ class StudyTask:
             acc = float(ep.val_acc)
             progress.update(best=max(progress["best"], acc), last=acc, epochs=ep.epoch)
             if on_epoch is not None:
-                live = dict(attrs, val_acc=progress["best"], val_acc_final=acc, epochs=float(ep.epoch),
-                            wall_time_s=time.perf_counter() - t0)
+                live = rec.replace(val_acc=progress["best"], val_acc_final=acc, epochs=float(ep.epoch),
+                                   wall_time_s=time.perf_counter() - t0)
                 if obj.kind == "reward":
-                    live["reward"] = obj.reward(progress["best"], attrs["macs"])
-                on_epoch(obj.intermediate(attrs, acc), int(ep.epoch), live)
+                    live = live.replace(reward=obj.reward(progress["best"], rec.macs))
+                on_epoch(obj.intermediate(live.to_attrs(), acc), int(ep.epoch), live)
 
         try:
-            metrics = run_trial(self.spec(arch), report=report, cache=self._cache())
-        except TrialStopped:
-            attrs.update(val_acc=progress["best"], val_acc_final=progress["last"], epochs=float(progress["epochs"]),
-                         full_budget=False, wall_time_s=time.perf_counter() - t0)
+            result = run_trial(self.spec(arch), report=report, cache=self._cache())
+        except TrialStopped as stop:
+            rec = rec.replace(val_acc=progress["best"], val_acc_final=progress["last"],
+                              epochs=float(progress["epochs"]), full_budget=False, stopped_by=stop.by,
+                              wall_time_s=time.perf_counter() - t0)
             if obj.kind == "reward":
-                attrs["reward"] = obj.reward(progress["best"], attrs["macs"])
-            return Outcome("pruned", None, attrs, cons)
+                rec = rec.replace(reward=obj.reward(progress["best"], rec.macs))
+            return Outcome("pruned", None, rec, cons)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # TrialError (NaN, OOM) and unexpected errors alike: FAIL, the study goes on
-            attrs.update(fail_reason=_reason(exc), epochs=float(progress["epochs"]),
-                         wall_time_s=time.perf_counter() - t0)
-            return Outcome("fail", None, attrs)
-        attrs.update({k: v for k, v in metrics.items() if k in _ATTR_KEYS})
-        values = obj.values(attrs)
+            rec = rec.replace(fail_reason=reason(exc), epochs=float(progress["epochs"]),
+                              wall_time_s=time.perf_counter() - t0)
+            return Outcome("fail", None, rec)
+        rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution)
+        values = obj.values(rec.to_attrs())
         if obj.kind == "reward":
-            attrs["reward"] = values[0]
-        return Outcome("complete", values, attrs, cons)
-
-
-_ATTR_KEYS = ("arch", "macs", "params", "val_acc", "val_acc_final", "test_acc", "epochs", "epochs_planned",
-              "full_budget", "wall_time_s", "train_time_s", "train_wall_s", "images_per_s", "device", "seed",
-              "versions", "cached", "macs_resolution")
+            rec = rec.replace(reward=values[0])
+        return Outcome("complete", values, rec, cons)
 
 
 def _planned(train: Any, data: Any) -> float:
@@ -131,7 +127,7 @@ def _planned(train: Any, data: Any) -> float:
     return planned_epochs(train, len(load_proxy(data).train_y))
 
 
-def _reason(exc: BaseException) -> str:
+def reason(exc: BaseException) -> str:
+    """'Type: message' of an exception, on one line (at most 500 characters)."""
     msg = " ".join(str(exc).split()) or traceback.format_exception_only(type(exc), exc)[-1].strip()
     return f"{type(exc).__name__}: {msg}"[:500]
-

@@ -1,7 +1,7 @@
 """Run a fixed list of (arch, seed) trials — no search — locally or on Ray (used by the ablation runner).
 
 Every job goes through :func:`nas_harness.trial.run_trial`, the same function the search backends use.
-Results reach ``on_result`` in the driver process as each job finishes, so callers can persist them
+Results (trial records) reach ``on_result`` in the driver process as each job finishes, so callers can persist them
 incrementally and resume after a crash.
 """
 
@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import functools
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_harness.backends._task import reason
+from nas_harness.records import INTERRUPTED, TrialRecord
 from nas_harness.trial import ResultCache, TrialSpec, run_trial
 
 
@@ -28,13 +29,15 @@ class Job:
 
 @dataclass
 class JobResult:
-    """Outcome of one job: ``metrics`` from ``run_trial`` when ``ok``, else ``error`` ('Type: message')."""
+    """Outcome of one job: the ``record`` from ``run_trial`` when ``ok``, else ``error`` ('Type: message');
+    ``interrupted`` when the worker died (not the job's fault: it may be run again)."""
 
     key: str
     ok: bool
-    metrics: dict[str, Any] | None
+    record: TrialRecord | None
     error: str | None
     wall_s: float
+    interrupted: bool = False
 
 
 def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None,
@@ -42,13 +45,12 @@ def _run_one(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None,
     t0 = time.perf_counter()
     cache = ResultCache(Path(cache_dir)) if cache_dir else None
     try:
-        metrics = run_trial(job.spec, report=report, cache=cache, checkpoint_dir=checkpoint_dir)
+        record = run_trial(job.spec, report=report, cache=cache, checkpoint_dir=checkpoint_dir)
     except (KeyboardInterrupt, SystemExit):
         raise
     except Exception as exc:  # a failing job is a result, the others go on
-        msg = " ".join(str(exc).split()) or traceback.format_exception_only(type(exc), exc)[-1].strip()
-        return JobResult(job.key, False, None, f"{type(exc).__name__}: {msg}"[:500], time.perf_counter() - t0)
-    return JobResult(job.key, True, metrics, None, time.perf_counter() - t0)
+        return JobResult(job.key, False, None, reason(exc), time.perf_counter() - t0)
+    return JobResult(job.key, True, record, None, time.perf_counter() - t0)
 
 
 def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float = 1.0, gpus_per_job: float = 0.0,
@@ -111,8 +113,9 @@ def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int 
                 job = pending.pop(ref)
                 try:
                     res = ray.get(ref)
-                except Exception as exc:  # worker died (e.g. killed for memory)
-                    res = JobResult(job.key, False, None, f"{type(exc).__name__}: {str(exc)[:300]}", 0.0)
+                except Exception as exc:  # worker died (node lost, killed for memory): not the job's fault
+                    res = JobResult(job.key, False, None, f"{INTERRUPTED}: the Ray worker died: {reason(exc)}"[:500],
+                                    0.0, interrupted=True)
                 by_key[job.key] = res
                 if on_result is not None:
                     on_result(res)
@@ -123,9 +126,4 @@ def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int 
 
 
 def _run_one_in_worker(job: Job, cache_dir: str | None, checkpoint_dir: str | None = None) -> JobResult:
-    import os
-
-    import torch
-
-    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
     return _run_one(job, cache_dir, checkpoint_dir)

@@ -1,89 +1,84 @@
-"""Local backend: a plain ``study.optimize`` loop in this process, with Optuna pruning per epoch.
+"""Local backend: trials one after another in this process, per-epoch pruning, any number of such
+processes on one study (each takes its trials through :class:`~nas_harness.records.TrialSlots`).
 
-Each finished trial is committed to the study's storage by Optuna before the next one starts, so killing
-the process loses at most the trial in flight (left RUNNING; the search layer retries it on restart).
+Each finished trial is committed to the study's storage before the next one starts, so killing the process
+loses at most the trial in flight; that trial is failed with a reason and its arch queued again, by this
+process on Ctrl-C, or by the next worker that looks (immediately on the same machine).
 """
 
 from __future__ import annotations
 
-import sys
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from nas_harness.backends._task import Outcome, StudyTask, TrialStopped
+from nas_harness.backends._task import StudyTask, TrialStopped, reason
+from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, fail_and_requeue, tell
 
 
-class _RecordedFailure(Exception):
-    """Raised after a failed trial's attributes are written, so Optuna marks it FAIL."""
+@dataclass
+class LoopResult:
+    """What one worker did: trials it ran and how they ended."""
+
+    ran: int = 0
+    failed: int = 0
+    discarded: int = 0
+    stopped_by_failures: bool = False
 
 
-def write_attrs(trial: Any, attrs: dict[str, Any]) -> None:
-    """Write user attributes (one storage call each; values must be JSON-serialisable)."""
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-
-
-def write_constraints(storage: Any, trial_id: int, values: list[float] | None) -> None:
-    """Store constraint values where Optuna's samplers and ``best_trial`` read them (before ``tell``)."""
-    if values is not None:
-        storage.set_trial_system_attr(trial_id, "constraints", [float(v) for v in values])
-
-
-def optuna_objective(task: StudyTask, *, on_fail: Callable[[int, str], None] | None = None
-                     ) -> Callable[[Any], list[float]]:
-    """The define-by-run objective for ``study.optimize``: suggest an arch, evaluate it, record it."""
-    import optuna
-
+def evaluate_trial(trial: Any, task: StudyTask) -> Outcome:
+    """Suggest the trial's arch (fixed parameters for queued trials), record it, train it with pruning."""
+    try:
+        arch = task.space.suggest(trial)
+    except Exception as exc:  # e.g. queued parameters outside the space
+        return Outcome("fail", None, TrialRecord(fail_reason=f"cannot build the arch: {reason(exc)}"))
+    trial.set_user_attr("arch", str(arch))  # a trial killed mid-training still says what it was
     single = task.objective.kind != "multi"
 
-    def objective(trial: optuna.Trial) -> list[float]:
-        arch = task.space.suggest(trial)
-        trial.set_user_attr("arch", str(arch))  # a trial killed mid-training still says what it was
-
-        def on_epoch(value: float, epoch: int, live: dict[str, Any]) -> None:
-            if not single:
-                return
+    def on_epoch(value: float, epoch: int, live: TrialRecord) -> None:
+        if single:
             trial.report(value, epoch)
             if trial.should_prune():
-                raise TrialStopped()
+                raise TrialStopped("pruner")
 
+    return task.evaluate(arch, on_epoch)
+
+
+def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float | None = None,
+              max_failures: int = 0, progress: Any = None, log: Callable[[str], None] = print) -> LoopResult:
+    """Run trials until the study has its trials (all workers together), the deadline passes, or this worker
+    saw ``max_failures`` failed trials (0 = no limit).  KeyboardInterrupt propagates after the trial in
+    flight is failed as interrupted and its arch queued again."""
+    out = LoopResult()
+    while deadline is None or time.time() < deadline:
+        trial = slots.acquire(deadline)
+        if trial is None:
+            break
+        tid = trial._trial_id
         try:
-            out: Outcome = task.evaluate(arch, on_epoch)
+            outcome = evaluate_trial(trial, task)
         except KeyboardInterrupt:
-            trial.set_user_attr("fail_reason", "interrupted: stopped by the user (Ctrl-C)")
+            frozen = study._storage.get_trial(tid)
+            fail_and_requeue(study, frozen, f"{INTERRUPTED}: stopped by the user (Ctrl-C)", task.params_of_arch)
+            slots.release(tid)
             raise
-        write_attrs(trial, out.attrs)
-        write_constraints(trial.storage, trial._trial_id, out.constraints)
-        if out.state == "pruned":
-            raise optuna.TrialPruned(f"pruned after {out.attrs.get('epochs', 0):g} epochs")
-        if out.state == "fail":
-            if on_fail is not None:
-                on_fail(trial.number, out.attrs.get("fail_reason", ""))
-            raise _RecordedFailure(out.attrs.get("fail_reason", "failed"))
-        assert out.values is not None
-        return out.values
-
-    return objective
-
-
-def run_local(study: Any, task: StudyTask, n_trials: int, timeout: float | None = None,
-              progress: Any = None) -> None:
-    """Run up to ``n_trials`` trials of ``study`` in this process (stops early on ``timeout`` seconds).
-
-    KeyboardInterrupt propagates after Optuna has recorded the interrupted trial as FAIL.
-    """
-    import optuna
-
-    def on_fail(number: int, reason: str) -> None:
-        msg = f"trial {number} failed: {reason}"
-        if progress is not None and getattr(progress, "_bar", None) is not None:
-            progress._bar.write(msg, file=sys.stderr)
-        else:
-            print(msg, file=sys.stderr)
-
-    callbacks = []
-    if progress is not None:
-        callbacks.append(lambda st, tr: progress.update(st, tr))
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    study.optimize(optuna_objective(task, on_fail=on_fail), n_trials=n_trials, timeout=timeout or None,
-                   catch=(Exception,), callbacks=callbacks, gc_after_trial=False)
+        told = tell(study, tid, outcome)
+        slots.release(tid)
+        out.ran += 1
+        frozen = study._storage.get_trial(tid)
+        if not told:
+            out.discarded += 1
+            log(f"trial {trial.number}: another worker took this one for dead and failed it meanwhile; this "
+                "result is discarded (its arch was queued again and is served from the trial cache)")
+        elif outcome.state == "fail":
+            out.failed += 1
+            log(f"trial {trial.number} failed: {outcome.record.fail_reason}")
+        if progress is not None:
+            progress.update(study, frozen)
+        if max_failures and out.failed >= max_failures:
+            out.stopped_by_failures = True
+            log(f"stopping: {out.failed} trials failed in this run (run.max_failures = {max_failures}); see "
+                "their fail_reason in trials.csv")
+            break
+    return out

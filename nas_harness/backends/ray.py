@@ -1,13 +1,17 @@
 """Ray Tune backend: the same :class:`StudyTask` in Ray workers, with ``OptunaSearch`` bound to the study's
-own Optuna storage, so a study can be started locally and continued on Ray (or the other way round).
+own Optuna storage, so a study can be started locally and continued on Ray (or the other way round), and
+several drivers (or local workers) can share it.
 
-Pitfalls handled here (ray 2.60 + optuna 5.0):
+How an outcome reaches the study (ray 2.60 + optuna 5.0):
 
-* ``OptunaSearch`` takes ``metric``/``mode`` itself (lists for multi-objective) and a storage *object*.
-* The define-by-run space must be picklable: a ``functools.partial`` of a module-level function.
-* ``OptunaSearch`` would tell Optuna a scheduler-stopped trial is COMPLETE with its early value; our
-  searcher records the epochs actually trained and tells Optuna PRUNED (``full_budget=False``) instead.
-  It also writes the contract's user attributes and records failures with their reason.
+* The searcher takes its trials through :class:`~nas_harness.records.TrialSlots` (so all workers together
+  finish exactly ``n_trials``) and tells Optuna through :func:`nas_harness.records.tell`, the same function
+  as the local loop.  ``num_samples`` is unlimited: the searcher says when the study is full.
+* The trainable reports after every epoch *except the last*; its final report carries the whole outcome.
+  A scheduler (ASHA, median stopping) that stops a trial before that leaves a last result without it: the
+  trial is PRUNED with the epochs it trained (``stopped_by = "scheduler"``).  A trial that trained its whole
+  budget is COMPLETE, whatever the scheduler decides at its final report.
+* A trial whose worker died (node lost, process killed) is failed as interrupted and its arch queued again.
 * ``reuse_actors=True`` (per-trial overhead ~0.6 s instead of ~4.5 s), results under
   ``results/<study>/ray``, no dashboard, no usage stats, token auth kept in the environment (nothing
   written to the home directory), and the working directory is not changed per trial.
@@ -21,13 +25,14 @@ import math
 import os
 import secrets
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from nas_harness.backends._task import Outcome, StudyTask
-from nas_harness.backends.local import write_constraints
+from nas_harness.backends._task import StudyTask
+from nas_harness.records import DONE, INTERRUPTED, Outcome, TrialRecord, TrialSlots, fail_and_requeue, tell
 
-_DONE, _STATE, _ATTRS, _VALUES, _CONS = "nas_done", "nas_state", "nas_attrs", "nas_values", "nas_constraints"
+_DONE, _STATE, _RECORD, _VALUES, _CONS = "nas_done", "nas_state", "nas_record", "nas_values", "nas_constraints"
 
 
 def quiet_ray_env(local: bool) -> None:
@@ -88,35 +93,92 @@ def _define_by_run(trial: Any, space: Any) -> dict[str, Any]:
     return {}
 
 
-def _make_searcher(study: Any, task: StudyTask, sampler: Any) -> Any:
+def outcome_from_result(result: dict | None, error: bool) -> Outcome:
+    """The outcome of a Tune trial from its last result (None when it never reported)."""
+    record = TrialRecord.from_attrs(json.loads(result[_RECORD])) if result and _RECORD in result else TrialRecord()
+    if error or not result:
+        return Outcome("fail", None, record.replace(
+            fail_reason=f"{INTERRUPTED}: the Ray worker running this trial died (node lost or process killed); "
+                        "Ray's error file is under results/<study>/ray/"))
+    if not result.get(_DONE):
+        return Outcome("pruned", None, record.replace(full_budget=False, stopped_by="scheduler"),
+                       json.loads(result[_CONS]) if result.get(_CONS) else None)
+    state = result.get(_STATE, "fail")
+    values = json.loads(result[_VALUES]) if result.get(_VALUES) else None
+    cons = json.loads(result[_CONS]) if result.get(_CONS) else None
+    return Outcome(state if state in ("complete", "pruned", "fail") else "fail", values, record, cons)
+
+
+def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
+                   log: Any) -> Any:
+    from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
+    from ray.tune.utils.util import unflatten_dict
 
     class _StudySearch(OptunaSearch):
-        """OptunaSearch that records our user attributes and the true outcome of every trial."""
+        """OptunaSearch that takes trials through the study's slots and tells outcomes through records.tell."""
+
+        def _setup_study(self, mode: Any) -> None:
+            super()._setup_study(mode)
+            self.slots = slots_factory(self._ot_study)
+
+        def suggest(self, trial_id: str) -> dict | str | None:
+            if deadline is not None and time.time() >= deadline:
+                return Searcher.FINISHED
+            if time.time() < getattr(self, "_next_try", 0.0):
+                return None  # Tune asks in a tight loop: look at the storage at most once a second when full
+            got = self.slots.try_acquire()
+            if got == DONE:
+                return Searcher.FINISHED
+            if got is None:
+                if not self._live_here():
+                    time.sleep(self.slots.poll_s)  # nothing of ours runs: do not spin while others' trials run
+                self._next_try = time.time() + 1.0
+                return None
+            self._ot_trials[trial_id] = got
+            params = self._suggest_from_define_by_run_func(self._space, got)
+            arch = task.space.arch_from_params(got.params)
+            got.set_user_attr("arch", str(arch))
+            return unflatten_dict(params)
+
+        def save(self, checkpoint_path: str) -> None:
+            # Tune checkpoints searcher state for its own resume; the study storage is the state here (a
+            # re-run resumes from it), so nothing else needs saving.
+            with open(checkpoint_path, "wb") as f:
+                f.write(b"")
+
+        def restore(self, checkpoint_path: str) -> None:
+            return None
+
+        def _live_here(self) -> bool:
+            return any(tid not in self._completed_trials for tid in self._ot_trials)
+
+        def on_trial_result(self, trial_id: str, result: dict) -> None:
+            if task.objective.kind != "multi" and trial_id not in self._completed_trials:
+                step = int(result.get("epoch", 0))
+                reported = self.__dict__.setdefault("_reported", set())
+                if (trial_id, step) not in reported:  # Tune may hand the same result over twice
+                    reported.add((trial_id, step))
+                    self._ot_trials[trial_id].report(result[self.metric], step)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 return
-            from optuna.trial import TrialState
-
             ot_trial = self._ot_trials[trial_id]
-            attrs = json.loads(result[_ATTRS]) if result and _ATTRS in result else {}
-            state = result.get(_STATE, "fail") if result else "fail"
-            values = None
-            if error or not result:
-                state = "fail"
-                attrs.setdefault("fail_reason", "ray: the trial's worker raised or died (see results/<study>/ray)")
-            elif not result.get(_DONE):
-                state = "pruned"  # stopped by the scheduler after its last report
-                attrs.update(full_budget=False, stopped_by="scheduler")
-            elif state == "complete":
-                values = json.loads(result[_VALUES])
-            for key, value in attrs.items():
-                ot_trial.set_user_attr(key, value)
-            if state in ("complete", "pruned") and result and result.get(_CONS):
-                write_constraints(self._ot_study._storage, ot_trial._trial_id, json.loads(result[_CONS]))
-            st = {"complete": TrialState.COMPLETE, "pruned": TrialState.PRUNED}.get(state, TrialState.FAIL)
-            self._ot_study.tell(ot_trial, values if st == TrialState.COMPLETE else None, state=st)
+            outcome = outcome_from_result(result, error)
+            tid = ot_trial._trial_id
+            if outcome.state == "fail" and outcome.record.interrupted:
+                frozen = self._ot_study._storage.get_trial(tid)
+                msg = fail_and_requeue(self._ot_study, frozen, outcome.record.fail_reason or INTERRUPTED,
+                                       task.params_of_arch)
+                if msg:
+                    log(msg)
+            elif not tell(self._ot_study, tid, outcome):
+                log(f"trial {ot_trial.number}: another worker took this one for dead and failed it meanwhile; "
+                    "this result is discarded")
+            elif outcome.state == "fail":
+                log(f"trial {ot_trial.number} failed: {outcome.record.fail_reason}")
+            self.slots.release(tid)
             self._completed_trials.add(trial_id)
 
     metric = task.objective.metric_names
@@ -126,14 +188,15 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any) -> Any:
                         sampler=sampler, study_name=study.study_name, storage=study._storage)
 
 
-def _result(task: StudyTask, out: Outcome | None, value: float, attrs: dict[str, Any], done: bool) -> dict:
+def _result(task: StudyTask, out: Outcome | None, value: float, record: TrialRecord, done: bool) -> dict:
     names = task.objective.metric_names
+    attrs = record.to_attrs()
     if out is not None and out.values is not None:
         metrics = dict(zip(names, out.values))
     else:
         metrics = {n: (value if i == 0 else float(attrs.get(n, 0.0))) for i, n in enumerate(names)}
     metrics = {k: (0.0 if not math.isfinite(v) else float(v)) for k, v in metrics.items()}
-    metrics.update({_DONE: done, _STATE: out.state if out else "running", _ATTRS: json.dumps(attrs),
+    metrics.update({_DONE: done, _STATE: out.state if out else "running", _RECORD: json.dumps(attrs),
                     "epoch": float(attrs.get("epochs", 0.0))})
     if out is not None and out.values is not None:
         metrics[_VALUES] = json.dumps(out.values)
@@ -143,22 +206,32 @@ def _result(task: StudyTask, out: Outcome | None, value: float, attrs: dict[str,
 
 
 def _trainable(config: dict[str, Any], task: StudyTask) -> None:
-    """Ray Tune function trainable (module level, so it pickles): evaluate one candidate, report per epoch."""
+    """Ray Tune function trainable (module level, so it pickles): evaluate one candidate, report per epoch.
+
+    The last epoch is not reported on its own: the final report (with the outcome) takes its place, so a
+    scheduler deciding at the budget's end cannot turn a fully trained trial into a stopped one.
+    """
     from ray import tune
 
-    try:
-        import torch
-
-        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
-    except (ImportError, ValueError):
-        pass
     arch = task.space.arch_from_params(config)
+    last = _epochs(task)
 
-    def on_epoch(value: float, epoch: int, live: dict[str, Any]) -> None:
-        tune.report(_result(task, None, value, live, done=False))
+    def on_epoch(value: float, epoch: int, live: TrialRecord) -> None:
+        if last is None or epoch < last:
+            tune.report(_result(task, None, value, live, done=False))
 
     out = task.evaluate(arch, on_epoch)
-    tune.report(_result(task, out, 0.0, out.attrs, done=True))
+    tune.report(_result(task, out, 0.0, out.record, done=True))
+
+
+def _epochs(task: StudyTask) -> int | None:
+    from nas_harness.data import load_proxy
+
+    train = task.train
+    if train.epochs is not None:
+        return int(math.ceil(train.epochs))
+    n = len(load_proxy(task.data).train_y)
+    return int(math.ceil(train.steps * min(train.batch_size, n) / max(1, n) - 1e-9)) if train.steps else None
 
 
 def _progress_callback(study: Any, progress: Any) -> Any:
@@ -175,32 +248,50 @@ def _progress_callback(study: Any, progress: Any) -> Any:
     return _Progress()
 
 
-def run_ray(study: Any, task: StudyTask, sampler: Any, n_trials: int, *, study_dir: Path,
-            timeout: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
+def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, study_dir: Path,
+            deadline: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
             max_concurrent: int = 0, address: str | None = None, num_cpus: int | None = None,
-            asha: dict[str, Any] | None = None, progress: Any = None) -> None:
-    """Run ``n_trials`` trials of ``study`` with Ray Tune; each finished trial is told to the same storage."""
+            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print) -> None:
+    """Run trials of ``study`` with Ray Tune until the study is full or the deadline passes.
+
+    ``slots_factory(study) -> TrialSlots`` hands out the trials; ``scheduler``: ``{"kind": "asha", "grace":
+    g, "reduction_factor": r}`` or ``{"kind": "median", "grace": g}`` (median stopping rule), or None.
+    """
     from ray import tune
 
     ensure_ray(address, num_cpus=num_cpus)
-    searcher = _make_searcher(study, task, sampler)
-    scheduler = None
-    if asha:
-        from ray.tune.schedulers import ASHAScheduler
+    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log)
+    metric, mode = task.objective.metric_names[0], task.objective.modes[0]
+    sched = None
+    if scheduler:
+        epochs = _epochs(task) or 1
+        if scheduler["kind"] == "asha":
+            from ray.tune.schedulers import ASHAScheduler
 
-        epochs = task.train.epochs or 1
-        scheduler = ASHAScheduler(time_attr="epoch", metric=task.objective.metric_names[0],
-                                  mode=task.objective.modes[0], max_t=max(1, int(math.ceil(epochs))),
-                                  grace_period=asha.get("grace", 1), reduction_factor=asha.get("reduction_factor", 3))
+            sched = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max(1, epochs),
+                                  grace_period=scheduler.get("grace", 1),
+                                  reduction_factor=scheduler.get("reduction_factor", 3))
+        else:
+            from ray.tune.schedulers import MedianStoppingRule
+
+            sched = MedianStoppingRule(time_attr="epoch", metric=metric, mode=mode,
+                                       grace_period=float(scheduler.get("grace", 1)), min_samples_required=2)
     trainable = tune.with_resources(tune.with_parameters(_trainable, task=task),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
     callbacks = [_progress_callback(study, progress)] if progress is not None else []
     tuner = tune.Tuner(
         trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=n_trials,
-                                    max_concurrent_trials=max_concurrent or None, reuse_actors=True,
-                                    time_budget_s=timeout or None),
+        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=sched, num_samples=-1,
+                                    max_concurrent_trials=max_concurrent or None, reuse_actors=True),
         run_config=tune.RunConfig(name="ray", storage_path=str(study_dir.resolve()), verbose=0,
                                   callbacks=callbacks, log_to_file=False),
     )
-    tuner.fit()
+    try:
+        tuner.fit()
+    finally:
+        slots = getattr(searcher, "slots", None)
+        if slots is not None:
+            slots.heartbeat.close()
+
+
+__all__ = ["TrialSlots", "ensure_ray", "outcome_from_result", "quiet_ray_env", "run_ray"]

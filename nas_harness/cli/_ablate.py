@@ -18,7 +18,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("file", metavar="FILE", help="ablation TOML file (e.g. studies/ablation_b0.toml)")
     p.add_argument("--seeds", type=int, default=None, metavar="N", help="override the file's seeds with 0..N-1")
     p.add_argument("--backend", choices=("local", "ray"), default=None, help="override [backend] kind")
-    p.add_argument("--storage", default=None, help="override the SQLite file holding the runs")
+    p.add_argument("--storage", default=None, help="override the storage URL holding the runs (run.storage)")
     p.add_argument("--retry-failed", action="store_true", help="run again pairs whose stored run failed")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from stored runs")
     p.add_argument("--dry-run", action="store_true", help="validate the file and list variants, train nothing")
@@ -28,11 +28,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import dataclasses
-
     from nas_harness.ablation import load_ablation
     from nas_harness.ablation.report import write_report
     from nas_harness.ablation.runner import load_records, run_ablation
+    from nas_harness.records import redact
 
     cfg = load_ablation(args.file)
     if args.seeds is not None:
@@ -40,16 +39,17 @@ def run(args: argparse.Namespace) -> int:
     if args.backend is not None:
         cfg = cfg.with_backend(args.backend)
     if args.storage is not None:
-        cfg = dataclasses.replace(cfg, storage=args.storage)
+        cfg = cfg.with_storage(args.storage)
     if args.dry_run:
+        from nas_harness.data import load_proxy
         from nas_harness.flops import count_macs, count_params
 
-        classes = cfg.macs_num_classes or 10
+        classes = cfg.trial.macs_num_classes or load_proxy(cfg.data).num_classes
         print(f"ablation {cfg.name}: {len(cfg.variants)} variants x {len(cfg.seeds)} seeds "
-              f"{list(cfg.seeds)}; storage {cfg.storage}; MACs at {cfg.macs_resolution} px, "
+              f"{list(cfg.seeds)}; storage {redact(cfg.storage_url)}; MACs at {cfg.trial.macs_resolution} px, "
               f"{classes}-class head")
         for v, a in cfg.archs.items():
-            macs = count_macs(a, cfg.macs_resolution, num_classes=classes).total
+            macs = count_macs(a, cfg.trial.macs_resolution, num_classes=classes).total
             print(f"  {v:<16} {count_params(a, classes) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
         return 0
     if args.report_only:

@@ -44,6 +44,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--scaling", action="store_true",
                    help="compound-scaling search instead: grid over alpha, beta, gamma ([scaling] table)")
     p.add_argument("--base", help="with --scaling: base arch (b0..b7, arch string or file; default: the study's)")
+    p.add_argument("--fork", metavar="NEW_NAME",
+                   help="start study NEW_NAME with this file's settings, re-evaluating the finished archs of the "
+                        "study named in the file first (for a changed recipe, space or objective)")
     p.set_defaults(func=run)
 
 
@@ -65,10 +68,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.scaling:
         return _run_scaling(cfg, args.base)
-    from nas_harness.study.search import run_search
+    from nas_harness.study.search import fork_study, run_search
 
+    if args.fork:
+        cfg = fork_study(cfg, _check_fork_name(args.fork))
     summary = run_search(cfg)
-    print(f"study {summary.study_name}: {summary.n_complete} complete, {summary.n_pruned} pruned, "
+    rejected = f", {summary.n_rejected} rejected over budget" if summary.n_rejected else ""
+    print(f"study {summary.study_name}: {summary.n_complete} complete, {summary.n_pruned} pruned{rejected}, "
           f"{summary.n_fail} failed; storage {summary.storage}")
     for b in summary.best[:10]:
         extra = f" reward={b['reward']:.4f}" if "reward" in b else ""
@@ -81,10 +87,21 @@ def run(args: argparse.Namespace) -> int:
         print("interrupted: completed trials are saved; run the same command again to continue",
               file=sys.stderr)
         return 130
-    if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0:
+    if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0 and summary.n_rejected == 0:
         print("error: every trial failed (see fail_reason above)", file=sys.stderr)
         return 1
+    if summary.stopped_by_failures:
+        return 1
     return 0
+
+
+def _check_fork_name(name: str) -> str:
+    from nas_harness._config import NAME_PATTERN, NAME_RULE
+    from nas_harness.errors import ConfigError
+
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"--fork: {name[:80]!r} is not a valid study name: {NAME_RULE}")
+    return name
 
 
 def _run_scaling(cfg, base_text: str | None) -> int:

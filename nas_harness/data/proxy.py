@@ -9,20 +9,20 @@ a study (and every Ray task in a worker) loads and decodes the data once.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from pydantic import Field, field_validator, model_validator
 
-from nas_harness._config import dataclass_from_table
+from nas_harness._config import Bool, ConfigModel, Int, Num, Text, allowed, bad
 from nas_harness.data._raw import RawDataset
 from nas_harness.errors import ConfigError, DataError
 
@@ -34,81 +34,57 @@ _raw_cache: OrderedDict[tuple[Any, ...], RawDataset] = OrderedDict()
 _lock = threading.Lock()
 
 
-@dataclass(frozen=True)
-class ProxyConfig:
-    """What data a trial trains on.  ``train_subset`` (total) and ``per_class`` are mutually exclusive.
+class ProxyConfig(ConfigModel):
+    """What data a trial trains on: the ``[data]`` table.  ``train_subset`` (total) and ``per_class`` are
+    mutually exclusive.
 
     ``val_size`` is a count, or a fraction of the training images used (of the subset when one is given);
     the validation images are drawn from the training file and are disjoint from the training subset.
     ``fit`` chooses how images reach ``resolution``: ``auto`` zero-pads when they are at most 8 px smaller
-    (28 -> 32 keeps Fashion-MNIST pixels exact) and resizes otherwise.
+    (28 -> 32 keeps Fashion-MNIST pixels exact) and resizes otherwise.  ``root``, when given, is the only
+    place looked in (a named folder that does not hold the data is an error, never skipped).
     """
 
-    dataset: str = "fashion_mnist"
-    root: str | None = None
-    allow_download: bool = False
-    train_subset: int | None = None
-    per_class: int | None = None
-    val_size: int | float = 0.1
-    resolution: int = 32
-    channels: int = 3
-    normalize: bool = True
-    seed: int = 0
-    fit: str = "auto"
+    dataset: Annotated[Literal["fashion_mnist", "cifar10", "cifar100", "folder", "synthetic"],
+                       Field(description="synthetic is for unit tests only")] = "fashion_mnist"
+    root: Annotated[Text | None, Field(max_length=4096, description="local directory holding the data set")] = None
+    allow_download: Annotated[Bool, Field(description="Fashion-MNIST only: fetch the official files (MD5-checked)")
+                              ] = False
+    train_subset: Annotated[Int | None, Field(ge=1, le=10**9, description="stratified training subset (total)")] = None
+    per_class: Annotated[Int | None, Field(ge=1, le=10**9, description="stratified training subset per class")] = None
+    val_size: Annotated[Annotated[Int, Field(ge=1, le=10**9)] | Annotated[Num, Field(gt=0, lt=1)],
+                        Field(json_schema_extra=allowed("an integer count >= 1 or a fraction in (0, 1)"),
+                              description="validation images held out from the training file")] = 0.1
+    resolution: Annotated[Int, Field(ge=8, le=1024, description="image size in px (padded or resized)")] = 32
+    channels: Annotated[Literal[1, 3], Field(description="input channels (grey images are repeated for 3)")] = 3
+    normalize: Annotated[Bool, Field(description="per-channel mean/std from the training split")] = True
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1, description="subset and validation split")] = 0
+    fit: Annotated[Literal["auto", "resize", "pad"], Field(description="how images reach the resolution")] = "auto"
 
-    def __post_init__(self) -> None:
-        if isinstance(self.root, os.PathLike):
-            object.__setattr__(self, "root", os.fspath(self.root))
-        self.validate()
+    @field_validator("root", mode="before")
+    @classmethod
+    def _fspath(cls, v: Any) -> Any:
+        return os.fspath(v) if isinstance(v, os.PathLike) else v
 
-    def validate(self, where: str = "data") -> None:
-        """Raise ConfigError naming ``<where>.<field>`` and the allowed values for the first bad field."""
+    @field_validator("val_size", mode="before")
+    @classmethod
+    def _count_or_fraction(cls, v: Any) -> Any:
+        if isinstance(v, float) and v.is_integer() and v >= 1:
+            raise bad("", f"{v!r} is neither a count (write {int(v)}) nor a fraction in (0, 1)")
+        return v
 
-        def bad(name: str, allowed: str) -> ConfigError:
-            return ConfigError(f"{where}.{name} = {getattr(self, name)!r} is invalid; allowed: {allowed}")
-
-        def is_int(v: Any) -> bool:
-            return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-        if self.dataset not in DATASETS:
-            raise bad("dataset", ", ".join(DATASETS))
-        if self.root is not None and not isinstance(self.root, (str, os.PathLike)):
-            raise bad("root", "a directory path or null")
-        if self.dataset in ("cifar10", "cifar100", "folder") and self.root is None:
-            raise ConfigError(f"{where}.root is required for dataset {self.dataset!r} (a local directory)")
-        if not isinstance(self.allow_download, bool):
-            raise bad("allow_download", "true or false")
-        for name in ("train_subset", "per_class"):
-            v = getattr(self, name)
-            if v is not None and (not is_int(v) or v < 1):
-                raise bad(name, "a positive integer or null")
+    @model_validator(mode="after")
+    def _consistent(self) -> ProxyConfig:
         if self.train_subset is not None and self.per_class is not None:
-            raise ConfigError(f"{where}.train_subset and {where}.per_class are mutually exclusive; set one")
-        v = self.val_size
-        if not ((is_int(v) and v >= 1) or (isinstance(v, float) and 0.0 < v < 1.0)):
-            raise bad("val_size", "an integer count >= 1 or a fraction in (0, 1)")
-        if not is_int(self.resolution) or not 8 <= self.resolution <= 1024:
-            raise bad("resolution", "an integer in 8..1024")
-        if self.channels not in (1, 3) or isinstance(self.channels, bool):
-            raise bad("channels", "1 or 3")
-        if not isinstance(self.normalize, bool):
-            raise bad("normalize", "true or false")
-        if not is_int(self.seed):
-            raise bad("seed", "an integer")
-        if self.fit not in FITS:
-            raise bad("fit", ", ".join(FITS))
+            raise bad("", "train_subset and per_class are mutually exclusive; set one")
+        if self.dataset in ("cifar10", "cifar100", "folder") and self.root is None:
+            raise bad("root", f"required for dataset {self.dataset!r} (a local directory)")
+        return self
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any], where: str = "data") -> ProxyConfig:
+    def from_dict(cls, d: Any, where: str = "data") -> ProxyConfig:
         """Build from a study-file table; unknown keys and bad values raise ConfigError naming the key."""
-        obj = dataclass_from_table(cls, d, where)
-        if isinstance(obj.root, os.PathLike):
-            object.__setattr__(obj, "root", os.fspath(obj.root))
-        obj.validate(where)
-        return obj
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return super().from_dict(d, where)
 
 
 @dataclass

@@ -1,9 +1,9 @@
 """Accuracy-vs-cost scatter plots: the Pareto-front figure, its colour-by-choice variant, and overlaid fronts.
 
 Every trial is shown, but only COMPLETE full-budget trials are drawn as solid points: pruned/stopped trials are
-hollow grey (their accuracy is from a shorter budget) and failed trials are crosses on the bottom edge at their
-MACs, so a reader sees where the search spent budget without mistaking partial results for real ones.
-Reference archs are red stars with their names.
+hollow grey (their accuracy is from a shorter budget), archs rejected over budget (never trained) are ticks and
+failed trials crosses on the bottom edge at their MACs, so a reader sees where the search spent budget without
+mistaking partial results for real ones.  Reference archs are red stars with their names.
 """
 
 from __future__ import annotations
@@ -72,6 +72,12 @@ def _draw_others(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float) 
     if not stopped.empty:
         ax.scatter(stopped[cost] / div, _y(stopped, metric), s=12, facecolor="none",
                    edgecolor=PALETTE["stopped"], linewidth=0.7, zorder=1, label="pruned / stopped early")
+    rejected = df[has_cost & df["rejected"].notna()] if "rejected" in df else df.iloc[:0]
+    if not rejected.empty:
+        # Rejected from the analytic count before training: no accuracy, so a tick on the bottom edge.
+        ax.scatter(rejected[cost] / div, np.full(len(rejected), 0.03), marker="|", s=40,
+                   color=PALETTE["infeasible"], linewidth=1.0, transform=ax.get_xaxis_transform(), zorder=2,
+                   clip_on=False, label=f"rejected: over budget ({len(rejected)})")
     failed = df[has_cost & (df["state"] == "FAIL")]
     if not failed.empty:
         # Failed trials have no accuracy: put them on the bottom edge at their MACs.
@@ -159,7 +165,8 @@ def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
     best = float(ok["reward"].max())
     lo, hi = ax.get_xlim()
     m = np.geomspace(lo, hi, 200) * div
-    w = np.where(m <= obj.target_macs, obj.alpha, obj.beta)
+    alpha, beta = obj.exponents
+    w = np.where(m <= obj.target_macs, alpha, beta)
     acc = best / (m / obj.target_macs) ** w
     ax.plot(m / div, acc * 100.0, ls="--", lw=0.8, color="#6A3D9A", zorder=1, label=f"iso-reward {best:.3f}")
     if lo < obj.target_macs / div < hi:

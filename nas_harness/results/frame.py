@@ -1,9 +1,10 @@
-"""Load any study into a pandas DataFrame, one row per trial, through the user-attribute contract only.
+"""Load any study into a pandas DataFrame, one row per trial, through the trial record only.
 
-Results code never imports the search package: everything it needs (arch string, MACs, accuracies, whether
-the trial ran its whole budget, whether it is a hand-designed reference) is read from the trial user
-attributes that every runner writes.  That keeps old studies readable after the search code changes and lets
-the same loader read studies produced by the local Optuna and the Ray backends alike.
+Results code never imports the search package: everything it needs (arch string, MACs, accuracies and their
+split sizes, whether the trial ran its whole budget, was rejected over budget, is a hand-designed reference)
+is read with :meth:`nas_harness.records.TrialRecord.from_attrs` from the user attributes every runner writes.
+That keeps old studies readable after the search code changes and lets the same loader read studies produced
+by the local and the Ray backends alike.  Storage URLs are shown with their password redacted.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
+from nas_harness.records import TrialRecord
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -21,10 +23,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Columns every frame has, in this order; per-stage choice columns (Optuna params) follow.
 BASE_COLUMNS: tuple[str, ...] = (
-    "number", "state", "name", "arch", "reference", "is_reference", "macs", "params", "val_acc",
-    "val_acc_final", "test_acc", "reward", "epochs", "epochs_planned", "full_budget", "feasible",
-    "duration", "wall_time_s", "images_per_s", "device", "seed", "cached", "fail_reason",
-    "macs_resolution", "datetime_start", "datetime_complete",
+    "number", "state", "outcome", "name", "arch", "reference", "is_reference", "macs", "params", "latency_ms",
+    "val_acc", "val_n", "val_acc_final", "test_acc", "test_n", "reward", "epochs", "epochs_planned", "full_budget",
+    "rejected", "stopped_by", "feasible", "duration", "wall_time_s", "images_per_s", "device", "threads",
+    "cpu_kernels", "seed", "cached", "retry_of", "fail_reason", "macs_resolution", "datetime_start",
+    "datetime_complete",
 )
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -49,7 +52,9 @@ def _is_sqlite(path: Path) -> bool:
 
 def _storage_for_path(path: Path) -> tuple[Any, str]:
     if _is_sqlite(path):
-        return f"sqlite:///{path.resolve()}", str(path)
+        from nas_harness.records import open_storage
+
+        return open_storage(f"sqlite:///{path.resolve()}"), str(path)
     from optuna.storages.journal import JournalFileBackend, JournalStorage
 
     return JournalStorage(JournalFileBackend(str(path))), str(path)
@@ -78,6 +83,8 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
     """
     import optuna
 
+    from nas_harness.records import open_storage, redact
+
     text = str(source)
     folder: Path | None
     if text.startswith("journal:"):  # the search's spelling of a journal-file storage
@@ -85,12 +92,13 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
         if not Path(text).is_file():
             raise ConfigError(f"storage: journal file '{text}' does not exist")
     if "://" in text:
-        storage, label, folder = text, text, None
+        folder = None
         if text.startswith("sqlite:///"):
             db = Path(text[len("sqlite:///"):])
             if not db.is_file():
                 raise ConfigError(f"storage: SQLite file '{db}' does not exist")
             folder = db.parent
+        storage, label = open_storage(text), redact(text)
     else:
         path = Path(text)
         if path.is_dir():
@@ -106,7 +114,8 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
     try:
         names = optuna.get_all_study_names(storage)
     except Exception as exc:  # corrupt file, unreachable server, wrong format
-        raise ConfigError(f"storage: cannot read studies from '{label}': {exc}") from exc
+        detail = " ".join(str(exc).split())[:200]
+        raise ConfigError(f"storage: cannot read studies from '{label}': {type(exc).__name__}: {detail}") from None
     if not names:
         raise ConfigError(f"storage: '{label}' holds no study")
     if study_name is None:
@@ -145,14 +154,25 @@ def _feasible(trial: optuna.trial.FrozenTrial) -> bool:
     return constraints is None or all(c <= 0 for c in constraints)
 
 
-def _full_budget(trial: optuna.trial.FrozenTrial, state: str) -> bool:
-    attrs = trial.user_attrs
-    if "full_budget" in attrs:
-        return bool(attrs["full_budget"]) and state == "COMPLETE"
-    if state != "COMPLETE":
+def _full_budget(rec: TrialRecord, attrs: dict[str, Any], state: str) -> bool:
+    if state != "COMPLETE" or rec.rejected:
         return False
-    epochs, planned = _num(attrs.get("epochs")), _num(attrs.get("epochs_planned"))
-    return not (epochs < planned)  # unknown budget on a COMPLETE trial counts as full
+    if "full_budget" in attrs:
+        return rec.full_budget
+    epochs, planned = rec.epochs, rec.epochs_planned
+    return not (epochs is not None and planned is not None and epochs < planned)  # unknown budget counts as full
+
+
+def outcome_label(state: str, rec: TrialRecord) -> str:
+    """What happened to a trial, for tables and legends: 'complete', 'pruned (pruner)', 'stopped early
+    (scheduler)', 'rejected: over budget', 'failed', 'failed (interrupted)', 'running', 'waiting'."""
+    if state == "COMPLETE":
+        return "rejected: over budget" if rec.rejected else "complete"
+    if state == "PRUNED":
+        return "stopped early (scheduler)" if rec.stopped_by == "scheduler" else "pruned"
+    if state == "FAIL":
+        return "failed (interrupted)" if rec.interrupted else "failed"
+    return state.lower()
 
 
 def trials_frame(study: optuna.Study) -> pd.DataFrame:
@@ -163,36 +183,45 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     param_names: list[str] = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
+        rec = TrialRecord.from_attrs(a)
         state = t.state.name
-        ref = a.get("reference")
-        ref = str(ref) if ref not in (None, "") else None
+        ref = rec.reference or None
         start, end = t.datetime_start, t.datetime_complete
-        duration = (end - start).total_seconds() if start and end else _num(a.get("wall_time_s"))
+        duration = (end - start).total_seconds() if start and end else _num(rec.wall_time_s)
         row: dict[str, Any] = {
             "number": t.number,
             "state": state,
+            "outcome": outcome_label(state, rec),
             "name": ref if ref is not None else f"#{t.number}",
-            "arch": a.get("arch"),
+            "arch": rec.arch,
             "reference": ref,
             "is_reference": ref is not None,
-            "macs": _num(a.get("macs")),
-            "params": _num(a.get("params")),
-            "val_acc": _num(a.get("val_acc")),
-            "val_acc_final": _num(a.get("val_acc_final")),
-            "test_acc": _num(a.get("test_acc")),
-            "reward": _num(a.get("reward")),
-            "epochs": _num(a.get("epochs")),
-            "epochs_planned": _num(a.get("epochs_planned")),
-            "full_budget": _full_budget(t, state),
+            "macs": _num(rec.macs),
+            "params": _num(rec.params),
+            "latency_ms": _num(rec.latency_ms),
+            "val_acc": _num(rec.val_acc) if not rec.rejected else math.nan,
+            "val_n": _num(rec.val_n),
+            "val_acc_final": _num(rec.val_acc_final),
+            "test_acc": _num(rec.test_acc),
+            "test_n": _num(rec.test_n),
+            "reward": _num(rec.reward),
+            "epochs": _num(rec.epochs),
+            "epochs_planned": _num(rec.epochs_planned),
+            "full_budget": _full_budget(rec, a, state),
+            "rejected": rec.rejected,
+            "stopped_by": rec.stopped_by,
             "feasible": _feasible(t),
             "duration": duration,
-            "wall_time_s": _num(a.get("wall_time_s")),
-            "images_per_s": _num(a.get("images_per_s")),
-            "device": a.get("device"),
-            "seed": a.get("seed"),
-            "cached": bool(a.get("cached", False)),
-            "fail_reason": a.get("fail_reason"),
-            "macs_resolution": _num(a.get("macs_resolution")),
+            "wall_time_s": _num(rec.wall_time_s),
+            "images_per_s": _num(rec.images_per_s),
+            "device": rec.device,
+            "threads": _num(rec.threads),
+            "cpu_kernels": rec.cpu_kernels,
+            "seed": rec.seed,
+            "cached": rec.cached,
+            "retry_of": _num(rec.retry_of),
+            "fail_reason": rec.fail_reason if state == "FAIL" else None,
+            "macs_resolution": _num(rec.macs_resolution),
             "datetime_start": start,
             "datetime_complete": end,
         }

@@ -65,12 +65,16 @@ def pareto_mask(cost: np.ndarray, acc: np.ndarray) -> np.ndarray:
 
 def eligible(df: pd.DataFrame, cost: str = "macs", metric: str = "val_acc",
              include_reference: bool = False) -> pd.DataFrame:
-    """COMPLETE, full-budget trials with a finite cost and metric (optionally without references)."""
+    """COMPLETE, full-budget trials with a finite cost and metric (optionally without references), each arch
+    once: a later trial of an arch already listed (a cached repeat) adds no information."""
     _check(cost, metric)
     mask = (df["state"] == "COMPLETE") & df["full_budget"] & df[cost].notna() & df[metric].notna()
     if not include_reference:
         mask &= ~df["is_reference"]
-    return df[mask]
+    out = df[mask]
+    if "arch" in out and out["arch"].notna().any():
+        out = out.sort_values("number").drop_duplicates(subset=["arch", "is_reference"], keep="first")
+    return out
 
 
 def pareto_front(df: pd.DataFrame, cost: str = "macs", metric: str = "val_acc",

@@ -4,8 +4,9 @@ Heavy dependencies (optuna, torch, ray) are imported inside functions, so import
 """
 
 from nas_harness.objectives import BudgetConstraints, Objective, mnasnet_reward
-from nas_harness.study.config import SCHEMA, StudyConfig, load_study, schema_markdown, validate
+from nas_harness.study.config import SECTIONS, StudyConfig, load_study, schema_markdown, study_json_schema, validate
 from nas_harness.study.samplers import make_pruner, make_sampler, project_params, reference_arch, reference_trials
 
-__all__ = ["SCHEMA", "BudgetConstraints", "Objective", "StudyConfig", "load_study", "make_pruner", "make_sampler",
-           "mnasnet_reward", "project_params", "reference_arch", "reference_trials", "schema_markdown", "validate"]
+__all__ = ["SECTIONS", "BudgetConstraints", "Objective", "StudyConfig", "load_study", "make_pruner",
+           "make_sampler", "mnasnet_reward", "project_params", "reference_arch", "reference_trials",
+           "schema_markdown", "study_json_schema", "validate"]

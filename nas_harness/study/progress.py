@@ -34,6 +34,8 @@ class StudyProgress:
                 self.counts[state] += 1
             if trial.user_attrs.get("cached"):
                 self.counts["cached"] += 1
+            if trial.user_attrs.get("rejected"):
+                self.counts["rejected"] = self.counts.get("rejected", 0) + 1
         if self._bar is None:
             return
         self._bar.set_postfix_str(self.summary(study), refresh=False)
@@ -51,6 +53,13 @@ class StudyProgress:
             parts.append("best=n/a")
         parts += [f"{k}={v}" for k, v in self.counts.items() if v and k != "complete"]
         return " ".join(parts)
+
+    def write(self, msg: str) -> None:
+        """Print a line above the bar (or plainly when there is no bar)."""
+        if self._bar is not None:
+            self._bar.write(msg, file=sys.stderr)
+        else:
+            print(msg, file=sys.stderr, flush=True)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -8,7 +8,6 @@ contain them exactly.  Enqueued trials carry the user attribute ``reference`` (t
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 from nas_harness.errors import ConfigError
@@ -17,48 +16,42 @@ from nas_harness.objectives import Objective
 _REF_RE = re.compile(r"^(b0|base)(?:-(w|d)(\d+(?:\.\d+)?)|-(nose|k3|k5|e3|e4))?$")
 
 
-def make_sampler(cfg: Mapping[str, Any], objective: Objective | None, seed: int, space: Any = None) -> Any:
+def make_sampler(cfg: Any, objective: Objective | None, seed: int, space: Any = None) -> Any:
     """Build the ``[sampler]`` table's sampler.
 
-    Budgets need no ``constraints_func`` (deprecated in Optuna 5): the backends store each trial's
-    constraint values in ``system_attrs['constraints']`` before telling Optuna, and TPE/NSGA-II read them.
+    Budgets need no ``constraints_func`` (deprecated in Optuna 5): every trial's constraint values are stored
+    in ``system_attrs['constraints']`` before it is told, where TPE/NSGA-II read them.  TPE uses the
+    constant liar, so concurrent workers do not all propose the same arch.  A grid study enqueues the grid
+    itself (every arch exactly once, :func:`nas_harness.study.search.grid_candidates`), so its sampler is
+    never asked for parameters.
     """
     import optuna
 
-    kind = cfg["kind"]
+    kind = cfg.kind
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg["n_startup_trials"],
-                                          multivariate=True)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=True,
+                                          constant_liar=True)
     if kind == "nsgaii":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg["population_size"])
-    if kind == "random":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.population_size)
+    if kind in ("random", "grid"):
         return optuna.samplers.RandomSampler(seed=seed)
-    if kind == "grid":
-        if space is None:
-            raise ConfigError("sampler.kind: 'grid' needs the search space")
-        if space.size > cfg["max_grid_size"]:
-            raise ConfigError(f"sampler.kind: 'grid' over {space.size} archs exceeds sampler.max_grid_size="
-                              f"{cfg['max_grid_size']}; shrink [space] or raise the limit")
-        return optuna.samplers.GridSampler(space.param_grid(), seed=seed)
     raise ConfigError(f"sampler.kind: {kind!r}; allowed values: 'tpe', 'nsgaii', 'random', 'grid'")
 
 
-def make_pruner(cfg: Mapping[str, Any]) -> Any:
+def make_pruner(cfg: Any) -> Any:
     """Build the ``[pruner]`` table's pruner; steps are epochs (intermediate values are reported per epoch)."""
     import optuna
 
-    kind = cfg["kind"]
+    kind = cfg.kind
     if kind == "none":
         return optuna.pruners.NopPruner()
     if kind == "median":
-        return optuna.pruners.MedianPruner(n_startup_trials=cfg["startup_trials"],
-                                           n_warmup_steps=cfg["warmup_epochs"])
+        return optuna.pruners.MedianPruner(n_startup_trials=cfg.startup_trials, n_warmup_steps=cfg.warmup_epochs)
     if kind == "sha":
-        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg["min_epochs"],
-                                                      reduction_factor=cfg["reduction_factor"])
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=cfg.min_epochs,
+                                                      reduction_factor=cfg.reduction_factor)
     if kind == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=cfg["min_epochs"],
-                                              reduction_factor=cfg["reduction_factor"])
+        return optuna.pruners.HyperbandPruner(min_resource=cfg.min_epochs, reduction_factor=cfg.reduction_factor)
     raise ConfigError(f"pruner.kind: {kind!r}; allowed values: 'none', 'median', 'sha', 'hyperband'")
 
 
@@ -73,8 +66,8 @@ def reference_arch(name: str, base: Any) -> Any:
     if m is None:
         try:
             return resolve_arch(name)
-        except ValueError as exc:
-            raise ConfigError(f"sampler.enqueue: {name!r} is neither a reference name (b0, b0-w0.5, b0-d0.5, "
+        except (ValueError, OSError) as exc:
+            raise ConfigError(f"sampler.enqueue: {name[:80]!r} is neither a reference name (b0, b0-w0.5, b0-d0.5, "
                               f"b0-nose, b0-k3, base, ...) nor an arch: {exc}") from None
     arch = efficientnet_b0() if m.group(1) == "b0" else base
     if m.group(2) == "w":

@@ -40,65 +40,69 @@ class ScalingSummary:
 
 
 def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -> ScalingSummary:
-    """Train every valid triple once (resuming a previous run) and report the best by val_acc."""
+    """Train every valid triple once (resuming a previous run; several workers may share it) and report the
+    best by val_acc."""
     import optuna
     from optuna.trial import TrialState
 
-    from nas_harness.backends.local import write_attrs
+    from nas_harness.records import Heartbeat, Outcome, StorageLock, TrialRecord, TrialSlots, open_storage, tell
     from nas_harness.scaling import compound
-    from nas_harness.study.search import build_task, open_storage, recover_interrupted
+    from nas_harness.study.search import build_task, open_study
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     sc = cfg.scaling
-    triples = valid_triples(sc["alphas"], sc["betas"], sc["gammas"], sc["tolerance"])
+    triples = valid_triples(list(sc.alphas), list(sc.betas), list(sc.gammas), sc.tolerance)
     base = base if base is not None else cfg.base_arch()
-    objective = Objective(kind="budget")  # plain accuracy, no budget
-    task0 = build_task(cfg, objective, "local")
+    objective = Objective(kind="budget", max_macs=1e15)  # plain accuracy: no budget binds
     name = f"{cfg.name}-scaling"
+    scfg = StudyConfig.from_dict({**cfg.to_dict(), "name": name, "objective": objective.to_dict()})
+    from nas_harness.data import load_proxy
+
+    load_proxy(cfg.data)
+    storage = open_storage(cfg.storage_url)
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
-    study = optuna.create_study(storage=open_storage(cfg.storage_url), study_name=name, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=cfg.seed), load_if_exists=True)
-    study.set_user_attr("config", cfg.to_dict())
+    study, threads = open_study(scfg, storage, optuna.samplers.RandomSampler(seed=cfg.seed), None, log)
     study.set_user_attr("objective", "scaling")
-    study.set_user_attr("metric_names", ["val_acc"])
     study.set_user_attr("base_arch", str(base))
-    recover_interrupted(study)
-    done = {(t.params["alpha"], t.params["beta"], t.params["gamma"])
-            for t in study.get_trials(deepcopy=False)
-            if t.state == TrialState.COMPLETE and "alpha" in t.params}
-    waiting = {tuple(t.params.get(k) for k in ("alpha", "beta", "gamma"))
-               for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,))}
-    todo = [t for t in triples if t not in done]
-    for a, b, g in todo:
-        if (a, b, g) not in waiting:
-            study.enqueue_trial({"alpha": a, "beta": b, "gamma": g})
-    n_waiting = len(study.get_trials(deepcopy=False, states=(TrialState.WAITING,)))
-    log(f"scaling search {name!r}: {len(triples)} triples with a*b^2*g^2 ~= 2 (tol {sc['tolerance']:g}), "
-        f"phi={sc['phi']:g}; {len(triples) - len(todo)} done, running {n_waiting}")
-
-    def objective_fn(trial: optuna.Trial) -> float:
-        a = trial.suggest_categorical("alpha", sorted({t[0] for t in triples}))
-        b = trial.suggest_categorical("beta", sorted({t[1] for t in triples}))
-        g = trial.suggest_categorical("gamma", sorted({t[2] for t in triples}))
-        scaled = compound(base, sc["phi"], a, b, g, base_resolution=task0.data.resolution)
-        macs_res = int(round(task0.macs_resolution * g ** sc["phi"]))
-        task = dataclasses.replace(task0, data=dataclasses.replace(task0.data, resolution=scaled.resolution),
-                                   macs_resolution=macs_res)
-        out = task.evaluate(scaled.arch)
-        write_attrs(trial, dict(out.attrs, alpha=a, beta=b, gamma=g, resolution=scaled.resolution,
-                                width=scaled.width, depth=scaled.depth, flops_factor=a * b * b * g * g))
-        if out.state != "complete" or out.values is None:
-            raise RuntimeError(out.attrs.get("fail_reason", "failed"))
-        return out.values[0]
-
+    task0 = build_task(scfg, threads, "local")
+    candidates = [{"alpha": a, "beta": b, "gamma": g} for a, b, g in triples]
+    slots = TrialSlots(study, len(triples), StorageLock(cfg.storage_url),
+                       Heartbeat(study._storage, cfg.run.heartbeat_s), candidates=candidates, log=log)
+    done = len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    log(f"scaling search {name!r}: {len(triples)} triples with a*b^2*g^2 ~= 2 (tol {sc.tolerance:g}), "
+        f"phi={sc.phi:g}; {done} done")
+    choices = {k: sorted({t[i] for t in triples}) for i, k in enumerate(("alpha", "beta", "gamma"))}
     summary = ScalingSummary(name, len(triples), None)
     t0 = time.perf_counter()
     try:
-        if n_waiting:
-            optuna.logging.set_verbosity(optuna.logging.ERROR)
-            study.optimize(objective_fn, n_trials=n_waiting, catch=(Exception,))
+        while True:
+            trial = slots.acquire()
+            if trial is None:
+                break
+            a, b, g = (trial.suggest_categorical(k, choices[k]) for k in ("alpha", "beta", "gamma"))
+            scaled = compound(base, sc.phi, a, b, g, base_resolution=task0.data.resolution)
+            macs_res = int(round(task0.trial.macs_resolution * g ** sc.phi))
+            task = dataclasses.replace(task0, data=task0.data.replace(resolution=scaled.resolution),
+                                       trial=task0.trial.replace(macs_resolution=macs_res))
+            trial.set_user_attr("arch", str(scaled.arch))
+            out = task.evaluate(scaled.arch)
+            extra = dict(alpha=a, beta=b, gamma=g, resolution=scaled.resolution, width=scaled.width,
+                         depth=scaled.depth, flops_factor=a * b * b * g * g)
+            rec: TrialRecord = out.record.replace(**extra)
+            state = out.state if out.values is not None or out.state != "complete" else "fail"
+            tell(study, trial._trial_id, Outcome(state, out.values, rec, None))
+            slots.release(trial._trial_id)
+            if out.state == "fail":
+                log(f"triple ({a:g}, {b:g}, {g:g}) failed: {rec.fail_reason}")
     except KeyboardInterrupt:
         summary.interrupted = True
+        from nas_harness.records import INTERRUPTED, fail_and_requeue
+
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t._trial_id in slots.heartbeat._owned:
+                fail_and_requeue(study, t, f"{INTERRUPTED}: stopped by the user (Ctrl-C)", None)
+    finally:
+        slots.heartbeat.close()
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         ua = t.user_attrs
         summary.rows.append({"alpha": t.params["alpha"], "beta": t.params["beta"], "gamma": t.params["gamma"],

@@ -1,28 +1,41 @@
 """Run a study end to end: open (or resume) the Optuna study, seed it, run trials on a backend, report.
 
-Resume semantics: ``run.n_trials`` is the number of *finished* (complete or pruned) trials the study should
-have; re-running the same study file continues where it stopped.  Trials that a crash, SIGKILL or Ctrl-C
-left RUNNING (or recorded as interrupted) are marked FAIL on restart and their arch is enqueued again,
-once.  Failed trials (NaN loss, OOM, bad arch) keep their ``fail_reason`` and do not stop the study.
+A study is one experiment.  Its first run stores :meth:`StudyConfig.comparable` (space, data, recipe with
+the fixed thread count, objective, trial settings, seed); a later run with a different one exits 2 naming the
+first differing key, before anything runs.  ``run.n_trials`` is the number of *finished* (complete or pruned)
+trials the study should have, over every run and every worker: re-running the same file continues where it
+stopped, and any number of workers (processes, machines, Ray drivers) can run it at once
+(:mod:`nas_harness.records`).  Failed trials keep their ``fail_reason`` and do not count; a trial whose worker
+died is failed as interrupted and its arch queued again.
 """
 
 from __future__ import annotations
 
-import functools
+import random
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nas_harness.backends._task import StudyTask
 from nas_harness.errors import ConfigError
-from nas_harness.objectives import Objective
+from nas_harness.records import (
+    Heartbeat,
+    StorageLock,
+    TrialRecord,
+    TrialSlots,
+    check_writable,
+    counts,
+    open_storage,
+    redact,
+)
 from nas_harness.study.config import StudyConfig
 from nas_harness.study.progress import StudyProgress
 from nas_harness.study.samplers import make_pruner, make_sampler, reference_trials
 
-INTERRUPTED = "interrupted"
+MAX_DEFAULT_THREADS = 8
 
 
 @dataclass
@@ -30,128 +43,115 @@ class SearchSummary:
     """What a ``run_search`` call did and where the results are."""
 
     study_name: str
-    storage: str
+    storage: str  # redacted
     study_dir: Path
     n_complete: int = 0
     n_pruned: int = 0
     n_fail: int = 0
+    n_rejected: int = 0
     ran: int = 0
     wall_s: float = 0.0
     interrupted: bool = False
+    stopped_by_failures: bool = False
+    grid_exhausted: bool = False
+    threads: int | None = None
     best: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
 
-def open_storage(url: str, heartbeat_s: int = 0) -> Any:
-    """An Optuna storage object for a URL: RDB URLs (sqlite:///, postgresql://, ...) or ``journal:<file>``.
+def default_threads(cfg: StudyConfig) -> int:
+    """The thread count a new study fixes when ``train.threads`` is omitted: a Ray trial's CPUs, else the
+    cores this process may use (at most 8).  It is stored with the study and reused on every resume."""
+    if cfg.run.backend == "ray":
+        return max(1, int(cfg.ray.cpus_per_trial))
+    from nas_harness.train.trainer import usable_cores
 
-    SQLite gets a long busy timeout so several processes (and Ray's driver) can share one file.
-    ``heartbeat_s`` > 0 (RDB only) turns on Optuna heartbeats: a trial silent for 3 intervals is failed by
-    whichever worker notices, and its arch is queued again.
+    return max(1, min(MAX_DEFAULT_THREADS, usable_cores()))
+
+
+def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first key path (depth first, in ``new``'s order) where two JSON-like values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in list(new) + [k for k in old if k not in new]:
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in old or key not in new:
+                return sub, old.get(key, "(absent)"), new.get(key, "(absent)")
+            found = first_difference(old[key], new[key], sub)
+            if found:
+                return found
+        return None
+    return None if old == new else (path, old, new)
+
+
+def _stored_config(cfg: StudyConfig) -> dict[str, Any]:
+    """The study file as stored in the study: credentials redacted."""
+    d = cfg.to_dict()
+    d["run"]["storage"] = redact(d["run"]["storage"])
+    d["ray"]["address"] = redact(d["ray"]["address"])
+    return d
+
+
+def open_study(cfg: StudyConfig, storage: Any, sampler: Any = None, pruner: Any = None,
+               log: Any = None) -> tuple[Any, int | str]:
+    """Create or load the study; refuse a study stored with a different :meth:`StudyConfig.comparable`.
+
+    Returns the study and the thread count its trials use (fixed at creation, reused on resume).
     """
     import optuna
-    from optuna.storages import JournalStorage, RDBStorage
-    from optuna.storages.journal import JournalFileBackend
 
-    if url.startswith("journal:"):
-        path = Path(url[len("journal:"):].removeprefix("//"))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    kwargs: dict[str, Any] = {}
-    if heartbeat_s:
-        kwargs.update(heartbeat_interval=heartbeat_s, grace_period=3 * heartbeat_s,
-                      heartbeat_stale_trial_callback=retry_stale_trial)
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, path)}
-    try:
-        return RDBStorage(url, **kwargs)
-    except (ImportError, optuna.exceptions.StorageInternalError, ValueError) as exc:
-        raise ConfigError(f"run.storage: cannot open {url!r}: {exc}") from None
-
-
-def _sqlite_connect(path: str) -> Any:
-    """SQLite connection in WAL mode with synchronous=NORMAL: a commit no longer waits for fsync (~17 ms
-    each on a busy disk, ~70 per trial), and a committed trial still survives SIGKILL of the process
-    (only an OS crash or power loss could drop the last commits)."""
-    import sqlite3
-
-    con = sqlite3.connect(path, timeout=60, check_same_thread=False)
-    con.execute("PRAGMA journal_mode=WAL")
-    con.execute("PRAGMA synchronous=NORMAL")
-    return con
-
-
-def build_task(cfg: StudyConfig, objective: Objective | None = None, backend: str | None = None) -> StudyTask:
-    """The picklable per-trial task of a study (space, proxy data, recipe, objective, MAC settings)."""
-    t = cfg.trial
-    return StudyTask(space=cfg.search_space(), data=cfg.proxy_config(), train=cfg.train_config(),
-                     objective=objective or Objective.from_config(cfg.objective), seed=cfg.seed,
-                     stem_stride=t["stem_stride"], macs_resolution=t["macs_resolution"],
-                     macs_num_classes=t["macs_num_classes"], evaluate_test=t["evaluate_test"],
-                     cache_dir=str((cfg.study_dir / "trial_cache").resolve()) if t["cache"] else None,
-                     backend=backend or cfg.run["backend"])
+    log = log or (lambda msg: None)
+    comparable = cfg.comparable()
+    wanted = cfg.train.threads
+    existing = cfg.name in optuna.get_all_study_names(storage)
+    if existing:
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
+        stored = study.user_attrs.get("comparable")
+        if isinstance(stored, dict):
+            stored_threads = (stored.get("train") or {}).get("threads")
+            threads = wanted if wanted is not None else stored_threads
+            comparable["train"]["threads"] = threads
+            diff = first_difference(stored, comparable)
+            if diff is not None:
+                key, old, new = diff
+                raise ConfigError(
+                    f"{key}: study {cfg.name!r} in {redact(cfg.storage_url)} was created with {_short(old)}, this "
+                    f"run has {_short(new)}; its trials would not be comparable. Use another name, or "
+                    f"'--fork NEW_NAME' to start a new study with this file that re-evaluates the old one's archs")
+            return study, threads if threads is not None else default_threads(cfg)
+        log(f"study {cfg.name!r} predates comparability records: recording this file's settings for it now")
+        threads = wanted if wanted is not None else default_threads(cfg)
+    else:
+        threads = wanted if wanted is not None else default_threads(cfg)
+        study = optuna.create_study(storage=storage, study_name=cfg.name, sampler=sampler, pruner=pruner,
+                                    directions=cfg.objective.directions, load_if_exists=True)
+    if [d.name.lower() for d in study.directions] != cfg.objective.directions:
+        raise ConfigError(f"objective.kind: study {cfg.name!r} already exists in {redact(cfg.storage_url)} with "
+                          f"other objective directions; use another name")
+    comparable["train"]["threads"] = threads
+    study.set_user_attr("comparable", comparable)
+    study.set_user_attr("config", _stored_config(cfg))
+    study.set_user_attr("objective", cfg.objective.kind)
+    study.set_user_attr("metric_names", cfg.objective.metric_names)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(cfg.objective.metric_names)  # optuna-dashboard shows 'reward', not 'Objective 0'
+    return study, threads
 
 
-def open_study(cfg: StudyConfig, objective: Objective, sampler: Any = None, pruner: Any = None,
-               storage: Any = None) -> Any:
-    """Create or load the study; refuses to resume a study stored with other objective directions."""
-    import optuna
-
-    storage = storage if storage is not None else open_storage(cfg.storage_url, cfg.run["heartbeat_s"])
-    existing = {s.study_name: s for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
-    if cfg.name in existing:
-        old = [d.name.lower() for d in existing[cfg.name].directions]
-        if old != objective.directions:
-            raise ConfigError(f"objective.kind: study {cfg.name!r} already exists in {cfg.storage_url} with "
-                              f"directions {old}; this file asks for {objective.directions}; use another name")
-    study = optuna.create_study(storage=storage, study_name=cfg.name, sampler=sampler, pruner=pruner,
-                                directions=objective.directions, load_if_exists=True)
-    study.set_user_attr("config", cfg.to_dict())
-    study.set_user_attr("objective", objective.kind)
-    study.set_user_attr("metric_names", objective.metric_names)
-    return study
+def _short(v: Any) -> str:
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
-def retry_stale_trial(study: Any, trial: Any) -> None:
-    """Optuna ``failed_trial_callback`` for stale heartbeats: queue the arch again, saying why (Optuna has
-    already finished the stale trial, so the reason goes on the retry as ``retry_reason``)."""
-    attrs = {"retry_of": trial.number, "retry_reason": f"{INTERRUPTED}: heartbeat stopped (worker died)",
-             **({"reference": trial.user_attrs["reference"]} if "reference" in trial.user_attrs else {})}
-    if trial.params:
-        study.enqueue_trial(trial.params, user_attrs=attrs, skip_if_exists=False)
-
-
-def recover_interrupted(study: Any, fail_running: bool = True) -> list[int]:
-    """Mark trials left RUNNING as FAIL (reason 'interrupted: ...') and enqueue each interrupted arch once.
-
-    ``fail_running`` is only safe when no other worker is running this study right now (the default
-    single-runner setup); with heartbeats on, Optuna fails stale trials instead and this only re-queues
-    trials interrupted by Ctrl-C.  Returns the numbers of the trials whose arch was enqueued again.
-    """
-    from optuna.trial import TrialState
-
-    storage = study._storage
-    trials = study.get_trials(deepcopy=False)
-    for t in trials:
-        if fail_running and t.state == TrialState.RUNNING:
-            storage.set_trial_user_attr(t._trial_id, "fail_reason",
-                                        f"{INTERRUPTED}: left RUNNING by a run that stopped (crash or kill)")
-            storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-    trials = study.get_trials(deepcopy=False)
-    retried = {t.user_attrs.get("retry_of") for t in trials}
-    out = []
-    for t in trials:
-        reason = str(t.user_attrs.get("fail_reason", ""))
-        if t.state == TrialState.FAIL and reason.startswith(INTERRUPTED) and t.number not in retried:
-            attrs = {"retry_of": t.number}
-            if "reference" in t.user_attrs:
-                attrs["reference"] = t.user_attrs["reference"]
-            if t.params:
-                study.enqueue_trial(t.params, user_attrs=attrs, skip_if_exists=False)
-                out.append(t.number)
-    return out
+def build_task(cfg: StudyConfig, threads: int | str | None = None, backend: str | None = None) -> StudyTask:
+    """The picklable per-trial task of a study (space, proxy data, recipe with its thread count, objective)."""
+    train = cfg.train_config()
+    if threads is not None:
+        train = train.replace(threads=threads)
+    return StudyTask(space=cfg.search_space(), data=cfg.data, train=train, objective=cfg.objective,
+                     trial=cfg.trial, seed=cfg.seed,
+                     cache_dir=str((cfg.study_dir / "trial_cache").resolve()) if cfg.trial.cache else None,
+                     backend=backend or cfg.run.backend)
 
 
 def enqueue_references(study: Any, space: Any, names: list[str]) -> list[str]:
@@ -163,10 +163,15 @@ def enqueue_references(study: Any, space: Any, names: list[str]) -> list[str]:
     return [n for n, _ in todo]
 
 
-def _counts(study: Any) -> dict[str, int]:
-    from collections import Counter
+def grid_candidates(space: Any, seed: int) -> list[dict[str, Any]]:
+    """Every arch of the space as Optuna parameters, in a seeded random order (a partial grid is a sample)."""
+    import itertools
 
-    return dict(Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
+    grid = space.param_grid()
+    names = list(grid)
+    combos = [dict(zip(names, values)) for values in itertools.product(*(grid[n] for n in names))]
+    random.Random(seed).shuffle(combos)
+    return combos
 
 
 def best_trials(study: Any) -> list[Any]:
@@ -177,106 +182,212 @@ def best_trials(study: Any) -> list[Any]:
         return []
 
 
+def _check_results_dir(cfg: StudyConfig) -> None:
+    import os
+
+    folder = cfg.study_dir
+    existing = folder
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK):
+        raise ConfigError(f"run.results_dir: {str(existing)!r} is not a writable folder; cannot create "
+                          f"{str(folder)!r}")
+
+
+def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
+    """Validate everything that can be checked without writing, then open (or create) the study.
+
+    Returns (study, task, sampler).  Data, results folder and storage problems are
+    one-line errors raised before any file is created.
+    """
+    from nas_harness.data import load_proxy
+
+    space = cfg.search_space()
+    load_proxy(cfg.data)  # a missing/corrupt data set is a DataError (exit 2) before anything is written
+    _check_results_dir(cfg)
+    check_writable(cfg.storage_url)
+    from nas_harness.backends.resources import check_resources
+
+    check_resources(cfg)
+    sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
+    pruner = make_pruner(cfg.pruner) if cfg.objective.kind != "multi" else None
+    storage = open_storage(cfg.storage_url)
+    study, threads = open_study(cfg, storage, sampler, pruner, log)
+    task = build_task(cfg, threads)
+    return study, task, sampler
+
+
 def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = None) -> SearchSummary:
     """Run (or continue) the study described by ``cfg``; returns a summary.  Ctrl-C stops cleanly."""
     import optuna
 
-    log = log or (lambda msg: print(msg, file=sys.stderr))
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objective = Objective.from_config(cfg.objective)
-    backend = cfg.run["backend"]
-    task = build_task(cfg, objective, backend)  # validates space/data/recipe before anything is written
-    sampler = make_sampler(cfg.sampler, objective, cfg.seed, task.space)
-    pruner = make_pruner(cfg.pruner) if objective.kind != "multi" else None
-    reference_trials(task.space, cfg.sampler["enqueue"])  # validate reference names before writing
-    from nas_harness.data import load_proxy
-
-    load_proxy(task.data)  # a missing/corrupt data set is a DataError (exit 2) before anything is written
+    study, task, sampler = prepare(cfg, log)
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
-    study = open_study(cfg, objective, sampler, pruner)
-    summary = SearchSummary(cfg.name, cfg.storage_url, cfg.study_dir)
-
-    if cfg.run["heartbeat_s"]:
-        optuna.storages.fail_stale_trials(study)
-    retried = recover_interrupted(study, fail_running=not cfg.run["heartbeat_s"])
-    if retried:
-        log(f"resume: {len(retried)} interrupted trial(s) marked FAIL and queued again: {retried}")
-    added = enqueue_references(study, task.space, cfg.sampler["enqueue"])
+    summary = SearchSummary(cfg.name, redact(cfg.storage_url), cfg.study_dir, threads=task.train.threads)
+    backend = cfg.run.backend
+    added = enqueue_references(study, task.space, list(cfg.sampler.enqueue))
     if added:
         log(f"enqueued reference archs: {', '.join(added)}")
-    counts = _counts(study)
-    finished = counts.get("complete", 0) + counts.get("pruned", 0)
-    ended_before = finished + counts.get("fail", 0)
-    remaining = max(0, cfg.run["n_trials"] - finished)
-    log(f"study {cfg.name!r}: {objective.describe()}; backend {backend}; {finished} finished trial(s) in "
-        f"{cfg.storage_url}; running {remaining} more")
-    show = cfg.run["progress"] if progress is None else progress
-    bar = StudyProgress(remaining, finished, objective.metric_names, enabled=show and remaining > 0)
+    grid = grid_candidates(task.space, cfg.seed) if cfg.sampler.kind == "grid" else None
+    target = min(cfg.run.n_trials, len(grid)) if grid is not None else cfg.run.n_trials
+    if grid is not None and cfg.run.n_trials > len(grid):
+        log(f"grid: the space has {len(grid)} archs; the study ends after those (run.n_trials = {cfg.run.n_trials})")
+    lock = StorageLock(cfg.storage_url)
+
+    def slots_for(s: Any) -> TrialSlots:
+        return TrialSlots(s, target, lock, Heartbeat(s._storage, cfg.run.heartbeat_s), task.params_of_arch,
+                          candidates=grid, key=lambda p: str(task.space.arch_from_params(p)), log=log)
+
+    before = counts(study)
+    remaining = max(0, target - before.finished)
+    log(f"study {cfg.name!r}: {cfg.objective.describe()}; backend {backend}; {before.finished} finished trial(s) "
+        f"in {redact(cfg.storage_url)}; {remaining} to go; {task.train.threads} thread(s) per trial")
+    show = cfg.run.progress if progress is None else progress
+    bar = StudyProgress(remaining, before.finished, cfg.objective.metric_names, enabled=show and remaining > 0)
+    say = bar.write if show and remaining > 0 else log
+    deadline = time.time() + cfg.run.timeout_s if cfg.run.timeout_s else None
+    max_failures = cfg.run.max_failures or cfg.run.n_trials
     t0 = time.perf_counter()
+    slots = None
     try:
-        if remaining > 0 and backend == "local":
+        if backend == "local":
             from nas_harness.backends.local import run_local
 
-            run_local(study, task, remaining, timeout=cfg.run["timeout_s"] or None, progress=bar)
-        elif remaining > 0:
+            slots = slots_for(study)
+            result = run_local(study, task, slots, deadline=deadline, max_failures=max_failures, progress=bar,
+                               log=say)
+            summary.stopped_by_failures = result.stopped_by_failures
+        else:
             from nas_harness.backends.ray import run_ray
 
-            if cfg.pruner["kind"] != "none":
-                log(f"note: pruner {cfg.pruner['kind']!r} is not used on Ray (OptunaSearch has no pruner); "
-                    "set ray.asha = true for early stopping")
-            ray = cfg.ray
-            asha = {"grace": ray["asha_grace_epochs"], "reduction_factor": ray["asha_reduction_factor"]} \
-                if ray["asha"] else None
-            run_ray(study, task, sampler, remaining, study_dir=cfg.study_dir,
-                    timeout=cfg.run["timeout_s"] or None, cpus_per_trial=ray["cpus_per_trial"],
-                    gpus_per_trial=ray["gpus_per_trial"], max_concurrent=ray["max_concurrent"],
-                    address=ray["address"] or None, num_cpus=ray["num_cpus"] or None, asha=asha, progress=bar)
+            if cfg.pruner.kind != "none":
+                say(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
+            r = cfg.ray
+            sched = ({"kind": r.scheduler, "grace": r.grace_epochs, "reduction_factor": r.reduction_factor}
+                     if r.scheduler != "none" else None)
+            made: list[TrialSlots] = []
+
+            def factory(s: Any) -> TrialSlots:
+                made.append(slots_for(s))
+                return made[-1]
+
+            run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
+                    cpus_per_trial=r.cpus_per_trial, gpus_per_trial=r.gpus_per_trial,
+                    max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
+                    scheduler=sched, progress=bar, log=say)
+            slots = made[-1] if made else None
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         bar.close()
+        if slots is not None:
+            slots.heartbeat.close()
+    summary.grid_exhausted = bool(slots is not None and slots.exhausted)
+    if summary.grid_exhausted:
+        log(f"grid exhausted: every arch of the space has been evaluated ({len(grid or [])} archs)")
     summary.wall_s = time.perf_counter() - t0
-    counts = _counts(study)
-    summary.n_complete, summary.n_pruned, summary.n_fail = (counts.get(k, 0) for k in ("complete", "pruned", "fail"))
-    summary.ran = summary.n_complete + summary.n_pruned + summary.n_fail - ended_before
-    summary.best = [_trial_summary(t, objective) for t in best_trials(study)]
+    _summarise(study, summary, before.finished + before.failed)
+    summary.best = [_trial_summary(t) for t in best_trials(study)]
     summary.outputs = write_outputs(study, cfg, log)
     return summary
 
 
-def _trial_summary(t: Any, objective: Objective) -> dict[str, Any]:
-    ua = t.user_attrs
-    out = {"number": t.number, "arch": ua.get("arch"), "val_acc": ua.get("val_acc"), "macs": ua.get("macs"),
-           "params": ua.get("params"), "values": t.values}
-    if "reward" in ua:
-        out["reward"] = ua["reward"]
-    if "reference" in ua:
-        out["reference"] = ua["reference"]
+def _summarise(study: Any, summary: SearchSummary, ended_before: int) -> None:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            if t.user_attrs.get("rejected"):
+                summary.n_rejected += 1
+            else:
+                summary.n_complete += 1
+        elif t.state == TrialState.PRUNED:
+            summary.n_pruned += 1
+        elif t.state == TrialState.FAIL:
+            summary.n_fail += 1
+    summary.ran = summary.n_complete + summary.n_rejected + summary.n_pruned + summary.n_fail - ended_before
+
+
+def _trial_summary(t: Any) -> dict[str, Any]:
+    rec = TrialRecord.from_attrs(t.user_attrs)
+    out: dict[str, Any] = {"number": t.number, "arch": rec.arch, "val_acc": rec.val_acc, "macs": rec.macs,
+                           "params": rec.params, "values": t.values}
+    if rec.reward is not None:
+        out["reward"] = rec.reward
+    if rec.reference:
+        out["reference"] = rec.reference
     return out
 
 
 def write_outputs(study: Any, cfg: StudyConfig, log: Any) -> list[Path]:
-    """Results table (CSV) and, when the plots module exists, the figures; never fails the search."""
+    """Results table (CSV) and, when enabled, the figures; a failure here never loses the search."""
+    from nas_harness.results import study_frame
+
     out: list[Path] = []
     table = cfg.study_dir / "trials.csv"
     try:
-        try:
-            from nas_harness.results import study_frame
-
-            df = study_frame(cfg.storage_url, study_name=cfg.name)
-        except ImportError:
-            df = study.trials_dataframe()
+        df = study_frame(cfg.storage_url, study_name=cfg.name)
         df.to_csv(table, index=False)
         out.append(table)
+    except OSError as exc:
+        log(f"warning: could not write {table}: {exc.strerror or exc}; the trials are safe in "
+            f"{redact(cfg.storage_url)} (write it later with `nas-harness export` / `report`)")
+        return out
     except Exception as exc:  # a table problem must not lose the search
         log(f"warning: could not write {table}: {type(exc).__name__}: {exc}")
-    if cfg.run["plots"]:
+    if cfg.run.plots:
         try:
             from nas_harness.plots import write_study_figures
-        except ImportError:
-            return out
-        try:
-            out += list(write_study_figures(cfg.storage_url, study_name=cfg.name, out_dir=cfg.study_dir))
+
+            out += list(write_study_figures(cfg.storage_url, study_name=cfg.name, out_dir=cfg.study_dir / "figures"))
+        except OSError as exc:
+            log(f"warning: figures not written: {exc.strerror or exc}; the trials are safe in "
+                f"{redact(cfg.storage_url)} (draw them later with `nas-harness plot`)")
         except Exception as exc:
             log(f"warning: figures not written: {type(exc).__name__}: {exc}")
     return out
+
+
+def fork_study(cfg: StudyConfig, new_name: str, log: Any = None) -> StudyConfig:
+    """A new study ``new_name`` with ``cfg``'s settings whose first trials re-evaluate the finished archs of
+    study ``cfg.name`` (those inside the new space), in their original order; returns the new config."""
+    import optuna
+    from optuna.trial import TrialState
+
+    from nas_harness.arch import parse_arch
+
+    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    try:
+        old = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url))
+    except KeyError:
+        raise ConfigError(f"--fork: there is no study {cfg.name!r} in {redact(cfg.storage_url)} to fork") from None
+    d = cfg.to_dict()
+    d["name"] = new_name
+    if cfg.run.storage == "":
+        d["run"]["storage"] = ""
+    new = StudyConfig.from_dict(d)
+    study, task, _ = prepare(new, log)
+    if counts(study).finished or study.get_trials(deepcopy=False):
+        return new  # already forked: a re-run continues the fork
+    seen: set[str] = set()
+    skipped = 0
+    for t in old.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        arch = t.user_attrs.get("arch")
+        if not isinstance(arch, str) or arch in seen or t.user_attrs.get("rejected"):
+            continue
+        seen.add(arch)
+        try:
+            params = task.space.params_of(parse_arch(arch))
+        except ValueError:
+            skipped += 1
+            continue
+        attrs = {"forked_from": f"{cfg.name}#{t.number}"}
+        if t.user_attrs.get("reference"):
+            attrs["reference"] = t.user_attrs["reference"]
+        study.enqueue_trial(params, user_attrs=attrs, skip_if_exists=False)
+    log(f"fork: study {new_name!r} starts by re-evaluating {len(seen) - skipped} arch(s) of {cfg.name!r}"
+        + (f"; {skipped} are outside the new space" if skipped else ""))
+    return new

@@ -22,9 +22,10 @@ from nas_harness.errors import ConfigError, NonFiniteLossError
 TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
 TOML = f"""
 name = "tiny"
-arch = "{TINY_ARCH}"
+base = "{TINY_ARCH}"
 variants = ["baseline", "no_se"]
 seeds = 2
+[trial]
 macs_resolution = 16
 [data]
 dataset = "synthetic"
@@ -34,6 +35,7 @@ val_size = 64
 steps = 3
 batch_size = 16
 lr = 0.05
+threads = 1
 """
 
 
@@ -54,7 +56,7 @@ def in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _complete_trials(db: Path) -> list[tuple[str, int]]:
     from optuna.trial import TrialState
 
-    store = AblationStore(db, "tiny")
+    store = AblationStore(f"sqlite:///{db}", "tiny")
     out = []
     for t in store.study.get_trials(deepcopy=False):
         if t.state == TrialState.COMPLETE:
@@ -82,8 +84,8 @@ def test_tiny_ablation_end_to_end(in_tmp: Path) -> None:
     # the same seed gives the same run: re-running a pair in a fresh store reproduces its accuracy exactly
     again = run_ablation(parse_ablation(_raw(name="tiny2", variants=["baseline"], seeds=[1])), progress=False,
                          log=lambda m: None)
-    assert again.records[0].metrics["test_acc"] == by[("baseline", 1)]["test_acc"]
-    assert again.records[0].metrics["val_acc"] == by[("baseline", 1)]["val_acc"]
+    assert again.records[0].record.test_acc == by[("baseline", 1)]["test_acc"]
+    assert again.records[0].record.val_acc == by[("baseline", 1)]["val_acc"]
 
     paths, text = write_report(cfg, res.records)
     assert paths.markdown.read_text() == text
@@ -112,7 +114,7 @@ def test_interrupted_ablation_resumes_without_rerunning(in_tmp: Path) -> None:
 
     with pytest.raises(KeyboardInterrupt):
         run_ablation(cfg, progress=False, on_record=stop_after_first, log=lambda m: None)
-    db = Path(cfg.storage)
+    db = Path(cfg.storage_url.removeprefix("sqlite:///"))
     assert _complete_trials(db) == [("baseline", 0)]
     res = run_ablation(cfg, progress=False, log=lambda m: None)
     assert res.skipped == [("baseline", 0)]
@@ -124,7 +126,8 @@ def test_interrupted_ablation_resumes_without_rerunning(in_tmp: Path) -> None:
     assert sorted(more.ran) == [("baseline", 2), ("no_se", 2)]
     # a different recipe under the same storage is refused, not mixed in
     with pytest.raises(ConfigError, match="different recipe"):
-        run_ablation(parse_ablation(_raw(train={"steps": 5, "batch_size": 16})), progress=False, log=lambda m: None)
+        run_ablation(parse_ablation(_raw(train={"steps": 5, "batch_size": 16, "threads": 1})), progress=False,
+                     log=lambda m: None)
 
 
 @pytest.mark.slow
@@ -205,10 +208,10 @@ def test_cli_bad_file_exits_2_with_one_line(in_tmp: Path, capsys: pytest.Capture
 @pytest.mark.slow
 def test_ray_backend_runs_the_same_jobs_and_shares_the_store(in_tmp: Path, ray_local: None) -> None:
     """The Ray path goes through backends.run_jobs (same run_trial); its runs are stored like local ones."""
-    cfg = parse_ablation(_raw(seeds=[0], backend={"kind": "ray", "cpus_per_trial": 1}))
+    cfg = parse_ablation(_raw(seeds=[0], run={"backend": "ray"}, ray={"cpus_per_trial": 1}))
     res = run_ablation(cfg, progress=False, log=lambda m: None)
     assert sorted(res.ran) == [("baseline", 0), ("no_se", 0)]
-    assert all(r.state == "ok" and 0 <= r.metrics["test_acc"] <= 1 for r in res.records)
-    assert res.records[1].metrics["params"] < res.records[0].metrics["params"]
+    assert all(r.state == "ok" and 0 <= r.record.test_acc <= 1 for r in res.records)
+    assert res.records[1].record.params < res.records[0].record.params
     local = run_ablation(cfg.with_backend("local"), progress=False, log=lambda m: None)
     assert local.ran == [] and sorted(local.skipped) == [("baseline", 0), ("no_se", 0)]

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))
-from study_helpers import tiny_dict
+from helpers.studies import tiny_dict
 
 from nas_harness.backends import Job, run_jobs
 from nas_harness.data import ProxyConfig
@@ -27,10 +24,10 @@ def test_local_jobs_order_failures_and_cache(tmp_path: Path) -> None:
     seen = []
     res = run_jobs(jobs, cache_dir=tmp_path / "cache", on_result=lambda r: seen.append(r.key))
     assert [r.key for r in res] == seen == ["a", "bad", "a-again"]
-    assert res[0].ok and not res[0].metrics["cached"] and 0 <= res[0].metrics["test_acc"] <= 1
+    assert res[0].ok and not res[0].record.cached and 0 <= res[0].record.test_acc <= 1
     assert not res[1].ok and res[1].error.startswith("DataError")
-    assert res[2].ok and res[2].metrics["cached"] is True
-    assert res[2].metrics["val_acc"] == res[0].metrics["val_acc"]
+    assert res[2].ok and res[2].record.cached is True
+    assert res[2].record.val_acc == res[0].record.val_acc
     with pytest.raises(ConfigError, match="duplicate key"):
         run_jobs([Job("x", spec), Job("x", spec)])
     with pytest.raises(ConfigError, match="backend"):

@@ -3,15 +3,12 @@ Ray in the same Optuna storage, and fixed jobs run as Ray tasks."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.studies import tiny_dict
 from optuna.trial import TrialState
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "study"))
-from study_helpers import tiny_dict
 
 from nas_harness.study.config import validate
 from nas_harness.study.search import run_search
@@ -53,5 +50,5 @@ def test_run_jobs_on_ray_reports_failures(tmp_path: Path, ray_local: None) -> No
     seen = []
     results = run_jobs([ok, broken], backend="ray", max_concurrent=2, on_result=lambda r: seen.append(r.key))
     assert [r.key for r in results] == ["ok", "broken"] and sorted(seen) == ["broken", "ok"]
-    assert results[0].ok and 0 <= results[0].metrics["val_acc"] <= 1
+    assert results[0].ok and 0 <= results[0].record.val_acc <= 1
     assert not results[1].ok and results[1].error.startswith("DataError")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from results_fakes import study_folder
+from helpers.fakes import study_folder
 
 from nas_harness.cli import main
 from nas_harness.errors import ConfigError

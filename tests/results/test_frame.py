@@ -5,7 +5,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 import pytest
-from results_fakes import make_study
+from helpers.fakes import make_study
 
 from nas_harness.arch import parse_arch
 from nas_harness.errors import ConfigError
@@ -67,7 +67,9 @@ def test_bad_sources_are_one_line_config_errors(tmp_path: Path, study_dir: Path)
     assert resolve_source(study_dir).study_name == "fake"
     import shutil
 
-    shutil.copy(study_dir / "study.db", tmp_path / "copy.db")
+    for suffix in ("", "-wal", "-shm"):  # the database is in WAL mode: recent commits live in -wal
+        if (study_dir / f"study.db{suffix}").exists():
+            shutil.copy(study_dir / f"study.db{suffix}", tmp_path / f"copy.db{suffix}")
     with pytest.raises(ConfigError, match="holds several studies"):
         resolve_source(tmp_path / "copy.db")
 

@@ -5,11 +5,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
+from helpers.fakes import known_points_study
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
-from results_fakes import known_points_study
 
 from nas_harness.errors import ConfigError
 from nas_harness.results import (

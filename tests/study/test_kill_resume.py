@@ -13,10 +13,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.studies import write_study
 from optuna.trial import TrialState
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_helpers import write_study
 
 ROOT = Path(__file__).resolve().parents[2]
 

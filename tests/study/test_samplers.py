@@ -10,10 +10,9 @@ from nas_harness.errors import ConfigError
 from nas_harness.objectives import Objective
 from nas_harness.scaling import scale_arch
 from nas_harness.space import SearchSpace
+from nas_harness.study.config import PrunerConfig, SamplerConfig, validate
 from nas_harness.study.samplers import make_pruner, make_sampler, project_params, reference_arch
-from nas_harness.study.search import enqueue_references
-
-SAMPLER_CFG = {"kind": "tpe", "n_startup_trials": 2, "population_size": 4, "max_grid_size": 64, "enqueue": []}
+from nas_harness.study.search import enqueue_references, grid_candidates
 
 
 def _small_space() -> SearchSpace:
@@ -30,7 +29,7 @@ def test_make_sampler_kinds_are_seeded(kind: str, cls: type) -> None:
     space = SearchSpace.default()
     archs = []
     for _ in range(2):
-        s = make_sampler(dict(SAMPLER_CFG, kind=kind), Objective(kind="reward"), seed=3, space=space)
+        s = make_sampler(SamplerConfig(kind=kind), Objective(kind="reward"), seed=3, space=space)
         assert isinstance(s, cls)
         study = optuna.create_study(sampler=s, direction="maximize")
         t = study.ask()
@@ -38,33 +37,24 @@ def test_make_sampler_kinds_are_seeded(kind: str, cls: type) -> None:
     assert archs[0] == archs[1]  # the seed fixes sampling
 
 
-def test_grid_sampler_covers_small_space_exactly_once() -> None:
+def test_grid_covers_small_space_exactly_once_in_a_seeded_order() -> None:
     space = _small_space()
-    n = space.size
-    assert n <= 64
-    s = make_sampler(dict(SAMPLER_CFG, kind="grid"), None, seed=0, space=space)
-    study = optuna.create_study(sampler=s)
-    seen = []
-
-    def obj(trial: optuna.Trial) -> float:
-        seen.append(str(space.suggest(trial)))
-        return 0.0
-
-    study.optimize(obj, n_trials=n + 5)  # the grid sampler stops the study when exhausted
-    assert len(seen) == n == len(set(seen))
+    grid = grid_candidates(space, seed=0)
+    archs = [str(space.arch_from_params(p)) for p in grid]
+    assert len(archs) == space.size == len(set(archs))
+    assert grid == grid_candidates(space, seed=0) and grid != grid_candidates(space, seed=1)
 
 
 def test_grid_sampler_refuses_big_space() -> None:
-    with pytest.raises(ConfigError, match=r"sampler\.max_grid_size"):
-        make_sampler(dict(SAMPLER_CFG, kind="grid"), None, seed=0, space=SearchSpace.default())
+    with pytest.raises(ConfigError, match=r"^sampler\.kind: 'grid' over .* exceeds sampler\.max_grid_size=64"):
+        validate({"name": "g", "data": {"dataset": "synthetic"}, "sampler": {"kind": "grid", "max_grid_size": 64}})
 
 
 def test_pruners() -> None:
-    base = {"kind": "none", "warmup_epochs": 1, "startup_trials": 2, "min_epochs": 1, "reduction_factor": 3}
-    assert isinstance(make_pruner(base), optuna.pruners.NopPruner)
-    assert isinstance(make_pruner(dict(base, kind="median")), optuna.pruners.MedianPruner)
-    assert isinstance(make_pruner(dict(base, kind="sha")), optuna.pruners.SuccessiveHalvingPruner)
-    assert isinstance(make_pruner(dict(base, kind="hyperband")), optuna.pruners.HyperbandPruner)
+    assert isinstance(make_pruner(PrunerConfig()), optuna.pruners.NopPruner)
+    assert isinstance(make_pruner(PrunerConfig(kind="median", startup_trials=2)), optuna.pruners.MedianPruner)
+    assert isinstance(make_pruner(PrunerConfig(kind="sha")), optuna.pruners.SuccessiveHalvingPruner)
+    assert isinstance(make_pruner(PrunerConfig(kind="hyperband")), optuna.pruners.HyperbandPruner)
 
 
 def test_reference_archs_and_projection() -> None:

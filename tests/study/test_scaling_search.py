@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import optuna
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from study_helpers import tiny_dict, write_study
+from helpers.studies import tiny_dict, write_study
 
 from nas_harness.cli import main
 from nas_harness.errors import ConfigError

@@ -25,7 +25,11 @@ TINY: dict[str, Any] = {
 
 
 def tiny_dict(tmp_path: Path, **sections: Any) -> dict[str, Any]:
-    """A copy of TINY with results under tmp_path; keyword args replace/merge top-level keys or sections."""
+    """A copy of TINY with results under tmp_path; keyword args replace/merge top-level keys or sections.
+
+    Keys that would have no effect after a merge (TPE's n_startup_trials with another sampler, the reward's
+    target with another objective) are dropped, as a user would.
+    """
     d = copy.deepcopy(TINY)
     d["run"]["results_dir"] = str(tmp_path / "results")
     for k, v in sections.items():
@@ -33,6 +37,10 @@ def tiny_dict(tmp_path: Path, **sections: Any) -> dict[str, Any]:
             d[k].update(v)
         else:
             d[k] = v
+    if d["sampler"].get("kind", "tpe") != "tpe":
+        d["sampler"].pop("n_startup_trials", None)
+    if d["objective"].get("kind", "reward") != "reward":
+        d["objective"].pop("target_macs", None)
     return d
 
 

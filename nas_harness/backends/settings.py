@@ -1,0 +1,53 @@
+"""Where and how trials run: the ``[run]`` and ``[ray]`` tables shared by study and ablation files."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+
+from nas_harness._config import Bool, ConfigModel, Int, Num, Text, bad
+
+STORAGE_FORMS = ("'' (SQLite under results/<name>/)", "sqlite:///path.db", "postgresql://user@host/db",
+                 "mysql://...", "journal:path.log")
+
+
+def check_storage_url(url: str) -> str:
+    """Refuse what is not a storage URL (a bare path would otherwise be taken for a file name)."""
+    if url and not (url.startswith("journal:") or "://" in url):
+        raise bad("", f"{url!r} is not a storage URL; allowed: {', '.join(STORAGE_FORMS)}")
+    if url.startswith("journal:") and not url[len("journal:"):].removeprefix("//").strip():
+        raise bad("", "journal: needs a file path, e.g. journal:results/x/study.log")
+    return url
+
+
+class RunSettings(ConfigModel):
+    """``[run]``: storage, output folder, backend, console output, liveness of concurrent workers."""
+
+    storage: Annotated[Text, Field(max_length=4096, description=(
+        "Optuna storage URL; '' = SQLite file under the results folder; 'journal:<file>' = journal file"))] = ""
+    results_dir: Annotated[Text, Field(min_length=1, max_length=4096,
+                                       description="parent folder of <name>/ (tables, figures, caches)")] = "results"
+    backend: Annotated[Literal["local", "ray"], Field(description="local: in this process; ray: Ray Tune")] = "local"
+    progress: Annotated[Bool, Field(description="terminal progress bar")] = True
+    plots: Annotated[Bool, Field(description="write figures at the end")] = True
+    heartbeat_s: Annotated[Int, Field(ge=1, le=3600, description=(
+        "seconds between a worker's heartbeats for its running trials; a trial whose worker is gone (same host: "
+        "its process ended; other hosts: 6 heartbeats missed) is failed with a reason and its arch queued again"))
+    ] = 10
+
+    @field_validator("storage")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_storage_url(v)
+
+
+class RayConfig(ConfigModel):
+    """``[ray]``: resources per trial and the cluster to join (used with ``backend = "ray"``)."""
+
+    cpus_per_trial: Annotated[Num, Field(ge=0.01, le=1024, description="CPUs reserved per trial")] = 1.0
+    gpus_per_trial: Annotated[Num, Field(ge=0, le=64, description="GPUs per trial (0.25 = 4 trials per GPU)")] = 0.0
+    max_concurrent: Annotated[Int, Field(ge=0, le=100_000, description="0 = as many as resources allow")] = 0
+    address: Annotated[Text, Field(max_length=1024, description="cluster to join; '' = $RAY_ADDRESS or a local Ray")
+                       ] = ""
+    num_cpus: Annotated[Int, Field(ge=0, le=100_000, description="local Ray only: CPUs to give it (0 = all)")] = 0
