@@ -25,3 +25,15 @@ def ray_local() -> Iterator[None]:
     yield
     if started:
         ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[object]:
+    """A real PostgreSQL server started for this session (see ``helpers.postgres``); skipped without one."""
+    from helpers.postgres import start_postgres
+
+    pg = start_postgres()
+    if pg is None:
+        pytest.skip("PostgreSQL binaries (initdb, pg_ctl) are not installed: apt-get install postgresql")
+    yield pg
+    pg.stop()

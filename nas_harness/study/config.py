@@ -214,9 +214,8 @@ class StudyConfig(ConfigModel):
         data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
         train = {k: v for k, v in self.train_config().to_dict().items()
                  if k not in ("device", "compile", "eval_batch_size")}
-        return {"base": str(self.base_arch()), "space": self.search_space().to_dict(), "data": data,
-                "train": train, "trial": self.trial.to_dict(), "objective": self.objective.to_dict(),
-                "seed": self.seed}
+        return {"seed": self.seed, "base": str(self.base_arch()), "space": self.search_space().to_dict(),
+                "data": data, "train": train, "trial": self.trial.to_dict(), "objective": self.objective.to_dict()}
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
