@@ -104,14 +104,14 @@ def _verdict(df: pd.DataFrame, metric: str) -> list[str]:
 
 def _settings(df: pd.DataFrame, storage: str) -> list[str]:
     cfg = df.attrs.get("config") or {}
-    counts = df["state"].value_counts().to_dict()
+    counts = df["outcome"].value_counts().to_dict()
     full = int((df["full_budget"] & ~df["is_reference"]).sum())
     res = df["macs_resolution"].dropna().unique()
     items = [
         f"Study `{df.attrs.get('study_name')}` in `{storage}`",
         f"Objective: {df.attrs.get('objective') or 'unknown'} (metrics: "
         f"{', '.join(df.attrs.get('metric_names') or []) or 'n/a'}; directions: {', '.join(df.attrs['directions'])})",
-        "Trials: " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))
+        "Trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
         + f"; {full} search trials ran their full budget; {int(df['is_reference'].sum())} reference archs",
     ]
     if cfg.get("sampler"):

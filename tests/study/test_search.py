@@ -76,6 +76,13 @@ def test_budget_random_rejects_over_budget_before_training(tmp_path: Path) -> No
     assert "rejected" not in trained.user_attrs and trained.user_attrs["epochs"] == 1
     assert trained.system_attrs["constraints"][0] <= 0
     assert study.best_trial.number == trained.number
+    # shown apart from pruned trials: no accuracy, its own outcome, its own count in the summary
+    from nas_harness.results import study_frame
+
+    df = study_frame(cfg.storage_url, study_name=cfg.name)
+    row = df[df["number"] == rejected.number].iloc[0]
+    assert row["outcome"] == "rejected: over budget" and math.isnan(row["val_acc"]) and not row["full_budget"]
+    assert run_search(cfg).n_rejected == 1
 
 
 @pytest.mark.slow
