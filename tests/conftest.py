@@ -9,7 +9,8 @@ import pytest
 
 @pytest.fixture(scope="session")
 def ray_local() -> Iterator[None]:
-    """A quiet local Ray with 2 CPUs (no dashboard, no usage stats, nothing written to $HOME).
+    """A quiet local Ray with 2 CPUs and 2 *logical* GPUs (Ray schedules them like real ones; nothing uses CUDA
+    here), no dashboard, no usage stats, nothing written to $HOME.
 
     Tests using it should be marked ``@pytest.mark.ray``; the nas_harness Ray backend reuses this instance.
     """
@@ -19,7 +20,8 @@ def ray_local() -> Iterator[None]:
     ray = pytest.importorskip("ray")
     started = False
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True,
+        # address="local": a new private instance, never a cluster someone else started on this machine
+        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True,
                  log_to_driver=False)
         started = True
     yield

@@ -7,6 +7,7 @@ training (``rejected = "over_budget"``), everything else goes through :func:`nas
 
 from __future__ import annotations
 
+import socket
 import time
 import traceback
 from collections.abc import Callable
@@ -66,8 +67,9 @@ class StudyTask:
         """What is known before training (analytic cost, budget, seed, versions)."""
         macs, params = analytic_cost(self.spec(arch))
         return TrialRecord(arch=str(arch), macs=macs, params=params, macs_resolution=self.trial.macs_resolution,
-                           seed=self.seed, epochs=0.0, epochs_planned=_planned(self.train, self.data),
-                           full_budget=False, cached=False, versions=library_versions(), backend=self.backend,
+                           seed=self.seed, host=socket.gethostname(), epochs=0.0,
+                           epochs_planned=_planned(self.train, self.data), full_budget=False, cached=False,
+                           versions=library_versions(), backend=self.backend,
                            threads=self.train.threads if isinstance(self.train.threads, int) else None)
 
     def evaluate(self, arch: Any, on_epoch: Callable[[float, int, TrialRecord], None] | None = None) -> Outcome:
@@ -111,7 +113,7 @@ class StudyTask:
             rec = rec.replace(fail_reason=reason(exc), epochs=float(progress["epochs"]),
                               wall_time_s=time.perf_counter() - t0)
             return Outcome("fail", None, rec)
-        rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution)
+        rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution, host=rec.host)
         values = obj.values(rec.to_attrs())
         if obj.kind == "reward":
             rec = rec.replace(reward=values[0])

@@ -80,7 +80,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         kwargs.update(num_cpus=num_cpus or os.cpu_count() or 1)
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
-        ray.init(**kwargs)
+        # "local": start a private instance; a bare ray.init() would join any cluster that `ray start`
+        # left on this machine (/tmp/ray/ray_current_cluster), silently.
+        ray.init(address="local", **kwargs)
     else:
         ray.init(address=address, **kwargs)
     return True
@@ -215,13 +217,27 @@ def _trainable(config: dict[str, Any], task: StudyTask) -> None:
 
     arch = task.space.arch_from_params(config)
     last = _epochs(task)
+    where = _placement()
 
     def on_epoch(value: float, epoch: int, live: TrialRecord) -> None:
         if last is None or epoch < last:
-            tune.report(_result(task, None, value, live, done=False))
+            tune.report(_result(task, None, value, live.replace(**where), done=False))
 
     out = task.evaluate(arch, on_epoch)
+    out.record = out.record.replace(**where)
     tune.report(_result(task, out, 0.0, out.record, done=True))
+
+
+def _placement() -> dict[str, Any]:
+    """Where Ray put this trial: host, node id and the GPU ids it was given (CUDA_VISIBLE_DEVICES)."""
+    import socket
+
+    import ray
+
+    ctx = ray.get_runtime_context()
+    gpus = ray.get_gpu_ids()
+    return {"host": socket.gethostname(), "ray_node": ctx.get_node_id(),
+            "gpu_ids": ",".join(str(g) for g in gpus) if gpus else None}
 
 
 def _epochs(task: StudyTask) -> int | None:
@@ -234,28 +250,49 @@ def _epochs(task: StudyTask) -> int | None:
     return int(math.ceil(train.steps * min(train.batch_size, n) / max(1, n) - 1e-9)) if train.steps else None
 
 
-def _progress_callback(study: Any, progress: Any) -> Any:
-    """A Tune callback that refreshes the study progress bar as trials finish."""
-    from ray.tune import Callback
+def _fits_at_once(cpus: float, gpus: float, max_concurrent: int) -> int:
+    """How many trials the connected cluster can run at once (at most ``max_concurrent`` when set)."""
+    import ray
 
-    class _Progress(Callback):
+    total = ray.cluster_resources()
+    fits = int(total.get("CPU", 1) // cpus) if cpus else 1
+    if gpus:
+        fits = min(fits, int(total.get("GPU", 0) // gpus))
+    fits = max(1, min(fits, 256))
+    return min(fits, max_concurrent) if max_concurrent else fits
+
+
+def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
+    """A Tune callback: refreshes the progress bar as trials finish and records how many trials Ray ran at once
+    (``stats["max_concurrent"]``, counted after every step of Tune's loop)."""
+    from ray.tune import Callback
+    from ray.tune.experiment import Trial
+
+    class _Watch(Callback):
+        def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+            running = sum(t.status == Trial.RUNNING for t in trials)
+            stats["max_concurrent"] = max(stats.get("max_concurrent", 0), running)
+
         def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            progress.update(study, None)
+            if progress is not None:
+                progress.update(study, None)
 
         def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            progress.update(study, None)
+            if progress is not None:
+                progress.update(study, None)
 
-    return _Progress()
+    return _Watch()
 
 
 def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, study_dir: Path,
             deadline: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
             max_concurrent: int = 0, address: str | None = None, num_cpus: int | None = None,
-            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print) -> None:
+            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print) -> dict[str, Any]:
     """Run trials of ``study`` with Ray Tune until the study is full or the deadline passes.
 
     ``slots_factory(study) -> TrialSlots`` hands out the trials; ``scheduler``: ``{"kind": "asha", "grace":
     g, "reduction_factor": r}`` or ``{"kind": "median", "grace": g}`` (median stopping rule), or None.
+    Returns run statistics: ``max_concurrent`` (most trials Ray ran at once).
     """
     from ray import tune
 
@@ -278,7 +315,12 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
                                        grace_period=float(scheduler.get("grace", 1)), min_samples_required=2)
     trainable = tune.with_resources(tune.with_parameters(_trainable, task=task),
                                     {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    callbacks = [_progress_callback(study, progress)] if progress is not None else []
+    # With a search algorithm Tune keeps ONE trial pending at a time, so filling a cluster takes one actor
+    # start per trial; let it request as many as can run at once (the searcher's constant liar covers them).
+    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_fits_at_once(cpus_per_trial, gpus_per_trial,
+                                                                          max_concurrent)))
+    stats: dict[str, Any] = {"max_concurrent": 0}
+    callbacks = [_callback(study, progress, stats)]
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(search_alg=searcher, scheduler=sched, num_samples=-1,
@@ -292,6 +334,7 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
         slots = getattr(searcher, "slots", None)
         if slots is not None:
             slots.heartbeat.close()
+    return stats
 
 
 __all__ = ["TrialSlots", "ensure_ray", "outcome_from_result", "quiet_ray_env", "run_ray"]

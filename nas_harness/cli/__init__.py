@@ -22,6 +22,7 @@ _COMMANDS: dict[str, str] = {
     "export": "_export",
     "ablate": "_ablate",
     "bench": "_bench",
+    "doctor": "_doctor",
 }
 
 

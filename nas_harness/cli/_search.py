@@ -20,6 +20,7 @@ _OVERRIDES = {  # flag attribute -> study-file key path
     "max_concurrent": "ray.max_concurrent",
     "ray_address": "ray.address",
     "results_dir": "run.results_dir",
+    "device": "train.device",
 }
 
 
@@ -38,6 +39,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--max-concurrent", type=int, help="Ray: concurrent trials, 0 = as resources allow")
     p.add_argument("--ray-address", help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
     p.add_argument("--results-dir", help="parent folder of results/<study> (run.results_dir)")
+    p.add_argument("--device", help="train on this device: auto, cpu, cuda, cuda:N (train.device); one local worker "
+                                    "per GPU of a machine: start one with --device cuda:0, one with cuda:1, ...")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
     p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")

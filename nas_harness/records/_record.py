@@ -65,6 +65,9 @@ class TrialRecord:
     # provenance
     seed: int | None = None
     device: str | None = None
+    host: str | None = None
+    ray_node: str | None = None
+    gpu_ids: str | None = None
     threads: int | None = None
     cpu_kernels: str | None = None
     versions: dict[str, str] | None = None

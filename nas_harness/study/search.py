@@ -55,6 +55,7 @@ class SearchSummary:
     stopped_by_failures: bool = False
     grid_exhausted: bool = False
     threads: int | None = None
+    max_concurrent: int = 0
     best: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
@@ -255,10 +256,12 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         if backend == "local":
             from nas_harness.backends.local import run_local
 
+            _note_idle_gpus(cfg, say)
             slots = slots_for(study)
             result = run_local(study, task, slots, deadline=deadline, max_failures=max_failures, progress=bar,
                                log=say)
             summary.stopped_by_failures = result.stopped_by_failures
+            summary.max_concurrent = 1 if result.ran else 0
         else:
             from nas_harness.backends.ray import run_ray
 
@@ -273,10 +276,11 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
                 made.append(slots_for(s))
                 return made[-1]
 
-            run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
-                    cpus_per_trial=r.cpus_per_trial, gpus_per_trial=r.gpus_per_trial,
-                    max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
-                    scheduler=sched, progress=bar, log=say)
+            stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
+                            cpus_per_trial=r.cpus_per_trial, gpus_per_trial=r.gpus_per_trial,
+                            max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
+                            scheduler=sched, progress=bar, log=say)
+            summary.max_concurrent = int(stats.get("max_concurrent", 0))
             slots = made[-1] if made else None
     except KeyboardInterrupt:
         summary.interrupted = True
@@ -292,6 +296,16 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     summary.best = [_trial_summary(t) for t in best_trials(study)]
     summary.outputs = write_outputs(study, cfg, log)
     return summary
+
+
+def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:
+    """A local worker trains on one device: say how to use the others of a multi-GPU machine."""
+    import torch
+
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if n > 1 and cfg.train.device in ("auto", "cuda"):
+        say(f"note: this machine has {n} GPUs and a local worker uses one (cuda:0); start one worker per GPU "
+            f"(--device cuda:0, --device cuda:1, ... on the same study) or use --backend ray --gpus-per-trial 1")
 
 
 def _summarise(study: Any, summary: SearchSummary, ended_before: int) -> None:

@@ -27,7 +27,8 @@ TINY: dict[str, Any] = {
 def tiny_dict(tmp_path: Path, **sections: Any) -> dict[str, Any]:
     """A copy of TINY with results under tmp_path; keyword args replace/merge top-level keys or sections.
 
-    Keys that would have no effect after a merge (TPE's n_startup_trials with another sampler, the reward's
+    A None value removes the key (e.g. ``train={"steps": 40, "epochs": None}``).  Keys that would have no
+    effect after a merge (TPE's n_startup_trials with another sampler, the reward's
     target with another objective) are dropped, as a user would.
     """
     d = copy.deepcopy(TINY)
@@ -35,6 +36,8 @@ def tiny_dict(tmp_path: Path, **sections: Any) -> dict[str, Any]:
     for k, v in sections.items():
         if isinstance(v, dict) and isinstance(d.get(k), dict):
             d[k].update(v)
+            for key in [key for key, value in v.items() if value is None]:  # None removes a key
+                del d[k][key]
         else:
             d[k] = v
     if d["sampler"].get("kind", "tpe") != "tpe":

@@ -1,0 +1,73 @@
+"""A study on a real two-node Ray cluster (a head and a second node started with ``ray start`` on this
+machine): trials land on both nodes, all results go to the one study storage, and when the second node is
+killed mid-trial that trial is failed with a reason, its arch retried, and the study still reaches n_trials."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers.raycluster import start_cluster
+from helpers.studies import write_study
+from optuna.trial import TrialState
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = [pytest.mark.slow]
+
+
+@pytest.fixture
+def cluster():
+    pytest.importorskip("ray")
+    c = start_cluster(cpus_per_node=1)
+    yield c
+    c.stop()
+
+
+def test_two_nodes_then_one_is_lost(tmp_path: Path, cluster) -> None:
+    path = write_study(tmp_path, sampler={"kind": "random"}, trial={"cache": False},
+                       train={"steps": 40, "epochs": None},
+                       run={"n_trials": 6, "backend": "ray", "progress": False, "plots": False},
+                       ray={"cpus_per_trial": 1.0})
+    db = tmp_path / "results" / "tiny" / "study.db"
+    env = dict(cluster.env, PYTHONPATH=str(ROOT))
+    driver = subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--ray-address",
+                               cluster.address, "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    worker_node = next(n["id"] for n in cluster.nodes() if not n["head"])
+    deadline = time.time() + 600
+    killed = False
+    while time.time() < deadline and not killed and driver.poll() is None:
+        time.sleep(0.5)
+        if not db.exists():
+            continue
+        try:
+            study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}")
+            trials = study.get_trials(deepcopy=False)
+        except Exception:  # the study is being created
+            continue
+        done_on_worker = [t for t in trials if t.state == TrialState.COMPLETE
+                          and t.user_attrs.get("ray_node") == worker_node]
+        running = [t for t in trials if t.state == TrialState.RUNNING and "arch" in t.user_attrs]
+        if done_on_worker and len(running) == 2:  # one node each: one of the two runs on the worker node
+            cluster.kill("worker")
+            killed = True
+    assert killed, f"never saw both nodes busy; driver: {driver.stderr.read() if driver.poll() is not None else ''}"
+    out, err = driver.communicate(timeout=600)
+    assert driver.returncode == 0, err[-3000:]
+    trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 6, [(t.number, t.state.name, t.user_attrs.get("fail_reason")) for t in trials]
+    lost = [t for t in trials if t.state == TrialState.FAIL]
+    assert lost and all(t.user_attrs["fail_reason"].startswith("interrupted: the Ray worker") for t in lost)
+    for t in lost:
+        retry = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
+        assert len(retry) == 1 and retry[0].state == TrialState.COMPLETE
+    nodes = {t.user_attrs["ray_node"] for t in finished}
+    assert worker_node in nodes and len(nodes) == 2  # trials ran on both nodes
+    assert "trial" in err and "interrupted: the Ray worker" in err
+    assert os.path.isdir(tmp_path / "results" / "tiny" / "ray")
