@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextvars
 import math
 import re
-import sys
+import tomllib
 import typing
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -32,11 +32,6 @@ from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Strict,
 from pydantic_core import PydanticCustomError
 
 from nas_harness.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 M = TypeVar("M", bound="ConfigModel")
 Rules = dict[str, Callable[[Any], bool]]

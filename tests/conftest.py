@@ -21,8 +21,8 @@ def ray_local() -> Iterator[None]:
     started = False
     if not ray.is_initialized():
         # address="local": a new private instance, never a cluster someone else started on this machine
-        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR", configure_logging=True,
-                 log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="ERROR",
+                 configure_logging=True, log_to_driver=False)
         started = True
     yield
     if started:

@@ -82,7 +82,7 @@ def save(fig: Any, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "s
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, bbox_inches="tight")
+        fig.savefig(path, format=fmt, bbox_inches="tight", dpi=300)  # savefig happens outside paper_style()
         paths.append(path)
     return paths
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -156,7 +156,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     ``base`` (the report's folder), PNGs only; ``study_arg`` is how commands in the report name the study
     (default: ``base``)."""
     name = str(df.attrs.get("study_name"))
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
     blocks += [Heading("Settings"), Bullets(_settings(df, storage))]
     blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric))]

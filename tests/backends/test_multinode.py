@@ -57,7 +57,7 @@ def test_two_nodes_then_one_is_lost(tmp_path: Path, cluster) -> None:
             cluster.kill("worker")
             killed = True
     assert killed, f"never saw both nodes busy; driver: {driver.stderr.read() if driver.poll() is not None else ''}"
-    out, err = driver.communicate(timeout=600)
+    _out, err = driver.communicate(timeout=600)
     assert driver.returncode == 0, err[-3000:]
     trials = optuna.load_study(study_name="tiny", storage=f"sqlite:///{db}").trials
     finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]

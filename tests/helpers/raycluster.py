@@ -4,6 +4,7 @@ joins it, and killing a node's process group is a node loss)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -46,10 +47,8 @@ class Cluster:
 
     def kill(self, name: str) -> None:
         proc = self.procs.pop(name)
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(timeout=60)
 
     def stop(self) -> None:
