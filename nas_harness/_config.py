@@ -165,6 +165,15 @@ def bad(field: str, message: str, **ctx: Any) -> PydanticCustomError:
     return PydanticCustomError("config", message, {"field": field, **ctx})
 
 
+def distinct(v: Any, what: str = "entries") -> Any:
+    """For a ``mode="before"`` field validator: a list becomes a tuple, refused if it repeats an entry."""
+    if isinstance(v, list):
+        if len(set(map(repr, v))) != len(v):
+            raise bad("", f"{what} must be distinct, got {_short(v)}")
+        return tuple(v)
+    return v
+
+
 def restate(exc: ConfigError) -> PydanticCustomError:
     """Re-raise a ConfigError from a nested check (whose message already names its full key path)."""
     return PydanticCustomError("config", str(exc).replace("{", "{{").replace("}", "}}"), {"absolute": True})

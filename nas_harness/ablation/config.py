@@ -42,6 +42,7 @@ from nas_harness._config import (
     Text,
     allowed,
     bad,
+    distinct,
     inert,
     json_schema,
     read_toml,
@@ -119,22 +120,14 @@ class AblationConfig(ConfigModel):
             if v > 10_000:
                 raise bad("", f"at most 10000 seeds, got {v}")
             return tuple(range(v))
-        if isinstance(v, list):
-            if not v:
-                raise bad("", "at least one seed is needed, got an empty list")
-            if len(set(map(repr, v))) != len(v):
-                raise bad("", f"seeds must be distinct, got {v[:20]}")
-            return tuple(v)
-        return v
+        if isinstance(v, list) and not v:
+            raise bad("", "at least one seed is needed, got an empty list")
+        return distinct(v, "seeds")
 
     @field_validator("variants", mode="before")
     @classmethod
     def _distinct(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            if len(set(map(repr, v))) != len(v):
-                raise bad("", f"names must be distinct, got {v[:20]}")
-            return tuple(v)
-        return v
+        return distinct(v, "names")
 
     @field_validator("variant", mode="before")
     @classmethod

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from nas_harness._config import Bool, ConfigModel, Int, Num, Text, allowed, bad
+from nas_harness._config import Bool, ConfigModel, Int, Num, Text, allowed, bad, distinct
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -78,11 +78,7 @@ class TrainConfig(ConfigModel):
     @field_validator("augment", mode="before")
     @classmethod
     def _list_to_tuple(cls, v: Any) -> Any:
-        if isinstance(v, list):
-            if len(set(map(repr, v))) != len(v):
-                raise bad("", f"duplicate entries in {v!r}")
-            return tuple(v)
-        return v
+        return distinct(v, "augmentations")
 
     @model_validator(mode="before")
     @classmethod
