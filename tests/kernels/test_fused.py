@@ -107,6 +107,28 @@ def test_bn_statistics_stay_exact_under_a_large_mean():
     torch.testing.assert_close(bn.running_var.double(), x64.var((0, 2, 3), unbiased=True), rtol=1e-3, atol=0)
 
 
+def test_silu_is_exact_on_large_activations():
+    """The sigmoid's reciprocal rounds correctly: SiLU of a large input is the input itself, and its gradient
+    is 1, as in float64 (before: one ulp low, and a gradient error growing like y * 6e-8)."""
+    y = torch.tensor([17.0, 20.0, 50.0, 300.0, 3000.0, 1.0e6]).view(1, 6, 1, 1).repeat(4, 1, 1, 1)
+    y = _cl(y + torch.tensor([0.0, 1.0, 2.0, 3.0]).view(4, 1, 1, 1))
+    bn = nn.BatchNorm2d(6, eps=0.0).eval()  # identity: running mean 0, variance 1
+    with torch.inference_mode():
+        out = bn_act(y, bn, nn.SiLU())
+    ref = (y.double() * torch.sigmoid(y.double())).float()
+    assert torch.equal(out, ref)
+    # Gradient: BN scale and shift put every activation in [1e3, 1e4], where silu' is 1 to float precision; the
+    # shift's gradient is then sum(g), which the old kernel overestimated by y * 6e-8 relative (about 2e-4).
+    torch.manual_seed(5)
+    bn = nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.weight.fill_(1000.0)
+        bn.bias.fill_(6000.0)
+    g = _cl(torch.rand(64, 6, 5, 5) + 0.5)
+    bn_act(_cl(torch.randn(64, 6, 5, 5)).requires_grad_(), bn, nn.SiLU()).backward(g)
+    torch.testing.assert_close(bn.bias.grad.double(), g.double().sum((0, 2, 3)), rtol=2e-6, atol=0)
+
+
 def test_non_finite_values_propagate():
     bn = nn.BatchNorm2d(4)
     x = _cl(torch.randn(2, 4, 3, 3))
