@@ -35,14 +35,14 @@ _ACT: dict[str, LayerFactory] = {
 }
 
 
-def act_layer(name: str) -> LayerFactory:
+def act_factory(name: str) -> LayerFactory:
     """The activation factory for an arch's ``act`` name."""
     if name not in _ACT:
         raise ConfigError(f"activation {name!r}: expected one of {', '.join(_ACT)}")
     return _ACT[name]
 
 
-def norm_layer(arch: Arch) -> LayerFactory:
+def norm_factory(arch: Arch) -> LayerFactory:
     """The BatchNorm factory with the arch's ``eps`` and ``momentum``."""
     return partial(nn.BatchNorm2d, eps=arch.bn_eps, momentum=arch.bn_momentum)
 
@@ -128,7 +128,7 @@ class EfficientNet(nn.Module):
         super().__init__()
         self.arch = arch
         stride = arch.stem_stride if stem_stride is None else stem_stride
-        norm, act = norm_layer(arch), act_layer(arch.act)
+        norm, act = norm_factory(arch), act_factory(arch.act)
         layers: list[nn.Module] = [
             ConvBNAct(in_channels, arch.stem_channels, 3, stride, norm_layer=norm, act_layer=act)]
         total = arch.num_blocks
