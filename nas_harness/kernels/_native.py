@@ -156,7 +156,8 @@ def _lib() -> ctypes.CDLL:
 
 # --- checked entry points ---------------------------------------------------------------------------------
 # Every tensor is checked before its pointer goes to C; outputs are allocated here, so they are right by
-# construction.  Checks cost a few microseconds per call (a B0-w0.5 step makes about 300 calls).
+# construction.  The checks cost 1.5-3 us per tensor (10-15 us per call, measured on a busy 2-core VM); a
+# B0-w0.5 training step at 32 px makes 145 calls: 1.5-2 ms of checks in a step of about 290 ms.
 
 ACT_CODES = (0, 1, 2, 3)  # none, SiLU, ReLU, hard-swish: the enum in bn_act.c
 
@@ -166,19 +167,19 @@ def _tensor(name: str, t: object) -> torch.Tensor:
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
     if t.dtype != torch.float32:
         raise TypeError(f"{name}: expected dtype torch.float32, got {t.dtype}")
-    if t.device.type != "cpu":
+    if not t.is_cpu:
         raise ValueError(f"{name}: expected a CPU tensor, got one on {t.device}")
     if t.layout != torch.strided or t.is_neg() or t.is_conj():
         raise ValueError(f"{name}: expected a plain strided tensor")
     return t
 
 
-def _nhwc(name: str, t: object, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+def _nhwc(name: str, t: object, shape: tuple[int, ...] | torch.Size | None = None) -> torch.Tensor:
     """A 4-D channels_last-contiguous float32 CPU tensor (of ``shape`` where given), non-empty."""
     t = _tensor(name, t)
     if t.dim() != 4:
         raise ValueError(f"{name}: expected a 4-D (N, C, H, W) tensor, got shape {tuple(t.shape)}")
-    if shape is not None and tuple(t.shape) != tuple(shape):
+    if shape is not None and t.shape != shape:
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
     if t.numel() == 0:
         raise ValueError(f"{name}: expected a non-empty tensor, got shape {tuple(t.shape)}")
@@ -191,7 +192,7 @@ def _nhwc(name: str, t: object, shape: tuple[int, ...] | None = None) -> torch.T
 def _dense(name: str, t: object, shape: tuple[int, ...]) -> torch.Tensor:
     """A contiguous float32 CPU tensor of exactly ``shape``."""
     t = _tensor(name, t)
-    if tuple(t.shape) != tuple(shape):
+    if t.shape != shape:
         raise ValueError(f"{name}: expected shape {tuple(shape)}, got {tuple(t.shape)}")
     if not t.is_contiguous():
         raise ValueError(f"{name}: expected a contiguous tensor, got strides {t.stride()}")
@@ -257,7 +258,7 @@ def bn_act_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
                     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
     """Gradients of :func:`bn_act_forward_train` (input, and weight / bias where asked for)."""
     x = _nhwc("x", x)
-    _nhwc("grad_out", grad_out, tuple(x.shape))
+    _nhwc("grad_out", grad_out, x.shape)
     n, c, h, w = x.shape
     for name, t in (("weight", weight), ("bias", bias), ("mean", mean), ("invstd", invstd)):
         _dense(name, t, (c,))
@@ -273,7 +274,7 @@ def bn_act_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
 def se_gate_grad(grad_out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``(N, C)`` sums over positions of ``grad_out * x`` (the gradient of SE's per-channel gate)."""
     x = _nhwc("x", x)
-    _nhwc("grad_out", grad_out, tuple(x.shape))
+    _nhwc("grad_out", grad_out, x.shape)
     n, c, h, w = x.shape
     gs = torch.empty(n, c)
     _lib().se_gate_grad(grad_out.data_ptr(), x.data_ptr(), gs.data_ptr(), n, h * w, c)
