@@ -228,13 +228,14 @@ def bn_act_forward_train(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tens
     if running_mean is not None:
         _dense("running_mean", running_mean, (c,))
         _dense("running_var", running_var, (c,))
-    factor, eps = _number("factor", factor, 0.0, 1.0), _number("eps", eps, 0.0, 1.0)
+    factor, eps, code = _number("factor", factor, 0.0, 1.0), _number("eps", eps, 0.0, 1.0), _act_code(act)
+    lib = _lib()
     out = torch.empty_like(x, memory_format=torch.channels_last)
     mean, invstd = torch.empty(c), torch.empty(c)
-    _lib().bn_act_forward_train(x.data_ptr(), out.data_ptr(), m, c, weight.data_ptr(), bias.data_ptr(),
-                                None if running_mean is None else running_mean.data_ptr(),
-                                None if running_var is None else running_var.data_ptr(), factor, eps,
-                                _act_code(act), mean.data_ptr(), invstd.data_ptr())
+    lib.bn_act_forward_train(x.data_ptr(), out.data_ptr(), m, c, weight.data_ptr(), bias.data_ptr(),
+                             None if running_mean is None else running_mean.data_ptr(),
+                             None if running_var is None else running_var.data_ptr(), factor, eps, code,
+                             mean.data_ptr(), invstd.data_ptr())
     return out, mean, invstd
 
 
@@ -246,10 +247,11 @@ def bn_act_forward_eval(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tenso
     for name, t in (("weight", weight), ("bias", bias), ("running_mean", running_mean),
                     ("running_var", running_var)):
         _dense(name, t, (c,))
-    eps = _number("eps", eps, 0.0, 1.0)
+    eps, code = _number("eps", eps, 0.0, 1.0), _act_code(act)
+    lib = _lib()
     out = torch.empty_like(x, memory_format=torch.channels_last)
-    _lib().bn_act_forward_eval(x.data_ptr(), out.data_ptr(), n * h * w, c, weight.data_ptr(), bias.data_ptr(),
-                               running_mean.data_ptr(), running_var.data_ptr(), eps, _act_code(act))
+    lib.bn_act_forward_eval(x.data_ptr(), out.data_ptr(), n * h * w, c, weight.data_ptr(), bias.data_ptr(),
+                            running_mean.data_ptr(), running_var.data_ptr(), eps, code)
     return out
 
 
@@ -262,12 +264,14 @@ def bn_act_backward(grad_out: torch.Tensor, x: torch.Tensor, weight: torch.Tenso
     n, c, h, w = x.shape
     for name, t in (("weight", weight), ("bias", bias), ("mean", mean), ("invstd", invstd)):
         _dense(name, t, (c,))
+    code = _act_code(act)
+    lib = _lib()
     dx = torch.empty_like(x, memory_format=torch.channels_last)
     dw = torch.empty(c) if need_weight else None
     db = torch.empty(c) if need_bias else None
-    _lib().bn_act_backward(grad_out.data_ptr(), x.data_ptr(), dx.data_ptr(), n * h * w, c, weight.data_ptr(),
-                           bias.data_ptr(), mean.data_ptr(), invstd.data_ptr(), _act_code(act),
-                           None if dw is None else dw.data_ptr(), None if db is None else db.data_ptr())
+    lib.bn_act_backward(grad_out.data_ptr(), x.data_ptr(), dx.data_ptr(), n * h * w, c, weight.data_ptr(),
+                        bias.data_ptr(), mean.data_ptr(), invstd.data_ptr(), code,
+                        None if dw is None else dw.data_ptr(), None if db is None else db.data_ptr())
     return dx, dw, db
 
 
