@@ -9,7 +9,7 @@ Grammar (tokens separated by ``,``; options inside a token separated by ``_``)::
     arch   := stem "," block ("," block)* "," head
     stem   := "stem" "_c" INT "_s" INT
     block  := ("ds" | "ir") "_r" INT "_k" INT "_s" INT "_e" NUM "_c" INT ["_se" NUM] ["_noskip"]
-    head   := "head" "_c" INT "_do" NUM "_dp" NUM "_" ACT
+    head   := "head" "_c" INT "_do" NUM "_dp" NUM "_" ACT ["_bneps" NUM] ["_bnmom" NUM]
     ACT    := "silu" | "relu" | "hswish" | "gelu"
 
 Each ``block`` token is one *stage*: ``r`` repeats of the same MBConv block, the first with stride ``s``.
@@ -18,6 +18,18 @@ residual) is used for every other expansion ratio.  ``se`` is the squeeze ratio 
 channels (squeeze = max(1, int(in × se))); no ``se`` option means no SE.  ``noskip`` disables the residual add
 (which otherwise applies when stride is 1 and in == out).  ``do`` is the classifier dropout, ``dp`` the
 stochastic-depth rate, scaled linearly over the blocks.
+
+``bneps`` and ``bnmom`` are the BatchNorm ``eps`` and ``momentum`` (PyTorch's convention: the weight of the
+new batch in the running averages) of every BN layer.  They are written only when they differ from
+PyTorch's defaults (1e-5 and 0.1), so every string without them keeps its meaning and its spelling;
+torchvision's B5-B7 use ``_bneps0.001_bnmom0.01`` (the TF reference values), B0-B4 the defaults.  ``NUM``
+may be written in exponent form (``1e-05``) as well.
+
+The channel arithmetic that every consumer of an arch needs lives here too, so that neither the FLOP
+counter nor the builder has to import the other: :func:`make_divisible` (the reference rounding of scaled
+channel counts), :func:`expanded_channels` and :func:`se_squeeze_channels`.  Named presets (B0-B7) and
+:func:`~nas_harness.presets.resolve_arch`, which reads files and user input, are in
+:mod:`nas_harness.presets`; this module depends on nothing but :mod:`nas_harness.errors`.
 
 EfficientNet-B0::
 
@@ -29,15 +41,41 @@ EfficientNet-B0::
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from nas_harness.errors import ConfigError
 
 ACTIVATIONS = ("silu", "relu", "hswish", "gelu")
 BLOCK_TYPES = ("ds", "ir")
+BN_EPS, BN_MOMENTUM = 1e-5, 0.1  # PyTorch's BatchNorm defaults (and torchvision's B0-B4)
+
+
+# ------------------------------------------------------------------------------------- channel arithmetic
+
+def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
+    """Round channels to a multiple of ``divisor`` without losing more than 10% (reference rule).
+
+    TF ``round_filters`` / torchvision ``_make_divisible``: nearest multiple of 8, bumped up one step if
+    that loses more than 10%.
+    """
+    min_value = divisor if min_value is None else min_value
+    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if new < 0.9 * value:
+        new += divisor
+    return int(new)
+
+
+def expanded_channels(in_channels: int, expand: float) -> int:
+    """Width of an MBConv's depthwise stage (torchvision rounds ``in × e`` to a multiple of 8)."""
+    return make_divisible(in_channels * expand, 8)
+
+
+def se_squeeze_channels(in_channels: int, ratio: float) -> int:
+    """SE bottleneck width, relative to the *block input* channels as in the reference."""
+    return max(1, int(in_channels * ratio))
 
 
 def _fmt_num(x: float) -> str:
@@ -108,6 +146,8 @@ class Arch:
     dropout: float = 0.2
     drop_path: float = 0.2
     act: str = "silu"
+    bn_eps: float = BN_EPS
+    bn_momentum: float = BN_MOMENTUM
 
     def __post_init__(self) -> None:
         _check_int("stem channels", self.stem_channels, 1)
@@ -127,13 +167,22 @@ class Arch:
             object.__setattr__(self, name, float(v))
         if self.act not in ACTIVATIONS:
             raise ConfigError(f"arch act: expected one of {', '.join(ACTIVATIONS)}, got {self.act!r}")
+        if not _is_num(self.bn_eps) or not 0 < self.bn_eps < 1:
+            raise ConfigError(f"arch bn_eps: expected a number in (0, 1), got {self.bn_eps!r}")
+        if not _is_num(self.bn_momentum) or not 0 < self.bn_momentum <= 1:
+            raise ConfigError(f"arch bn_momentum: expected a number in (0, 1], got {self.bn_momentum!r}")
+        object.__setattr__(self, "bn_eps", float(self.bn_eps))
+        object.__setattr__(self, "bn_momentum", float(self.bn_momentum))
 
     def __str__(self) -> str:
         parts = [f"stem_c{self.stem_channels}_s{self.stem_stride}"]
         parts += [str(s) for s in self.stages]
-        parts.append(f"head_c{self.head_channels}_do{_fmt_num(self.dropout)}_dp{_fmt_num(self.drop_path)}"
-                     f"_{self.act}")
-        return ",".join(parts)
+        head = f"head_c{self.head_channels}_do{_fmt_num(self.dropout)}_dp{_fmt_num(self.drop_path)}_{self.act}"
+        if self.bn_eps != BN_EPS:
+            head += f"_bneps{_fmt_num(self.bn_eps)}"
+        if self.bn_momentum != BN_MOMENTUM:
+            head += f"_bnmom{_fmt_num(self.bn_momentum)}"
+        return ",".join([*parts, head])
 
     @property
     def num_blocks(self) -> int:
@@ -170,6 +219,10 @@ class Arch:
             raise ConfigError(f"arch spec: {exc}") from None
 
 
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def _check_int(name: str, v: Any, lo: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ConfigError(f"{name}: expected an integer >= {lo}, got {v!r}")
@@ -178,8 +231,9 @@ def _check_int(name: str, v: Any, lo: int) -> None:
 # ---------------------------------------------------------------------------------------------- parsing
 
 _NUM = r"(\d+(?:\.\d+)?)"
+_SCI = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"  # also 1e-05 (how repr writes a small eps)
 _STEM_RE = re.compile(r"stem_c(\d+)_s(\d+)")
-_HEAD_RE = re.compile(rf"head_c(\d+)_do{_NUM}_dp{_NUM}_([a-z]+)")
+_HEAD_RE = re.compile(rf"head_c(\d+)_do{_NUM}_dp{_NUM}_([a-z]+)(?:_bneps{_SCI})?(?:_bnmom{_SCI})?")
 _BLOCK_OPT_RE = re.compile(r"(r|k|s|e|c|se)(\d+(?:\.\d+)?)$")
 
 
@@ -233,44 +287,24 @@ def parse_arch(text: str) -> Arch:
     h = _HEAD_RE.fullmatch(toks[-1])
     if not h:
         raise ConfigError(f"arch string token {toks[-1]!r}: expected a head token like "
-                          f"head_c1280_do0.2_dp0.2_silu (activation one of {', '.join(ACTIVATIONS)})")
+                          f"head_c1280_do0.2_dp0.2_silu (activation one of {', '.join(ACTIVATIONS)}), "
+                          "optionally followed by _bneps<num> and _bnmom<num>")
     stages = tuple(_parse_block(t) for t in toks[1:-1])
     try:
+        bn = {k: float(v) for k, v in (("bn_eps", h.group(5)), ("bn_momentum", h.group(6))) if v is not None}
         return Arch(stem_channels=stem_c, stem_stride=stem_s, stages=stages, head_channels=int(h.group(1)),
-                    dropout=float(h.group(2)), drop_path=float(h.group(3)), act=h.group(4))
+                    dropout=float(h.group(2)), drop_path=float(h.group(3)), act=h.group(4), **bn)
     except ConfigError as exc:
         raise ConfigError(f"arch string: {exc}") from None
 
 
-# ---------------------------------------------------------------------------------------------- presets
+# ------------------------------------------------------------------------------------ moved names
 
-def efficientnet_b0() -> Arch:
-    """EfficientNet-B0 exactly as in Table 1 of Tan & Le (2019) and torchvision's ``efficientnet_b0``."""
-    table = [(3, 1, 1, 16, 1), (3, 2, 6, 24, 2), (5, 2, 6, 40, 2), (3, 2, 6, 80, 3), (5, 1, 6, 112, 3),
-             (5, 2, 6, 192, 4), (3, 1, 6, 320, 1)]
-    stages = tuple(Stage(repeats=r, kernel=k, stride=s, expand=e, channels=c, se=0.25)
-                   for k, s, e, c, r in table)
-    return Arch(stem_channels=32, stem_stride=2, stages=stages, head_channels=1280, dropout=0.2,
-                drop_path=0.2, act="silu")
+def __getattr__(name: str) -> Any:
+    """``efficientnet_b0`` and ``resolve_arch`` moved to :mod:`nas_harness.presets`; still importable from
+    here (resolved on first use, so importing this module never imports the presets)."""
+    if name in ("efficientnet_b0", "resolve_arch"):
+        from nas_harness import presets
 
-
-def resolve_arch(text: str) -> Arch:
-    """Turn what a user typed into an arch: ``b0``…``b7`` (or ``efficientnet-b3``), an arch string, or a
-    file holding an arch string or a JSON spec."""
-    from nas_harness.scaling import NAMED_VARIANTS, efficientnet
-
-    key = text.strip().lower().replace("efficientnet", "").lstrip("-_")
-    if key in NAMED_VARIANTS:
-        return efficientnet(key).arch
-    if "," not in text:
-        p = Path(text)
-        if p.is_file():
-            content = p.read_text().strip()
-            if content.startswith("{"):
-                import json
-
-                d = json.loads(content)
-                return parse_arch(d["arch"]) if "arch" in d else Arch.from_dict(d)
-            return parse_arch(content.splitlines()[0] if content else "")
-        raise ConfigError(f"arch {text!r}: expected b0..b7, an arch string, or an existing file")
-    return parse_arch(text)
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

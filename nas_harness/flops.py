@@ -11,6 +11,9 @@ flop, i.e. every number here is in **MACs**.  fvcore counts, per operator, in ev
 and skips element-wise ops (activations, sigmoid, the SE multiply, the residual add).  The analytic counter
 reproduces those four buckets from the arch and resolution alone — thousands of times faster than tracing
 — and additionally reports what fvcore skips under :attr:`MacCount.elementwise` (not part of ``total``).
+
+The analytic counter needs only :mod:`nas_harness.arch` (no torch, no model module); :func:`fvcore_macs`
+imports torch and fvcore when called.
 """
 
 from __future__ import annotations
@@ -18,8 +21,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass, field
 
-from nas_harness.arch import Arch
-from nas_harness.model import expanded_channels, se_squeeze_channels
+from nas_harness.arch import Arch, expanded_channels, se_squeeze_channels
 
 FVCORE_OPS = ("conv", "batch_norm", "adaptive_avg_pool2d", "linear")
 

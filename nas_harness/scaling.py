@@ -1,9 +1,11 @@
 """Compound scaling (Tan & Le 2019, §3.3): depth d = α^φ, width w = β^φ, resolution r = γ^φ.
 
 Channel and repeat rounding follow the reference implementation (TF ``round_filters`` / torchvision
-``_make_divisible``: nearest multiple of 8, bumped up one step if that loses more than 10%; repeats rounded
-up), so B1–B7 built from :func:`efficientnet_b0` have the reference implementation's exact parameter counts.
-Scaling works on any :class:`~nas_harness.arch.Arch`, which is the point: scale a base the search found.
+``_make_divisible``: nearest multiple of 8, bumped up one step if that loses more than 10%, see
+:func:`~nas_harness.arch.make_divisible`; repeats rounded up), so B1–B7 built from B0 have the reference
+implementation's exact parameter counts.  Scaling works on any :class:`~nas_harness.arch.Arch`, which is the
+point: scale a base the search found.  The named variants B0–B7 are in :mod:`nas_harness.presets`; this
+module depends on :mod:`nas_harness.arch` only.
 """
 
 from __future__ import annotations
@@ -11,21 +13,13 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Any
 
-from nas_harness.arch import Arch, efficientnet_b0
+from nas_harness.arch import Arch, make_divisible
 from nas_harness.errors import ConfigError
 
-#: name -> (width, depth, resolution, dropout), the official EfficientNet variants.
-NAMED_VARIANTS: dict[str, tuple[float, float, int, float]] = {
-    "b0": (1.0, 1.0, 224, 0.2),
-    "b1": (1.0, 1.1, 240, 0.2),
-    "b2": (1.1, 1.2, 260, 0.3),
-    "b3": (1.2, 1.4, 300, 0.3),
-    "b4": (1.4, 1.8, 380, 0.4),
-    "b5": (1.6, 2.2, 456, 0.4),
-    "b6": (1.8, 2.6, 528, 0.5),
-    "b7": (2.0, 3.1, 600, 0.5),
-}
+__all__ = ["DEFAULT_ALPHA", "DEFAULT_BETA", "DEFAULT_GAMMA", "ScaledArch", "compound", "make_divisible",
+           "round_repeats", "scale_arch"]
 
 DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA = 1.2, 1.1, 1.15
 
@@ -39,15 +33,6 @@ class ScaledArch:
     width: float
     depth: float
     name: str = ""
-
-
-def make_divisible(value: float, divisor: int = 8, min_value: int | None = None) -> int:
-    """Round channels to a multiple of ``divisor`` without losing more than 10% (reference rule)."""
-    min_value = divisor if min_value is None else min_value
-    new = max(min_value, int(value + divisor / 2) // divisor * divisor)
-    if new < 0.9 * value:
-        new += divisor
-    return int(new)
 
 
 def round_repeats(repeats: int, depth: float) -> int:
@@ -89,11 +74,11 @@ def compound(arch: Arch, phi: float, alpha: float = DEFAULT_ALPHA, beta: float =
     return ScaledArch(scale_arch(arch, width=width, depth=depth), resolution, width, depth, name=f"phi={phi:g}")
 
 
-def efficientnet(name: str) -> ScaledArch:
-    """The official variant ``b0``…``b7`` (width, depth, resolution and dropout from the paper/reference)."""
-    key = name.lower().replace("efficientnet", "").lstrip("-_")
-    if key not in NAMED_VARIANTS:
-        raise ConfigError(f"variant {name!r}: expected one of {', '.join(NAMED_VARIANTS)}")
-    width, depth, res, dropout = NAMED_VARIANTS[key]
-    return ScaledArch(scale_arch(efficientnet_b0(), width=width, depth=depth, dropout=dropout), res, width,
-                      depth, name=key)
+def __getattr__(name: str) -> Any:
+    """``NAMED_VARIANTS``, ``efficientnet`` and ``efficientnet_b0`` moved to :mod:`nas_harness.presets`; still
+    importable from here (resolved on first use: importing this module never imports the presets)."""
+    if name in ("NAMED_VARIANTS", "efficientnet", "efficientnet_b0"):
+        from nas_harness import presets
+
+        return getattr(presets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

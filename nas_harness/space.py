@@ -18,9 +18,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nas_harness.arch import Arch, Stage, efficientnet_b0
+from nas_harness.arch import Arch, Stage, make_divisible
 from nas_harness.errors import ConfigError
-from nas_harness.scaling import make_divisible
+from nas_harness.presets import efficientnet_b0
 
 DEFAULT_KERNELS = (3, 5, 7)
 DEFAULT_EXPANDS = (1, 3, 4, 6)

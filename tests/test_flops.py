@@ -4,10 +4,10 @@ import random
 
 import pytest
 
-from nas_harness.arch import efficientnet_b0
 from nas_harness.flops import count_macs, count_params, fvcore_macs, stage_table
 from nas_harness.model import build_model
-from nas_harness.scaling import NAMED_VARIANTS, efficientnet, scale_arch
+from nas_harness.presets import NAMED_VARIANTS, efficientnet, efficientnet_b0
+from nas_harness.scaling import scale_arch
 from nas_harness.space import SearchSpace
 
 
@@ -52,6 +52,16 @@ def test_analytic_equals_fvcore_on_random_archs():
         a = count_macs(arch, res, stem_stride=stem_stride, **kw)
         assert (a.total, a.by_op) == (f.total, f.by_op), (str(arch), res, kw, stem_stride)
         assert count_params(arch, **kw) == sum(p.numel() for p in model.parameters())
+
+
+def test_fvcore_sees_the_stock_ops_of_an_accelerated_model_too():
+    from nas_harness import kernels
+
+    arch = scale_arch(efficientnet_b0(), width=0.5, depth=0.34)
+    model = kernels.accelerate(build_model(arch, num_classes=10, stem_stride=1))
+    f = fvcore_macs(model, 32)
+    a = count_macs(arch, 32, num_classes=10, stem_stride=1)
+    assert (a.total, a.by_op) == (f.total, f.by_op)
 
 
 def test_stage_table_sums_to_totals():

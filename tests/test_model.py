@@ -1,10 +1,17 @@
-"""The builder: exact B0 (count, layer order and shapes as torchvision), switchable blocks, compile."""
+"""The builder: exact B0 (count, layer order and shapes as torchvision), stock modules only, BN settings of
+the arch (B5-B7), switchable blocks, compile."""
+
+import importlib.util
+import sys
+import types
 
 import pytest
 import torch
+from torch import nn
 
-from nas_harness.arch import efficientnet_b0
-from nas_harness.model import MBConv, SqueezeExcitation, build_model
+from nas_harness import model as model_module
+from nas_harness.model import ConvBNAct, EfficientNet, MBConv, SqueezeExcitation, StochasticDepth, build_model
+from nas_harness.presets import NAMED_VARIANTS, efficientnet, efficientnet_b0
 from nas_harness.scaling import scale_arch
 
 # torchvision efficientnet_b0, block by block: (input ch, expanded ch, output ch, kernel, SE squeeze ch),
@@ -78,14 +85,73 @@ def test_weights_copied_in_order_give_same_outputs():
     assert torch.equal(src(x), dst(x))
 
 
-def test_against_torchvision_when_installed():
-    tv = pytest.importorskip("torchvision.models")
-    ref = tv.efficientnet_b0().eval()
-    ours = build_model(efficientnet_b0()).eval()
+def _torchvision_models():
+    """torchvision.models where it is installed (not a dependency).  Its model code is pure Python: a wheel
+    whose compiled ops were built for another torch still gives the models, once the ops' meta
+    registrations (which need those ops) are left out."""
+    if importlib.util.find_spec("torchvision") is None:
+        pytest.skip("torchvision is not installed")
+    try:
+        import torchvision.models as tv
+    except RuntimeError:  # its compiled ops do not load into this torch build
+        for name in [k for k in sys.modules if k.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision.models as tv
+    return tv
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(NAMED_VARIANTS))
+def test_against_torchvision_when_installed(name):
+    """torchvision's weights load into every variant key for key and give the same outputs (B5-B7 only with
+    their BN eps 1e-3; with PyTorch's default they were 2-3e-4 apart)."""
+    tv = _torchvision_models()
+    ref = getattr(tv, f"efficientnet_{name}")().eval()
+    with torch.no_grad():  # running statistics away from their defaults, so the BN eps matters
+        for m in ref.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 1.5)
+                m.running_mean.uniform_(-0.1, 0.1)
+    ours = build_model(efficientnet(name).arch).eval()
     assert [(k, v.shape) for k, v in ref.state_dict().items()] == [(k, v.shape) for k, v in ours.state_dict().items()]
+    assert [(type(m).__name__, getattr(m, "eps", None), getattr(m, "momentum", None)) for m in ref.modules()
+            if isinstance(m, nn.BatchNorm2d)] == [("BatchNorm2d", m.eps, m.momentum) for m in ours.modules()
+                                                  if isinstance(m, nn.BatchNorm2d)]
     ours.load_state_dict(ref.state_dict())
-    x = torch.randn(1, 3, 224, 224)
-    torch.testing.assert_close(ours(x), ref(x))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(ours(x), ref(x))
+
+
+# torchvision.models.efficientnet_b0..b7 build every BN with these (eps, momentum): B5-B7 pass
+# norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.01), B0-B4 take nn.BatchNorm2d's defaults.
+TORCHVISION_BN = {**dict.fromkeys(["b0", "b1", "b2", "b3", "b4"], (1e-5, 0.1)),
+                  **dict.fromkeys(["b5", "b6", "b7"], (1e-3, 0.01))}
+
+
+@pytest.mark.parametrize("name", list(NAMED_VARIANTS))
+def test_every_bn_layer_has_the_variants_eps_and_momentum(name):
+    arch = efficientnet(name).arch
+    assert (arch.bn_eps, arch.bn_momentum) == TORCHVISION_BN[name]
+    # (a shallow copy builds quickly and has the same BN layers, one per conv)
+    model = build_model(scale_arch(arch, depth=0.1) if name != "b0" else arch)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert bns and {(m.eps, m.momentum) for m in bns} == {TORCHVISION_BN[name]}
+
+
+def test_build_model_is_made_of_stock_modules_only():
+    """No kernel code in the built model: torch.nn classes, plus this module's plain containers and blocks
+    (their forwards are the stock ops), torchvision's layout (in-place SiLU, Conv2d depthwise layers)."""
+    model = build_model(efficientnet_b0().replace_stages(stages=[2], skip=False))
+    ours = {EfficientNet, ConvBNAct, MBConv, SqueezeExcitation, StochasticDepth}
+    for m in model.modules():
+        assert type(m) in ours or type(m).__module__.startswith("torch.nn."), type(m)
+    assert not [n for n in vars(model_module) if "kernel" in n.lower() or "fused" in n.lower()]
+    assert ConvBNAct.forward is nn.Sequential.forward  # no forward of its own
+    assert all(m.inplace for m in model.modules() if isinstance(m, nn.SiLU))
+    depthwise = [m for m in model.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 16 and all(type(m) is nn.Conv2d for m in depthwise)
 
 
 def test_se_and_skip_are_switchable():

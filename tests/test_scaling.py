@@ -2,11 +2,12 @@
 
 import pytest
 
-from nas_harness.arch import efficientnet_b0
+from nas_harness.arch import make_divisible
 from nas_harness.errors import ConfigError
 from nas_harness.flops import count_params
 from nas_harness.model import build_model
-from nas_harness.scaling import compound, efficientnet, make_divisible, scale_arch
+from nas_harness.presets import efficientnet, efficientnet_b0
+from nas_harness.scaling import compound, scale_arch
 from nas_harness.space import SearchSpace
 
 # Exact counts of the reference implementation (torchvision's efficientnet_b0..b7 model cards) and the
@@ -32,6 +33,7 @@ def test_named_variant_settings():
     b7 = efficientnet("b7")
     assert (b7.resolution, b7.arch.dropout, b7.arch.stem_channels, b7.arch.head_channels) == (600, 0.5, 64, 2560)
     assert [s.repeats for s in b7.arch.stages] == [4, 7, 7, 10, 10, 13, 4]
+    assert (b7.arch.bn_eps, b7.arch.bn_momentum) == (1e-3, 0.01)  # torchvision's B5-B7
     assert efficientnet("b0").arch == efficientnet_b0()
 
 
@@ -62,3 +64,5 @@ def test_scaling_a_searched_arch():
     assert all(b.channels >= a.channels and b.repeats >= a.repeats for a, b in zip(arch.stages, s.arch.stages))
     assert count_params(s.arch) > count_params(arch)
     assert scale_arch(arch) == arch
+    tf = arch.replace(bn_eps=1e-3, bn_momentum=0.01)
+    assert (compound(tf, 2).arch.bn_eps, compound(tf, 2).arch.bn_momentum) == (1e-3, 0.01)  # scaling keeps BN

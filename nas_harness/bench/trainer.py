@@ -3,17 +3,18 @@
 Same architecture (B0 at width 0.5, stride-1 stem, 10 classes), same initial weights, batch size,
 resolution, steps, optimiser and augmentation, in one process, on the same device (the GPU where there is
 one: there the conventional loader gets pinned memory and up to 4 worker processes, as GPU scripts do).
-The conventional pipeline gets the model a researcher would take from torchvision
-(:func:`~nas_harness.model.stock_layers`: stock ``nn.Conv2d`` depthwise layers, plain conv→BN→act
-Sequentials with in-place SiLU, stock SE).  To show where the ratio comes from, the trainer is also timed
-with those stock layers (``trainer_stock_layers``): trainer/stock-trainer is the share of the model's own
-CPU kernels (fused BN+activation and SE passes, depthwise weight gradient, small-map 1x1 convolutions as
-matmuls, out-of-place SiLU), stock-trainer/conventional the share of the data path, channels_last and the
-optimiser.  Runs alternate (conventional, trainer, ...) so background load hits all alike; medians are
-reported.  The headline ratio uses the same CPU thread count for both; the trainer's ``threads='auto'``
-figure (the cores other work leaves idle) is reported separately because it depends on the machine's
-other load.  ``native_kernels`` records whether the C kernels were built (no compiler: the stock ops run
-and the model-kernel share is smaller).
+The conventional pipeline gets the model as :func:`~nas_harness.model.build_model` returns it, which is
+what a researcher would take from torchvision (stock modules, in-place SiLU).  To show where the ratio
+comes from, the trainer is also timed without its CPU kernels (``trainer_stock_layers``,
+``train.cpu_kernels = "off"``): trainer/stock-trainer is the share of the kernels
+(:mod:`nas_harness.kernels`: fused BN+activation and SE passes, depthwise weight gradient, small-map
+1x1 convolutions as matmuls, out-of-place SiLU), stock-trainer/conventional the share of the data path,
+channels_last and the optimiser.  Runs alternate (conventional, trainer, ...) so background load hits all
+alike; medians are reported.  The headline ratio uses the same CPU thread count for both; the trainer's
+``threads='auto'`` figure (the cores other work leaves idle) is reported separately because it depends on
+the machine's other load.  ``cpu_kernels`` records what the trainer used (``TrainResult.cpu_kernels``: ``on``, or
+``unavailable: <reason>`` without a C compiler, in which case both trainer figures are stock);
+``native_kernels`` is its boolean.
 """
 
 from __future__ import annotations
@@ -30,10 +31,9 @@ STEPS = {True: 12, False: 24}  # timed steps per run (quick, full); warm-up runs
 def run(quick: bool) -> dict[str, Any]:
     import torch
 
-    from nas_harness import native
-    from nas_harness.arch import efficientnet_b0
     from nas_harness.data import ProxyConfig, find_fashion_mnist, load_proxy
-    from nas_harness.model import build_model, stock_layers
+    from nas_harness.model import build_model
+    from nas_harness.presets import efficientnet_b0
     from nas_harness.scaling import scale_arch
     from nas_harness.train import TrainConfig, train
     from nas_harness.train.conventional import train_conventional
@@ -53,15 +53,19 @@ def run(quick: bool) -> dict[str, Any]:
     def fresh() -> torch.nn.Module:
         return copy.deepcopy(base)
 
+    used: set[str] = set()
+
     def ours(n: int, threads_spec: Any, stock: bool = False) -> float:
         cfg = TrainConfig(steps=n, batch_size=batch, bn_recalibrate=0, threads=threads_spec, eval_batch_size=256,
-                          device=str(device))
-        r = train(stock_layers(fresh()) if stock else fresh(), data, cfg)
+                          device=str(device), cpu_kernels="off" if stock else "auto")
+        r = train(fresh(), data, cfg)
+        if not stock:
+            used.add(r.cpu_kernels)
         torch.set_num_threads(threads)
         return r.images_per_s
 
     def conventional(n: int) -> float:
-        return train_conventional(stock_layers(fresh()), data, steps=n, batch_size=batch, device=device,
+        return train_conventional(fresh(), data, steps=n, batch_size=batch, device=device,
                                   num_workers=workers)["images_per_s"]
 
     # Warm both code paths (oneDNN primitive caches, allocator) before timing.
@@ -76,7 +80,8 @@ def run(quick: bool) -> dict[str, Any]:
     conv, fast, stock, auto = (statistics.median(v) for v in (conv_runs, ours_runs, stock_runs, auto_runs))
     return {
         "arch": str(arch), "dataset": data.name, "resolution": res, "batch_size": batch, "steps": steps,
-        "repeats": repeats, "threads": threads, "native_kernels": native.available(), "device": str(device),
+        "repeats": repeats, "threads": threads, "cpu_kernels": ", ".join(sorted(used)),
+        "native_kernels": used == {"on"}, "device": str(device),
         "conventional_loader_workers": workers,
         "conventional_images_per_s": conv, "trainer_images_per_s": fast, "ratio": fast / conv,
         "trainer_stock_layers_images_per_s": stock, "ratio_from_model_kernels": fast / stock,

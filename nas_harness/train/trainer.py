@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nas_harness import kernels
 from nas_harness.data import ProxyData
 from nas_harness.errors import ConfigError, NonFiniteLossError, TrialOutOfMemoryError
 from nas_harness.train.augment import BatchMaker
@@ -64,6 +65,7 @@ class TrainResult:
     best_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     threads: int = 0
+    cpu_kernels: str = "off"  # "on", "off" (train.cpu_kernels) or "unavailable: <reason>"; see _cpu_kernels
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,6 +139,23 @@ def _autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManag
     if amp == "bf16" or (amp == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def _cpu_kernels(cfg: TrainConfig, device: torch.device) -> str:
+    """Whether :func:`train` attaches the CPU kernels (:mod:`nas_harness.kernels`): ``"on"``, ``"off"``
+    (``train.cpu_kernels = "off"``) or ``"unavailable: <reason>"`` (not on CPU, no C compiler, ...)."""
+    if cfg.cpu_kernels == "off":
+        return "off"
+    if device.type != "cpu":
+        return f"unavailable: device is {device.type}"
+    if cfg.compile:
+        return "unavailable: train.compile (the compiled graph uses the stock ops)"
+    if cfg.amp == "bf16":
+        return "unavailable: bf16 autocast"
+    if not _use_channels_last(cfg, device):
+        return "unavailable: train.channels_last = false"
+    reason = kernels.unavailable_reason()
+    return "on" if reason is None else f"unavailable: {reason}"
 
 
 def _use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
@@ -256,9 +275,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
 
 
 def _recipe_key(cfg: TrainConfig, data: ProxyData) -> dict[str, Any]:
-    """What a checkpoint must agree on to be resumed (device, threads and compile may change)."""
+    """What a checkpoint must agree on to be resumed (device, threads, compile and CPU kernels may change)."""
     d = cfg.to_dict()
-    for k in ("device", "threads", "compile", "eval_batch_size"):
+    for k in ("device", "threads", "compile", "eval_batch_size", "cpu_kernels"):
         d.pop(k, None)
     return {"train": d, "data": data.name, "n_train": len(data.train_y), "n_val": len(data.val_y)}
 
@@ -297,6 +316,10 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
     ``checkpoint``: a file written after every epoch (model, optimiser, RNG states, history).  When it
     exists at the start, training resumes from it and continues exactly as the uninterrupted run would;
     a checkpoint from a different recipe is refused with a ConfigError.
+
+    On CPU with ``cfg.cpu_kernels == "auto"``, the model trains (and is evaluated) through the CPU kernels
+    (:func:`nas_harness.kernels.accelerate`), and gets its stock module classes back when ``train`` returns
+    or raises; ``TrainResult.cpu_kernels`` records what was used.
     """
     t_start = time.perf_counter()
     device = resolve_device(cfg.device)
@@ -309,6 +332,9 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
     gen.manual_seed(cfg.seed)
     cl = _use_channels_last(cfg, device)
     autocast = _autocast(device, cfg.amp)
+    cpu_kernels = _cpu_kernels(cfg, device)
+    was_accelerated = kernels.is_accelerated(model)
+    (kernels.accelerate if cpu_kernels == "on" else kernels.deaccelerate)(model)
 
     n_train = len(data.train_y)
     batch = min(cfg.batch_size, n_train)
@@ -409,7 +435,7 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
             steps=step, wall_time_s=time.perf_counter() - t_start, train_time_s=train_time,
             images_per_s=step * batch / max(train_time, 1e-9), peak_mem_bytes=_peak_mem(device),
             device=str(device), train_loss=train_loss, best_epoch=best_epoch, history=history,
-            threads=threads,
+            threads=threads, cpu_kernels=cpu_kernels,
         )
     except Exception as exc:
         if not _is_oom(exc):
@@ -419,6 +445,7 @@ def train(model: nn.Module, data: ProxyData, cfg: TrainConfig,
         # Drop our references (dataset copies, optimiser state, gradients) so the next trial has the memory.
         state.clear()
         model.zero_grad(set_to_none=True)
+        (kernels.accelerate if was_accelerated else kernels.deaccelerate)(model)  # as the caller gave it
         if device.type == "cuda":
             _free_device_memory(device)
     _free_device_memory(device)

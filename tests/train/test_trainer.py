@@ -279,3 +279,47 @@ def test_checkpoint_resume_continues_exactly(synth, tmp_path):
     ck.write_bytes(b"not a checkpoint")
     with pytest.raises(ConfigError, match="cannot be read"):
         train(tiny_cnn(), synth, cfg, checkpoint=ck)
+
+
+def test_cpu_kernels_are_attached_for_the_run_and_recorded(synth, tmp_path, monkeypatch):
+    """train.cpu_kernels: 'auto' trains through the kernels (when they can be built here) and gives the model
+    back with its stock classes; 'off' and NAS_HARNESS_NATIVE=0 train the stock modules; each is recorded.
+    A checkpoint written with the kernels resumes without them (same state-dict keys)."""
+    from nas_harness import kernels
+    from nas_harness.model import ConvBNAct
+
+    model = project_model(in_ch=3)
+    stock_types = [type(m) for m in model.modules()]
+    seen: list[str] = []
+    model.features[1].register_forward_hook(lambda mod, i, o: seen.append(type(mod[0].block[0]).__name__))
+    cfg = TrainConfig(epochs=2, batch_size=64, threads=1, seed=1)
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first(report: EpochReport) -> None:
+        if report.epoch == 1:
+            raise Stop
+
+    ck = tmp_path / "ck.pt"
+    with pytest.raises(Stop):
+        train(model, synth, cfg, on_epoch=stop_after_first, checkpoint=ck)
+    on = kernels.available()
+    assert seen and set(seen) == {"FusedConvBNAct" if on else "ConvBNAct"}  # training and evaluation
+    assert [type(m) for m in model.modules()] == stock_types  # stock classes back, also after an exception
+    seen.clear()
+    res = train(model, synth, TrainConfig(**{**cfg.to_dict(), "cpu_kernels": "off"}), checkpoint=ck)
+    assert res.cpu_kernels == "off" and set(seen) == {"ConvBNAct"} and [h["epoch"] for h in res.history] == [1, 2]
+
+    res = train(model, synth, TrainConfig(steps=2, batch_size=64, threads=1))
+    assert res.cpu_kernels == ("on" if on else f"unavailable: {kernels.unavailable_reason()}")
+    assert res.to_dict()["cpu_kernels"] == res.cpu_kernels
+    monkeypatch.setenv(kernels.ENV_VAR, "0")
+    assert train(model, synth, TrainConfig(steps=2, batch_size=64, threads=1)).cpu_kernels == \
+        "unavailable: NAS_HARNESS_NATIVE=0"
+    monkeypatch.delenv(kernels.ENV_VAR)
+    kernels.accelerate(model)  # a model the caller accelerated: 'off' trains it stock, and hands it back as given
+    seen.clear()
+    train(model, synth, TrainConfig(steps=2, batch_size=64, threads=1, cpu_kernels="off"))
+    assert set(seen) == {"ConvBNAct"} and kernels.is_accelerated(model)
+    assert all(isinstance(m, ConvBNAct) for m in model.modules() if type(m).__name__ == "FusedConvBNAct")

@@ -3,16 +3,17 @@ where meant."""
 
 from __future__ import annotations
 
+import copy
 import itertools
 
 import pytest
 import torch
 from torch import nn
 
-from nas_harness import native
-from nas_harness.arch import efficientnet_b0
-from nas_harness.depthwise import DepthwiseConv2d, depthwise_weight_grad
-from nas_harness.model import build_model, stock_layers
+from nas_harness import kernels
+from nas_harness.kernels._depthwise import DepthwiseConv2d, depthwise_weight_grad
+from nas_harness.model import ConvBNAct, SqueezeExcitation, build_model
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 
 
@@ -29,7 +30,7 @@ def _pair(channels: int, kernel: int, stride: int, bias: bool) -> tuple[Depthwis
     (3, 5, 2, True, True), (4, 5, 1, True, False), (4, 5, 2, False, False), (4, 7, 1, True, True),
     ((2, 5), 7, 2, True, False), ((3, 1), 3, 1, False, True),
 ])
-def test_gradients_match_native_conv(size, kernel, stride, channels_last, bias):
+def test_gradients_match_native_conv(size, kernel, stride, channels_last, bias, request):
     h, w = (size, size) if isinstance(size, int) else size
     fast, ref = _pair(12, kernel, stride, bias)
     torch.manual_seed(1)
@@ -37,6 +38,8 @@ def test_gradients_match_native_conv(size, kernel, stride, channels_last, bias):
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
         fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
+    if x.is_contiguous(memory_format=torch.channels_last):  # takes the C kernel
+        request.getfixturevalue("native")
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya, yb = fast(xa), ref(xb)
     assert "DepthwiseWeightGrad" in type(ya.grad_fn).__name__  # a custom path really ran
@@ -69,7 +72,7 @@ def test_weight_grad_is_exact_in_float64():
     (48, 32, 3, 2), (96, 16, 3, 1), (96, 16, 5, 2), (144, 8, 5, 1), (40, 7, 5, 2), (33, 9, 3, 1), (64, 1, 3, 1),
     (240, 4, 5, 1), (8, 2, 5, 1),  # kernel larger than the map: the C kernel even below 32 channels
 ])
-def test_c_kernel_gradients_match_onednn_on_model_shapes(channels, size, kernel, stride):
+def test_c_kernel_gradients_match_onednn_on_model_shapes(channels, size, kernel, stride, native):
     fast, ref = _pair(channels, kernel, stride, bias=False)
     fast, ref = fast.to(memory_format=torch.channels_last), ref.to(memory_format=torch.channels_last)
     torch.manual_seed(2)
@@ -85,7 +88,7 @@ def test_c_kernel_gradients_match_onednn_on_model_shapes(channels, size, kernel,
     torch.testing.assert_close(fast.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-5 * float(scale))
 
 
-def test_oneDNN_path_where_the_custom_ones_are_not_meant(monkeypatch):
+def test_oneDNN_path_where_the_custom_ones_are_not_meant(monkeypatch, native):
     conv = DepthwiseConv2d(8, 3)
     big = torch.randn(2, 8, 6, 6, requires_grad=True)
     small = torch.randn(2, 8, 2, 2, requires_grad=True)
@@ -105,30 +108,25 @@ def test_oneDNN_path_where_the_custom_ones_are_not_meant(monkeypatch):
     conv.weight.requires_grad_(False)
     assert "DepthwiseWeightGrad" not in type(conv(small).grad_fn).__name__
     # Without the compiled kernels (no compiler, or NAS_HARNESS_NATIVE=0) the tap matrix still serves tiny maps.
-    monkeypatch.setenv(native.ENV_VAR, "0")
+    monkeypatch.setenv(kernels.ENV_VAR, "0")
     assert wide._weight_grad_path(torch.randn(2, 32, 6, 6).contiguous(memory_format=torch.channels_last)) is None
     assert k7._weight_grad_path(torch.randn(2, 8, 5, 5).contiguous(memory_format=torch.channels_last)) == "pairs"
 
 
-def test_model_uses_it_without_changing_layout_or_training_result():
+def test_accelerated_model_uses_it_without_changing_layout_or_training_result():
     arch = scale_arch(efficientnet_b0(), width=0.25, depth=0.5)
     torch.manual_seed(0)
-    model = build_model(arch, num_classes=10)
+    stock = build_model(arch, num_classes=10)
+    assert not any(isinstance(m, DepthwiseConv2d) for m in stock.modules())
+    model = kernels.accelerate(copy.deepcopy(stock))
     dw = [m for m in model.modules() if isinstance(m, DepthwiseConv2d)]
     assert len(dw) == sum(s.repeats for s in arch.stages) and all(isinstance(m, nn.Conv2d) for m in dw)
-    stock = stock_layers(build_model(arch, num_classes=10))
-    assert not any(isinstance(m, DepthwiseConv2d) for m in stock.modules())
-    from nas_harness.model import ConvBNAct, SqueezeExcitation
-
-    # torchvision: conv+BN+act blocks are plain Sequentials with in-place SiLU, out-of-place inside SE;
-    # ours: ConvBNAct (fused kernels) and out of place everywhere
-    assert not any(isinstance(m, ConvBNAct) for m in stock.modules())
-    blocks = [m for m in stock.modules()
-              if type(m) is nn.Sequential and len(m) == 3 and isinstance(m[1], nn.BatchNorm2d)]
-    assert blocks and all(m[2].inplace for m in blocks if isinstance(m[2], nn.SiLU))
-    assert not any(m.activation.inplace for m in stock.modules() if isinstance(m, SqueezeExcitation))
-    assert not any(m.fused for m in stock.modules() if isinstance(m, SqueezeExcitation))
-    assert not any(m.inplace for m in model.modules() if isinstance(m, nn.SiLU))
+    # torchvision: conv+BN+act blocks are Sequentials with in-place SiLU, in place inside SE as well;
+    # accelerated: the same modules, with fast classes and out-of-place SiLU
+    blocks = [m for m in stock.modules() if type(m) is ConvBNAct]
+    assert blocks and all(m[2].inplace for m in blocks if len(m) > 2)
+    assert all(m.activation.inplace for m in stock.modules() if isinstance(m, SqueezeExcitation))
+    assert not any(type(m) is nn.SiLU for m in model.modules())
     stock.load_state_dict(model.state_dict())  # same keys and shapes
     x = torch.randn(4, 3, 32, 32)  # last stages run on 2x2 and 1x1 maps: the fast path engages
     y = torch.tensor([0, 1, 2, 3])

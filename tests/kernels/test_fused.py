@@ -9,13 +9,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nas_harness import native
-from nas_harness.arch import efficientnet_b0
-from nas_harness.fused import bn_act, bn_act_fusable
-from nas_harness.model import SqueezeExcitation, build_model, stock_layers
+from nas_harness import kernels
+from nas_harness.kernels._fused import OutOfPlaceSiLU, bn_act, bn_act_fusable
+from nas_harness.kernels._transform import FusedSqueezeExcitation
+from nas_harness.model import SqueezeExcitation, build_model
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 
 CL = torch.channels_last
+pytestmark = pytest.mark.usefixtures("native")  # every test here exercises the compiled kernels
 
 
 def _cl(t: torch.Tensor) -> torch.Tensor:
@@ -45,12 +47,8 @@ def _graph_nodes(t: torch.Tensor) -> set[str]:
     return names
 
 
-def test_kernels_are_built_here():
-    # CI and the demo machines have a C compiler: the fast paths must really be under test.
-    assert native.available(), "the C kernels did not build (see the RuntimeWarning from nas_harness.native)"
-
-
-@pytest.mark.parametrize("act", [None, nn.SiLU(), nn.ReLU(), nn.Hardswish()], ids=["none", "silu", "relu", "hswish"])
+@pytest.mark.parametrize("act", [None, nn.SiLU(), OutOfPlaceSiLU(inplace=True), nn.ReLU(), nn.Hardswish()],
+                         ids=["none", "silu", "silu-out-of-place", "relu", "hswish"])
 @pytest.mark.parametrize(("shape", "momentum", "offset"), [
     ((8, 24, 9, 9), 0.1, 0.0),      # rows not a multiple of the kernel's run length
     ((32, 16, 16, 16), 0.01, 3.0),  # narrow channels, many rows, both threads
@@ -109,6 +107,28 @@ def test_bn_statistics_stay_exact_under_a_large_mean():
     torch.testing.assert_close(bn.running_var.double(), x64.var((0, 2, 3), unbiased=True), rtol=1e-3, atol=0)
 
 
+def test_silu_is_exact_on_large_activations():
+    """The sigmoid's reciprocal rounds correctly: SiLU of a large input is the input itself, and its gradient
+    is 1, as in float64 (before: one ulp low, and a gradient error growing like y * 6e-8)."""
+    y = torch.tensor([17.0, 20.0, 50.0, 300.0, 3000.0, 1.0e6]).view(1, 6, 1, 1).repeat(4, 1, 1, 1)
+    y = _cl(y + torch.tensor([0.0, 1.0, 2.0, 3.0]).view(4, 1, 1, 1))
+    bn = nn.BatchNorm2d(6, eps=0.0).eval()  # identity: running mean 0, variance 1
+    with torch.inference_mode():
+        out = bn_act(y, bn, nn.SiLU())
+    ref = (y.double() * torch.sigmoid(y.double())).float()
+    assert torch.equal(out, ref)
+    # Gradient: BN scale and shift put every activation in [1e3, 1e4], where silu' is 1 to float precision; the
+    # shift's gradient is then sum(g), which the old kernel overestimated by y * 6e-8 relative (about 2e-4).
+    torch.manual_seed(5)
+    bn = nn.BatchNorm2d(6)
+    with torch.no_grad():
+        bn.weight.fill_(1000.0)
+        bn.bias.fill_(6000.0)
+    g = _cl(torch.rand(64, 6, 5, 5) + 0.5)
+    bn_act(_cl(torch.randn(64, 6, 5, 5)).requires_grad_(), bn, nn.SiLU()).backward(g)
+    torch.testing.assert_close(bn.bias.grad.double(), g.double().sum((0, 2, 3)), rtol=2e-6, atol=0)
+
+
 def test_non_finite_values_propagate():
     bn = nn.BatchNorm2d(4)
     x = _cl(torch.randn(2, 4, 3, 3))
@@ -117,11 +137,12 @@ def test_non_finite_values_propagate():
     assert torch.isnan(y[:, 2]).all() and torch.isfinite(y[:, [0, 1, 3]]).all()
 
 
-def test_se_gate_matches_stock():
+@pytest.mark.parametrize("act", [nn.SiLU, nn.ReLU, nn.Hardswish, nn.GELU])
+def test_se_gate_matches_stock(act):
     torch.manual_seed(3)
-    se = SqueezeExcitation(48, 12)
-    ref = copy.deepcopy(se)
-    ref.fused = False
+    ref = SqueezeExcitation(48, 12, act_layer=lambda: act(inplace=True) if act is not nn.GELU else act())
+    se = kernels.accelerate(nn.Sequential(copy.deepcopy(ref)))[0]
+    assert type(se) is FusedSqueezeExcitation
     x = _cl(torch.randn(8, 48, 7, 7))
     xa, xb = x.clone().requires_grad_(), x.clone().requires_grad_()
     ya, yb = se(xa), ref(xb)
@@ -139,14 +160,14 @@ def test_se_gate_matches_stock():
     assert se.fc1.weight.grad is None and se.fc2.weight.grad is not None
 
 
-def test_model_training_step_matches_stock_layers():
+def test_model_training_step_matches_stock():
     arch = scale_arch(efficientnet_b0(), width=0.5, depth=0.5)
     torch.manual_seed(4)
-    model = build_model(arch, num_classes=10, stem_stride=1).to(memory_format=CL)
-    for m in model.modules():  # no random draws, so both models compute the same function
+    stock = build_model(arch, num_classes=10, stem_stride=1).to(memory_format=CL)
+    for m in stock.modules():  # no random draws, so both models compute the same function
         if hasattr(m, "p"):
             m.p = 0.0
-    stock = stock_layers(copy.deepcopy(model))
+    model = kernels.accelerate(copy.deepcopy(stock))
     x, y = _cl(torch.randn(12, 3, 32, 32)), torch.arange(12) % 10
     la = F.cross_entropy(model(x), y)
     lb = F.cross_entropy(stock(x), y)
@@ -166,7 +187,7 @@ def test_model_training_step_matches_stock_layers():
 
 def test_stock_ops_where_the_fused_paths_do_not_apply(monkeypatch):
     arch = scale_arch(efficientnet_b0(), width=0.25, depth=0.5)
-    model = build_model(arch, num_classes=10)
+    model = kernels.accelerate(build_model(arch, num_classes=10))
     y = torch.arange(4)
     nchw = torch.randn(4, 3, 64, 64)  # no map below 2x2 (a 1x1 map is channels_last in either layout)
     assert not {"_BNActTrainBackward", "_SEGateBackward"} & _graph_nodes(F.cross_entropy(model(nchw), y))
@@ -178,7 +199,7 @@ def test_stock_ops_where_the_fused_paths_do_not_apply(monkeypatch):
     graph = str(traced.inlined_graph)
     assert "aten::batch_norm" in graph and "aten::silu" in graph and "PythonOp" not in graph
     model.train()
-    monkeypatch.setenv(native.ENV_VAR, "0")
+    monkeypatch.setenv(kernels.ENV_VAR, "0")
     loss = F.cross_entropy(model(cl), y)
     assert not {"_BNActTrainBackward", "_SEGateBackward"} & _graph_nodes(loss)
     loss.backward()  # and the stock path still trains

@@ -8,7 +8,7 @@ back to a generic path.  That fallback alone was about half of a B0-w0.5 trainin
 
 ``DepthwiseConv2d`` computes that gradient itself on CPU, training, float32:
 
-- channels_last data (what the trainer uses): the C kernel of :mod:`nas_harness.native` (``depthwise.c``),
+- channels_last data (what the trainer uses): the C kernel ``native/depthwise.c`` (through :mod:`._native`),
   a sum over output positions vectorised across channels: 1.6–3 ms where oneDNN takes 5–11 ms, and under
   1.5 ms where it takes 20–75 ms.  Used with at least 32 channels (below that oneDNN's kernel is faster)
   or where the kernel is larger than the map.
@@ -16,10 +16,11 @@ back to a generic path.  That fallback alone was about half of a B0-w0.5 trainin
   matrix (:func:`depthwise_weight_grad`, no compiler needed), 0.1–4 ms; up to 5×5 maps, beyond which it
   stops winning.
 
-Both are exact up to float summation order (``tests/test_depthwise.py``).  Everything else (input
+Both are exact up to float summation order (``tests/kernels/test_depthwise.py``).  Everything else (input
 gradient, forward, GPU, autocast, tracing for fvcore, ``torch.compile``) goes through the native
 ``nn.Conv2d`` path unchanged.  ``DepthwiseConv2d`` *is* an ``nn.Conv2d`` (same parameters and state-dict
-keys), so the model keeps torchvision's layout and FLOP counting sees an ordinary convolution.
+keys, no state of its own), so :func:`~nas_harness.kernels.accelerate` turns a model's depthwise
+``nn.Conv2d`` into one by changing its class, and FLOP counting sees an ordinary convolution.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from nas_harness import native
-from nas_harness.fused import cpu_fast_path
+from nas_harness.kernels import _native
+from nas_harness.kernels._fused import cpu_fast_path
 
 # The C kernel beats oneDNN's from this many channels up (measured 16: 3.2 vs 2.8 ms; 48: 3.1 vs 4.2 ms).
 _NATIVE_MIN_CHANNELS = 32
@@ -79,17 +80,6 @@ def depthwise_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple
     return (taps @ pair.reshape(h * w * ho * wo, c)).t().reshape(c, 1, *kernel)
 
 
-def _native_weight_grad(x: torch.Tensor, grad_out: torch.Tensor, kernel: tuple[int, int],
-                        stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
-    """The C kernel's weight gradient, for channels_last ``x`` and ``grad_out``."""
-    n, c, h, w = x.shape
-    ho, wo = grad_out.shape[-2:]
-    grad_w = torch.empty(c, 1, *kernel)
-    native.library().depthwise_weight_grad(x.data_ptr(), grad_out.data_ptr(), grad_w.data_ptr(), n, h, w, c, ho, wo,
-                                           *kernel, *stride, *padding)
-    return grad_w
-
-
 class _DepthwiseWeightGrad(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,  # type: ignore[override]
@@ -112,8 +102,8 @@ class _DepthwiseWeightGrad(torch.autograd.Function):
                 grad_out, x, weight, None, list(stride), list(padding), [1, 1], False, [0, 0], x.shape[1],
                 [True, False, False])[0]
         if ctx.needs_input_grad[1]:
-            grad_w = (_native_weight_grad if use_native else depthwise_weight_grad)(x, grad_out, kernel, stride,
-                                                                                    padding)
+            grad_w = (_native.depthwise_weight_grad if use_native else depthwise_weight_grad)(
+                x, grad_out, kernel, stride, padding)
         if has_bias and ctx.needs_input_grad[2]:
             grad_b = grad_out.sum((0, 2, 3))
         return grad_x, grad_w, grad_b, None, None, None
@@ -138,7 +128,7 @@ class DepthwiseConv2d(nn.Conv2d):
         (kh, kw), (h, w) = self.kernel_size, x.shape[-2:]
         kernel_exceeds_map = kh > h or kw > w
         if x.is_contiguous(memory_format=torch.channels_last) and (
-                x.shape[1] >= _NATIVE_MIN_CHANNELS or kernel_exceeds_map) and native.available():
+                x.shape[1] >= _NATIVE_MIN_CHANNELS or kernel_exceeds_map) and _native.available():
             return "native"
         ho = (h + 2 * self.padding[0] - kh) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - kw) // self.stride[1] + 1
