@@ -113,7 +113,7 @@ def _proxy(quick: bool) -> Any:
 
 
 def _arch(quick: bool) -> Any:
-    from nas_harness.arch import efficientnet_b0
+    from nas_harness.presets import efficientnet_b0
     from nas_harness.scaling import scale_arch
 
     return scale_arch(efficientnet_b0(), width=0.25, depth=0.5) if quick else scale_arch(efficientnet_b0(), width=0.5)

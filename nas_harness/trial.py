@@ -239,7 +239,7 @@ def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None]
         train_wall_s=float(result.wall_time_s),  # trainer wall incl. evaluation (harness overhead = the rest)
         images_per_s=float(result.images_per_s), peak_mem_bytes=int(result.peak_mem_bytes or 0),
         device=str(result.device), threads=int(result.threads) if result.threads else None,
-        cpu_kernels=getattr(result, "cpu_kernels", None), seed=int(spec.seed), versions=library_versions(),
+        cpu_kernels=result.cpu_kernels, seed=int(spec.seed), versions=library_versions(),
         cached=False, macs_resolution=int(spec.macs_resolution),
     )
     if spec.evaluate_test:

@@ -5,8 +5,8 @@ import random
 import optuna
 import pytest
 
-from nas_harness.arch import efficientnet_b0
 from nas_harness.errors import ConfigError
+from nas_harness.presets import efficientnet_b0
 from nas_harness.space import SearchSpace, StageChoices
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from nas_harness.arch import efficientnet_b0
 from nas_harness.data import ProxyConfig
 from nas_harness.flops import count_macs, count_params
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 from nas_harness.train import TrainConfig
 from nas_harness.trial import ResultCache, TrialSpec, analytic_cost, cache_key, run_trial

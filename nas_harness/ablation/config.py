@@ -152,7 +152,7 @@ class AblationConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _resolve(self) -> AblationConfig:
-        from nas_harness.arch import resolve_arch
+        from nas_harness.presets import resolve_arch
 
         if self.baseline is not None and self.baseline not in self.variants:
             raise bad("baseline", f"{self.baseline!r} is not among variants {list(self.variants)}")

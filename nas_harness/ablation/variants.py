@@ -261,7 +261,7 @@ def parse_variant_def(name: str, d: object, where: str | None = None) -> Variant
 
 def _apply_def(base: Arch, vdef: VariantDef, start: Arch, where: str) -> Arch:
     if vdef.arch is not None:
-        from nas_harness.arch import resolve_arch
+        from nas_harness.presets import resolve_arch
 
         try:
             return resolve_arch(vdef.arch)

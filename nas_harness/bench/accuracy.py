@@ -18,9 +18,9 @@ from nas_harness.bench import Suite
 def run(quick: bool) -> dict[str, Any]:
     import torch
 
-    from nas_harness.arch import efficientnet_b0
     from nas_harness.data import ProxyConfig, clear_cache, find_fashion_mnist, load_proxy
     from nas_harness.model import build_model
+    from nas_harness.presets import efficientnet_b0
     from nas_harness.scaling import scale_arch
     from nas_harness.train import TrainConfig, train
 

@@ -19,10 +19,10 @@ def _time(fn: Any, min_time: float) -> tuple[float, Any, int]:
 
 
 def run(quick: bool) -> dict[str, Any]:
-    from nas_harness.arch import efficientnet_b0
     from nas_harness.flops import count_macs, fvcore_macs
     from nas_harness.model import build_model
-    from nas_harness.scaling import efficientnet, scale_arch
+    from nas_harness.presets import efficientnet, efficientnet_b0
+    from nas_harness.scaling import scale_arch
 
     cases = [("b0_w0.5_proxy32", scale_arch(efficientnet_b0(), width=0.5), 32, 10, 1),
              ("b0_224", efficientnet_b0(), 224, 1000, None)]

@@ -82,7 +82,7 @@ def ray_scaling(results: Path, n_trials: int) -> dict[str, Any]:
 
 _CONTROL = """
 import time
-from nas_harness.arch import efficientnet_b0
+from nas_harness.presets import efficientnet_b0
 from nas_harness.data import ProxyConfig, load_proxy
 from nas_harness.model import build_model
 from nas_harness.scaling import scale_arch

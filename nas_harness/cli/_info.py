@@ -22,8 +22,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def _resolve(text: str) -> tuple[object, int]:
-    from nas_harness.arch import resolve_arch
-    from nas_harness.scaling import NAMED_VARIANTS
+    from nas_harness.presets import NAMED_VARIANTS, resolve_arch
 
     key = text.strip().lower().replace("efficientnet", "").lstrip("-_")
     arch = resolve_arch(text)

@@ -25,10 +25,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.arch import resolve_arch
     from nas_harness.errors import ConfigError
     from nas_harness.flops import count_macs, count_params
-    from nas_harness.scaling import NAMED_VARIANTS, compound, efficientnet
+    from nas_harness.presets import NAMED_VARIANTS, efficientnet, resolve_arch
+    from nas_harness.scaling import compound
 
     if args.resolution < 1 or args.num_classes < 1:
         raise ConfigError("--resolution/--num-classes: expected positive integers")

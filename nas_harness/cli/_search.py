@@ -108,7 +108,7 @@ def _check_fork_name(name: str) -> str:
 
 
 def _run_scaling(cfg, base_text: str | None) -> int:
-    from nas_harness.arch import resolve_arch
+    from nas_harness.presets import resolve_arch
     from nas_harness.study.scaling_search import run_scaling_search
 
     base = resolve_arch(base_text) if base_text else None

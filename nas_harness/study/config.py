@@ -172,7 +172,7 @@ class StudyConfig(ConfigModel):
 
     # --- derived objects ----------------------------------------------------------------------------
     def base_arch(self) -> Any:
-        from nas_harness.arch import resolve_arch
+        from nas_harness.presets import resolve_arch
         from nas_harness.scaling import scale_arch
 
         try:

@@ -59,7 +59,7 @@ def reference_arch(name: str, base: Any) -> Any:
     """The arch behind a reference name: ``b0`` / ``base`` plus an optional variant suffix
     ``-w<x>`` (width x), ``-d<x>`` (depth x), ``-nose`` (no SE), ``-k3``/``-k5`` (all kernels),
     ``-e3``/``-e4`` (expansion of every MBConv stage); anything else is parsed as an arch string."""
-    from nas_harness.arch import efficientnet_b0, resolve_arch
+    from nas_harness.presets import efficientnet_b0, resolve_arch
     from nas_harness.scaling import scale_arch
 
     m = _REF_RE.match(name)
@@ -86,7 +86,7 @@ def reference_arch(name: str, base: Any) -> Any:
 
 def project_params(space: Any, arch: Any) -> dict[str, Any]:
     """Optuna params of the space member nearest to ``arch`` (stage by stage, nearest choice per field)."""
-    from nas_harness.scaling import make_divisible
+    from nas_harness.arch import make_divisible
 
     base = space.base
     if len(arch.stages) != len(base.stages):

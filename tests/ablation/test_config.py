@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from nas_harness.ablation import load_ablation, parse_ablation
-from nas_harness.arch import efficientnet_b0
 from nas_harness.errors import ConfigError
+from nas_harness.presets import efficientnet_b0
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -113,7 +113,7 @@ def test_shipped_ablation_file_is_valid() -> None:
 
 
 def test_shipped_full_recipe_is_b0_half_width_on_the_full_training_file() -> None:
-    from nas_harness.arch import efficientnet_b0
+    from nas_harness.presets import efficientnet_b0
     from nas_harness.scaling import scale_arch
 
     cfg = load_ablation(REPO / "studies" / "fashion_mnist_full.toml")

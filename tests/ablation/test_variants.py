@@ -7,10 +7,11 @@ import pytest
 import torch
 
 from nas_harness.ablation.variants import apply_variant, parse_variant_def, resolve_variants
-from nas_harness.arch import efficientnet_b0, parse_arch
+from nas_harness.arch import parse_arch
 from nas_harness.errors import ConfigError
 from nas_harness.flops import count_macs, count_params
 from nas_harness.model import MBConv, SqueezeExcitation, build_model
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 
 B0 = efficientnet_b0()

@@ -68,7 +68,10 @@ def test_trainer_suite_figures_are_consistent(monkeypatch):
     assert r["ratio"] == pytest.approx(r["trainer_images_per_s"] / r["conventional_images_per_s"])
     assert r["ratio"] == pytest.approx(r["ratio_from_model_kernels"] * r["ratio_from_data_path_and_layout"])
     assert r["steps"] == 2 and r["batch_size"] == 128 and r["resolution"] == 32
-    assert r["native_kernels"] is True and r["device"] == "cpu" and r["conventional_loader_workers"] == 0
+    from nas_harness.kernels import available
+
+    assert r["native_kernels"] is available()  # True wherever a C compiler exists (CI has gcc)
+    assert r["device"] == "cpu" and r["conventional_loader_workers"] == 0
 
 
 def test_cli_unknown_suite_exits_2(tmp_path, capsys):

@@ -17,8 +17,8 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
-from nas_harness.arch import efficientnet_b0
 from nas_harness.flops import count_macs, count_params
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 from nas_harness.space import SearchSpace
 

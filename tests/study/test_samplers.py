@@ -5,9 +5,9 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from nas_harness.arch import efficientnet_b0
 from nas_harness.errors import ConfigError
 from nas_harness.objectives import Objective
+from nas_harness.presets import efficientnet_b0
 from nas_harness.scaling import scale_arch
 from nas_harness.space import SearchSpace
 from nas_harness.study.config import PrunerConfig, SamplerConfig, validate

@@ -65,8 +65,8 @@ def test_short_run_on_real_data_with_project_model_is_far_above_chance(fmnist_sm
 
 
 def project_model(in_ch: int = 1) -> nn.Module:
-    from nas_harness.arch import efficientnet_b0
     from nas_harness.model import build_model
+    from nas_harness.presets import efficientnet_b0
     from nas_harness.scaling import scale_arch
 
     torch.manual_seed(0)
