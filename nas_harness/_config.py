@@ -14,13 +14,15 @@ What every table gets from :class:`ConfigModel`:
 Cross-field rules raise :func:`bad` from a ``model_validator``; options that have no effect in their context
 are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "custom"}``) and refused if given.
 :func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
-clear line naming the file.
+clear line naming the file; :func:`check_dir_writable` refuses an output folder that cannot be created or
+written before anything is created.
 """
 
 from __future__ import annotations
 
 import contextvars
 import math
+import os
 import re
 import sys
 import typing
@@ -326,6 +328,53 @@ def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     if _depth(d, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(f"{label}: nested too deeply (at most {MAX_DEPTH} levels)")
     return d
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+def _check_names(path: Path, what: str) -> None:
+    text_path = os.fsencode(path)
+    if len(text_path) >= 4096:
+        raise ConfigError(f"{what}: path of {len(text_path):,} bytes is too long (at most 4,095)")
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(f"{what}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes long; a file "
+                              "or folder name is at most 255")
+
+
+def first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (what creating ``path`` would start from)."""
+    existing = path
+    while True:
+        try:
+            if existing.exists() or existing.is_symlink():
+                return existing
+        except OSError:
+            pass
+        if existing.parent == existing:
+            return existing
+        existing = existing.parent
+
+
+def check_dir_writable(path: str | Path, what: str, target: str | Path | None = None) -> None:
+    """Refuse, without creating anything, a folder that cannot be created or written (a name too long, a file
+    in the way, a read-only file system, no permission); the ConfigError names ``what`` (a key or flag)."""
+    p = Path(path)
+    _check_names(Path(target) if target is not None else p, what)
+    existing = first_existing(p)
+    p = Path(target) if target is not None else p
+    if not existing.is_dir():
+        raise ConfigError(f"{what}: {str(existing)!r} is not a folder; cannot write {str(p)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if _read_only(existing) else "is not writable"
+        raise ConfigError(f"{what}: {str(existing)!r} {why}; cannot write {str(p)!r}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:

@@ -94,66 +94,109 @@ def _sqlite_connect(path: str) -> Any:
     return con
 
 
-def check_writable(url: str) -> None:
-    """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written."""
+def check_writable(url: str, what: str = "run.storage") -> None:
+    """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written (or a
+    file name too long, a folder in the file's place, a read-only file system)."""
     path = sqlite_path(url) or journal_path(url)
     if path is None:
         return
     import os
 
+    from nas_harness._config import check_dir_writable
+
     folder = path.parent if str(path.parent) else Path(".")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"run.storage: {str(existing)!r} is not a folder; cannot create {str(path)!r}")
-    target = path if path.exists() else existing
-    if not os.access(target, os.W_OK):
-        raise ConfigError(f"run.storage: {str(target)!r} is not writable; choose another --storage or "
-                          "--results-dir")
+    if path.name and len(os.fsencode(path.name)) > 255:
+        raise ConfigError(f"{what}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes; "
+                          "at most 255")
+    check_dir_writable(folder, what)
+    if path.is_dir():
+        raise ConfigError(f"{what}: {str(path)!r} is a folder, not a database file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage for a URL (RDB or ``journal:<file>``); a bad URL or unreachable database is a
-    one-line ConfigError without the password."""
+def open_storage(url: str, what: str = "run.storage", *, create: bool = True) -> Any:
+    """An Optuna storage for a URL (RDB or ``journal:<file>``); a bad URL, a damaged file or an unreachable
+    database is a one-line ConfigError naming ``what`` and the storage, without the password.
+
+    ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
+    """
     import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     jpath = journal_path(url)
+    spath = sqlite_path(url)
     try:
+        if not create:
+            for path in (jpath, spath):
+                if path is not None and not path.is_file():
+                    raise ConfigError(f"{what}: {str(path)!r} does not exist")
         if jpath is not None:
-            check_writable(url)
-            jpath.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                check_writable(url, what)
+                jpath.parent.mkdir(parents=True, exist_ok=True)
+            _check_journal_file(jpath, what)
             return JournalStorage(JournalFileBackend(str(jpath)))
         kwargs: dict[str, Any] = {}
-        spath = sqlite_path(url)
         if spath is not None:
-            check_writable(url)
-            spath.parent.mkdir(parents=True, exist_ok=True)
-            _check_sqlite_file(spath)
+            if create:
+                check_writable(url, what)
+                spath.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_file(spath, what)
             kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, str(spath))}
         return RDBStorage(sqlalchemy_url(url), **kwargs)
     except ConfigError:
         raise
     except (ImportError, optuna.exceptions.StorageInternalError, ValueError, OSError, RuntimeError) as exc:
-        detail = scrub(" ".join(str(exc).split()), url)[:300]
-        raise ConfigError(f"run.storage: cannot open {redact(url)}: {type(exc).__name__}: {detail}") from None
+        raise ConfigError(_cannot_open(url, what, exc)) from None
     except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server)
-        detail = scrub(" ".join(str(exc).split()), url)[:300]
-        raise ConfigError(f"run.storage: cannot open {redact(url)}: {type(exc).__name__}: {detail}") from None
+        raise ConfigError(_cannot_open(url, what, exc)) from None
+
+
+def _cannot_open(url: str, what: str, exc: BaseException) -> str:
+    detail = scrub(" ".join(str(exc).split()), url)
+    detail = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", detail)[:300]
+    damaged = ("malformed", "not a database", "file is encrypted", "no such table", "JSONDecodeError",
+               "UnicodeDecodeError", "Expecting value")
+    hint = ("; the file is damaged or not an Optuna storage: move it away or choose another --storage"
+            if any(d in f"{type(exc).__name__}: {detail}" for d in damaged) else "")
+    return f"{what}: cannot open {redact(url)}: {type(exc).__name__}: {detail}{hint}"
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_sqlite_file(path: Path) -> None:
+def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
     """A file that exists but is not a SQLite database (truncated, garbage) is named, not tracebacked."""
     if path.exists() and path.stat().st_size > 0:
         with path.open("rb") as f:
             head = f.read(16)
         if head != _SQLITE_MAGIC:
-            raise ConfigError(f"storage {str(path)!r} is not a SQLite database (damaged or another kind of file); "
+            raise ConfigError(f"{what}: {str(path)!r} is not a SQLite database (damaged or another kind of file); "
+                              "move it away or choose another --storage")
+
+
+def _check_journal_file(path: Path, what: str = "run.storage") -> None:
+    """An Optuna journal is UTF-8 JSON, one operation per line: a file that is not is named, not tracebacked
+    (a torn last line, which a crash mid-write leaves, is Optuna's to skip)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    import json
+
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    lines = head.split(b"\n")
+    complete = lines[:-1] if len(lines) > 1 else lines
+    for i, line in enumerate(complete[:50], start=1):
+        if not line.strip():
+            continue
+        try:
+            op = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            op = None
+        if not isinstance(op, dict) or "op_code" not in op:
+            raise ConfigError(f"{what}: {str(path)!r} is not an Optuna journal (line {i} is not a JSON operation); "
                               "move it away or choose another --storage")
 
 
