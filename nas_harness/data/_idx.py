@@ -16,16 +16,26 @@ import numpy as np
 from nas_harness.errors import DataError
 
 _UBYTE = 0x08
+#: Largest IDX content read (decompressed); Fashion-MNIST's training images are 47 MB.  A gzip "bomb" that
+#: expands beyond it is refused without being expanded.
+MAX_IDX_BYTES = 1 << 30
 
 
 def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes with ``expect_ndim`` dimensions; raise DataError naming it."""
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with path.open("rb") as f:
+            magic = f.read(2)
+            f.seek(0)
+            if magic == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=f) as g:
+                    raw = g.read(MAX_IDX_BYTES + 1)
+            else:
+                raw = f.read(MAX_IDX_BYTES + 1)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read (corrupt or truncated gzip?): {exc}") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: more than {MAX_IDX_BYTES:,} bytes (decompressed); not a proxy data set file")
     if len(raw) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
