@@ -107,7 +107,7 @@ class ConfigModel(BaseModel):
         except ValidationError as exc:
             if _DEPTH.get() > 1:
                 raise
-            raise ConfigError(format_error(exc, type(self), _WHERE.get())) from None
+            raise ConfigError(printable(format_error(exc, type(self), _WHERE.get()))) from None
         finally:
             _DEPTH.reset(token)
 
@@ -115,7 +115,7 @@ class ConfigModel(BaseModel):
     def from_dict(cls: type[M], d: Any, where: str = "") -> M:
         """Validate a table read from a file; errors name ``<where>.<key>``."""
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{where or 'file'}: expected a table, got {_kind(d)}")
+            raise ConfigError(printable(f"{where or 'file'}: expected a table, got {_kind(d)}"))
         token = _WHERE.set(where)
         try:
             return cls(**{str(k): v for k, v in d.items()})
@@ -234,6 +234,19 @@ def _path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
     return ".".join(parts), field
 
 
+def printable(text: str, limit: int = 1000) -> str:
+    """``text`` on one printable line: control characters and line separators (which a quoted TOML key may
+    hold) are escaped as in ``repr``, and the whole is cut at ``limit`` characters."""
+    out = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _key_text(key: Any) -> str:
+    """A key as the user wrote it, shortened when it is long (an unknown key can be anything)."""
+    text = str(key)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def format_error(exc: ValidationError, model: type[BaseModel], where: str = "") -> str:
     """ONE line for the first problem of a pydantic ValidationError: key path, the value, what is allowed."""
     errors = exc.errors(include_url=False)
@@ -253,7 +266,7 @@ def format_error(exc: ValidationError, model: type[BaseModel], where: str = "") 
         if parent:
             sub = _walk(model, parent)
             owner = sub if sub is not None else model
-        key = _join(where, _join(parent, str(err["loc"][-1])))
+        key = _join(where, _join(parent, _key_text(err["loc"][-1])))
         return f"{key}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
     if err["type"] in ("model_type", "dict_type", "model_attributes_type"):
         return f"{full} = {_short(err['input'])} is invalid: expected a table"
