@@ -29,6 +29,7 @@ EfficientNet-B0::
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -206,6 +207,8 @@ def _parse_block(tok: str) -> Stage:
         raise ConfigError(f"arch string token {tok!r}: missing option(s) {', '.join(missing)} "
                           "(expected e.g. ir_r2_k3_s2_e6_c24_se0.25)")
     expand = float(opts.get("e", "1"))
+    if not math.isfinite(expand):
+        raise ConfigError(f"arch string token {_quote(tok)}: expansion {opts['e'][:20]}... is not a finite number")
     if kind == "ds" and expand != 1:
         raise ConfigError(f"arch string token {tok!r}: a ds block has expansion 1; use ir for e{opts['e']}")
     for k in ("r", "k", "s", "c"):
@@ -220,6 +223,15 @@ def _parse_block(tok: str) -> Stage:
 
 def parse_arch(text: str) -> Arch:
     """Parse an arch string (see the module docstring for the grammar); inverse of ``str(arch)``."""
+    try:
+        return _parse_arch(text)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a number of more than 4,300 digits (Python's int() limit)
+        raise ConfigError(f"arch string: a number is too long ({' '.join(str(exc).split())[:80]})") from None
+
+
+def _parse_arch(text: str) -> Arch:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("arch string: expected a non-empty string such as "
                           "'stem_c32_s2,ds_r1_k3_s1_e1_c16_se0.25,...,head_c1280_do0.2_dp0.2_silu'")
