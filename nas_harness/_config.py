@@ -319,6 +319,8 @@ def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     p = Path(path)
     label = f"{what} {str(p)!r}"
     try:
+        if p.is_dir():
+            raise ConfigError(f"{label}: is a folder, not a file")
         if not p.is_file():
             raise ConfigError(f"{label}: no such file")
         if p.stat().st_size > MAX_FILE_BYTES:

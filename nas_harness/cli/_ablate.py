@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {v:<16} {count_params(a, classes) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
         return 0
     check_dir_writable(cfg.out_dir, "run.results_dir")  # before anything is created or trained
-    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg))
+    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.out_dir)
     if args.report_only:
         records = load_records(cfg)
         failed = [r for r in records if r.state != "ok"]
@@ -77,15 +77,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _kept(cfg) -> str:
-    """What survives a failure mid-run (a full disk): the runs already stored."""
-    from nas_harness.records import redact
+    """What survives a failure mid-run (a full disk): the finished runs in the storage."""
+    from nas_harness.cli._checks import kept_in_storage
 
-    where = redact(cfg.storage_url)
-    again = "free some space and run the same command again to continue"
-    try:
-        from nas_harness.ablation.runner import load_records
-
-        n = len([r for r in load_records(cfg) if r.state == "ok"])
-    except Exception:  # counting is best effort on a failing disk
-        return f"the runs finished before are safe in {where}; {again}"
-    return f"the {n} finished run{'s' if n != 1 else ''} are safe in {where}; {again}"
+    return kept_in_storage(cfg.storage_url, cfg.name, "run", ("COMPLETE",))

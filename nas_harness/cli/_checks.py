@@ -231,6 +231,7 @@ def check_arch_size(arch: Any, what: str, resolution: int | None = None) -> None
 
 # ---------------------------------------------------------------------------------------------- environment
 
+_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
 _WHY = {
     errno.ENOSPC: "the disk is full (no space left on the device)",
     errno.EDQUOT: "the disk quota is exceeded",
@@ -243,14 +244,6 @@ _WHY = {
     errno.ENOTDIR: "a part of the path is not a folder",
     errno.EIO: "input/output error (failing disk or lost network file system)",
 }
-_SQLITE = {
-    "database or disk is full": errno.ENOSPC,
-    "attempt to write a readonly database": errno.EROFS,
-    "disk i/o error": errno.EIO,
-    "unable to open database file": errno.EACCES,
-}
-
-
 def storage_file(url: str) -> str:
     """The file of a SQLite/journal storage URL (what a full-disk message names), else the redacted URL."""
     from nas_harness.records import redact
@@ -271,44 +264,21 @@ def keep(args: argparse.Namespace, *, storage: str | None = None, kept: Callable
         args._io_writing = str(writing)
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo = [exc]
-    while todo and len(seen) < 50:
-        e = todo.pop(0)
-        if id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        todo += [x for x in (e.__cause__, e.__context__) if x is not None]
-
-
-def _cause(exc: BaseException) -> tuple[int, str | None] | None:
-    """(errno, file name or None) of the first environment failure in the exception chain."""
-    for e in _chain(exc):
-        if isinstance(e, OSError) and e.errno in _WHY:
-            name = e.filename2 if e.filename is None else e.filename
-            return e.errno, os.fsdecode(name) if name is not None else None
-        if isinstance(e, sqlite3.Error):
-            msg = str(e).lower()
-            for needle, code in _SQLITE.items():
-                if needle in msg:
-                    return code, "<storage>"
-    return None
-
-
 def environment_error(exc: BaseException, args: argparse.Namespace) -> str | None:
-    """ONE line for a full disk / read-only or forbidden path anywhere in ``exc``'s chain, else None."""
-    found = _cause(exc)
-    if found is None:
-        return None
-    code, file = found
+    """ONE line for a full disk / read-only or forbidden path anywhere in ``exc``'s chain, else None: what
+    happened, to which file (the storage for a database error; else the file, else the command's output),
+    and what is kept (:func:`keep`)."""
+    from nas_harness.records._storage import environment_error as storage_environment
+
     storage = getattr(args, "_io_storage", None)
-    if file == "<storage>":
+    found = storage_environment(exc, Path(storage) if storage and "://" not in storage else None)
+    if found is None or found.errno not in _WHY:
+        return None
+    file = found.filename if found.filename is not None else getattr(args, "_io_writing", None)
+    if file is None and storage is not None and any(isinstance(e, sqlite3.Error) for e in _chain(exc)):
         file = storage
-    file = file or getattr(args, "_io_writing", None)
-    where = f" writing {file!r}" if file else ""
-    line = f"{_WHY[code]}{where}"
+    verb = "writing" if found.errno in _WRITING else "at"
+    line = f"{_WHY[found.errno]}" + (f" {verb} {os.fsdecode(file)!r}" if file is not None else "")
     kept = getattr(args, "_io_kept", None)
     if callable(kept):
         try:
@@ -318,6 +288,61 @@ def environment_error(exc: BaseException, args: argparse.Namespace) -> str | Non
     if kept:
         line += f"; {kept}"
     return " ".join(line.split())
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 50:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [e.__cause__, e.__context__]
+
+
+def kept_in_storage(url: str, study: str, noun: str = "trial",
+                    states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> str:
+    """'the N finished trials are safe in <storage>; ...': what a failed run leaves, for :func:`keep`."""
+    from nas_harness.records import redact
+
+    n = finished_trials(url, study, states)
+    what = (f"the finished {noun}s are" if n is None else
+            f"{n} finished {noun}(s) are" if n.startswith("at least") else
+            f"the {n} finished {noun}{'' if n == '1' else 's'} {'is' if n == '1' else 'are'}")
+    return f"{what} safe in {redact(url)}; free some space and run the same command again to continue"
+
+
+def finished_trials(url: str, study: str, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> str | None:
+    """'N' (or 'at least N') finished trials of ``study`` in a storage, read without writing anything (on
+    a full disk even opening SQLite normally fails), or None when they cannot be counted."""
+    import optuna
+
+    from nas_harness.records import open_storage
+    from nas_harness.records._storage import sqlite_path
+
+    try:
+        s = optuna.load_study(study_name=study, storage=open_storage(url, create=False))
+        return str(sum(t.state.name in states for t in s.get_trials(deepcopy=False)))
+    except Exception:  # fall back to reading the SQLite file directly
+        pass
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    query = (f"SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? AND "
+             f"t.state IN ({', '.join('?' for _ in states)})")
+    for mode, exact in (("mode=ro", True), ("immutable=1", False)):  # immutable: the WAL is not read
+        try:
+            con = sqlite3.connect(f"file:{path.resolve()}?{mode}", uri=True, timeout=5)
+            try:
+                (n,), = con.execute(query, (study, *states)).fetchall()
+            finally:
+                con.close()
+        except (sqlite3.Error, OSError, ValueError):
+            continue
+        return str(n) if exact else f"at least {n}"
+    return None
 
 
 # ---------------------------------------------------------------------------------------------- warnings

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 0
     _check_outputs(cfg)
-    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg))
+    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.study_dir)
     if args.scaling:
         return _run_scaling(cfg, args.base)
     from nas_harness.study.search import fork_study, run_search
@@ -131,20 +131,10 @@ def _check_outputs(cfg) -> None:
 
 def _kept(cfg) -> str:
     """What survives a failure mid-run (a full disk): the finished trials in the storage."""
-    from nas_harness.records import redact
+    from nas_harness.cli._checks import kept_in_storage
 
-    where = redact(cfg.storage_url)
-    again = "free some space and run the same command again to continue"
-    try:
-        import optuna
+    return kept_in_storage(cfg.storage_url, cfg.name, "trial")
 
-        from nas_harness.records import counts, open_storage
-
-        study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url, create=False))
-        n = counts(study).finished
-    except Exception:  # counting is best effort on a failing disk
-        return f"the trials finished before are safe in {where}; {again}"
-    return f"the {n} finished trial{'s' if n != 1 else ''} are safe in {where}; {again}"
 
 
 def _run_scaling(cfg, base_text: str | None) -> int:

@@ -108,7 +108,7 @@ def check_writable(url: str, what: str = "run.storage") -> None:
     if path.name and len(os.fsencode(path.name)) > 255:
         raise ConfigError(f"{what}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes; "
                           "at most 255")
-    check_dir_writable(folder, what)
+    check_dir_writable(folder, what, target=path)
     if path.is_dir():
         raise ConfigError(f"{what}: {str(path)!r} is a folder, not a database file")
     if path.exists() and not os.access(path, os.W_OK):
@@ -121,7 +121,6 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
 
     ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
     """
-    import optuna
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
@@ -148,10 +147,70 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
         return RDBStorage(sqlalchemy_url(url), **kwargs)
     except ConfigError:
         raise
-    except (ImportError, optuna.exceptions.StorageInternalError, ValueError, OSError, RuntimeError) as exc:
+    except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server), OSError, ...
+        env = environment_error(exc, spath or jpath)
+        if env is not None:  # a full disk or read-only file system: the caller words it and says what is kept
+            raise OSError(env.errno, env.strerror, env.filename or str(spath or jpath)) from None
         raise ConfigError(_cannot_open(url, what, exc)) from None
-    except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server)
-        raise ConfigError(_cannot_open(url, what, exc)) from None
+
+
+#: OSError numbers that are the environment's doing (full, read-only, forbidden, failing), not a bug.
+ENVIRONMENT_ERRNOS = frozenset(getattr(__import__("errno"), n) for n in (
+    "ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENAMETOOLONG", "EISDIR", "ENOTDIR", "EIO"))
+#: SQLite's words for a failing file system -> errno.
+_SQLITE_ENV = {"database or disk is full": "ENOSPC", "attempt to write a readonly database": "EROFS",
+               "disk i/o error": "EIO", "unable to open database file": "EACCES"}
+
+
+def environment_error(exc: BaseException, path: Path | None) -> OSError | None:
+    """An ``OSError`` (errno, message, file) for a full disk / read-only or failing file system anywhere in
+    ``exc``'s chain, else None: an OSError keeps its own file name; SQLite's wording ("database or disk is
+    full", ...) is given ``path``, the database file.  SQLite reports a full disk met while it creates its WAL
+    file as a "disk I/O error": with (almost) no free space left beside ``path``, that is called a full disk."""
+    import errno
+    import os
+    import sqlite3
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+            return OSError(e.errno, os.strerror(e.errno), e.filename)
+        if isinstance(e, sqlite3.Error):
+            msg = str(e).lower()
+            for needle, name in _SQLITE_ENV.items():
+                if needle in msg:
+                    code = getattr(errno, name)
+                    if code in (errno.EIO, errno.EACCES) and path is not None and _no_space(path):
+                        code = errno.ENOSPC
+                    elif code == errno.EACCES and path is not None and not _read_only(path):
+                        break  # a missing folder or a permission problem: not the environment's wording
+                    return OSError(code, os.strerror(code), str(path) if path else None)
+    return None
+
+
+def _no_space(path: Path) -> bool:
+    import os
+
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _read_only(path: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(path.parent if str(path.parent) else ".").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _cannot_open(url: str, what: str, exc: BaseException) -> str:
