@@ -30,7 +30,9 @@ def _mount(options: str, where: Path) -> bool:
 
 
 def _umount(where: Path) -> None:
-    subprocess.run(["umount", str(where)], capture_output=True, timeout=30, check=False)
+    res = subprocess.run(["umount", str(where)], capture_output=True, timeout=30, check=False)
+    if res.returncode != 0:  # still busy (an open database in this process): detach it lazily
+        subprocess.run(["umount", "-l", str(where)], capture_output=True, timeout=30, check=False)
 
 
 @functools.cache
