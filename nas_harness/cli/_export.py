@@ -32,16 +32,18 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.cli._checks import check_dir_writable, keep, output_dir
+    from nas_harness.cli._checks import check_arch_size, check_dir_writable, keep, output_dir
     from nas_harness.results import export_arch, resolve_source, study_frame
 
     src = resolve_source(args.study, args.study_name)
     out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "export"
     check_dir_writable(out, "--out")
     df = study_frame(src)
-    exp = export_arch(df, rank=args.rank, trial=args.trial, by=args.by, family=args.family,
-                      num_classes=args.num_classes, in_channels=args.in_channels,
-                      base_resolution=args.base_resolution)
+    pick = dict(rank=args.rank, trial=args.trial, by=args.by, num_classes=args.num_classes,
+                in_channels=args.in_channels, base_resolution=args.base_resolution)
+    if args.family:  # the family is counted: first check the stored arch is one the counter is meant for
+        check_arch_size(export_arch(df, **pick).arch, "the study's arch")
+    exp = export_arch(df, family=args.family, **pick)
     stem = f"trial{exp.trial}" if args.trial is not None else f"rank{args.rank}"
     keep(args, writing=out, kept=f"the study in {src.label} is unchanged (export only reads it); the export "
                                  "files written so far were removed")
