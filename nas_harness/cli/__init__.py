@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one line (or the help): return its exit code
+        return exc.code if isinstance(exc.code, int) else 2 if exc.code else 0
     from nas_harness.cli._checks import environment_error, one_line_warnings
 
     try:
