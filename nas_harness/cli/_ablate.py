@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from nas_harness.cli._checks import integer, text
+from nas_harness.cli._checks import check_arch_size, integer, text
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.with_backend(args.backend)
     if args.storage is not None:
         cfg = cfg.with_storage(args.storage)
+    for variant, arch in cfg.archs.items():  # what is counted and trained must be of a sane size
+        check_arch_size(arch, f"variants: {variant!r}")
     if args.dry_run:
         from nas_harness.data import load_proxy
         from nas_harness.flops import count_macs, count_params

@@ -203,6 +203,10 @@ CASES = [
     Case("ablate-variant-bad-stage", ["ablate", "a.toml"], "variant.k5",
          {"a.toml": ABLATION.replace('"no_se"]', '"no_se", "k5"]')
           + '[variant.k5]\noverrides = [{stage = 99, override = "k5"}]\n'}),
+    Case("ablate-arch-too-large", ["ablate", "a.toml", "--dry-run"], "blocks",
+         {"a.toml": ABLATION.replace("ir_r2_k3", "ir_r2000_k3")}),
+    Case("ablate-inert-momentum", ["ablate", "a.toml"], "train.momentum",
+         {"a.toml": ABLATION.replace("lr = 0.05", "lr = 0.05\noptimizer = \"adamw\"\nmomentum = 0.5")}),
     Case("ablate-lr-nan", ["ablate", "a.toml"], "train.lr", {"a.toml": ABLATION.replace("lr = 0.05", "lr = nan")}),
     Case("ablate-results-dir-is-a-file", ["ablate", "a.toml"], "run.results_dir",
          {"a.toml": ABLATION + '[run]\nresults_dir = "afile/x"\n', "afile": "x"}),
