@@ -2,8 +2,8 @@
 
 - **Flags**: argparse ``type=`` functions.  :func:`number` / :func:`integer` refuse non-finite and out-of-range
   values (the range is stated in the message), :func:`text` refuses control characters and over-long strings,
-  :func:`study_name` is a study name (``NAME_RULE``), and :func:`config_flag` takes the type and range of a study-file
-  key from its model, so a flag and the key it overrides accept exactly the same values.  argparse names the
+  :func:`study_name` is a study name (``NAME_RULE``), and :func:`config_flag` takes the type and range of a
+  study-file key from its model, so a flag and the key it overrides accept exactly the same values.  argparse names the
   flag (``argument --phi: expected a finite number in [0, 10], got 'nan'``) and exits 2.
 - **Outputs**: :func:`output_dir` / :func:`output_file` refuse, *before anything is created*, a folder that
   cannot be created or written (read-only mount, a file in the way, a name too long); if the command then
@@ -33,8 +33,6 @@ from typing import Any
 from nas_harness._config import check_dir_writable, first_existing
 from nas_harness.errors import ConfigError
 
-#: Longest string flag (paths, URLs, arch strings are far shorter).
-MAX_TEXT = 10_000
 #: Bounds of what ``info``/``scale``/``export --family`` count or build (B7 has 55 blocks and 2,560 channels).
 MAX_BLOCKS = 1_000
 MAX_CHANNELS = 100_000
@@ -244,6 +242,8 @@ _WHY = {
     errno.ENOTDIR: "a part of the path is not a folder",
     errno.EIO: "input/output error (failing disk or lost network file system)",
 }
+
+
 def storage_file(url: str) -> str:
     """The file of a SQLite/journal storage URL (what a full-disk message names), else the redacted URL."""
     from nas_harness.records import redact
