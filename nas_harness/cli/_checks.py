@@ -3,8 +3,8 @@
 - **Flags**: argparse ``type=`` functions.  :func:`number` / :func:`integer` refuse non-finite and out-of-range
   values (the range is stated in the message), :func:`text` refuses control characters and over-long strings,
   :func:`study_name` is a study name (``NAME_RULE``), and :func:`config_flag` takes the type and range of a
-  study-file key from its model, so a flag and the key it overrides accept exactly the same values.  argparse names the
-  flag (``argument --phi: expected a finite number in [0, 10], got 'nan'``) and exits 2.
+  study-file key from its model, so a flag and the key it overrides accept exactly the same values.  argparse
+  names the flag (``argument --phi: expected a finite number in [0, 10], got 'nan'``) and exits 2.
 - **Outputs**: :func:`output_dir` / :func:`output_file` refuse, *before anything is created*, a folder that
   cannot be created or written (read-only mount, a file in the way, a name too long); if the command then
   fails anyway, the files and folders it added there are removed, so a failed command leaves no half-written
