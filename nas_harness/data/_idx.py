@@ -10,6 +10,7 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,6 +22,19 @@ _UBYTE = 0x08
 MAX_IDX_BYTES = 1 << 30
 
 
+def _read_capped(f: BinaryIO) -> bytes:
+    """Everything in ``f``, or a little more than MAX_IDX_BYTES (read in chunks: nothing is allocated ahead)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_IDX_BYTES:
+        chunk = f.read(1 << 22)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
+
+
 def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes with ``expect_ndim`` dimensions; raise DataError naming it."""
     try:
@@ -29,9 +43,9 @@ def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
             f.seek(0)
             if magic == b"\x1f\x8b":
                 with gzip.GzipFile(fileobj=f) as g:
-                    raw = g.read(MAX_IDX_BYTES + 1)
+                    raw = _read_capped(g)
             else:
-                raw = f.read(MAX_IDX_BYTES + 1)
+                raw = _read_capped(f)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read (corrupt or truncated gzip?): {exc}") from None
     if len(raw) > MAX_IDX_BYTES:
