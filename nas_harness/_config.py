@@ -14,13 +14,15 @@ What every table gets from :class:`ConfigModel`:
 Cross-field rules raise :func:`bad` from a ``model_validator``; options that have no effect in their context
 are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "custom"}``) and refused if given.
 :func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
-clear line naming the file.
+clear line naming the file; :func:`check_dir_writable` refuses an output folder that cannot be created or
+written before anything is created.
 """
 
 from __future__ import annotations
 
 import contextvars
 import math
+import os
 import re
 import tomllib
 import typing
@@ -100,7 +102,7 @@ class ConfigModel(BaseModel):
         except ValidationError as exc:
             if _DEPTH.get() > 1:
                 raise
-            raise ConfigError(format_error(exc, type(self), _WHERE.get())) from None
+            raise ConfigError(printable(format_error(exc, type(self), _WHERE.get()))) from None
         finally:
             _DEPTH.reset(token)
 
@@ -108,7 +110,7 @@ class ConfigModel(BaseModel):
     def from_dict(cls: type[M], d: Any, where: str = "") -> M:
         """Validate a table read from a file; errors name ``<where>.<key>``."""
         if not isinstance(d, Mapping):
-            raise ConfigError(f"{where or 'file'}: expected a table, got {_kind(d)}")
+            raise ConfigError(printable(f"{where or 'file'}: expected a table, got {_kind(d)}"))
         token = _WHERE.set(where)
         try:
             return cls(**{str(k): v for k, v in d.items()})
@@ -236,6 +238,19 @@ def _path(model: type[BaseModel], loc: tuple[Any, ...]) -> tuple[str, Any]:
     return ".".join(parts), field
 
 
+def printable(text: str, limit: int = 1000) -> str:
+    """``text`` on one printable line: control characters and line separators (which a quoted TOML key may
+    hold) are escaped as in ``repr``, and the whole is cut at ``limit`` characters."""
+    out = "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _key_text(key: Any) -> str:
+    """A key as the user wrote it, shortened when it is long (an unknown key can be anything)."""
+    text = str(key)
+    return text if len(text) <= 64 else text[:61] + "..."
+
+
 def format_error(exc: ValidationError, model: type[BaseModel], where: str = "") -> str:
     """ONE line for the first problem of a pydantic ValidationError: key path, the value, what is allowed."""
     errors = exc.errors(include_url=False)
@@ -255,7 +270,7 @@ def format_error(exc: ValidationError, model: type[BaseModel], where: str = "") 
         if parent:
             sub = _walk(model, parent)
             owner = sub if sub is not None else model
-        key = _join(where, _join(parent, str(err["loc"][-1])))
+        key = _join(where, _join(parent, _key_text(err["loc"][-1])))
         return f"{key}: unknown key; allowed keys: {', '.join(owner.model_fields)}"
     if err["type"] in ("model_type", "dict_type", "model_attributes_type"):
         return f"{full} = {_short(err['input'])} is invalid: expected a table"
@@ -308,6 +323,8 @@ def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     p = Path(path)
     label = f"{what} {str(p)!r}"
     try:
+        if p.is_dir():
+            raise ConfigError(f"{label}: is a folder, not a file")
         if not p.is_file():
             raise ConfigError(f"{label}: no such file")
         if p.stat().st_size > MAX_FILE_BYTES:
@@ -330,6 +347,53 @@ def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     if _depth(d, MAX_DEPTH) > MAX_DEPTH:
         raise ConfigError(f"{label}: nested too deeply (at most {MAX_DEPTH} levels)")
     return d
+
+
+# ---------------------------------------------------------------------------------------------- paths
+
+def _check_names(path: Path, what: str) -> None:
+    text_path = os.fsencode(path)
+    if len(text_path) >= 4096:
+        raise ConfigError(f"{what}: path of {len(text_path):,} bytes is too long (at most 4,095)")
+    for part in path.parts:
+        if len(os.fsencode(part)) > 255:
+            raise ConfigError(f"{what}: the name {part[:40]!r}... is {len(os.fsencode(part))} bytes long; a file "
+                              "or folder name is at most 255")
+
+
+def first_existing(path: Path) -> Path:
+    """``path`` or its nearest ancestor that exists (what creating ``path`` would start from)."""
+    existing = path
+    while True:
+        try:
+            if existing.exists() or existing.is_symlink():
+                return existing
+        except OSError:
+            pass
+        if existing.parent == existing:
+            return existing
+        existing = existing.parent
+
+
+def check_dir_writable(path: str | Path, what: str, target: str | Path | None = None) -> None:
+    """Refuse, without creating anything, a folder that cannot be created or written (a name too long, a file
+    in the way, a read-only file system, no permission); the ConfigError names ``what`` (a key or flag)."""
+    p = Path(path)
+    _check_names(Path(target) if target is not None else p, what)
+    existing = first_existing(p)
+    p = Path(target) if target is not None else p
+    if not existing.is_dir():
+        raise ConfigError(f"{what}: {str(existing)!r} is not a folder; cannot write {str(p)!r}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        why = "is on a read-only file system" if _read_only(existing) else "is not writable"
+        raise ConfigError(f"{what}: {str(existing)!r} {why}; cannot write {str(p)!r}")
+
+
+def _read_only(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:

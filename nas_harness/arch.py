@@ -223,6 +223,12 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+def _quote(text: str, limit: int = 60) -> str:
+    """``repr(text)``, shortened to ``limit`` characters (for one-line error messages)."""
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 def _check_int(name: str, v: Any, lo: int) -> None:
     if isinstance(v, bool) or not isinstance(v, int) or v < lo:
         raise ConfigError(f"{name}: expected an integer >= {lo}, got {v!r}")
@@ -260,6 +266,8 @@ def _parse_block(tok: str) -> Stage:
         raise ConfigError(f"arch string token {tok!r}: missing option(s) {', '.join(missing)} "
                           "(expected e.g. ir_r2_k3_s2_e6_c24_se0.25)")
     expand = float(opts.get("e", "1"))
+    if not math.isfinite(expand):
+        raise ConfigError(f"arch string token {_quote(tok)}: expansion {opts['e'][:20]}... is not a finite number")
     if kind == "ds" and expand != 1:
         raise ConfigError(f"arch string token {tok!r}: a ds block has expansion 1; use ir for e{opts['e']}")
     for k in ("r", "k", "s", "c"):
@@ -274,6 +282,15 @@ def _parse_block(tok: str) -> Stage:
 
 def parse_arch(text: str) -> Arch:
     """Parse an arch string (see the module docstring for the grammar); inverse of ``str(arch)``."""
+    try:
+        return _parse_arch(text)
+    except ConfigError:
+        raise
+    except ValueError:  # a number of more than 4,300 digits (Python's int() limit)
+        raise ConfigError("arch string: a number has more than 4,300 digits") from None
+
+
+def _parse_arch(text: str) -> Arch:
     if not isinstance(text, str) or not text.strip():
         raise ConfigError("arch string: expected a non-empty string such as "
                           "'stem_c32_s2,ds_r1_k3_s1_e1_c16_se0.25,...,head_c1280_do0.2_dp0.2_silu'")

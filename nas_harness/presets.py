@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from nas_harness.arch import BN_EPS, BN_MOMENTUM, Arch, Stage, parse_arch
+from nas_harness.arch import BN_EPS, BN_MOMENTUM, Arch, Stage, _quote, parse_arch
 from nas_harness.errors import ConfigError
 from nas_harness.scaling import ScaledArch, scale_arch
 
@@ -73,19 +73,68 @@ def efficientnet(name: str) -> ScaledArch:
     return ScaledArch(arch, v.resolution, v.width, v.depth, name=key)
 
 
+#: Largest arch file read by :func:`resolve_arch` (an arch string or JSON spec is a few KB).
+MAX_ARCH_FILE_BYTES = 1 << 20
+
+
 def resolve_arch(text: str) -> Arch:
     """Turn what a user typed into an arch: ``b0``…``b7`` (or ``efficientnet-b3``), an arch string, or a
-    file holding an arch string or a JSON spec."""
+    file holding an arch string or a JSON spec.
+
+    Anything else (including a string too long or too odd to be a file name) is a one-line ConfigError; a
+    file that cannot be read or does not hold an arch is a one-line ConfigError naming the file.
+    """
+    if not isinstance(text, str):
+        raise ConfigError(f"arch: expected a string (b0..b7, an arch string or a file), got {type(text).__name__}")
     key = _variant_key(text)
     if key in NAMED_VARIANTS:
         return efficientnet(key).arch
-    if "," not in text:
-        p = Path(text)
-        if p.is_file():
-            content = p.read_text().strip()
-            if content.startswith("{"):
-                d = json.loads(content)
-                return parse_arch(d["arch"]) if "arch" in d else Arch.from_dict(d)
-            return parse_arch(content.splitlines()[0] if content else "")
-        raise ConfigError(f"arch {text!r}: expected b0..b7, an arch string, or an existing file")
-    return parse_arch(text)
+    if "," in text:
+        return parse_arch(text)
+    p = Path(text)
+    try:
+        is_file = bool(text.strip()) and p.is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte, ...
+        is_file = False
+    if not is_file:
+        raise ConfigError(f"arch {_quote(text)}: expected b0..b7, an arch string, or an existing file")
+    return _read_arch_file(p)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a finite number")
+
+
+def _read_arch_file(p: Path) -> Arch:
+    """The arch held by a file: its first line as an arch string, or a JSON spec (``{"arch": ...}`` or
+    :meth:`Arch.to_dict`); every failure is one ConfigError line naming the file."""
+
+    where = f"arch file {_quote(str(p))}"
+    try:
+        size = p.stat().st_size
+        if size > MAX_ARCH_FILE_BYTES:
+            raise ConfigError(f"{where}: {size:,} bytes; an arch file is at most {MAX_ARCH_FILE_BYTES:,}")
+        content = p.read_bytes().decode("utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); expected an arch string or JSON spec"
+                          ) from None
+    if "\x00" in content:
+        raise ConfigError(f"{where}: binary data (a NUL byte); expected an arch string or JSON spec")
+    try:
+        if content.startswith("{"):
+            try:
+                d = json.loads(content, parse_constant=_no_constant)
+            except RecursionError:
+                raise ConfigError("nested too deeply") from None
+            except ValueError as exc:
+                raise ConfigError(f"invalid JSON ({exc})") from None
+            if not isinstance(d, dict):
+                raise ConfigError("expected a JSON object")
+            return parse_arch(d["arch"]) if "arch" in d else Arch.from_dict(d)
+        return parse_arch(content.splitlines()[0] if content else "")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {' '.join(str(exc).split())}") from None
+    except (TypeError, KeyError, ValueError, AttributeError) as exc:  # a spec of the wrong shape
+        raise ConfigError(f"{where}: not an arch spec ({type(exc).__name__}: {exc})") from None

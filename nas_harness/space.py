@@ -31,22 +31,42 @@ DEFAULT_WIDTHS = (1.0,)
 _FIELDS = ("kernel", "expand", "se", "repeats", "width")
 
 
+#: Bounds of the per-stage choices (every number in a study file is finite and inside a stated range).
+MAX_CHOICES = 64
+MAX_KERNEL = 31
+MAX_EXPAND = 32
+MAX_REPEATS = 64
+MAX_WIDTH = 8.0
+MAX_REPEATS_DELTA = 16
+
+
+def _short(v: Any, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _tuple(where: str, values: Any, check, what: str) -> tuple:
-    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
-        raise ConfigError(f"{where}: expected a list of {what}, got {values!r}")
+    if isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Iterable):
+        raise ConfigError(f"{where}: expected a list of {what}, got {_short(values)}")
     out = tuple(values)
     if not out:
         raise ConfigError(f"{where}: expected a non-empty list of {what}")
+    if len(out) > MAX_CHOICES:
+        raise ConfigError(f"{where}: {len(out)} choices; at most {MAX_CHOICES}")
     for v in out:
         if not check(v):
-            raise ConfigError(f"{where}: expected a list of {what}, got element {v!r}")
+            raise ConfigError(f"{where}: expected a list of {what}, got element {_short(v)}")
     if len(set(out)) != len(out):
-        raise ConfigError(f"{where}: duplicate choices in {list(out)}")
+        raise ConfigError(f"{where}: duplicate choices in {_short(list(out))}")
     return out
 
 
 def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 @dataclass(frozen=True)
@@ -62,14 +82,15 @@ class StageChoices:
     def validate(self, where: str) -> StageChoices:
         """Return a normalised copy, or raise ConfigError naming ``where`` and what is allowed."""
         kernels = _tuple(f"{where}.kernels", self.kernels,
-                         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1 and v % 2 == 1,
-                         "odd kernel sizes (e.g. 3, 5, 7)")
-        expands = _tuple(f"{where}.expands", self.expands, lambda v: _is_num(v) and v >= 1,
-                         "expansion ratios >= 1")
+                         lambda v: _is_int(v) and 1 <= v <= MAX_KERNEL and v % 2 == 1,
+                         f"odd kernel sizes in [1, {MAX_KERNEL}] (e.g. 3, 5, 7)")
+        expands = _tuple(f"{where}.expands", self.expands, lambda v: _is_num(v) and 1 <= v <= MAX_EXPAND,
+                         f"expansion ratios in [1, {MAX_EXPAND}]")
         se = _tuple(f"{where}.se", self.se, lambda v: isinstance(v, bool), "booleans (true = SE on)")
-        repeats = _tuple(f"{where}.repeats", self.repeats,
-                         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1, "integers >= 1")
-        widths = _tuple(f"{where}.widths", self.widths, lambda v: _is_num(v) and v > 0, "width multipliers > 0")
+        repeats = _tuple(f"{where}.repeats", self.repeats, lambda v: _is_int(v) and 1 <= v <= MAX_REPEATS,
+                         f"integers in [1, {MAX_REPEATS}]")
+        widths = _tuple(f"{where}.widths", self.widths, lambda v: _is_num(v) and 0 < v <= MAX_WIDTH,
+                        f"width multipliers in (0, {MAX_WIDTH:g}]")
         return StageChoices(kernels, expands, se, repeats, widths)
 
     @property
@@ -99,8 +120,9 @@ class SearchSpace:
         """Kernels {3,5,7}, expansions {1,3,4,6}, SE on/off and repeats base±1 in every stage of ``base``
         (B0 when omitted)."""
         base = efficientnet_b0() if base is None else base
-        if not isinstance(repeats_delta, int) or isinstance(repeats_delta, bool) or repeats_delta < 0:
-            raise ConfigError(f"space.repeats_delta: expected an integer >= 0, got {repeats_delta!r}")
+        if not _is_int(repeats_delta) or not 0 <= repeats_delta <= MAX_REPEATS_DELTA:
+            raise ConfigError(f"space.repeats_delta: expected an integer in [0, {MAX_REPEATS_DELTA}], got "
+                              f"{_short(repeats_delta)}")
         stages = [StageChoices(tuple(kernels), tuple(expands), tuple(se),
                                tuple(range(max(1, st.repeats - repeats_delta), st.repeats + repeats_delta + 1)),
                                tuple(widths)) for st in base.stages]
@@ -131,7 +153,7 @@ class SearchSpace:
         stages = list(space.stages)
         n = len(stages)
         for key, ov in overrides.items():
-            if not str(key).isdigit() or not 1 <= int(key) <= n:
+            if not str(key).isdecimal() or not 1 <= int(key) <= n:
                 raise ConfigError(f"{where}.stages.{key}: expected a stage number 1..{n}")
             if not isinstance(ov, Mapping):
                 raise ConfigError(f"{where}.stages.{key}: expected a table, got {ov!r}")

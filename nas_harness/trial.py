@@ -120,8 +120,10 @@ class ResultCache:
     """Finished trial records keyed by :func:`cache_key`; optionally persisted as one JSON file per key.
 
     One file per key written via rename keeps concurrent writers (Ray workers, several processes) safe
-    without locks.  A file that is torn, unreadable or does not hold a valid full-budget record of the same
-    arch is a miss (and is never executed: it is JSON).
+    without locks.  A cache file travels with a results folder, so reading it trusts nothing: a file that is
+    torn, unreadable, too large, not JSON, or whose entry does not validate (:func:`valid_entry`: every
+    recorded field of its JSON type, a full-budget record of the same arch with ``val_acc`` in [0, 1] and its
+    MACs) is a miss, and the trial is simply trained.  It is JSON, so nothing in it is ever executed.
     """
 
     def __init__(self, directory: str | Path | None = None) -> None:
@@ -137,20 +139,19 @@ class ResultCache:
         try:
             if path.stat().st_size > 1 << 20:
                 return None
-            value = json.loads(path.read_text())
+            value = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
         except (OSError, ValueError, RecursionError):
             return None
-        if not isinstance(value, dict):
+        if not valid_entry(value, arch):
             return None
         record = TrialRecord.from_attrs(value)
-        if not _valid_cached(record, arch):
-            return None
         self._mem[key] = record
         return record
 
     def put(self, key: str, record: TrialRecord) -> None:
         self._mem[key] = record
         if self.directory is not None:
+            tmp = None
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
@@ -158,15 +159,42 @@ class ResultCache:
                     json.dump(record.to_attrs(), f, sort_keys=True)
                 os.replace(tmp, self.directory / f"{key}.json")
             except OSError:  # a full or read-only disk loses a cache entry, never the trial
-                pass
+                if tmp is not None:
+                    Path(tmp).unlink(missing_ok=True)
 
     def __len__(self) -> int:
         return len(self._mem)
 
 
-def _valid_cached(record: TrialRecord, arch: str | None) -> bool:
-    acc_ok = record.val_acc is not None and 0.0 <= record.val_acc <= 1.0
-    return acc_ok and record.full_budget and record.arch is not None and (arch is None or record.arch == arch)
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} in a cache entry")
+
+
+_INF = float("inf")
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "float": lambda v: type(v) in (int, float) and -_INF < v < _INF,  # finite (NaN compares False)
+    "int": lambda v: type(v) is int,
+    "bool": lambda v: type(v) is bool,
+    "str": lambda v: type(v) is str,
+    "dict": lambda v: type(v) is dict and all(type(k) is str and type(x) is str for k, x in v.items()),
+}
+
+
+def valid_entry(value: Any, arch: str | None = None) -> bool:
+    """Whether a cache file's JSON is a usable record: every known field of its JSON type (``None`` allowed),
+    a non-empty arch (``arch`` when given), ``full_budget`` true, ``val_acc`` in [0, 1], MACs > 0 (params > 0
+    when recorded)."""
+    from nas_harness.records._record import _TYPES
+
+    if type(value) is not dict:
+        return False
+    for name, kind in _TYPES.items():
+        if name in value and value[name] is not None and not _JSON_TYPES[kind](value[name]):
+            return False
+    acc, macs, params = value.get("val_acc"), value.get("macs"), value.get("params")
+    return (type(value.get("arch")) is str and bool(value["arch"]) and (arch is None or value["arch"] == arch)
+            and value.get("full_budget") is True and acc is not None and 0.0 <= acc <= 1.0
+            and macs is not None and macs > 0 and (params is None or params > 0))
 
 
 def planned_epochs(train_cfg: Any, n_train: int) -> float:

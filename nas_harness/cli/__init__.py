@@ -1,7 +1,9 @@
 """``nas-harness`` command line: one module per sub-command, each exposing ``add_parser`` and ``run``.
 
 Bad input anywhere (a ``ValueError`` from parsing an arch, a study file, a data path, ...) is reported as
-one line on stderr with exit code 2; nothing that was already computed is touched.
+one line on stderr with exit code 2; nothing that was already computed is touched.  So is a full disk or a
+read-only/forbidden path met while writing (the line names the file and says what is kept; see
+:mod:`nas_harness.cli._checks`).  Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -45,9 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse already printed its one line (or the help): return its exit code
+        return exc.code if isinstance(exc.code, int) else 2 if exc.code else 0
+    from nas_harness.cli._checks import environment_error, one_line_warnings
+
+    try:
+        with one_line_warnings(args.command):
+            return int(args.func(args) or 0)
     except ValueError as exc:  # ConfigError, DataError and plain ValueErrors from input parsing
         msg = " ".join(str(exc).split())
         print(f"nas-harness {args.command}: error: {msg}", file=sys.stderr)
@@ -55,6 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # a full disk, a read-only folder: one line; anything else is a bug (traceback)
+        line = environment_error(exc, args)
+        if line is None:
+            raise
+        print(f"nas-harness {args.command}: error: {line}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

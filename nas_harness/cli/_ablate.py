@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 
+from nas_harness.cli._checks import check_arch_size, integer, text
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(
@@ -15,10 +17,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         description="Train every (variant, seed) pair of an ablation file, store each run durably (resumable), "
         "and write results/<name>/summary.{md,csv}, runs.csv and ablation.{png,svg}.",
     )
-    p.add_argument("file", metavar="FILE", help="ablation TOML file (e.g. studies/ablation_b0.toml)")
-    p.add_argument("--seeds", type=int, default=None, metavar="N", help="override the file's seeds with 0..N-1")
+    p.add_argument("file", metavar="FILE", type=text(), help="ablation TOML file (e.g. studies/ablation_b0.toml)")
+    p.add_argument("--seeds", type=integer(1, 10_000), default=None, metavar="N",
+                   help="override the file's seeds with 0..N-1 (1-10000)")
     p.add_argument("--backend", choices=("local", "ray"), default=None, help="override [backend] kind")
-    p.add_argument("--storage", default=None, help="override the storage URL holding the runs (run.storage)")
+    p.add_argument("--storage", default=None, type=text(),
+                   help="override the storage URL holding the runs (run.storage)")
     p.add_argument("--retry-failed", action="store_true", help="run again pairs whose stored run failed")
     p.add_argument("--report-only", action="store_true", help="only (re)write the report from stored runs")
     p.add_argument("--dry-run", action="store_true", help="validate the file and list variants, train nothing")
@@ -31,7 +35,8 @@ def run(args: argparse.Namespace) -> int:
     from nas_harness.ablation import load_ablation
     from nas_harness.ablation.report import write_report
     from nas_harness.ablation.runner import load_records, run_ablation
-    from nas_harness.records import redact
+    from nas_harness.cli._checks import check_dir_writable, keep, output_dir, storage_file
+    from nas_harness.records import check_writable, redact
 
     cfg = load_ablation(args.file)
     if args.seeds is not None:
@@ -40,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.with_backend(args.backend)
     if args.storage is not None:
         cfg = cfg.with_storage(args.storage)
+    for variant, arch in cfg.archs.items():  # what is counted and trained must be of a sane size
+        check_arch_size(arch, f"variants: {variant!r}")
     if args.dry_run:
         from nas_harness.data import load_proxy
         from nas_harness.flops import count_macs, count_params
@@ -52,16 +59,27 @@ def run(args: argparse.Namespace) -> int:
             macs = count_macs(a, cfg.trial.macs_resolution, num_classes=classes).total
             print(f"  {v:<16} {count_params(a, classes) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
         return 0
+    check_dir_writable(cfg.out_dir, "run.results_dir")  # before anything is created or trained
+    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.out_dir)
     if args.report_only:
         records = load_records(cfg)
         failed = [r for r in records if r.state != "ok"]
     else:
+        check_writable(cfg.storage_url)
         result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress)
         records, failed = result.records, result.failed
         print(f"ran {len(result.ran)} run(s) in {result.wall_s / 60:.1f} min; {len(result.skipped)} were stored "
               f"already; {len(failed)} failed")
-    paths, text = write_report(cfg, records, figure=not args.no_figure)
-    print(text)
+    with output_dir(cfg.out_dir, "run.results_dir"):
+        paths, summary = write_report(cfg, records, figure=not args.no_figure)
+    print(summary)
     print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
           + "".join(f", {p}" for p in paths.figures))
     return 1 if failed else 0
+
+
+def _kept(cfg) -> str:
+    """What survives a failure mid-run (a full disk): the finished runs in the storage."""
+    from nas_harness.cli._checks import kept_in_storage
+
+    return kept_in_storage(cfg.storage_url, cfg.name, "run", ("COMPLETE",))

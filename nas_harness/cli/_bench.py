@@ -7,16 +7,18 @@ import json
 import sys
 from pathlib import Path
 
+from nas_harness.cli._checks import text
+
 DEFAULT_OUT = "results/bench/bench.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(name, help="benchmark the trainer vs a conventional pipeline, and FLOP counting",
                               description=__doc__)
-    p.add_argument("--suite", nargs="+", metavar="NAME", default=None,
+    p.add_argument("--suite", nargs="+", metavar="NAME", default=None, type=text(64),
                    help="suites to run (default: all; e.g. trainer flops)")
     p.add_argument("--quick", action="store_true", help="fewer steps/repeats (a smoke run, noisier figures)")
-    p.add_argument("--out", default=DEFAULT_OUT, help=f"JSON output path (default {DEFAULT_OUT})")
+    p.add_argument("--out", default=DEFAULT_OUT, type=text(), help=f"JSON output path (default {DEFAULT_OUT})")
     p.set_defaults(func=run)
     return p
 
@@ -41,13 +43,22 @@ def _summary(name: str, res: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.bench import run_suites
+    from nas_harness.bench import run_suites, suites
+    from nas_harness.cli._checks import keep, output_dir, output_file
+    from nas_harness.errors import ConfigError
 
-    out = Path(args.out)
+    out = output_file(args.out, "--out")  # before the (long) suites run
+    unknown = [n for n in args.suite or [] if n not in suites()]
+    if unknown:
+        raise ConfigError(f"--suite {unknown[0]!r} is unknown; allowed: {', '.join(suites())}")
     result = run_suites(args.suite, quick=args.quick, log=lambda m: print(m, file=sys.stderr, flush=True))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    for name, res in result["suites"].items():
+    for name, res in result["suites"].items():  # printed first: a disk that fills up cannot lose them
         print(_summary(name, res))
+    keep(args, writing=out, kept="the figures are printed above; no partial file was left")
+    with output_dir(out.parent if str(out.parent) else Path("."), "--out"):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps(result, indent=2) + "\n")
+        tmp.replace(out)
     print(f"wrote {out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._format import add_study_source
 
 
@@ -13,31 +14,41 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                        description="Pick the RANK-th best completed full-budget search trial (or --trial N) and "
                                    "write <out>/rank<R>.arch, .json and _build.py (default out: <study>/export).")
     add_study_source(p)
-    p.add_argument("--rank", type=int, default=1, help="1 = best (default)")
-    p.add_argument("--trial", type=int, help="export this trial number instead of a rank")
+    p.add_argument("--rank", type=integer(1, 1_000_000), default=1, help="1 = best (default)")
+    p.add_argument("--trial", type=integer(0, 10**9), help="export this trial number instead of a rank")
     p.add_argument("--by", default="auto", choices=["auto", "pareto", "val_acc", "reward", "test_acc"],
                    help="ranking: auto = reward for reward studies, Pareto front (most accurate first) for "
                         "multi-objective ones, val_acc otherwise")
-    p.add_argument("--family", type=float, nargs="+", metavar="PHI",
-                   help="also list the compound-scaled family at these phi values, e.g. --family 1 2 3")
-    p.add_argument("--base-resolution", type=int, default=224, help="resolution of phi=0 for --family")
-    p.add_argument("--num-classes", type=int, help="classifier size of the builder call (default: the study's)")
-    p.add_argument("--in-channels", type=int, help="input channels of the builder call (default: the study's)")
-    p.add_argument("--out", help="output folder (default: <study folder>/export)")
+    p.add_argument("--family", type=number(0, 10), nargs="+", metavar="PHI",
+                   help="also list the compound-scaled family at these phi values in [0, 10], e.g. --family 1 2 3")
+    p.add_argument("--base-resolution", type=integer(8, 4096), default=224,
+                   help="resolution of phi=0 for --family, 8-4096 (default 224)")
+    p.add_argument("--num-classes", type=integer(1, 1_000_000),
+                   help="classifier size of the builder call (default: the study's)")
+    p.add_argument("--in-channels", type=integer(1, 1024),
+                   help="input channels of the builder call (default: the study's)")
+    p.add_argument("--out", type=text(), help="output folder (default: <study folder>/export)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_harness.cli._checks import check_arch_size, check_dir_writable, keep, output_dir
     from nas_harness.results import export_arch, resolve_source, study_frame
 
     src = resolve_source(args.study, args.study_name)
-    df = study_frame(src)
-    exp = export_arch(df, rank=args.rank, trial=args.trial, by=args.by, family=args.family,
-                      num_classes=args.num_classes, in_channels=args.in_channels,
-                      base_resolution=args.base_resolution)
     out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "export"
+    check_dir_writable(out, "--out")
+    df = study_frame(src)
+    pick = dict(rank=args.rank, trial=args.trial, by=args.by, num_classes=args.num_classes,
+                in_channels=args.in_channels, base_resolution=args.base_resolution)
+    if args.family:  # the family is counted: first check the stored arch is one the counter is meant for
+        check_arch_size(export_arch(df, **pick).arch, "the study's arch")
+    exp = export_arch(df, family=args.family, **pick)
     stem = f"trial{exp.trial}" if args.trial is not None else f"rank{args.rank}"
-    paths = exp.write(out, stem)
+    keep(args, writing=out, kept=f"the study in {src.label} is unchanged (export only reads it); the export "
+                                 "files written so far were removed")
+    with output_dir(out, "--out"):
+        paths = exp.write(out, stem)
     m = exp.metrics
     acc = f"val_acc {m['val_acc']:.2%}" if "val_acc" in m else "no val_acc"
     macs = f", {m['macs'] / 1e6:.2f} MMACs" if "macs" in m else ""

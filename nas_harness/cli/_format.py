@@ -38,6 +38,9 @@ def _is_num(s: str) -> bool:
 
 def add_study_source(p: argparse.ArgumentParser) -> None:
     """The STUDY positional and ``--study NAME`` shared by the commands that read one stored study."""
-    p.add_argument("study", metavar="STUDY", help="results/<study> folder, SQLite/journal file or storage URL")
-    p.add_argument("--study", dest="study_name", metavar="NAME",
+    from nas_harness.cli._checks import text
+
+    p.add_argument("study", metavar="STUDY", type=text(),
+                   help="results/<study> folder, SQLite/journal file or storage URL")
+    p.add_argument("--study", dest="study_name", metavar="NAME", type=text(1024),
                    help="Optuna study name (when the storage holds several)")

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 
+from nas_harness.cli._checks import MAX_BUILD_PARAMS, check_arch_size, integer, text
 from nas_harness.cli._format import human, table
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="parameters, MACs and per-stage table of an arch",
                        description="ARCH is b0..b7, an arch string (see nas_harness.arch), or a file holding one.")
-    p.add_argument("arch", metavar="ARCH")
-    p.add_argument("--resolution", type=int, default=None,
-                   help="input size in px (default: the variant's own for b0..b7, else 224)")
-    p.add_argument("--num-classes", type=int, default=1000)
-    p.add_argument("--in-channels", type=int, default=3)
+    p.add_argument("arch", metavar="ARCH", type=text(10_000))
+    p.add_argument("--resolution", type=integer(1, 16_384), default=None,
+                   help="input size in px, 1-16384 (default: the variant's own for b0..b7, else 224)")
+    p.add_argument("--num-classes", type=integer(1, 1_000_000), default=1000, help="1-1000000 (default 1000)")
+    p.add_argument("--in-channels", type=integer(1, 1024), default=3, help="1-1024 (default 3)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), default=None,
                    help="proxy option: override the stem stride (1 for 28-32 px inputs)")
     p.add_argument("--fvcore", action="store_true", help="also count with fvcore on a built model (slower)")
@@ -29,21 +30,12 @@ def _resolve(text: str) -> tuple[object, int]:
     return arch, NAMED_VARIANTS[key][2] if key in NAMED_VARIANTS else 224
 
 
-def _check_positive(args: argparse.Namespace, *names: str) -> None:
-    from nas_harness.errors import ConfigError
-
-    for n in names:
-        v = getattr(args, n)
-        if v is not None and v < 1:
-            raise ConfigError(f"--{n.replace('_', '-')}: expected a positive integer, got {v}")
-
-
 def run(args: argparse.Namespace) -> int:
     from nas_harness.flops import count_macs, count_params, fvcore_macs, stage_table
 
-    _check_positive(args, "resolution", "num_classes", "in_channels")
     arch, default_res = _resolve(args.arch)
     res = args.resolution or default_res
+    check_arch_size(arch, "arch")
     kw = dict(num_classes=args.num_classes, in_channels=args.in_channels)
     macs = count_macs(arch, res, stem_stride=args.stem_stride, **kw)
     params = count_params(arch, **kw)
@@ -55,7 +47,11 @@ def run(args: argparse.Namespace) -> int:
     print("  by op:    " + ", ".join(f"{k} {v:,}" for k, v in macs.by_op.items()))
     print("  not in fvcore's total: " + ", ".join(f"{k} {v:,}" for k, v in macs.elementwise.items()))
     if args.fvcore:
+        from nas_harness.errors import ConfigError
         from nas_harness.model import build_model
+
+        if params > MAX_BUILD_PARAMS:
+            raise ConfigError(f"--fvcore builds the model: {params:,} parameters; at most {MAX_BUILD_PARAMS:,}")
 
         model = build_model(arch, stem_stride=args.stem_stride, **kw)
         f = fvcore_macs(model, res, in_channels=args.in_channels)

@@ -5,27 +5,38 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas_harness.cli._checks import number, text
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="accuracy-vs-MACs/Pareto, progress and importance figures of a study",
                        description="Write figures into <study folder>/figures and print their paths.")
-    p.add_argument("studies", nargs="*", metavar="STUDY",
+    p.add_argument("studies", nargs="*", metavar="STUDY", type=text(),
                    help="results/<study> folder, SQLite/journal file or storage URL (several with --compare)")
-    p.add_argument("--storage", help="Optuna storage URL (sqlite:///..., postgresql://..., journal:<file>)")
-    p.add_argument("--study", action="append", default=[], metavar="NAME",
+    p.add_argument("--storage", type=text(),
+                   help="Optuna storage URL (sqlite:///..., postgresql://..., journal:<file>)")
+    p.add_argument("--study", action="append", default=[], metavar="NAME", type=text(1024),
                    help="study name in --storage or STUDY (repeat with --compare)")
     p.add_argument("--compare", action="store_true",
                    help="compare the studies: hypervolume over trials and overlaid Pareto fronts")
-    p.add_argument("--out", help="output folder (default: <study folder>/figures; with --compare results/compare)")
-    p.add_argument("--choice", help="colour accuracy-vs-MACs by this search choice, e.g. s5_se "
-                                    "(default: the most important one)")
+    p.add_argument("--out", type=text(),
+                   help="output folder (default: <study folder>/figures; with --compare results/compare)")
+    p.add_argument("--choice", type=text(200), help="colour accuracy-vs-MACs by this search choice, e.g. s5_se "
+                                                    "(default: the most important one)")
     p.add_argument("--metric", default="val_acc", choices=["val_acc", "val_acc_final", "test_acc"],
                    help="accuracy to plot (default val_acc)")
     p.add_argument("--format", nargs="+", default=["png", "svg"], choices=["png", "svg", "pdf"],
                    help="figure formats (default: png svg)")
-    p.add_argument("--ref-macs", type=float, help="hypervolume reference MACs (default 1.1 x the largest)")
-    p.add_argument("--ref-acc", type=float, default=0.0, help="hypervolume reference accuracy in [0,1) (default 0)")
+    add_reference(p)
     p.set_defaults(func=run)
+
+
+def add_reference(p: argparse.ArgumentParser) -> None:
+    """--ref-macs / --ref-acc: the hypervolume reference point (shared by plot and report)."""
+    p.add_argument("--ref-macs", type=number(0, 1e15, lo_open=True),
+                   help="hypervolume reference MACs, in (0, 1e15] (default 1.1 x the largest)")
+    p.add_argument("--ref-acc", type=number(0, 1, hi_open=True), default=0.0,
+                   help="hypervolume reference accuracy in [0, 1) (default 0)")
 
 
 def sources(args: argparse.Namespace) -> list[tuple[str, str | None]]:
@@ -51,21 +62,30 @@ def run(args: argparse.Namespace) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
+    from nas_harness.cli._checks import keep, output_dir
     from nas_harness.errors import ConfigError
     from nas_harness.plots import write_comparison_figures, write_study_figures
-    from nas_harness.results import ReferencePoint
+    from nas_harness.results import ReferencePoint, resolve_source
 
     pairs = sources(args)
     ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
     if args.compare:
-        paths = write_comparison_figures(pairs, Path(args.out or "results/compare"), args.format,
-                                         metric=args.metric, reference=ref)
+        out = Path(args.out or "results/compare")
+        keep(args, writing=out, kept="the studies are unchanged (plot only reads them); the figures written so "
+                                         "far were removed")
+        with output_dir(out, "--out"):
+            paths = write_comparison_figures(pairs, out, args.format, metric=args.metric, reference=ref)
     else:
         if len(pairs) != 1:
             raise ConfigError(f"study: got {len(pairs)} studies; pass --compare to compare them")
         (source, name), = pairs
-        paths = write_study_figures(source, name, out_dir=args.out, formats=args.format, choice=args.choice,
-                                    metric=args.metric, reference=ref)
+        src = resolve_source(source, name)
+        out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "figures"
+        keep(args, writing=out, kept=f"the study in {src.label} is unchanged (plot only reads it); the "
+                                     "figures written so far were removed")
+        with output_dir(out, "--out"):
+            paths = write_study_figures(source, src.study_name, out_dir=out, formats=args.format,
+                                        choice=args.choice, metric=args.metric, reference=ref)
     for p in paths:
         print(p)
     return 0

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
+from nas_harness.cli._checks import check_arch_size, integer, number, text
 from nas_harness.cli._format import human, table
+
+#: Stated ranges of the scaling flags (the study file's [scaling] table uses the same).
+PHI_RANGE = (0.0, 10.0)
+BASE_RANGE = (1.0, 4.0)
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -12,31 +17,38 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
     p = sub.add_parser(name, help="table of compound-scaled variants of an arch",
                        description="depth = alpha^phi, width = beta^phi, resolution = gamma^phi x base resolution")
-    p.add_argument("arch", metavar="ARCH", help="b0..b7, an arch string, or a file")
-    p.add_argument("--phi", type=float, nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7])
-    p.add_argument("--alpha", type=float, default=DEFAULT_ALPHA, help="depth base (default %(default)s)")
-    p.add_argument("--beta", type=float, default=DEFAULT_BETA, help="width base (default %(default)s)")
-    p.add_argument("--gamma", type=float, default=DEFAULT_GAMMA, help="resolution base (default %(default)s)")
-    p.add_argument("--resolution", type=int, default=224, help="base resolution (default %(default)s)")
-    p.add_argument("--num-classes", type=int, default=1000)
+    base = number(*BASE_RANGE)
+    p.add_argument("arch", metavar="ARCH", type=text(10_000), help="b0..b7, an arch string, or a file")
+    p.add_argument("--phi", type=number(*PHI_RANGE), nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7],
+                   help="compound coefficients, each in [0, 10]")
+    p.add_argument("--alpha", type=base, default=DEFAULT_ALPHA, help="depth base in [1, 4] (default %(default)s)")
+    p.add_argument("--beta", type=base, default=DEFAULT_BETA, help="width base in [1, 4] (default %(default)s)")
+    p.add_argument("--gamma", type=base, default=DEFAULT_GAMMA,
+                   help="resolution base in [1, 4] (default %(default)s)")
+    p.add_argument("--resolution", type=integer(8, 4096), default=224,
+                   help="base resolution, 8-4096 (default %(default)s)")
+    p.add_argument("--num-classes", type=integer(1, 1_000_000), default=1000, help="1-1000000 (default 1000)")
     p.add_argument("--named", action="store_true", help="list the official B0-B7 variants instead")
     p.add_argument("--show-arch", action="store_true", help="print each variant's arch string")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.errors import ConfigError
     from nas_harness.flops import count_macs, count_params
     from nas_harness.presets import NAMED_VARIANTS, efficientnet, resolve_arch
     from nas_harness.scaling import compound
 
-    if args.resolution < 1 or args.num_classes < 1:
-        raise ConfigError("--resolution/--num-classes: expected positive integers")
     if args.named:
         variants = [efficientnet(n) for n in NAMED_VARIANTS]
     else:
         base = resolve_arch(args.arch)
-        variants = [compound(base, phi, args.alpha, args.beta, args.gamma, args.resolution) for phi in args.phi]
+        check_arch_size(base, "arch")
+        variants = []
+        for phi in args.phi:  # scaling is arithmetic; counting is what a huge result would make slow
+            v = compound(base, phi, args.alpha, args.beta, args.gamma, args.resolution)
+            check_arch_size(v.arch, f"--phi {phi:g} (alpha={args.alpha:g}, beta={args.beta:g}, "
+                                    f"gamma={args.gamma:g})", v.resolution)
+            variants.append(v)
         print(f"alpha={args.alpha:g} beta={args.beta:g} gamma={args.gamma:g}  "
               f"(alpha*beta^2*gamma^2 = {args.alpha * args.beta**2 * args.gamma**2:.3f})")
     rows = []

@@ -9,6 +9,21 @@ from __future__ import annotations
 import argparse
 import sys
 
+from nas_harness.cli._checks import (
+    check_arch_size,
+    check_dir_writable,
+    config_flag,
+    keep,
+    storage_file,
+    study_name,
+    text,
+)
+
+_STUDY = "nas_harness.study.config:StudyConfig"
+_RUN = "nas_harness.study.config:StudyRun"
+_RAY = "nas_harness.study.config:StudyRay"
+_TRAIN = "nas_harness.train.config:TrainConfig"
+
 _OVERRIDES = {  # flag attribute -> study-file key path
     "n_trials": "run.n_trials",
     "timeout": "run.timeout_s",
@@ -28,26 +43,36 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="run or continue an architecture search study (studies/*.toml)",
                        description="Run the study described by a TOML file; re-running continues it. "
                                    "Flags override the file's values.")
-    p.add_argument("study", metavar="STUDY.toml", help="study file, e.g. studies/quickstart.toml")
-    p.add_argument("--n-trials", type=int, help="total finished trials the study should reach (run.n_trials)")
-    p.add_argument("--timeout", type=float, help="stop starting new trials after this many seconds (run.timeout_s)")
-    p.add_argument("--backend", help="local or ray (run.backend)")
-    p.add_argument("--storage", help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")
-    p.add_argument("--seed", type=int, help="seed of the sampler and of every trial's training (seed)")
-    p.add_argument("--cpus-per-trial", type=float, help="Ray: CPUs per trial (ray.cpus_per_trial)")
-    p.add_argument("--gpus-per-trial", type=float, help="Ray: GPUs per trial, fractional ok (ray.gpus_per_trial)")
-    p.add_argument("--max-concurrent", type=int, help="Ray: concurrent trials, 0 = as resources allow")
-    p.add_argument("--ray-address", help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
-    p.add_argument("--results-dir", help="parent folder of results/<study> (run.results_dir)")
-    p.add_argument("--device", help="train on this device: auto, cpu, cuda, cuda:N (train.device); one local worker "
-                                    "per GPU of a machine: start one with --device cuda:0, one with cuda:1, ...")
+    p.add_argument("study", metavar="STUDY.toml", type=text(), help="study file, e.g. studies/quickstart.toml")
+    p.add_argument("--n-trials", type=config_flag(_RUN, "n_trials"),
+                   help="total finished trials the study should reach, 1-1000000 (run.n_trials)")
+    p.add_argument("--timeout", type=config_flag(_RUN, "timeout_s"),
+                   help="stop starting new trials after this many seconds, 0-1e8 (run.timeout_s)")
+    p.add_argument("--backend", choices=("local", "ray"), help="local or ray (run.backend)")
+    p.add_argument("--storage", type=text(),
+                   help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")
+    p.add_argument("--seed", type=config_flag(_STUDY, "seed"),
+                   help="seed of the sampler and of every trial's training (seed)")
+    p.add_argument("--cpus-per-trial", type=config_flag(_RAY, "cpus_per_trial"),
+                   help="Ray: CPUs per trial (ray.cpus_per_trial)")
+    p.add_argument("--gpus-per-trial", type=config_flag(_RAY, "gpus_per_trial"),
+                   help="Ray: GPUs per trial, fractional ok (ray.gpus_per_trial)")
+    p.add_argument("--max-concurrent", type=config_flag(_RAY, "max_concurrent"),
+                   help="Ray: concurrent trials, 0 = as resources allow")
+    p.add_argument("--ray-address", type=text(1024),
+                   help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
+    p.add_argument("--results-dir", type=text(), help="parent folder of results/<study> (run.results_dir)")
+    p.add_argument("--device", type=config_flag(_TRAIN, "device"),
+                   help="train on this device: auto, cpu, cuda, cuda:N (train.device); one local worker per GPU of a "
+                        "machine: start one with --device cuda:0, one with cuda:1, ... on the same study")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
     p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")
     p.add_argument("--scaling", action="store_true",
                    help="compound-scaling search instead: grid over alpha, beta, gamma ([scaling] table)")
-    p.add_argument("--base", help="with --scaling: base arch (b0..b7, arch string or file; default: the study's)")
-    p.add_argument("--fork", metavar="NEW_NAME",
+    p.add_argument("--base", type=text(10_000),
+                   help="with --scaling: base arch (b0..b7, arch string or file; default: the study's)")
+    p.add_argument("--fork", metavar="NEW_NAME", type=study_name,
                    help="start study NEW_NAME with this file's settings, re-evaluating the finished archs of the "
                         "study named in the file first (for a changed recipe, space or objective)")
     p.set_defaults(func=run)
@@ -69,12 +94,15 @@ def run(args: argparse.Namespace) -> int:
         print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",
               file=sys.stderr)
         return 0
+    _check_outputs(cfg)
+    keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.study_dir)
     if args.scaling:
         return _run_scaling(cfg, args.base)
     from nas_harness.study.search import fork_study, run_search
 
     if args.fork:
-        cfg = fork_study(cfg, _check_fork_name(args.fork))
+        cfg = fork_study(cfg, args.fork)
+        keep(args, kept=lambda: _kept(cfg))
     summary = run_search(cfg)
     rejected = f", {summary.n_rejected} rejected over budget" if summary.n_rejected else ""
     print(f"study {summary.study_name}: {summary.n_complete} complete, {summary.n_pruned} pruned{rejected}, "
@@ -98,13 +126,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_fork_name(name: str) -> str:
-    from nas_harness._config import NAME_PATTERN, NAME_RULE
-    from nas_harness.errors import ConfigError
+def _check_outputs(cfg) -> None:
+    """Refuse a results folder or storage that cannot be written before anything is created."""
+    from nas_harness.records import check_writable
 
-    if not NAME_PATTERN.match(name):
-        raise ConfigError(f"--fork: {name[:80]!r} is not a valid study name: {NAME_RULE}")
-    return name
+    check_dir_writable(cfg.study_dir, "run.results_dir")
+    check_writable(cfg.storage_url)
+
+
+def _kept(cfg) -> str:
+    """What survives a failure mid-run (a full disk): the finished trials in the storage."""
+    from nas_harness.cli._checks import kept_in_storage
+
+    return kept_in_storage(cfg.storage_url, cfg.name, "trial")
+
 
 
 def _run_scaling(cfg, base_text: str | None) -> int:
@@ -112,6 +147,8 @@ def _run_scaling(cfg, base_text: str | None) -> int:
     from nas_harness.study.scaling_search import run_scaling_search
 
     base = resolve_arch(base_text) if base_text else None
+    if base is not None:
+        check_arch_size(base, "--base")
     summary = run_scaling_search(cfg, base)
     print(f"scaling study {summary.study_name}: {len(summary.rows)}/{summary.triples} triples trained")
     for r in summary.rows[:10]:

@@ -10,22 +10,46 @@ import gzip
 import struct
 import zlib
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from nas_harness.errors import DataError
 
 _UBYTE = 0x08
+#: Largest IDX content read (decompressed); Fashion-MNIST's training images are 47 MB.  A gzip "bomb" that
+#: expands beyond it is refused without being expanded.
+MAX_IDX_BYTES = 1 << 30
+
+
+def _read_capped(f: BinaryIO) -> bytes:
+    """Everything in ``f``, or a little more than MAX_IDX_BYTES (read in chunks: nothing is allocated ahead)."""
+    chunks: list[bytes] = []
+    total = 0
+    while total <= MAX_IDX_BYTES:
+        chunk = f.read(1 << 22)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        total += len(chunk)
+    return b"".join(chunks)
 
 
 def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes with ``expect_ndim`` dimensions; raise DataError naming it."""
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        with path.open("rb") as f:
+            magic = f.read(2)
+            f.seek(0)
+            if magic == b"\x1f\x8b":
+                with gzip.GzipFile(fileobj=f) as g:
+                    raw = _read_capped(g)
+            else:
+                raw = _read_capped(f)
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         raise DataError(f"{path}: cannot read (corrupt or truncated gzip?): {exc}") from None
+    if len(raw) > MAX_IDX_BYTES:
+        raise DataError(f"{path}: more than {MAX_IDX_BYTES:,} bytes (decompressed); not a proxy data set file")
     if len(raw) < 4:
         raise DataError(f"{path}: truncated IDX file ({len(raw)} bytes)")
     zero, dtype, ndim = struct.unpack(">HBB", raw[:4])

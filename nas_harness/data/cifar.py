@@ -19,6 +19,8 @@ from nas_harness.data._raw import RawDataset, check_labels
 from nas_harness.errors import DataError
 
 _PIXELS = 3 * 32 * 32
+#: Largest batch file read (CIFAR-100's train.bin is 150 MB): anything larger is not a CIFAR file.
+MAX_FILE_BYTES = 1 << 30
 _LAYOUT = {
     # name: (binary subdir, binary train files, binary test file, label bytes, pickle subdir,
     #        pickle train files, pickle test file, label key, classes)
@@ -43,17 +45,30 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
+def _check_size(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if size > MAX_FILE_BYTES:
+        raise DataError(f"{path}: {size:,} bytes; a CIFAR batch file is at most {MAX_FILE_BYTES:,}")
+
+
 def safe_unpickle(path: Path) -> Any:
-    """Unpickle ``path`` allowing only numpy array reconstruction; DataError on anything else."""
+    """Unpickle ``path`` allowing only numpy array reconstruction; DataError on anything else (a global
+    other than numpy's array reconstructors, a truncated or malformed pickle, a file too large)."""
+    _check_size(path)
     try:
         with path.open("rb") as f:
             return _SafeUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
-            ImportError, OSError) as exc:
-        raise DataError(f"{path}: not a safe CIFAR pickle ({exc})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
+            ImportError, OSError, RecursionError, MemoryError, OverflowError) as exc:
+        detail = " ".join(str(exc).split())[:200]
+        raise DataError(f"{path}: not a safe CIFAR pickle ({type(exc).__name__}: {detail})") from None
 
 
 def _read_binary(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
+    _check_size(path)
     try:
         raw = np.fromfile(path, dtype=np.uint8)
     except OSError as exc:
@@ -70,8 +85,13 @@ def _read_pickle(path: Path, label_key: bytes) -> tuple[np.ndarray, np.ndarray]:
     obj = safe_unpickle(path)
     if not isinstance(obj, dict) or b"data" not in obj or label_key not in obj:
         raise DataError(f"{path}: missing b'data' / {label_key!r} entries (not a CIFAR batch)")
-    data = np.asarray(obj[b"data"])
-    labels = np.asarray(obj[label_key], dtype=np.int64)
+    try:
+        data = np.asarray(obj[b"data"])
+        labels = np.asarray(obj[label_key], dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DataError(f"{path}: data/labels are not arrays of numbers ({type(exc).__name__})") from None
+    if labels.ndim != 1:
+        raise DataError(f"{path}: labels have shape {labels.shape}, expected a flat list")
     if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != _PIXELS:
         raise DataError(f"{path}: data is {data.dtype} {data.shape}, expected uint8 (N, {_PIXELS})")
     if len(labels) != len(data):

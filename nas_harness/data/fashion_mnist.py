@@ -1,8 +1,11 @@
 """Fashion-MNIST: locate the four IDX files, optionally download them (checksummed), and load them.
 
-Lookup order: the directory the user names (study file / CLI, else ``$NAS_HARNESS_DATA``), the Debian
+Lookup: a directory the user names (``data.root`` in a study file, else ``$NAS_HARNESS_DATA``) is the ONLY
+place looked in (it or its ``fashion-mnist/`` child): a named directory that does not hold the four files is an
+error naming it and the missing file, never silently replaced by another copy.  With nothing named: the Debian
 package location ``/usr/share/datasets/fashion-mnist`` (``apt-get install dataset-fashion-mnist``), then the
-cache directory ``~/.cache/nas-harness/fashion-mnist``.  Nothing is downloaded unless the caller allows it.
+cache directory ``~/.cache/nas-harness/fashion-mnist``.  Nothing is downloaded unless the caller allows it
+(into the named directory when there is one, else into the cache).
 """
 
 from __future__ import annotations
@@ -50,20 +53,51 @@ def _has_all(directory: Path) -> bool:
     return all(_file_in(directory, name) is not None for name in FILES)
 
 
+def _named(root: str | os.PathLike[str] | None) -> tuple[Path, str] | None:
+    """The directory the user named and how (``data.root`` or ``$NAS_HARNESS_DATA``), or None."""
+    if root is not None:
+        return Path(root).expanduser(), "data.root"
+    env = os.environ.get(ENV_VAR) or None
+    return (Path(env).expanduser(), f"${ENV_VAR}") if env is not None else None
+
+
 def candidate_dirs(root: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Directories searched, in order; a named directory may hold the files or a ``fashion-mnist/`` child."""
-    named = root if root is not None else os.environ.get(ENV_VAR) or None
-    out: list[Path] = []
+    """Directories searched, in order: a named directory (or its ``fashion-mnist/`` child) only, else the
+    system copy and the cache."""
+    named = _named(root)
     if named is not None:
-        p = Path(named).expanduser()
-        out += [p, p / "fashion-mnist", p / "fashion_mnist"]
-    out += [SYSTEM_DIR, cache_dir()]
-    return out
+        p = named[0]
+        return [p, p / "fashion-mnist", p / "fashion_mnist"]
+    return [SYSTEM_DIR, cache_dir()]
 
 
 def find_fashion_mnist(root: str | os.PathLike[str] | None = None) -> Path | None:
     """The first directory (in lookup order) holding all four files, or None."""
-    return next((d for d in candidate_dirs(root) if _has_all(d)), None)
+    for d in candidate_dirs(root):
+        try:
+            if _has_all(d):
+                return d
+        except OSError:  # a name too long, a permission problem: not there
+            continue
+    return None
+
+
+def _missing(root: Path) -> str:
+    """What a named directory lacks, for the error line."""
+    for d in (root, root / "fashion-mnist", root / "fashion_mnist"):
+        try:
+            if not d.is_dir():
+                continue
+            absent = [name for name in FILES if _file_in(d, name) is None]
+        except OSError:
+            continue
+        if len(absent) < len(FILES):
+            return f"{d} lacks {', '.join(absent)}"
+    try:
+        exists = root.is_dir()
+    except OSError:
+        exists = False
+    return f"{root} has none of the 4 IDX files" if exists else f"{root} does not exist"
 
 
 def _md5(path: Path) -> str:
@@ -107,14 +141,27 @@ def load_fashion_mnist(root: str | os.PathLike[str] | None = None, allow_downloa
     """Load train (60k) and test (10k) Fashion-MNIST as ``(N, 1, 28, 28)`` uint8; see module doc for lookup."""
     directory = find_fashion_mnist(root)
     if directory is None:
-        if not allow_download:
+        named = _named(root)
+        if named is not None:
+            where, how = named
+            if allow_download:
+                directory = download_fashion_mnist(where)
+            else:
+                raise DataError(
+                    f"{how} = {str(where)!r} holds no Fashion-MNIST ({_missing(where)}); a named directory is the "
+                    f"only place looked in: put train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+                    f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz there (or in a fashion-mnist/ "
+                    f"folder in it), name another directory, or remove {how} to use the system copy"
+                )
+        elif not allow_download:
             where = ", ".join(str(d) for d in candidate_dirs(root))
             raise DataError(
                 f"Fashion-MNIST not found (looked in {where}); install it with "
                 f"`apt-get install dataset-fashion-mnist`, set {ENV_VAR}=<dir with the 4 IDX .gz files>, "
                 f"or allow downloads (data.allow_download = true)"
             )
-        directory = download_fashion_mnist()
+        else:
+            directory = download_fashion_mnist()
     arrays: dict[str, np.ndarray] = {}
     for split, prefix in (("train", "train"), ("test", "t10k")):
         img_path = _file_in(directory, f"{prefix}-images-idx3-ubyte.gz")

@@ -15,14 +15,14 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import Field, field_validator, model_validator
 
-from nas_harness._config import Bool, ConfigModel, Int, Num, Text, allowed, bad
+from nas_harness._config import Bool, ConfigModel, Int, Num, Rules, Text, allowed, bad, inert
 from nas_harness.data._raw import RawDataset
 from nas_harness.errors import ConfigError, DataError
 
@@ -47,8 +47,11 @@ class ProxyConfig(ConfigModel):
 
     dataset: Annotated[Literal["fashion_mnist", "cifar10", "cifar100", "folder", "synthetic"],
                        Field(description="synthetic is for unit tests only")] = "fashion_mnist"
-    root: Annotated[Text | None, Field(max_length=4096, description="local directory holding the data set")] = None
-    allow_download: Annotated[Bool, Field(description="Fashion-MNIST only: fetch the official files (MD5-checked)")
+    root: Annotated[Text | None, Field(max_length=4096, description=(
+        "applies to every dataset but 'synthetic': the local directory holding the data set, the only place "
+        "looked in"))] = None
+    allow_download: Annotated[Bool, Field(description=(
+        "applies to dataset = 'fashion_mnist' only: fetch the official files (MD5-checked)"))
                               ] = False
     train_subset: Annotated[Int | None, Field(ge=1, le=10**9, description="stratified training subset (total)")] = None
     per_class: Annotated[Int | None, Field(ge=1, le=10**9, description="stratified training subset per class")] = None
@@ -60,6 +63,9 @@ class ProxyConfig(ConfigModel):
     normalize: Annotated[Bool, Field(description="per-channel mean/std from the training split")] = True
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1, description="subset and validation split")] = 0
     fit: Annotated[Literal["auto", "resize", "pad"], Field(description="how images reach the resolution")] = "auto"
+
+    _inert: ClassVar[Rules] = inert(allow_download=lambda d: d.dataset != "fashion_mnist",
+                                    root=lambda d: d.dataset == "synthetic")
 
     @field_validator("root", mode="before")
     @classmethod

@@ -94,66 +94,168 @@ def _sqlite_connect(path: str) -> Any:
     return con
 
 
-def check_writable(url: str) -> None:
-    """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written."""
+def check_writable(url: str, what: str = "run.storage") -> None:
+    """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written (or a
+    file name too long, a folder in the file's place, a read-only file system)."""
     path = sqlite_path(url) or journal_path(url)
     if path is None:
         return
     import os
 
+    from nas_harness._config import check_dir_writable
+
     folder = path.parent if str(path.parent) else Path(".")
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir():
-        raise ConfigError(f"run.storage: {str(existing)!r} is not a folder; cannot create {str(path)!r}")
-    target = path if path.exists() else existing
-    if not os.access(target, os.W_OK):
-        raise ConfigError(f"run.storage: {str(target)!r} is not writable; choose another --storage or "
-                          "--results-dir")
+    if path.name and len(os.fsencode(path.name)) > 255:
+        raise ConfigError(f"{what}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes; "
+                          "at most 255")
+    check_dir_writable(folder, what, target=path)
+    if path.is_dir():
+        raise ConfigError(f"{what}: {str(path)!r} is a folder, not a database file")
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
 
-def open_storage(url: str) -> Any:
-    """An Optuna storage for a URL (RDB or ``journal:<file>``); a bad URL or unreachable database is a
-    one-line ConfigError without the password."""
-    import optuna
+def open_storage(url: str, what: str = "run.storage", *, create: bool = True) -> Any:
+    """An Optuna storage for a URL (RDB or ``journal:<file>``); a bad URL, a damaged file or an unreachable
+    database is a one-line ConfigError naming ``what`` and the storage, without the password.
+
+    ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
+    """
     from optuna.storages import JournalStorage, RDBStorage
     from optuna.storages.journal import JournalFileBackend
 
     jpath = journal_path(url)
+    spath = sqlite_path(url)
     try:
+        if not create:
+            for path in (jpath, spath):
+                if path is not None and not path.is_file():
+                    raise ConfigError(f"{what}: {str(path)!r} does not exist")
         if jpath is not None:
-            check_writable(url)
-            jpath.parent.mkdir(parents=True, exist_ok=True)
+            if create:
+                check_writable(url, what)
+                jpath.parent.mkdir(parents=True, exist_ok=True)
+            _check_journal_file(jpath, what)
             return JournalStorage(JournalFileBackend(str(jpath)))
         kwargs: dict[str, Any] = {}
-        spath = sqlite_path(url)
         if spath is not None:
-            check_writable(url)
-            spath.parent.mkdir(parents=True, exist_ok=True)
-            _check_sqlite_file(spath)
+            if create:
+                check_writable(url, what)
+                spath.parent.mkdir(parents=True, exist_ok=True)
+            _check_sqlite_file(spath, what)
             kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, str(spath))}
         return RDBStorage(sqlalchemy_url(url), **kwargs)
     except ConfigError:
         raise
-    except (ImportError, optuna.exceptions.StorageInternalError, ValueError, OSError, RuntimeError) as exc:
-        detail = scrub(" ".join(str(exc).split()), url)[:300]
-        raise ConfigError(f"run.storage: cannot open {redact(url)}: {type(exc).__name__}: {detail}") from None
-    except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server)
-        detail = scrub(" ".join(str(exc).split()), url)[:300]
-        raise ConfigError(f"run.storage: cannot open {redact(url)}: {type(exc).__name__}: {detail}") from None
+    except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server), OSError, ...
+        env = environment_error(exc, spath or jpath)
+        if env is not None:  # a full disk or read-only file system: the caller words it and says what is kept
+            raise OSError(env.errno, env.strerror, env.filename or str(spath or jpath)) from None
+        raise ConfigError(_cannot_open(url, what, exc)) from None
+
+
+#: OSError numbers that are the environment's doing (full, read-only, forbidden, failing), not a bug.
+ENVIRONMENT_ERRNOS = frozenset(getattr(__import__("errno"), n) for n in (
+    "ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENAMETOOLONG", "EISDIR", "ENOTDIR", "EIO"))
+#: SQLite's words for a failing file system -> errno.
+_SQLITE_ENV = {"database or disk is full": "ENOSPC", "attempt to write a readonly database": "EROFS",
+               "disk i/o error": "EIO", "unable to open database file": "EACCES"}
+
+
+def environment_error(exc: BaseException, path: Path | None) -> OSError | None:
+    """An ``OSError`` (errno, message, file) for a full disk / read-only or failing file system anywhere in
+    ``exc``'s chain, else None: an OSError keeps its own file name; SQLite's wording ("database or disk is
+    full", ...) is given ``path``, the database file.  SQLite reports a full disk met while it creates its WAL
+    file as a "disk I/O error": with (almost) no free space left beside ``path``, that is called a full disk."""
+    import errno
+    import os
+    import sqlite3
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        todo += [e.__cause__, e.__context__]
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+            return OSError(e.errno, os.strerror(e.errno), e.filename)
+        if isinstance(e, sqlite3.Error):
+            msg = str(e).lower()
+            for needle, name in _SQLITE_ENV.items():
+                if needle in msg:
+                    code = getattr(errno, name)
+                    if code in (errno.EIO, errno.EACCES) and path is not None and _no_space(path):
+                        code = errno.ENOSPC
+                    elif code == errno.EACCES and path is not None and not _read_only(path):
+                        break  # a missing folder or a permission problem: not the environment's wording
+                    return OSError(code, os.strerror(code), str(path) if path else None)
+    return None
+
+
+def _no_space(path: Path) -> bool:
+    import os
+
+    try:
+        st = os.statvfs(path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024
+
+
+def _read_only(path: Path) -> bool:
+    import os
+
+    try:
+        return bool(os.statvfs(path.parent if str(path.parent) else ".").f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _cannot_open(url: str, what: str, exc: BaseException) -> str:
+    detail = scrub(" ".join(str(exc).split()), url)
+    detail = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", detail)[:300]
+    damaged = ("malformed", "not a database", "file is encrypted", "no such table", "JSONDecodeError",
+               "UnicodeDecodeError", "Expecting value")
+    hint = ("; the file is damaged or not an Optuna storage: move it away or choose another --storage"
+            if any(d in f"{type(exc).__name__}: {detail}" for d in damaged) else "")
+    return f"{what}: cannot open {redact(url)}: {type(exc).__name__}: {detail}{hint}"
 
 
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
-def _check_sqlite_file(path: Path) -> None:
+def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
     """A file that exists but is not a SQLite database (truncated, garbage) is named, not tracebacked."""
     if path.exists() and path.stat().st_size > 0:
         with path.open("rb") as f:
             head = f.read(16)
         if head != _SQLITE_MAGIC:
-            raise ConfigError(f"storage {str(path)!r} is not a SQLite database (damaged or another kind of file); "
+            raise ConfigError(f"{what}: {str(path)!r} is not a SQLite database (damaged or another kind of file); "
+                              "move it away or choose another --storage")
+
+
+def _check_journal_file(path: Path, what: str = "run.storage") -> None:
+    """An Optuna journal is UTF-8 JSON, one operation per line: a file that is not is named, not tracebacked
+    (a torn last line, which a crash mid-write leaves, is Optuna's to skip)."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    import json
+
+    with path.open("rb") as f:
+        head = f.read(1 << 16)
+    lines = head.split(b"\n")
+    complete = lines[:-1] if len(lines) > 1 else lines
+    for i, line in enumerate(complete[:50], start=1):
+        if not line.strip():
+            continue
+        try:
+            op = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            op = None
+        if not isinstance(op, dict) or "op_code" not in op:
+            raise ConfigError(f"{what}: {str(path)!r} is not an Optuna journal (line {i} is not a JSON operation); "
                               "move it away or choose another --storage")
 
 

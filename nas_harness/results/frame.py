@@ -46,18 +46,33 @@ class StudySource:
 def _is_sqlite(path: Path) -> bool:
     if path.suffix.lower() in _SQLITE_SUFFIXES:
         return True
-    with path.open("rb") as f:
-        return f.read(16) == _SQLITE_MAGIC
+    try:
+        with path.open("rb") as f:
+            return f.read(16) == _SQLITE_MAGIC
+    except OSError as exc:
+        raise ConfigError(f"storage: cannot read '{path}' ({exc.strerror or exc})") from None
 
 
 def _storage_for_path(path: Path) -> tuple[Any, str]:
-    if _is_sqlite(path):
-        from nas_harness.records import open_storage
+    """Open an existing SQLite or journal file for reading (never creates one); a damaged file is named."""
+    from nas_harness.records import open_storage
 
-        return open_storage(f"sqlite:///{path.resolve()}"), str(path)
-    from optuna.storages.journal import JournalFileBackend, JournalStorage
+    url = f"sqlite:///{path.resolve()}" if _is_sqlite(path) else f"journal:{path.resolve()}"
+    return open_storage(url, "storage", create=False), str(path)
 
-    return JournalStorage(JournalFileBackend(str(path))), str(path)
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # a name too long for the file system
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
+        return False
 
 
 def _folder_storage(folder: Path) -> tuple[Any, str]:
@@ -87,35 +102,40 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
 
     text = str(source)
     folder: Path | None
+    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text) or len(text) > 4096:
+        raise ConfigError(f"storage: {text[:60]!r} is not a results folder, SQLite/journal file or storage URL")
     if text.startswith("journal:"):  # the search's spelling of a journal-file storage
         text = text[len("journal:"):].removeprefix("//")
-        if not Path(text).is_file():
+        if not _is_file(Path(text)):
             raise ConfigError(f"storage: journal file '{text}' does not exist")
-    if "://" in text:
+        storage, label = _storage_for_path(Path(text))
+        folder = Path(text).parent
+    elif "://" in text:
         folder = None
         if text.startswith("sqlite:///"):
             db = Path(text[len("sqlite:///"):])
-            if not db.is_file():
+            if not _is_file(db):
                 raise ConfigError(f"storage: SQLite file '{db}' does not exist")
             folder = db.parent
-        storage, label = open_storage(text), redact(text)
+        storage, label = open_storage(text, "storage", create=False), redact(text)
     else:
         path = Path(text)
-        if path.is_dir():
+        if _is_dir(path):
             storage, label = _folder_storage(path)
             folder = path
-        elif path.is_file():
+        elif _is_file(path):
             storage, label = _storage_for_path(path)
             folder = path.parent
         else:
             raise ConfigError(
-                f"storage: '{text}' is not a results folder, SQLite/journal file or storage URL"
+                f"storage: {text[:200]!r} is not a results folder, SQLite/journal file or storage URL"
             )
     try:
         names = optuna.get_all_study_names(storage)
     except Exception as exc:  # corrupt file, unreachable server, wrong format
         detail = " ".join(str(exc).split())[:200]
-        raise ConfigError(f"storage: cannot read studies from '{label}': {type(exc).__name__}: {detail}") from None
+        raise ConfigError(f"storage: cannot read studies from '{label}': {type(exc).__name__}: {detail}; the file "
+                          "is damaged or not an Optuna storage") from None
     if not names:
         raise ConfigError(f"storage: '{label}' holds no study")
     if study_name is None:

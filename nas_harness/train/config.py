@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from nas_harness._config import Bool, ConfigModel, Int, Num, Text, allowed, bad, distinct
+from nas_harness._config import Bool, ConfigModel, Int, Num, Rules, Text, allowed, bad, distinct, inert
 
 OPTIMIZERS = ("sgd", "adamw", "rmsprop")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -45,7 +45,7 @@ class TrainConfig(ConfigModel):
                          ] = "sgd"
     lr: Annotated[Num, Field(gt=0, le=1e12, description="peak learning rate")] = 0.1
     weight_decay: Annotated[Num, Field(ge=0, le=10, description="not applied to BN parameters and biases")] = 5e-5
-    momentum: Annotated[Num, Field(ge=0, lt=1, description="SGD/RMSProp momentum")] = 0.9
+    momentum: Annotated[Num, Field(ge=0, lt=1, description="applies to optimizer = 'sgd' or 'rmsprop' only")] = 0.9
     schedule: Annotated[Literal["cosine", "onecycle", "constant"], Field(description="learning-rate schedule")
                         ] = "cosine"
     warmup_epochs: Annotated[Num, Field(ge=0, le=100_000, description="linear warm-up (epochs)")] = 0.2
@@ -66,7 +66,8 @@ class TrainConfig(ConfigModel):
     augment: Annotated[tuple[Literal["crop", "flip", "cutout"], ...], Field(max_length=3, description=(
         "batched augmentations: crop (padded random crop), flip, cutout"))] = ("flip",)
     crop_padding: Annotated[Int | None, Field(ge=0, le=512, json_schema_extra=allowed("an integer >= 0, or omit"),
-                                                       description="crop padding in px (omit: resolution // 8)")] = None
+                                              description="applies with augment 'crop' only: padding in px (omit: "
+                                                          "resolution // 8)")] = None
     zero_init_residual: Annotated[Bool, Field(description="zero the last BN scale of each residual branch")] = True
     eval_batch_size: Annotated[Int, Field(ge=1, le=65_536, description="batch size of evaluation")] = 512
     threads: Annotated[Annotated[Int, Field(ge=1, le=1024)] | Literal["auto"] | None,
@@ -74,6 +75,9 @@ class TrainConfig(ConfigModel):
                              description="CPU threads (fixed per study when omitted; see the class doc)")] = None
     cpu_kernels: Annotated[Literal["auto", "off"], Field(description="fused CPU training kernels where they apply")
                            ] = "auto"
+
+    _inert: ClassVar[Rules] = inert(momentum=lambda t: t.optimizer == "adamw",
+                                    crop_padding=lambda t: "crop" not in t.augment)
 
     @field_validator("augment", mode="before")
     @classmethod

@@ -282,22 +282,100 @@ def _recipe_key(cfg: TrainConfig, data: ProxyData) -> dict[str, Any]:
     return {"train": d, "data": data.name, "n_train": len(data.train_y), "n_val": len(data.val_y)}
 
 
-def _save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write atomically (temp file + rename), so a crash mid-write leaves the previous checkpoint intact."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _save_checkpoint(path: Path, payload: dict[str, Any]) -> bool:
+    """Write atomically (temp file + rename), so a crash mid-write leaves the previous checkpoint intact.
+
+    A checkpoint that cannot be written (full disk, read-only or vanished folder) is not worth a lost run: the
+    partial temp file is removed, one warning names the file and why, and training goes on (a restart then
+    resumes from the previous checkpoint, if there is one).  Returns whether the checkpoint was written.
+    """
+    import errno
+    import warnings
+
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:  # a Python file object: a failed write is an OSError with its errno
+            torch.save(payload, f)
+        os.replace(tmp, path)
+        return True
+    except (OSError, RuntimeError) as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        errors = [exc, exc.__context__, exc.__cause__]
+        err = next((e for e in errors if isinstance(e, OSError) and e.strerror), None)
+        why = err.strerror if err is not None else " ".join(str(exc).split())[:120]
+        if err is not None and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            why = "the disk is full"
+        warnings.warn(f"checkpoint {str(path)!r} not written ({why}); training goes on without it, and a restart "
+                      "would resume from the previous checkpoint if there is one", RuntimeWarning, stacklevel=3)
+        return False
+
+
+#: What a checkpoint holds (name -> check); anything else is not a checkpoint of this trainer.
+_CHECKPOINT_FIELDS: dict[str, Callable[[Any], bool]] = {
+    "recipe": lambda v: isinstance(v, dict),
+    "model": lambda v: isinstance(v, dict) and all(isinstance(k, str) and isinstance(t, torch.Tensor)
+                                                   for k, t in v.items()),
+    "optimizer": lambda v: isinstance(v, dict) and isinstance(v.get("state"), dict)
+    and isinstance(v.get("param_groups"), list),
+    "generator": lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8,
+    "torch_rng": lambda v: isinstance(v, torch.Tensor) and v.dtype == torch.uint8,
+    "cuda_rng": lambda v: v is None or (isinstance(v, torch.Tensor) and v.dtype == torch.uint8),
+    "step": lambda v: type(v) is int and v >= 0,
+    "epoch": lambda v: type(v) is int and v >= 0,
+    "history": lambda v: isinstance(v, list) and all(
+        isinstance(h, dict) and all(isinstance(k, str) and type(x) in (int, float) for k, x in h.items())
+        for h in v),
+    "train_time_s": lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0,
+    "best_val_acc": lambda v: type(v) in (int, float) and -1.0 <= v <= 1.0,
+    "best_epoch": lambda v: type(v) is int and v >= 0,
+    "wall_time_s": lambda v: type(v) in (int, float) and math.isfinite(v) and v >= 0,
+}
+
+
+def _checkpoint_problem(ck: Any) -> str | None:
+    """What makes ``ck`` not a checkpoint of this trainer, or None."""
+    if not isinstance(ck, dict):
+        return f"holds {type(ck).__name__}, not a checkpoint"
+    for name, ok in _CHECKPOINT_FIELDS.items():
+        if name not in ck:
+            return f"has no {name!r} entry"
+        if not ok(ck[name]):
+            return f"its {name!r} entry is malformed"
+    if len(ck["history"]) != ck["epoch"]:
+        return f"its history has {len(ck['history'])} epochs but it says epoch {ck['epoch']}"
+    return None
 
 
 def _load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
-    if not path.exists():
+    """The checkpoint at ``path`` to resume from, or None to start afresh.
+
+    It is loaded with ``weights_only=True``: PyTorch's restricted unpickler rebuilds tensors, numbers, strings,
+    lists, tuples and dicts only, so a file crafted to run code when unpickled (a plain pickle or a ``.pt``
+    with a ``__reduce__`` payload) is refused without running anything.  A file that does not load that way or
+    does not have a checkpoint's structure is ignored with ONE warning naming it: training starts from epoch 1
+    and the first epoch's checkpoint replaces the file.  A well-formed checkpoint of another recipe is refused
+    with a ConfigError (resuming it would silently mix two experiments).
+    """
+    import warnings
+
+    try:
+        if not path.is_file():
+            return None
+    except OSError:
         return None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # a truncated or foreign file: say which, do not silently restart
-        raise ConfigError(f"checkpoint {str(path)!r} cannot be read ({type(exc).__name__}); delete it to "
-                          "start over") from None
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated, foreign or hostile file: name it, never execute it
+        detail = " ".join(str(exc).split())[:160]
+        problem = f"cannot be loaded safely ({type(exc).__name__}: {detail})"
+    else:
+        problem = _checkpoint_problem(ck)
+    if problem is not None:
+        warnings.warn(f"checkpoint {str(path)!r} ignored: {problem}; training starts afresh from epoch 1",
+                      RuntimeWarning, stacklevel=3)
+        return None
     if ck.get("recipe") != key:
         raise ConfigError(f"checkpoint {str(path)!r} was written for a different recipe or dataset; delete it "
                           "or choose another output directory")

@@ -1,0 +1,128 @@
+"""Issue #12: a full disk or a read-only folder while writing results is ONE line (exit 2) saying what
+happened, which file, and what is kept; finished trials survive and the same command continues once there
+is space again.  Each case runs the real command in a subprocess on a small tmpfs (skipped, for one reason,
+where mounting is not permitted)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.fakes import study_folder
+from tests.helpers.mounts import fill, full_disk, read_only_dir
+from tests.helpers.studies import tiny_dict, to_toml
+
+ROOT = Path(__file__).resolve().parents[1]
+ABLATION = """
+name = "tiny"
+base = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
+variants = ["baseline", "no_se"]
+seeds = 3
+[trial]
+macs_resolution = 16
+[data]
+dataset = "synthetic"
+resolution = 16
+val_size = 64
+[train]
+steps = 3
+batch_size = 16
+lr = 0.05
+threads = 1
+"""
+
+
+def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("NAS_HARNESS_DATA", None)
+    return subprocess.run([sys.executable, "-m", "nas_harness.cli", *argv], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def error_line(res: subprocess.CompletedProcess[str], command: str) -> str:
+    """The one error line: exit 2, no traceback, exactly one 'error:' line and it is the last line."""
+    lines = res.stderr.splitlines()
+    errors = [ln for ln in lines if ln.startswith(f"nas-harness {command}: error: ")]
+    assert res.returncode == 2, f"exit {res.returncode}\n{res.stderr[-3000:]}"
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert len(errors) == 1 and lines[-1] == errors[0], res.stderr[-3000:]
+    return errors[0]
+
+
+def finished(db: Path, study: str) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as con:
+        (n,), = con.execute("SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                            "WHERE s.study_name = ? AND t.state = 'COMPLETE'", (study,)).fetchall()
+    return n
+
+
+def test_search_on_a_full_disk_keeps_finished_trials_and_continues(tmp_path: Path) -> None:
+    d = tiny_dict(tmp_path)
+    with full_disk(tmp_path / "disk", size="3m", leave=3 << 20) as disk:
+        d["run"]["results_dir"] = str(disk)
+        (tmp_path / "s.toml").write_text(to_toml(d))
+        assert cli("search", "s.toml", "--n-trials", "1", cwd=tmp_path).returncode == 0
+        db = disk / "tiny" / "study.db"
+        fill(disk, 0)
+        line = error_line(cli("search", "s.toml", "--n-trials", "3", cwd=tmp_path), "search")
+        assert "the disk is full" in line and str(db) in line, line
+        assert "1 finished trial" in line and "safe in sqlite:///" in line and "run the same command again" in line
+        (disk / ".filler").unlink()  # space again: the same command continues where it stopped
+        res = cli("search", "s.toml", "--n-trials", "3", cwd=tmp_path)
+        assert res.returncode == 0, res.stderr[-3000:]
+        assert finished(db, "tiny") == 3
+
+
+def test_ablation_on_a_full_disk_is_one_line_naming_the_store(tmp_path: Path) -> None:
+    with full_disk(tmp_path / "disk", size="3m", leave=150 << 10) as disk:
+        (tmp_path / "a.toml").write_text(ABLATION + f'[run]\nresults_dir = "{disk}"\n')
+        line = error_line(cli("ablate", "a.toml", "--no-progress", "--no-figure", cwd=tmp_path), "ablate")
+        assert "the disk is full" in line and "ablation.db" in line and "finished run" in line, line
+
+
+def test_checkpoints_on_a_full_disk_warn_and_runs_are_stored_elsewhere(tmp_path: Path) -> None:
+    """Storage on a good disk, results folder (checkpoints, report) on a full one: every run is trained
+    and stored; the report is what cannot be written, and the line says the runs are safe."""
+    with full_disk(tmp_path / "disk") as disk:
+        (tmp_path / "a.toml").write_text(ABLATION.replace("steps = 3", "epochs = 2").replace("seeds = 3", "seeds = 1")
+                                         + f'[run]\nresults_dir = "{disk}"\nstorage = "sqlite:///{tmp_path}/s.db"\n')
+        res = cli("ablate", "a.toml", "--no-progress", "--no-figure", cwd=tmp_path)
+        line = error_line(res, "ablate")
+        assert "the disk is full" in line and str(disk) in line and "the 2 finished runs are safe" in line, line
+        warnings = [ln for ln in res.stderr.splitlines() if ": warning: checkpoint" in ln]
+        assert warnings and all("not written (the disk is full)" in w for w in warnings)
+        assert finished(tmp_path / "s.db", "tiny") == 2
+
+
+@pytest.mark.parametrize("command", [["plot"], ["report"], ["export", "--family", "1", "2"]])
+def test_outputs_on_a_full_disk_leave_nothing_behind(command: list[str], tmp_path: Path) -> None:
+    study_folder(tmp_path / "results", "fake")
+    with full_disk(tmp_path / "disk", leave=2048) as disk:
+        out = disk / "out"
+        line = error_line(cli(command[0], "results/fake", *command[1:], "--out", str(out), cwd=tmp_path),
+                          command[0])
+        assert "the disk is full" in line and str(out) in line and "unchanged" in line, line
+        assert sorted(p.name for p in disk.iterdir()) == [".filler"]  # partial outputs removed
+
+
+def test_bench_on_a_full_disk_prints_its_figures_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    with full_disk(tmp_path / "disk", leave=0) as disk:
+        res = cli("bench", "--suite", "flops", "--quick", "--out", str(disk / "b" / "bench.json"), cwd=tmp_path)
+        line = error_line(res, "bench")
+        assert "the disk is full" in line and "bench.json" in line and "printed above" in line, line
+        assert "flops:" in res.stdout
+        assert sorted(p.name for p in disk.iterdir()) == [".filler"]
+
+
+@pytest.mark.parametrize("command", [["plot"], ["report"], ["export"]])
+def test_outputs_into_a_read_only_folder_are_refused_before_anything_runs(command: list[str],
+                                                                         tmp_path: Path) -> None:
+    study_folder(tmp_path / "results", "fake")
+    with read_only_dir(tmp_path / "ro") as ro:
+        line = error_line(cli(command[0], "results/fake", "--out", str(ro / "out"), cwd=tmp_path), command[0])
+        assert "--out" in line and "read-only" in line and str(ro) in line, line
