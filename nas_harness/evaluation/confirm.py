@@ -350,14 +350,17 @@ def _conclusions(res: ConfirmResult) -> list[str]:
             words = d.verdict if d.n >= 2 else "undecided (one pair)"
             lines.append(f"{row.cand.name} vs {ref}: {_delta(d)} pp over {d.n} paired seed(s)"
                          f"{f' (p = {_p(d)})' if _p(d) else ''}: {words}.")
-    search = [r for r in a.rows if r.cand.kind != "reference" and r.val.n > 0 and r.cand.search_val == r.cand.search_val]
-    if search:
-        drop = float(np.mean([r.cand.search_val - r.val.mean for r in search]))
-        lines.append(f"Selection effect: the {len(search)} selected arch(s) scored {100 * drop:+.2f} pp more in the "
-                     "search (the one run they were picked on) than their mean over fresh seeds"
-                     + (" (references: " + ", ".join(f"{_pct(r.cand.search_val - r.val.mean)} pp" for r in a.rows
-                                                   if r.cand.kind == "reference" and r.val.n > 0) + ")"
-                        if any(r.cand.kind == "reference" and r.val.n > 0 for r in a.rows) else "") + ".")
+    picked = [r for r in a.rows
+              if r.cand.kind != "reference" and r.val.n > 0 and r.cand.search_val == r.cand.search_val]
+    refs = [r for r in a.rows if r.cand.kind == "reference" and r.val.n > 0]
+    if picked:
+        drop = float(np.mean([r.cand.search_val - r.val.mean for r in picked]))
+        line = (f"Selection effect: the {len(picked)} selected arch(s) scored {100 * drop:+.2f} pp more in the search "
+                "(the one run they were picked on) than their mean over fresh seeds")
+        if refs:
+            ref_drop = float(np.mean([r.cand.search_val - r.val.mean for r in refs]))
+            line += f"; the references, which were not selected, {100 * ref_drop:+.2f} pp"
+        lines.append(line + ".")
     front = [r.cand.name for r in sorted(a.rows, key=lambda r: r.cand.macs) if r.on_front]
     if front:
         lines.append(f"Pareto front of the means (accuracy up, MACs down): {', '.join(front)}.")

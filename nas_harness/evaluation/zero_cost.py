@@ -86,7 +86,7 @@ def naswot(model: nn.Module, x: torch.Tensor) -> float:
     codes: list[torch.Tensor] = []
 
     def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        codes.append((inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0))
+        codes.append(inputs[0].detach().reshape(inputs[0].shape[0], -1) > 0)
 
     handles = [m.register_forward_pre_hook(hook) for m in net.modules() if isinstance(m, _ACTIVATIONS)]
     try:
