@@ -45,6 +45,7 @@ from nas_harness.evaluation.recipe import (
     StudyRecipe,
     fresh_seeds,
     merge_candidates,
+    open_study_source,
     reference_candidates,
     search_candidates,
     study_recipe,
@@ -174,20 +175,6 @@ def _scaling_candidates(study: Any, top: int) -> list[Candidate]:
     return out
 
 
-def _open(source: Any, study_name: str | None, scaling: bool) -> tuple[Any, Any]:
-    from nas_harness.results import load_study, resolve_source
-
-    src = resolve_source(source, study_name)
-    if scaling and not src.study_name.endswith("-scaling"):
-        name = f"{src.study_name}-scaling"
-        try:
-            src = resolve_source(source, name)
-        except ConfigError:
-            raise ConfigError(f"--scaling: no study {name!r} in {src.label}; run `nas-harness search STUDY.toml "
-                              "--scaling` first") from None
-    return src, load_study(src)
-
-
 def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, study_name: str | None = None,
                 out_dir: str | Path | None = None, retry_failed: bool = False, progress: bool = True,
                 figure: bool = True, report_only: bool = False, log: Any = None,
@@ -200,7 +187,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     st = settings or ConfirmSettings()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    src, study = _open(source, study_name, st.scaling)
+    src, study = open_study_source(source, study_name, st.scaling)
     recipe = study_recipe(study)
     if st.scaling:
         cands = _scaling_candidates(study, st.top)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.train import TrainConfig
     from nas_harness.trial import TrialSettings, TrialSpec
 
-__all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "reference_candidates", "search_candidates",
-           "study_recipe"]
+__all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "merge_candidates", "open_study_source", "reference_candidates",
+           "search_candidates", "study_recipe"]
 
 _EXCLUDED_TRAIN = ("seed", "device", "compile", "eval_batch_size")
 
@@ -114,6 +114,21 @@ def study_recipe(study: Any) -> StudyRecipe:
     except ConfigError as exc:
         raise ConfigError(f"study {study.study_name!r}: its stored recipe is not valid any more: {exc}") from None
     return StudyRecipe(str(study.study_name), data, tr, trial, seed)
+
+
+def open_study_source(source: Any, study_name: str | None = None, scaling: bool = False) -> tuple[Any, Any]:
+    """(StudySource, Optuna study) of a results folder / storage; ``scaling``: its ``<study>-scaling`` study."""
+    from nas_harness.results import load_study, resolve_source
+
+    src = resolve_source(source, study_name)
+    if scaling and not src.study_name.endswith("-scaling"):
+        name = f"{src.study_name}-scaling"
+        try:
+            src = resolve_source(source, name)
+        except ConfigError:
+            raise ConfigError(f"--scaling: no study {name!r} in {src.label}; run `nas-harness search STUDY.toml "
+                              "--scaling` first") from None
+    return src, load_study(src)
 
 
 def fresh_seeds(n: int, used: int) -> list[int]:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas_harness.plots._style import PALETTE, STUDY_PALETTE, WIDE, log_cost_axis, new_figure, paper_style, spread_labels
+from nas_harness.plots._style import PALETTE, STUDY_PALETTE, WIDE, keep_inside, log_cost_axis, new_figure, paper_style
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -66,7 +66,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
         ax.set_ylabel("Validation accuracy (%)")
         ax.set_title(title)
         ax.legend(loc="best", frameon=True, framealpha=0.85)
-        spread_labels(ax, texts)
+        keep_inside(ax, texts)
 
         if not pairs.empty and pairs["pairs"].max() > 0:
             p = pairs[pairs["pairs"] > 0]
@@ -126,7 +126,7 @@ def plot_fidelity(archs: pd.DataFrame, summary: dict[str, Any], title: str = "fi
         ax.set_ylabel("High-fidelity validation accuracy (%)")
         ax.set_title(f"{title}: Kendall tau {tau_txt}")
         ax.legend(loc="best", frameon=True, framealpha=0.85)
-        spread_labels(ax, texts)
+        keep_inside(ax, texts)
 
         n = len(archs)
         pr = archs["proxy_rank"].to_numpy(float)

@@ -298,7 +298,7 @@ def _rank_correlation(kind: str, x: Sequence[float], y: Sequence[float], confide
         point = stats.kendalltau(xs, ys) if kind == "kendall" else stats.spearmanr(xs, ys)
     value, p = float(point.statistic), float(point.pvalue)
     lo = hi = nan
-    if n >= 3 and math.isfinite(value):
+    if n >= 3 and math.isfinite(value) and n_resamples > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             boot = stats.bootstrap((xs, ys), _rank_stat(kind), paired=True, vectorized=False,
@@ -315,8 +315,8 @@ def _rank_correlation(kind: str, x: Sequence[float], y: Sequence[float], confide
 def kendall_tau(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE,
                 n_resamples: int = 2000, seed: int = 0) -> RankCorrelation:
     """Kendall's tau-b of ``x`` and ``y`` (``scipy.stats.kendalltau``) with a paired percentile-bootstrap
-    interval over the items (``scipy.stats.bootstrap``; resamples without a defined tau are dropped).
-    Pairs with a non-finite value are left out."""
+    interval over the items (``scipy.stats.bootstrap``; resamples without a defined tau are dropped;
+    ``n_resamples=0``: no interval).  Pairs with a non-finite value are left out."""
     return _rank_correlation("kendall", x, y, confidence, n_resamples, seed)
 
 
