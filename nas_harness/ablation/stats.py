@@ -11,13 +11,16 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from nas_harness.results.stats import PairedDelta, Summary, paired_delta, summarize
 
 __all__ = [
+    "BudgetStability",
     "PairedDelta",
     "Summary",
     "VariantStats",
+    "budget_stability",
     "paired_delta",
     "summarize",
     "variant_table",
@@ -128,3 +131,57 @@ def variant_table(
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class BudgetStability:
+    """Do two budgets rank the variants alike?  ``rows``: per variant (name, mean test acc and rank at each
+    budget, Δ-vs-baseline verdict at each); ``tau``: Kendall's tau-b of the variant means (scipy);
+    ``same_order`` / ``same_best``; ``flipped``: variants whose Δ verdict differs between the budgets."""
+
+    rows: list[dict[str, Any]]
+    tau: float
+    same_order: bool
+    same_best: bool
+    flipped: list[str]
+
+    @property
+    def agreed(self) -> bool:
+        return self.same_order and not self.flipped
+
+
+def _ranks(means: list[float]) -> list[int]:
+    order = sorted(range(len(means)), key=lambda i: -means[i])
+    out = [0] * len(means)
+    for r, i in enumerate(order, start=1):
+        out[i] = r
+    return out
+
+
+def budget_stability(a: Sequence[VariantStats], b: Sequence[VariantStats],
+                     baseline: str | None = "baseline") -> BudgetStability:
+    """Compare the variant tables of the same ablation at two budgets (variants present in both with at
+    least one run each).  The Δ verdicts are the paired-interval wording of
+    :func:`nas_harness.results.stats.verdict` (tied within noise with fewer than two pairs)."""
+    from nas_harness.results.stats import kendall_tau
+
+    by_b = {r.variant: r for r in b}
+    common = [r for r in a if r.variant in by_b and r.test.n > 0 and by_b[r.variant].test.n > 0]
+    ma = [r.test.mean for r in common]
+    mb = [by_b[r.variant].test.mean for r in common]
+    ra, rb = _ranks(ma), _ranks(mb)
+    rows: list[dict[str, Any]] = []
+    flipped = []
+    for r, x, y, i, j in zip(common, ma, mb, ra, rb):
+        other = by_b[r.variant]
+        va = r.delta_test.verdict if r.delta_test is not None and r.variant != baseline else "baseline"
+        vb = other.delta_test.verdict if other.delta_test is not None and r.variant != baseline else "baseline"
+        if va != vb:
+            flipped.append(r.variant)
+        rows.append({"variant": r.variant, "test_mean_a": x, "rank_a": i, "delta_a": r.delta_test.mean
+                     if r.delta_test is not None else math.nan, "verdict_a": va, "test_mean_b": y, "rank_b": j,
+                     "delta_b": other.delta_test.mean if other.delta_test is not None else math.nan,
+                     "verdict_b": vb})
+    tau = kendall_tau(ma, mb, n_resamples=0).statistic if len(common) >= 2 else math.nan
+    same_best = bool(common) and ra.index(1) == rb.index(1)
+    return BudgetStability(rows, float(tau), ra == rb, same_best, flipped)
