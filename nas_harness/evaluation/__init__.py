@@ -14,6 +14,30 @@ Layering: uses :mod:`nas_harness.backends`, :mod:`~nas_harness.trial`, :mod:`~na
 :mod:`~nas_harness.results`; never the search or ablation packages.
 """
 
+from nas_harness.evaluation.confirm import ConfirmResult, ConfirmSettings, run_confirm
+from nas_harness.evaluation.fidelity import FidelityConfig, FidelityResult, load_fidelity, run_fidelity
+from nas_harness.evaluation.recipe import Candidate, StudyRecipe, study_recipe
 from nas_harness.evaluation.store import JobStore, StoredJobs, StoredRun, run_stored_jobs
+from nas_harness.evaluation.zero_cost import PREDICTORS, grad_norm, naswot, synflow, zero_cost_scores
 
-__all__ = ["JobStore", "StoredJobs", "StoredRun", "run_stored_jobs"]
+__all__ = [
+    "PREDICTORS",
+    "Candidate",
+    "ConfirmResult",
+    "ConfirmSettings",
+    "FidelityConfig",
+    "FidelityResult",
+    "JobStore",
+    "StoredJobs",
+    "StoredRun",
+    "StudyRecipe",
+    "grad_norm",
+    "load_fidelity",
+    "naswot",
+    "run_confirm",
+    "run_fidelity",
+    "run_stored_jobs",
+    "study_recipe",
+    "synflow",
+    "zero_cost_scores",
+]

@@ -170,3 +170,15 @@ def test_cli_bad_input_exits_2_with_one_line(real_study: Path, capsys: pytest.Ca
     assert cli_main(["confirm", str(real_study), "--scaling"]) == 2
     assert "--scaling: no study 'tiny-scaling'" in capsys.readouterr().err
     assert not (real_study / "confirm.md").exists()
+
+
+@pytest.mark.ray
+def test_confirm_on_ray_shares_the_store(real_study: Path, ray_local: None) -> None:
+    """The Ray path runs the same jobs through backends.run_jobs; a local re-run finds them stored."""
+    from nas_harness.backends.settings import RayConfig
+
+    st = ConfirmSettings(top=1, seeds=1, references=False, backend="ray", ray=RayConfig(cpus_per_trial=1))
+    res = run_confirm(real_study, st, progress=False, figure=False, log=lambda m: None)
+    assert len(res.ran) == 1 and res.analysis.rows[0].val.n == 1
+    local = run_confirm(real_study, st.replace(backend="local"), progress=False, figure=False, log=lambda m: None)
+    assert local.ran == [] and local.skipped == res.ran
