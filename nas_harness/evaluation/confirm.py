@@ -193,8 +193,12 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
         cands = _scaling_candidates(study, st.top)
     else:
         df = trials_frame(study)
-        cands = search_candidates(df, st.top, st.by) + (reference_candidates(df) if st.references else [])
-        cands = merge_candidates(cands)
+        top = search_candidates(df, st.top, st.by)
+        if len(top) < st.top:
+            say(f"note: only {len(top)} search arch(s) qualify for --top {st.top} by {st.by}"
+                + (" (the Pareto front is that short; --by val_acc takes the most accurate archs instead)"
+                   if st.by == "pareto" else ""))
+        cands = merge_candidates(top + (reference_candidates(df) if st.references else []))
     if not cands:
         raise ConfigError(f"study {src.study_name!r} has no complete full-budget trial to confirm "
                           f"(--top {st.top}{'' if st.references else ', --no-references'})")
