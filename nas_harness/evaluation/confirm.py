@@ -135,8 +135,9 @@ def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int]) -> 
     best = scored[0] if scored else None
     for row in rows:
         for ref in refs:
-            if ref is not row:
-                row.vs[ref.cand.label] = paired_delta(vals[row.cand.job], vals[ref.cand.job])
+            if ref is row:
+                break  # a reference is compared with the references listed before it (each pair once)
+            row.vs[ref.cand.label] = paired_delta(vals[row.cand.job], vals[ref.cand.job])
         if best is not None and best is not row:
             row.vs_best = paired_delta(vals[row.cand.job], vals[best.cand.job])
     finite = [r for r in scored if r.cand.macs == r.cand.macs]

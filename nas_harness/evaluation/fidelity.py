@@ -195,6 +195,7 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
         mine = [r for r in runs if r.group == c.job and r.state == "ok" and r.seed in wanted
                 and r.metrics.get("val_acc") is not None]
         vals = [float(r.metrics["val_acc"]) for r in mine]
+        finals = [float(r.metrics["val_acc_final"]) for r in mine if r.metrics.get("val_acc_final") is not None]
         tests = [float(r.metrics["test_acc"]) for r in mine if r.metrics.get("test_acc") is not None]
         s = summarize(vals)
         if s.n == 1:  # one run: the interval of its split
@@ -205,6 +206,7 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
         rows.append({"label": c.name, "kind": c.kind, "search_trial": c.number, "arch": c.arch, "macs": c.macs,
                      "params": c.params, "proxy_val_acc": c.search_val, "proxy_ci_low": plo, "proxy_ci_high": phi,
                      "hifi_val_acc": s.mean, "hifi_ci_low": lo, "hifi_ci_high": hi, "hifi_runs": s.n,
+                     "hifi_val_acc_final": float(np.mean(finals)) if finals else math.nan,
                      "hifi_test_acc": float(np.mean(tests)) if tests else math.nan,
                      "hifi_train_s": float(sum(float(r.metrics.get("train_time_s") or 0) for r in mine)),
                      "proxy_top_k": i < top and c.kind == "search"})
@@ -214,6 +216,10 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
         r["proxy_rank"], r["hifi_rank"] = pr, hr
     k = min(top, len(rows))
     summary = rank_agreement(proxy, hifi, k, n_resamples=n_resamples, seed=seed)
+    # robustness: the same against the last epoch's accuracy instead of the best epoch's (the harness's val_acc)
+    final = rank_agreement(proxy, [r["hifi_val_acc_final"] for r in rows], k, n_resamples=n_resamples, seed=seed)
+    summary["final_epoch"] = {key: final[key] for key in ("kendall_tau", "kendall_tau_ci", "spearman_rho",
+                                                            "top_k_recall", "n_archs")}
     ok = [r for r in rows if math.isfinite(r["hifi_val_acc"])]
     if ok:
         choice = max(ok, key=lambda r: r["proxy_val_acc"])
@@ -374,6 +380,8 @@ def markdown(res: FidelityResult) -> str:
              f"| Kendall tau (proxy vs high fidelity) | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} |",
              f"| Spearman rho | {_f(s['spearman_rho'])}{_ci(s['spearman_rho_ci'])} |",
              f"| top-{k} recall | {_f(s['top_k_recall'])} |",
+             f"| Kendall tau against the last epoch's accuracy | {_f((s.get('final_epoch') or {}).get('kendall_tau'))}"
+             f"{_ci((s.get('final_epoch') or {}).get('kendall_tau_ci'))} |",
              f"| regret of the proxy's choice (pp) | {_pct(s['regret'])} ({s.get('proxy_choice', '–')} at "
              f"{_pct(s.get('proxy_choice_hifi'))}% vs the best, {s.get('hifi_best', '–')} at "
              f"{_pct(s.get('hifi_best_acc'))}%) |"]
@@ -401,7 +409,8 @@ def markdown(res: FidelityResult) -> str:
     text += "\n\n### Archs\n\n" + "\n".join(table)
     text += ("\n\nIntervals: tau/rho by a percentile bootstrap over archs (scipy.stats.bootstrap, "
              f"{s['bootstrap_resamples']} resamples); accuracies: Wilson 95% on the validation split (one run) or a "
-             "Student-t interval over runs. Both scores are validation accuracies; the test split is not used.")
+             "Student-t interval over runs. Both scores are validation accuracies (val_acc: the best epoch's, the "
+             "harness's convention; the last epoch's is the check row above); the test split is not used.")
     if res.failed:
         text += "\n\nFailed runs:\n" + "\n".join(f"- {r.group} seed {r.seed}: {r.error}" for r in res.failed)
     return text + "\n"
