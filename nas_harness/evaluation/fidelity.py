@@ -441,7 +441,8 @@ def write_fidelity(res: FidelityResult, figure: bool = True) -> list[Path]:
 
     out = res.out_dir
     out.mkdir(parents=True, exist_ok=True)
-    stem = "fidelity" if res.config.name == "fidelity" else f"fidelity-{res.config.name}"
+    name = res.config.name
+    stem = name if name.startswith("fidelity") else f"fidelity-{name}"
     paths = [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}_archs.csv"]
     paths[0].write_text(json.dumps(_clean(res.summary), indent=2, default=_json_default) + "\n")
     paths[1].write_text(markdown(res))
