@@ -408,7 +408,8 @@ def markdown(res: ConfirmResult) -> str:
 
 
 def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:
-    """``confirm.csv`` (per arch), ``confirm_pairs.csv``, ``confirm.md`` and ``confirm.png/svg``."""
+    """``confirm.csv`` (per arch), ``confirm_pairs.csv``, ``confirm.md`` and ``confirm.png/svg``
+    (``confirm_scaling.*`` for the scaling study's groups)."""
     import pandas as pd
 
     out = res.out_dir
@@ -417,7 +418,8 @@ def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:
     pairs = pd.DataFrame(pair_table(res.analysis), columns=["label", "reference", "pairs", "seeds", "delta_mean",
                                                             "delta_ci_low", "delta_ci_high", "t", "p_value",
                                                             "verdict"])
-    paths = [out / "confirm.csv", out / "confirm_pairs.csv", out / "confirm.md"]
+    stem = "confirm_scaling" if res.study_name.endswith("-scaling") else "confirm"
+    paths = [out / f"{stem}.csv", out / f"{stem}_pairs.csv", out / f"{stem}.md"]
     arch.to_csv(paths[0], index=False)
     pairs.to_csv(paths[1], index=False)
     paths[2].write_text(markdown(res))
@@ -426,5 +428,5 @@ def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:
         from nas_harness.plots.evaluation import plot_confirm
 
         fig = plot_confirm(arch, pairs, title=f"{res.study_name}: {len(res.analysis.seeds)} fresh seeds")
-        paths += save(fig, out, "confirm")
+        paths += save(fig, out, stem)
     return paths

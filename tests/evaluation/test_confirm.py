@@ -152,7 +152,8 @@ def test_confirm_scaling_groups(tmp_path: Path) -> None:
     runs = optuna.load_study(study_name="tiny-scaling-confirm", storage=cfg.storage_url).trials
     res_by_job = {t.user_attrs["job"]: t.user_attrs for t in runs}
     assert {j.split("px:")[0] for j in res_by_job} == {"16", str(round(16 * 1.42))}  # each at its own resolution
-    md = (tmp_path / "results" / "tiny" / "confirm.md").read_text()
+    md = (tmp_path / "results" / "tiny" / "confirm_scaling.md").read_text()
+    assert not (tmp_path / "results" / "tiny" / "confirm.md").exists()  # the search's confirmation keeps its name
     assert "Confirmation of `tiny-scaling`" in md and "a1/b1/g1.42" in md and "a2/b1/g1 " in md
     assert "Best mean:" in md
 
