@@ -103,21 +103,27 @@ def test_confirm_with_test_split_reports_it(real_study: Path) -> None:
     assert "test % mean" in (real_study / "confirm.md").read_text()
 
 
-def test_sigkill_then_cli_resume(real_study: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(("args", "store", "n_jobs"), [
+    (["confirm", "results/tiny", "--top", "1", "--seeds", "2"], "tiny-confirm", 2 * 3),  # top 1 + 2 references
+    (["fidelity", "results/tiny", "--top", "2", "--random", "1", "--epochs", "2", "--no-zero-cost"], "tiny-fidelity",
+     3),
+])
+def test_sigkill_then_cli_resume(real_study: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], store: str,
+                                 n_jobs: int) -> None:
     """Kill -9 the CLI once a run is stored; re-running the same command stores each run exactly once."""
     monkeypatch.chdir(real_study.parent.parent)
-    args = ["confirm", "results/tiny", "--top", "1", "--seeds", "2", "--no-progress", "--no-figure"]
+    args = [*args, "--no-progress", "--no-figure"]
     code = "import sys; from nas_harness.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
     db = real_study / "study.db"
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     try:
         while time.time() < deadline and proc.poll() is None:
             try:
                 with sqlite3.connect(db) as con:
                     n = con.execute("select count(*) from trials t join studies s on t.study_id = s.study_id "
-                                    "where s.study_name = 'tiny-confirm' and t.state = 'COMPLETE'").fetchone()[0]
+                                    "where s.study_name = ? and t.state = 'COMPLETE'", (store,)).fetchone()[0]
             except sqlite3.Error:
                 n = 0
             if n >= 1:
@@ -128,15 +134,14 @@ def test_sigkill_then_cli_resume(real_study: Path, monkeypatch: pytest.MonkeyPat
             proc.send_signal(signal.SIGKILL)
         proc.wait()
     assert proc.returncode == -signal.SIGKILL, "the CLI finished before it could be killed"
-    stored = _confirm_runs(real_study)
-    n_jobs = 2 * 3  # top 1 + the two references, 2 seeds
+    stored = _confirm_runs(real_study, store)
     assert 1 <= len(stored) < n_jobs
     assert cli_main(args) == 0
-    after = _confirm_runs(real_study)
+    after = _confirm_runs(real_study, store)
     keys = [(j, s) for j, s, _ in after]
     assert len(keys) == len(set(keys)) == n_jobs  # nothing twice, nothing lost
     assert set(stored) <= set(after)  # what was stored before the kill was kept, not retrained
-    assert (real_study / "confirm.md").is_file()
+    assert (real_study / f"{args[0]}.md").is_file()
 
 
 def test_confirm_scaling_groups(tmp_path: Path) -> None:
