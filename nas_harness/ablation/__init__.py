@@ -8,7 +8,7 @@ below imports this package.
 from .config import AblationConfig, AblationTrial, load_ablation, parse_ablation
 from .report import ReportPaths, markdown_table, plot_ablation, write_report
 from .runner import AblationRun, AblationStore, RunRecord, load_records, plan_jobs, run_ablation
-from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, t_cdf, t_ppf, variant_table
+from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, variant_table
 from .variants import (
     BUILTIN_VARIANTS,
     Override,
@@ -49,8 +49,6 @@ __all__ = [
     "run_ablation",
     "se_only_in",
     "summarize",
-    "t_cdf",
-    "t_ppf",
     "variant_table",
     "write_report",
 ]

@@ -18,6 +18,12 @@ It uses the same idiom and the same tables as a study file (``[data]``, ``[train
     [run]                                 # storage (default SQLite results/<name>/ablation.db), results_dir,
                                           # backend = "local" | "ray", progress, plots
     [ray]                                 # cpus_per_trial, gpus_per_trial, max_concurrent, address, num_cpus
+    [compare_budget]                      # optional: the same variants and seeds at a second budget
+    epochs = 3                            # (or steps); train_subset, resolution: change the data too
+
+With ``[compare_budget]`` the report says whether the two budgets rank the variants alike (Kendall tau of the
+variant means, same best variant, same verdict of each Δ vs the baseline): a conclusion that flips with the
+budget is a statement about the budget, not about the architecture.
 
 Everything is validated before anything is trained; each problem is a one-line
 :class:`~nas_harness.errors.ConfigError` naming its key path (e.g. ``train.lr``,
@@ -38,6 +44,7 @@ from nas_harness._config import (
     ConfigModel,
     Int,
     Name,
+    Num,
     Rules,
     Text,
     allowed,
@@ -59,7 +66,7 @@ from .variants import BUILTIN_VARIANTS, VARIANT_NAME, VARIANT_NAME_RULE, Variant
 if TYPE_CHECKING:
     from nas_harness.arch import Arch
 
-__all__ = ["AblationConfig", "AblationTrial", "load_ablation", "parse_ablation"]
+__all__ = ["AblationConfig", "AblationTrial", "CompareBudget", "load_ablation", "parse_ablation"]
 
 DEFAULT_VARIANTS = ("baseline", "no_se", "no_skip", "neither")
 _SEED = Annotated[Int, Field(ge=0, le=2**32 - 1)]
@@ -77,6 +84,24 @@ class AblationTrial(TrialSettings):
                                                           "are stored once each)")] = False
 
     _inert: ClassVar[Rules] = inert(cache=lambda t: True)
+
+
+class CompareBudget(ConfigModel):
+    """``[compare_budget]``: a second budget for the same variants and seeds (at least one key)."""
+
+    epochs: Annotated[Num | None, Field(gt=0, le=100_000, description="training epochs at the second budget")] = None
+    steps: Annotated[Int | None, Field(ge=1, le=10**9, description="optimiser steps at the second budget")] = None
+    train_subset: Annotated[Int | None, Field(ge=1, le=10**9, description="training images at the second budget")
+                            ] = None
+    resolution: Annotated[Int | None, Field(ge=8, le=1024, description="image size at the second budget")] = None
+
+    @model_validator(mode="after")
+    def _something(self) -> CompareBudget:
+        if self.epochs is not None and self.steps is not None:
+            raise bad("", "epochs and steps are mutually exclusive; set one")
+        if all(getattr(self, k) is None for k in type(self).model_fields):
+            raise bad("", "give at least one of epochs, steps, train_subset, resolution")
+        return self
 
 
 class AblationConfig(ConfigModel):
@@ -99,6 +124,8 @@ class AblationConfig(ConfigModel):
     trial: AblationTrial = AblationTrial()
     run: RunSettings = RunSettings()
     ray: RayConfig = RayConfig()
+    compare_budget: Annotated[CompareBudget | None, Field(description=(
+        "run the same variants at a second budget and report whether the ranking agrees"))] = None
 
     _renamed: ClassVar[dict[str, str]] = {
         "arch": "renamed to 'base' (as in study files)",
@@ -206,6 +233,37 @@ class AblationConfig(ConfigModel):
         object.__setattr__(new, "_archs", dict(self._archs))
         object.__setattr__(new, "_base_arch", self._base_arch)
         return new
+
+    def second_budget(self) -> AblationConfig | None:
+        """The same ablation at the ``[compare_budget]`` budget (None without one): name ``<name>-budget2``,
+        stored in the same storage, its files under ``<results>/<name>/<name>-budget2/``."""
+        cb = self.compare_budget
+        if cb is None:
+            return None
+        d = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        d.pop("compare_budget", None)
+        train = dict(d.get("train", {}))
+        if cb.epochs is not None or cb.steps is not None:
+            train.pop("epochs", None)
+            train.pop("steps", None)
+            train["epochs" if cb.epochs is not None else "steps"] = cb.epochs if cb.epochs is not None else cb.steps
+        data = dict(d.get("data", {}))
+        for key in ("train_subset", "resolution"):
+            if getattr(cb, key) is not None:
+                data[key] = getattr(cb, key)
+        run = {**d.get("run", {}), "storage": self.storage_url, "results_dir": str(self.out_dir)}
+        d.update(name=f"{self.name}-budget2"[:64], train=train, data=data, run=run)
+        try:
+            return AblationConfig.from_dict(d)
+        except ConfigError as exc:
+            raise ConfigError(f"compare_budget: {exc}") from None
+
+    def budget_text(self) -> str:
+        """'1 epoch(s), 8000 images at 16 px' (what differs between two budgets)."""
+        t, d = self.train, self.data
+        b = f"{t.epochs:g} epoch(s)" if t.epochs is not None else f"{t.steps} steps"
+        n = f"{d.train_subset} images" if d.train_subset else "all images"
+        return f"{b}, {n} at {d.resolution} px"
 
     def with_seeds(self, n: int) -> AblationConfig:
         """Override the seeds with ``0..n-1`` (the CLI's ``--seeds N``)."""

@@ -15,10 +15,10 @@ from typing import Any
 
 from .config import AblationConfig
 from .runner import RunRecord
-from .stats import VariantStats, variant_table
+from .stats import BudgetStability, VariantStats, budget_stability, variant_table
 from .variants import describe
 
-__all__ = ["ReportPaths", "markdown_table", "plot_ablation", "summarize_runs", "write_report"]
+__all__ = ["ReportPaths", "markdown_table", "plot_ablation", "stability_text", "summarize_runs", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
             delta, p = "–", "–"
         else:
             ci = f" [{_signed_pct(d.ci_low)}, {_signed_pct(d.ci_high)}]" if d.n >= 2 else ""
-            delta = f"{_signed_pct(d.mean)}{ci} (n={d.n})"
+            delta = f"{_signed_pct(d.mean)}{ci} (n={d.n}): {d.verdict if d.n >= 2 else 'undecided'}"
             p = "–" if math.isnan(d.p_value) else ("<0.001" if d.p_value < 0.001 else f"{d.p_value:.3f}")
         runs = f"{r.n_ok}" + (f" (+{r.n_failed} failed)" if r.n_failed else "")
         cells = [
@@ -98,8 +98,9 @@ def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
         f"stem stride {cfg.trial.stem_stride or 'as arch'}; training: {budget}, batch {t.batch_size}, {t.optimizer} "
         f"lr {t.lr}, {t.schedule}; seeds {list(cfg.seeds)}; device {', '.join(devices) or '?'}; "
         f"total run time {sum(times) / 60:.1f} min.  Accuracies on the test set; Δ = variant − {cfg.baseline} per "
-        f"seed (paired t), in percentage points.  MACs at {cfg.trial.macs_resolution} px with the arch's own stem "
-        f"(fvcore convention, 1 MAC = 1 flop)."
+        f"seed (paired t), in percentage points; the variant beats the baseline when the 95% interval of Δ is "
+        f"above 0, is worse when below, and is tied within noise otherwise.  MACs at {cfg.trial.macs_resolution} px "
+        f"with the arch's own stem (fvcore convention, 1 MAC = 1 flop)."
     )
 
 
@@ -175,19 +176,57 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
         w.writerows(rows)
 
 
+def stability_text(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStability) -> str:
+    """The "stable across budgets?" section: both budgets' ranks and Δ verdicts, Kendall tau, and the answer."""
+    a, b = cfg.budget_text(), cfg2.budget_text()
+    head = ["variant", f"test % at A ({a})", "rank A", "Δ A: verdict", f"test % at B ({b})", "rank B", "Δ B: verdict"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    for r in st.rows:
+        da = "–" if r["verdict_a"] == "baseline" else f"{_signed_pct(r['delta_a'])} pp: {r['verdict_a']}"
+        db = "–" if r["verdict_b"] == "baseline" else f"{_signed_pct(r['delta_b'])} pp: {r['verdict_b']}"
+        lines.append(f"| {r['variant']} | {_pct(r['test_mean_a'])} | {r['rank_a']} | {da} | "
+                     f"{_pct(r['test_mean_b'])} | {r['rank_b']} | {db} |")
+    tau = "n/a" if math.isnan(st.tau) else f"{st.tau:.2f}"
+    if st.agreed:
+        answer = ("Stable: both budgets rank the variants in the same order and give every Δ vs the baseline the same "
+                  "verdict.")
+    else:
+        parts = []
+        if not st.same_order:
+            parts.append("the order of the variants differs" + ("" if st.same_best else ", including the best one"))
+        if st.flipped:
+            parts.append("the verdict of Δ vs the baseline changes for " + ", ".join(st.flipped))
+        answer = "Not stable: " + "; ".join(parts) + ". Read the conclusion as a statement about the budget."
+    return "\n\n".join([f"### Stable across budgets? A = {a}, B = {b}", "\n".join(lines),
+                         f"Kendall tau of the variant means between the budgets: {tau} ({len(st.rows)} variants). "
+                         + answer])
+
+
 def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str | Path | None = None,
-                 figure: bool = True) -> tuple[ReportPaths, str]:
-    """Write runs.csv, summary.csv, summary.md and the figure; return the paths and the Markdown text."""
+                 figure: bool = True, second: tuple[AblationConfig, Sequence[RunRecord]] | None = None
+                 ) -> tuple[ReportPaths, str]:
+    """Write runs.csv, summary.csv, summary.md and the figure; return the paths and the Markdown text.
+
+    ``second``: the same ablation at its ``[compare_budget]`` (config and records): its table, and whether the two
+    budgets rank the variants alike, are added to summary.md (and ``stability.csv``)."""
     out = Path(out_dir) if out_dir is not None else cfg.out_dir
     rows = summarize_runs(cfg, records)
     runs_csv, summary_csv, md_path = out / "runs.csv", out / "summary.csv", out / "summary.md"
     _write_csv(runs_csv, [r.to_row() for r in records])
     _write_csv(summary_csv, [r.to_row() | {"description": describe(r.variant, cfg.definitions)} for r in rows])
     failures = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
-    text = "\n\n".join(
-        [f"## Ablation `{cfg.name}`", _settings(cfg, records), markdown_table(rows, cfg.baseline)]
-        + (["Failed runs:\n" + "\n".join(failures)] if failures else [])
-    ) + "\n"
+    parts = [f"## Ablation `{cfg.name}`", _settings(cfg, records), markdown_table(rows, cfg.baseline)]
+    parts += ["Failed runs:\n" + "\n".join(failures)] if failures else []
+    if second is not None:
+        cfg2, records2 = second
+        rows2 = summarize_runs(cfg2, records2)
+        st = budget_stability(rows, rows2, cfg.baseline)
+        parts += [f"### Second budget: {cfg2.budget_text()}", _settings(cfg2, records2),
+                  markdown_table(rows2, cfg2.baseline), stability_text(cfg, cfg2, st)]
+        _write_csv(out / "stability.csv", [dict(r) for r in st.rows])
+        failures2 = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records2 if r.state != "ok"]
+        parts += ["Failed runs at the second budget:\n" + "\n".join(failures2)] if failures2 else []
+    text = "\n\n".join(parts) + "\n"
     md_path.write_text(text)
     figs = plot_ablation(cfg, rows, records, out / "ablation") if figure else ()
     return ReportPaths(runs_csv, summary_csv, md_path, figs), text

@@ -1,23 +1,19 @@
 """Run every (variant, seed) pair of an ablation, durably, through the shared trial/backends machinery.
 
-Storage choice: an Optuna study in SQLite (``results/<name>/ablation.db`` by default) holding one trial per
-finished (variant, seed) run.  Why Optuna rather than a bespoke table:
-
-- it is the format every search in this project already writes, so ``nas_harness.results`` (frames,
-  exports, plots) reads ablation runs without new code, and trial user attributes follow the same contract
-  (``arch``, ``macs``, ``params``, ``val_acc``, ``test_acc``, ``seed``, ``versions``, ``fail_reason`` ...)
-  plus ``variant``;
-- a finished run is written with ``study.add_trial`` — a single SQLite transaction issued in the driver as
-  each job returns — so a SIGKILL at any moment leaves either the whole record or nothing: no half-written
-  or stale RUNNING rows to clean up, and a restart simply skips the pairs already present;
-- a run in progress also writes a per-epoch training checkpoint next to the storage
-  (``checkpoints/<trial key>.pt``, removed when the run is stored), so a long run killed mid-way resumes
-  from its last finished epoch instead of from scratch.
+Storage: an Optuna study in SQLite (``results/<name>/ablation.db`` by default) holding one trial per finished
+(variant, seed) run -- a :class:`~nas_harness.evaluation.store.JobStore`, the same durable job list that
+``nas-harness confirm`` and ``fidelity`` use (one transaction per finished run, so a SIGKILL leaves the whole
+record or nothing; per-epoch checkpoints under ``<results>/<name>/checkpoints/`` so a killed run resumes
+mid-training; a changed recipe or a variant that now means another arch is refused).  Trials carry the
+:class:`~nas_harness.records.TrialRecord` attributes plus ``variant`` and ``seed``.
 
 Jobs are executed by :func:`nas_harness.backends.run_jobs` (local: in this process, one after another; Ray:
-one task per job), which calls :func:`nas_harness.trial.run_trial` — the same trial code as the search.
+one task per job), which calls :func:`nas_harness.trial.run_trial` -- the same trial code as the search.
 A failed run (NaN loss, OOM, any exception) is stored as a FAIL trial with its reason; the others go on.
 Failed pairs are retried on a later invocation only with ``retry_failed=True``.
+
+With a ``[compare_budget]`` table the same variants also run at a second budget (their own store,
+``<name>-budget2``, in the same storage), and the report says whether the two budgets rank the variants alike.
 """
 
 from __future__ import annotations
@@ -26,33 +22,30 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from nas_harness.errors import ConfigError
+from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
 from nas_harness.records import TrialRecord
 
 from .config import AblationConfig
 
 __all__ = ["AblationRun", "AblationStore", "RunRecord", "load_records", "plan_jobs", "run_ablation"]
 
-_FORMAT_VERSION = 1
-
 
 @dataclass(frozen=True)
-class RunRecord:
-    """One stored (variant, seed) run: ``state`` is 'ok' or 'failed' (with ``error``)."""
+class RunRecord(StoredRun):
+    """One stored (variant, seed) run: ``state`` is 'ok' or 'failed' (with ``error``); ``group`` is the
+    variant."""
 
-    variant: str
-    seed: int
-    state: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None
+    @classmethod
+    def of(cls, run: StoredRun) -> RunRecord:
+        return run if isinstance(run, RunRecord) else cls(run.group, run.seed, run.state, run.metrics, run.error)
 
     @property
-    def record(self) -> TrialRecord:
-        """The stored trial record of this run."""
-        return TrialRecord.from_attrs(self.metrics)
+    def variant(self) -> str:
+        return self.group
 
     def to_row(self) -> dict[str, Any]:
         """Flat dict (for the per-run CSV and for :func:`~nas_harness.ablation.stats.variant_table`)."""
@@ -66,94 +59,42 @@ class RunRecord:
         return row
 
 
-class AblationStore:
-    """The durable record of an ablation (an Optuna study in SQLite; see the module docstring)."""
+class AblationStore(JobStore):
+    """The durable record of an ablation: a :class:`~nas_harness.evaluation.store.JobStore` whose groups are
+    the variants (user attribute ``variant``) and whose trial value is the test accuracy (else validation)."""
 
     def __init__(self, url: str, name: str) -> None:
-        import optuna
+        super().__init__(url, name, group_attr="variant", value_keys=("test_acc", "val_acc"))
 
-        from nas_harness.records import open_storage, redact
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        self.url = url
-        self.path = redact(url)  # what messages show
-        self.name = name
-        self.study = optuna.create_study(storage=open_storage(url), study_name=name, direction="maximize",
-                                         load_if_exists=True)
-
-    # ------------------------------------------------------------------ study-level metadata
-    def bind(self, cfg: AblationConfig) -> Any:
+    def bind(self, cfg: AblationConfig) -> Any:  # type: ignore[override]
         """Check that stored runs were made with ``cfg``'s recipe and variant archs; record them if new.
 
         Runs made with another recipe (data, training budget and thread count, trial settings) or a variant
         name that now means another arch are not comparable, so that is an error rather than a silent mix.
         Returns the training recipe to use: ``cfg.train`` with the thread count fixed for this ablation.
         """
-        attrs = self.study.user_attrs
-        stored = attrs.get("recipe")
+        stored = self.study.user_attrs.get("recipe")
         threads = cfg.train.threads
         if threads is None:
             stored_threads = ((stored or {}).get("train") or {}).get("threads") if isinstance(stored, dict) else None
             threads = stored_threads if stored_threads is not None else _default_threads(cfg)
         train = cfg.train.replace(threads=threads)
-        recipe = json.loads(json.dumps(cfg.replace_train(train).recipe(), sort_keys=True, default=str))
-        if stored is not None and stored != recipe:
-            diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
-            raise ConfigError(
-                f"storage {self.path}: holds runs of ablation {self.name!r} made with a different recipe "
-                f"({', '.join(diff)} changed); use another name/storage or delete the file to start over"
-            )
-        archs = dict(attrs.get("archs", {}))
-        for v, a in cfg.archs.items():
-            if v in archs and archs[v] != str(a):
-                raise ConfigError(
-                    f"variants: {v!r} stored in {self.path} as a different arch ({archs[v]}); rename the variant "
-                    "or use another storage"
-                )
-            archs[v] = str(a)
-        if stored is None:
-            self.study.set_user_attr("recipe", recipe)
-            self.study.set_user_attr("kind", "ablation")
-            self.study.set_user_attr("format_version", _FORMAT_VERSION)
-            self.study.set_user_attr("objective", "ablation")
-            self.study.set_user_attr("metric_names", ["test_acc"])
-        self.study.set_user_attr("archs", archs)
-        self.study.set_user_attr("config", _stored_config(cfg))
+        try:
+            super().bind(cfg.replace_train(train).recipe(), {v: str(a) for v, a in cfg.archs.items()},
+                         kind="ablation", attrs={"config": _stored_config(cfg)}, what="runs of ablation")
+        except ConfigError as exc:
+            msg = str(exc)
+            raise ConfigError(msg.replace("variant ", "variants: ", 1) if msg.startswith("variant ") else msg) from None
         return train
 
-    # ------------------------------------------------------------------ runs
-    def records(self) -> dict[tuple[str, int], RunRecord]:
+    def records(self) -> dict[tuple[str, int], RunRecord]:  # type: ignore[override]
         """Latest record per (variant, seed); a completed run always wins over a failed one."""
-        from optuna.trial import TrialState
+        return {k: RunRecord.of(r) for k, r in super().records().items()}
 
-        out: dict[tuple[str, int], RunRecord] = {}
-        for t in self.study.get_trials(deepcopy=False):
-            ua = t.user_attrs
-            if "variant" not in ua or "seed" not in ua:
-                continue
-            key = (str(ua["variant"]), int(ua["seed"]))
-            if t.state == TrialState.COMPLETE:
-                out[key] = RunRecord(key[0], key[1], "ok", dict(ua))
-            elif t.state == TrialState.FAIL and (key not in out or out[key].state != "ok"):
-                out[key] = RunRecord(key[0], key[1], "failed", dict(ua), str(ua.get("fail_reason", "failed")))
-        return out
-
-    def add(self, variant: str, seed: int, record: TrialRecord | None, error: str | None,
-            arch: str | None = None) -> RunRecord:
+    def add(self, variant: str, seed: int, record: TrialRecord | None, error: str | None,  # type: ignore[override]
+            arch: str | None = None, **extra: Any) -> RunRecord:
         """Store one finished run atomically (one transaction) through :func:`nas_harness.records.add`."""
-        from nas_harness.records import Outcome, add
-
-        rec = (record or TrialRecord(arch=arch)).replace(variant=variant, seed=int(seed))
-        if error is None:
-            value = rec.test_acc if rec.test_acc is not None else rec.val_acc
-            outcome = Outcome("complete", [float(value if value is not None else float("nan"))], rec)
-        else:
-            outcome = Outcome("fail", None, rec.replace(fail_reason=error))
-        frozen = add(self.study, outcome)
-        ok = frozen.state.name == "COMPLETE"
-        attrs = dict(frozen.user_attrs)
-        return RunRecord(variant, seed, "ok" if ok else "failed", attrs,
-                         None if ok else str(attrs.get("fail_reason", "failed")))
+        return RunRecord.of(super().add(variant, seed, record, error, arch, **extra))
 
 
 def _default_threads(cfg: AblationConfig) -> int:
@@ -222,7 +163,6 @@ def run_ablation(
     ``on_record`` is called in this process after each run is durably stored (tests use it to simulate
     an interruption).  ``KeyboardInterrupt`` propagates; everything finished before it is kept.
     """
-    from nas_harness.backends import run_jobs
     from nas_harness.backends.resources import check_resources
     from nas_harness.data import load_proxy
     from nas_harness.records import check_writable
@@ -236,66 +176,26 @@ def run_ablation(
     train = store.bind(cfg)
     plan = plan_jobs(cfg)
     done = store.records()
-    skipped = [p for p in plan if p in done and (done[p].state == "ok" or not retry_failed)]
-    todo = [p for p in plan if p not in skipped]
+    n_stored = sum(1 for p in plan if p in done and (done[p].state == "ok" or not retry_failed))
     say(f"ablation {cfg.name}: {len(cfg.variants)} variants x {len(cfg.seeds)} seeds = {len(plan)} runs; "
-        f"{len(skipped)} already stored, {len(todo)} to run ({cfg.run.backend} backend, {train.threads} "
+        f"{n_stored} already stored, {len(plan) - n_stored} to run ({cfg.run.backend} backend, {train.threads} "
         f"thread(s) per run); storage {store.path}")
-    ran: list[tuple[str, int]] = []
-    if todo:
-        jobs = _specs(cfg, todo, train)
-        by_key = {j.key: p for j, p in zip(jobs, todo)}
-        bar = None
-        if progress:
-            from tqdm import tqdm
 
-            bar = tqdm(total=len(plan), initial=len(skipped), desc=cfg.name, unit="run", file=sys.stderr,
-                       dynamic_ncols=True)
+    def describe(run: StoredRun) -> str:
+        m = run.metrics
+        if run.state != "ok":
+            return f"{run.group} seed {run.seed}: FAILED: {run.error}"
+        return (f"{run.group} seed {run.seed}: test {m.get('test_acc', float('nan')):.4f} "
+                f"val {m.get('val_acc', float('nan')):.4f} ({m.get('train_time_s', 0.0):.0f} s train)")
 
-        def on_result(res: Any) -> None:
-            variant, seed = by_key[res.key]
-            if res.interrupted:  # not the run's fault: left unstored, so the next invocation runs it again
-                say(f"{variant} seed {seed}: {res.error}; not stored, run the same command again to retry it")
-                return
-            rec = store.add(variant, seed, res.record if res.ok else None, None if res.ok else res.error or "failed",
-                            arch=str(cfg.archs[variant]))
-            ran.append((variant, seed))
-            if rec.state == "ok":
-                m = rec.metrics
-                msg = (f"{variant} seed {seed}: test {m.get('test_acc', float('nan')):.4f} "
-                       f"val {m.get('val_acc', float('nan')):.4f} ({m.get('train_time_s', 0.0):.0f} s train)")
-            else:
-                msg = f"{variant} seed {seed}: FAILED: {rec.error}"
-            if bar is not None:
-                bar.update(1)
-                bar.write(msg, file=sys.stderr)
-            else:
-                say(msg)
-            if on_record is not None:
-                on_record(rec)
-
-        epochs = cfg.train.epochs
-
-        def on_epoch(key: str, rep: Any) -> None:
-            of = f"/{epochs:g}" if epochs is not None else ""
-            msg = (f"{key}: epoch {rep.epoch}{of} val {rep.val_acc:.4f} train loss {rep.train_loss:.3f} "
-                   f"({rep.elapsed_s:.0f} s)")
-            if bar is not None:
-                bar.set_postfix_str(msg, refresh=True)
-            else:
-                say(msg)
-
-        r = cfg.ray
-        try:
-            run_jobs(jobs, backend=cfg.run.backend, cpus_per_job=r.cpus_per_trial, gpus_per_job=r.gpus_per_trial,
-                     max_concurrent=r.max_concurrent or None, ray_address=r.address or None, on_result=on_result,
-                     checkpoint_dir=cfg.out_dir / "checkpoints", on_epoch=on_epoch)
-        finally:
-            if bar is not None:
-                bar.close()
-    final = store.records()
-    records = [final[p] for p in plan if p in final]
-    return AblationRun(cfg, records, ran, skipped, time.perf_counter() - t0)
+    epochs = cfg.train.epochs
+    out = run_stored_jobs(
+        store, plan, lambda todo: _specs(cfg, todo, train), backend=cfg.run.backend, ray=cfg.ray,
+        retry_failed=retry_failed, progress=progress, desc=cfg.name, checkpoint_dir=cfg.out_dir / "checkpoints",
+        budget=f"/{epochs:g}" if epochs is not None else "", describe=describe,
+        on_record=(lambda run: on_record(RunRecord.of(run))) if on_record is not None else None, log=say)
+    records = [RunRecord.of(r) for r in out.runs]
+    return AblationRun(cfg, records, out.ran, out.skipped, time.perf_counter() - t0)
 
 
 def load_records(cfg: AblationConfig) -> list[RunRecord]:

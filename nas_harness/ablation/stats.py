@@ -2,11 +2,8 @@
 
 Seeds are paired: run ``(variant, s)`` and ``(baseline, s)`` share the data order and (where the
 architectures allow) the initialisation, so the seed-to-seed noise that is common to both cancels in the
-difference.  The paired comparison is a one-sample t analysis of the per-seed differences.
-
-scipy is not a dependency of the project, so the Student-t distribution is implemented here from the
-regularized incomplete beta function (Numerical Recipes continued fraction); its quantile is found by
-bisection.  Tests check it against published t-table values.
+difference.  The paired comparison is a t analysis of the per-seed differences.  The statistics themselves
+(:func:`summarize`, :func:`paired_delta`) live in :mod:`nas_harness.results.stats` and use ``scipy.stats``.
 """
 
 from __future__ import annotations
@@ -14,160 +11,20 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
+
+from nas_harness.results.stats import PairedDelta, Summary, paired_delta, summarize
 
 __all__ = [
+    "BudgetStability",
     "PairedDelta",
     "Summary",
     "VariantStats",
+    "budget_stability",
     "paired_delta",
     "summarize",
-    "t_cdf",
-    "t_ppf",
     "variant_table",
 ]
-
-
-# --------------------------------------------------------------------------- Student t distribution
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c, d = 1.0, 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 500):
-        m2 = 2 * m
-        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + aa * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + aa / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def _betainc(a: float, b: float, x: float) -> float:
-    """Regularized incomplete beta I_x(a, b)."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(ln_front) * _betacf(a, b, x) / a
-    return 1.0 - math.exp(ln_front) * _betacf(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
-    if df <= 0:
-        raise ValueError(f"degrees of freedom must be > 0, got {df}")
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
-
-
-def t_ppf(q: float, df: float) -> float:
-    """Quantile of Student's t (inverse of :func:`t_cdf`), by bisection to ~1e-12."""
-    if not 0.0 < q < 1.0:
-        raise ValueError(f"quantile must be in (0, 1), got {q}")
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < q:
-        hi *= 2.0
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if t_cdf(mid, df) < q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return 0.5 * (lo + hi)
-
-
-# --------------------------------------------------------------------------- summaries
-
-
-@dataclass(frozen=True)
-class Summary:
-    """Mean, sample std (ddof=1) and two-sided t confidence interval of a sample.
-
-    ``std``/``ci_low``/``ci_high`` are NaN with fewer than two values: one seed says nothing about spread.
-    """
-
-    n: int
-    mean: float
-    std: float
-    ci_low: float
-    ci_high: float
-
-    @property
-    def half_width(self) -> float:
-        return (self.ci_high - self.ci_low) / 2.0
-
-
-def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
-    """Summary of ``values`` with a ``confidence`` Student-t interval of the mean."""
-    xs = [float(v) for v in values]
-    n = len(xs)
-    if n == 0:
-        nan = float("nan")
-        return Summary(0, nan, nan, nan, nan)
-    mean = math.fsum(xs) / n
-    if n < 2:
-        nan = float("nan")
-        return Summary(1, mean, nan, nan, nan)
-    std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (n - 1))
-    half = t_ppf(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
-    return Summary(n, mean, std, mean - half, mean + half)
-
-
-@dataclass(frozen=True)
-class PairedDelta:
-    """Paired comparison variant − baseline over the seeds both completed.
-
-    ``p_value`` is the two-sided paired t-test; NaN when fewer than two pairs or when all differences are
-    identical (zero spread: the t statistic is undefined).
-    """
-
-    n: int
-    mean: float
-    std: float
-    ci_low: float
-    ci_high: float
-    t: float
-    p_value: float
-    seeds: tuple[int, ...]
-
-
-def paired_delta(
-    variant: Mapping[int, float], baseline: Mapping[int, float], confidence: float = 0.95
-) -> PairedDelta:
-    """Paired Δ of two seed→value maps; only seeds present in both count."""
-    seeds = tuple(sorted(set(variant) & set(baseline)))
-    diffs = [float(variant[s]) - float(baseline[s]) for s in seeds]
-    s = summarize(diffs, confidence)
-    t_stat = p = float("nan")
-    if s.n >= 2 and s.std > 0:
-        t_stat = s.mean / (s.std / math.sqrt(s.n))
-        p = 2.0 * (1.0 - t_cdf(abs(t_stat), s.n - 1))
-    return PairedDelta(s.n, s.mean, s.std, s.ci_low, s.ci_high, t_stat, p, seeds)
 
 
 @dataclass(frozen=True)
@@ -274,3 +131,57 @@ def variant_table(
             )
         )
     return rows
+
+
+@dataclass(frozen=True)
+class BudgetStability:
+    """Do two budgets rank the variants alike?  ``rows``: per variant (name, mean test acc and rank at each
+    budget, Δ-vs-baseline verdict at each); ``tau``: Kendall's tau-b of the variant means (scipy);
+    ``same_order`` / ``same_best``; ``flipped``: variants whose Δ verdict differs between the budgets."""
+
+    rows: list[dict[str, Any]]
+    tau: float
+    same_order: bool
+    same_best: bool
+    flipped: list[str]
+
+    @property
+    def agreed(self) -> bool:
+        return self.same_order and not self.flipped
+
+
+def _ranks(means: list[float]) -> list[int]:
+    order = sorted(range(len(means)), key=lambda i: -means[i])
+    out = [0] * len(means)
+    for r, i in enumerate(order, start=1):
+        out[i] = r
+    return out
+
+
+def budget_stability(a: Sequence[VariantStats], b: Sequence[VariantStats],
+                     baseline: str | None = "baseline") -> BudgetStability:
+    """Compare the variant tables of the same ablation at two budgets (variants present in both with at
+    least one run each).  The Δ verdicts are the paired-interval wording of
+    :func:`nas_harness.results.stats.verdict` (tied within noise with fewer than two pairs)."""
+    from nas_harness.results.stats import kendall_tau
+
+    by_b = {r.variant: r for r in b}
+    common = [r for r in a if r.variant in by_b and r.test.n > 0 and by_b[r.variant].test.n > 0]
+    ma = [r.test.mean for r in common]
+    mb = [by_b[r.variant].test.mean for r in common]
+    ra, rb = _ranks(ma), _ranks(mb)
+    rows: list[dict[str, Any]] = []
+    flipped = []
+    for r, x, y, i, j in zip(common, ma, mb, ra, rb):
+        other = by_b[r.variant]
+        va = r.delta_test.verdict if r.delta_test is not None and r.variant != baseline else "baseline"
+        vb = other.delta_test.verdict if other.delta_test is not None and r.variant != baseline else "baseline"
+        if va != vb:
+            flipped.append(r.variant)
+        rows.append({"variant": r.variant, "test_mean_a": x, "rank_a": i, "delta_a": r.delta_test.mean
+                     if r.delta_test is not None else math.nan, "verdict_a": va, "test_mean_b": y, "rank_b": j,
+                     "delta_b": other.delta_test.mean if other.delta_test is not None else math.nan,
+                     "verdict_b": vb})
+    tau = kendall_tau(ma, mb, n_resamples=0).statistic if len(common) >= 2 else math.nan
+    same_best = bool(common) and ra.index(1) == rb.index(1)
+    return BudgetStability(rows, float(tau), ra == rb, same_best, flipped)

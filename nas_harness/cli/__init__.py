@@ -23,6 +23,8 @@ _COMMANDS: dict[str, str] = {
     "report": "_report",
     "export": "_export",
     "ablate": "_ablate",
+    "confirm": "_confirm",
+    "fidelity": "_fidelity",
     "bench": "_bench",
     "doctor": "_doctor",
 }

@@ -15,7 +15,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         name,
         help="ablation: base arch vs variants (no SE, no skips, ...) over seeds",
         description="Train every (variant, seed) pair of an ablation file, store each run durably (resumable), "
-        "and write results/<name>/summary.{md,csv}, runs.csv and ablation.{png,svg}.",
+        "and write results/<name>/summary.{md,csv}, runs.csv and ablation.{png,svg}. With a [compare_budget] "
+        "table the same variants also run at a second budget and the report says whether the ranking agreed.",
     )
     p.add_argument("file", metavar="FILE", type=text(), help="ablation TOML file (e.g. studies/ablation_b0.toml)")
     p.add_argument("--seeds", type=integer(1, 10_000), default=None, metavar="N",
@@ -61,18 +62,29 @@ def run(args: argparse.Namespace) -> int:
         return 0
     check_dir_writable(cfg.out_dir, "run.results_dir")  # before anything is created or trained
     keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.out_dir)
+    cfg2 = cfg.second_budget()
+    second = None
     if args.report_only:
         records = load_records(cfg)
         failed = [r for r in records if r.state != "ok"]
+        if cfg2 is not None:
+            second = (cfg2, load_records(cfg2))
+            failed += [r for r in second[1] if r.state != "ok"]
     else:
         check_writable(cfg.storage_url)
         result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress)
         records, failed = result.records, result.failed
         print(f"ran {len(result.ran)} run(s) in {result.wall_s / 60:.1f} min; {len(result.skipped)} were stored "
               f"already; {len(failed)} failed")
+        if cfg2 is not None:
+            result2 = run_ablation(cfg2, retry_failed=args.retry_failed, progress=not args.no_progress)
+            second = (cfg2, result2.records)
+            failed = failed + result2.failed
+            print(f"second budget ({cfg2.budget_text()}): ran {len(result2.ran)} run(s) in {result2.wall_s / 60:.1f} "
+                  f"min; {len(result2.skipped)} were stored already; {len(result2.failed)} failed")
     with output_dir(cfg.out_dir, "run.results_dir"):
-        paths, summary = write_report(cfg, records, figure=not args.no_figure)
-    print(summary)
+        paths, text = write_report(cfg, records, figure=not args.no_figure, second=second)
+    print(text)
     print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
           + "".join(f", {p}" for p in paths.figures))
     return 1 if failed else 0

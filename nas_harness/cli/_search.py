@@ -150,11 +150,27 @@ def _run_scaling(cfg, base_text: str | None) -> int:
     if base is not None:
         check_arch_size(base, "--base")
     summary = run_scaling_search(cfg, base)
-    print(f"scaling study {summary.study_name}: {len(summary.rows)}/{summary.triples} triples trained")
-    for r in summary.rows[:10]:
-        print(f"  alpha={r['alpha']:g} beta={r['beta']:g} gamma={r['gamma']:g}  val_acc={r['val_acc']:.4f}  "
-              f"res={r['resolution']} macs={r['macs'] or 0:,}")
-    if summary.best:
-        b = summary.best
-        print(f"best triple: alpha={b['alpha']:g} beta={b['beta']:g} gamma={b['gamma']:g}")
+    groups = summary.groups
+    print(f"scaling study {summary.study_name}: {len(summary.rows)}/{summary.triples} triples trained, "
+          f"{len(groups)} distinct network(s) (triples that round to the same network are one result)")
+    for g in groups[:10]:
+        same = f" (+{len(g.members) - 1} same network: " + ", ".join(
+            f"{a:g}/{b:g}/{c:g}" for a, b, c in g.members[1:4]) + (", ..." if len(g.members) > 4 else "") + ")" \
+            if len(g.members) > 1 else ""
+        ci = f" [{100 * g.ci_low:.1f}, {100 * g.ci_high:.1f}]" if g.ci_low == g.ci_low else ""
+        tie = "  tied with #1 within noise" if g.tied_with_best and g.rank > 1 else ""
+        a, b, c = g.members[0]
+        print(f"  #{g.rank} alpha={a:g} beta={b:g} gamma={c:g}{same}  val_acc={100 * g.val_acc:.2f}%{ci}  "
+              f"res={g.resolution} macs={int(g.macs or 0):,}{tie}")
+    if groups:
+        a, b, c = groups[0].members[0]
+        tied = [g for g in groups[1:] if g.tied_with_best]
+        if tied:
+            n = groups[0].val_n
+            print(f"best triple: none is decided: {len(tied) + 1} networks are tied within noise "
+                  f"(Wilson 95% intervals on {n or '?'} validation images, one seed each); to rank them over "
+                  f"seeds: nas-harness confirm {cfg.study_dir} --scaling --top {min(len(tied) + 1, 5)} --seeds 3")
+            print(f"highest point estimate: alpha={a:g} beta={b:g} gamma={c:g}")
+        else:
+            print(f"best triple: alpha={a:g} beta={b:g} gamma={c:g} (ahead of every other network beyond noise)")
     return 130 if summary.interrupted else 0

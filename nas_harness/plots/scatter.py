@@ -3,7 +3,9 @@
 Every trial is shown, but only COMPLETE full-budget trials are drawn as solid points: pruned/stopped trials are
 hollow grey (their accuracy is from a shorter budget), archs rejected over budget (never trained) are ticks and
 failed trials crosses on the bottom edge at their MACs, so a reader sees where the search spent budget without
-mistaking partial results for real ones.  Reference archs are red stars with their names.
+mistaking partial results for real ones.  Reference archs are red stars with their names.  Front points and
+references carry error bars: the Wilson 95 % interval of their accuracy on its split (sampling noise of the
+split, one training run; nothing is drawn where the split size was not recorded).
 """
 
 from __future__ import annotations
@@ -41,6 +43,28 @@ def _y(df: pd.DataFrame, metric: str) -> np.ndarray:
     return df[metric].to_numpy(float) * scale
 
 
+_SPLIT = {"val_acc": "val", "val_acc_final": "val", "test_acc": "test"}
+
+
+def _yerr(df: pd.DataFrame, metric: str) -> np.ndarray | None:
+    """2xN error-bar lengths (percentage points) from the frame's Wilson interval columns, or None."""
+    split = _SPLIT.get(metric)
+    if split is None or f"{split}_ci_low" not in df or metric == "val_acc_final":
+        return None
+    lo, hi = df[f"{split}_ci_low"].to_numpy(float), df[f"{split}_ci_high"].to_numpy(float)
+    if not np.isfinite(lo).any():
+        return None
+    y = df[metric].to_numpy(float)
+    err = np.vstack([y - lo, hi - y]) * 100.0
+    return np.where(np.isfinite(err), np.clip(err, 0, None), 0.0)
+
+
+def _error_bars(ax: Any, x: np.ndarray, y: np.ndarray, yerr: np.ndarray | None, color: str, zorder: float) -> None:
+    if yerr is not None and len(x):
+        ax.errorbar(x, y, yerr=yerr, fmt="none", ecolor=color, elinewidth=0.6, capsize=1.5, capthick=0.6,
+                    alpha=0.8, zorder=zorder)
+
+
 def _draw_front(ax: Any, front: pd.DataFrame, cost: str, metric: str, div: float, color: str,
                 label: str | None, xmax: float) -> None:
     if front.empty:
@@ -51,6 +75,7 @@ def _draw_front(ax: Any, front: pd.DataFrame, cost: str, metric: str, div: float
     # point's, hence a post-step; it runs on to the right edge of the data.
     ax.step(np.append(x, xmax), np.append(y, y[-1]), where="post", color=color, lw=1.2, zorder=3, label=label)
     ax.scatter(x, y, s=22, facecolor="none", edgecolor=color, linewidth=1.0, zorder=4)
+    _error_bars(ax, x, y, _yerr(front, metric), color, 3.5)
 
 
 def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float) -> list[Any]:
@@ -58,6 +83,8 @@ def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: flo
     refs = refs[refs["is_reference"]]
     if refs.empty:
         return []
+    _error_bars(ax, refs[cost].to_numpy(float) / div, _y(refs, metric), _yerr(refs, metric), PALETTE["reference"],
+                5.5)
     ax.scatter(refs[cost] / div, _y(refs, metric), marker="*", s=70, color=PALETTE["reference"],
                edgecolor="white", linewidth=0.4, zorder=6, label="reference (B0 family)")
     return [ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]), xytext=(5, -7),
@@ -176,9 +203,13 @@ def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
 
 def _clip_y(ax: Any, df: pd.DataFrame, metric: str) -> None:
     """Y range from the trials that count (complete, pruned), not chance-level outliers of broken runs."""
-    ys = _y(df[df[metric].notna() & df["state"].isin(["COMPLETE", "PRUNED"])], metric)
+    rows = df[df[metric].notna() & df["state"].isin(["COMPLETE", "PRUNED"])]
+    ys = _y(rows, metric)
     if ys.size:
         lo, hi = np.percentile(ys, 2), ys.max()
+        err = _yerr(rows, metric)
+        if err is not None:  # error bars of the best points stay inside
+            hi = max(hi, float(np.nanmax(ys + err[1])))
         span = max(hi - lo, 1e-3)
         ax.set_ylim(lo - 0.18 * span, hi + 0.08 * span)  # room at the bottom for failed-trial crosses
 

@@ -25,6 +25,7 @@ from nas_harness.results import (
     trials_frame,
 )
 from nas_harness.results.export import study_data_settings
+from nas_harness.results.stats import BEATS, TIED, AccuracyDifference, accuracy_difference
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -52,28 +53,67 @@ def _mparams(v: Any) -> str:
     return "" if v is None or v != v else f"{float(v) / 1e6:.3f}"
 
 
+def _ci(lo: Any, hi: Any) -> str:
+    return "" if lo is None or hi is None or lo != lo or hi != hi else f"[{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def _pp(d: AccuracyDifference) -> str:
+    """'+1.10 pp [-2.78, +4.97]' (the interval only where it is known)."""
+    ci = f" [{100 * d.low:+.2f}, {100 * d.high:+.2f}]" if d.low == d.low and d.high == d.high else ""
+    return f"{100 * d.estimate:+.2f} pp{ci}"
+
+
+_SPLIT = {"val_acc": "val", "val_acc_final": "val", "test_acc": "test"}
+
+
+def _difference(a: Any, b: Any, metric: str) -> AccuracyDifference:
+    """A − B of two frame rows on ``metric`` with Newcombe's interval (none for the reward)."""
+    split = _SPLIT.get(metric)
+    na, nb = (a[f"{split}_n"], b[f"{split}_n"]) if split else (None, None)
+    return accuracy_difference(a[metric], na, b[metric], nb)
+
+
 def pareto_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
-    """The search's Pareto front, most accurate first (the rows ``nas-harness export --by pareto`` ranks)."""
+    """The search's Pareto front, most accurate first (the rows ``nas-harness export --by pareto`` ranks),
+    each accuracy with its Wilson 95 % interval from the split size."""
     front = pareto_front(df, "macs", metric).sort_values("front_rank")
-    rows = [[str(int(r["front_rank"])), str(r["name"]), _pct(r["val_acc"]), _pct(r["test_acc"]), _mmacs(r["macs"]),
+    rows = [[str(int(r["front_rank"])), str(r["name"]), _pct(r["val_acc"]), _ci(r["val_ci_low"], r["val_ci_high"]),
+             _pct(r["test_acc"]), _ci(r["test_ci_low"], r["test_ci_high"]), _mmacs(r["macs"]),
              _mparams(r["params"]), f"{r['epochs']:g}" if r["epochs"] == r["epochs"] else "", str(r["arch"])]
             for _, r in front.iterrows()]
-    return _drop_empty(Table(["rank", "trial", "val acc %", "test acc %", "MMACs", "params (M)", "epochs", "arch"],
-                             rows, code_columns={7}))
+    return _drop_empty(Table(["rank", "trial", "val acc %", "val 95% CI", "test acc %", "test 95% CI", "MMACs",
+                              "params (M)", "epochs", "arch"], rows, code_columns={9}))
+
+
+def _beaten_by(front: pd.DataFrame, ref: Any, metric: str) -> tuple[list[str], list[str]]:
+    """Front archs that cost no more than ``ref``: (those whose accuracy is higher beyond noise, those at
+    least as accurate on the point estimate but tied within noise)."""
+    beat, tied = [], []
+    for _, r in front[front["macs"] <= ref["macs"]].iterrows():
+        d = _difference(r, ref, metric)
+        if d.verdict == BEATS:
+            beat.append(str(r["name"]))
+        elif d.estimate >= 0 and d.verdict == TIED:
+            tied.append(str(r["name"]))
+    return beat, tied
 
 
 def reference_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
-    """Reference archs and which search front points dominate them (cheaper and at least as accurate)."""
+    """Reference archs, which search front points dominate them on the point estimates (cheaper and at least
+    as accurate), and which beat them beyond noise (no more MACs and a difference whose 95 % interval is
+    above zero; :func:`nas_harness.results.stats.accuracy_difference`)."""
     front = pareto_front(df, "macs", metric)
     refs = eligible(df, "macs", metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     rows = []
     for _, r in refs.iterrows():
         dom = dominated_by(front, float(r["macs"]), float(r[metric]), "macs", metric)
-        rows.append([str(r["name"]), _pct(r["val_acc"]), _pct(r["test_acc"]), _mmacs(r["macs"]),
-                     _mparams(r["params"]), ", ".join(dom["name"]) or "none", str(r["arch"])])
-    return _drop_empty(Table(["reference", "val acc %", "test acc %", "MMACs", "params (M)", "dominated by", "arch"],
-                             rows, code_columns={6}))
+        beat, _ = _beaten_by(front, r, metric)
+        rows.append([str(r["name"]), _pct(r["val_acc"]), _ci(r["val_ci_low"], r["val_ci_high"]), _pct(r["test_acc"]),
+                     _ci(r["test_ci_low"], r["test_ci_high"]), _mmacs(r["macs"]), _mparams(r["params"]),
+                     ", ".join(dom["name"]) or "none", ", ".join(beat) or "none", str(r["arch"])])
+    return _drop_empty(Table(["reference", "val acc %", "val 95% CI", "test acc %", "test 95% CI", "MMACs",
+                              "params (M)", "dominated by", "beaten by (95%)", "arch"], rows, code_columns={9}))
 
 
 def _drop_empty(t: Table) -> Table:
@@ -83,22 +123,62 @@ def _drop_empty(t: Table) -> Table:
     return Table([t.header[i] for i in keep], [[r[i] for i in keep] for r in t.rows], code)
 
 
-def _verdict(df: pd.DataFrame, metric: str) -> list[str]:
+def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR") -> list[str]:
+    """The answer, worded by the intervals (:func:`nas_harness.results.stats.verdict`): a search arch
+    "beats" a reference only when it costs no more MACs and the 95 % interval of the accuracy difference
+    lies above zero; a cheaper arch whose difference interval includes zero is "tied within noise"."""
     front = pareto_front(df, "macs", metric)
     refs = eligible(df, "macs", metric, include_reference=True)
     refs = refs[refs["is_reference"]]
+    split = _SPLIT.get(metric)
     lines = []
+    undecided = False
     if not front.empty:
-        best = front.sort_values("front_rank").iloc[0]
-        lines.append(f"Most accurate search arch: {best['name']} with {_pct(best[metric])}% {metric} at "
-                     f"{_mmacs(best['macs'])} MMACs.")
+        ranked = front.sort_values("front_rank")
+        best = ranked.iloc[0]
+        ci = _ci(best[f"{split}_ci_low"], best[f"{split}_ci_high"]) if split else ""
+        line = (f"Most accurate search arch: {best['name']} with {_pct(best[metric])}% {metric}"
+                f"{' ' + ci if ci else ''} at {_mmacs(best['macs'])} MMACs.")
+        tied = [str(r["name"]) for _, r in ranked.iloc[1:].iterrows()
+                if _difference(best, r, metric).verdict == TIED]
+        if tied:
+            line += (f" Tied within noise with {', '.join(tied)} (95% interval of the difference includes 0): "
+                     "the data cannot rank these.")
+            undecided = True
+        lines.append(line)
     for _, r in refs.iterrows():
-        dom = dominated_by(front, float(r["macs"]), float(r[metric]), "macs", metric)
-        beat = (f"beaten: {', '.join(dom['name'])} {'is' if len(dom) == 1 else 'are'} cheaper and at least as "
-                "accurate" if len(dom) else "not dominated by any search arch")
-        lines.append(f"Reference {r['name']} ({_pct(r[metric])}% at {_mmacs(r['macs'])} MMACs): {beat}.")
+        beat, tied = _beaten_by(front, r, metric)
+        ci = _ci(r[f"{split}_ci_low"], r[f"{split}_ci_high"]) if split else ""
+        head = f"Reference {r['name']} ({_pct(r[metric])}%{' ' + ci if ci else ''} at {_mmacs(r['macs'])} MMACs)"
+        names = {str(x["name"]): x for _, x in front.iterrows()}
+        if beat:
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_mmacs(names[n]['macs'])} MMACs"
+                               for n in beat)
+            lines.append(f"{head}: beaten: {detail} (no more MACs, more accurate beyond noise).")
+        elif tied:
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_mmacs(names[n]['macs'])} MMACs"
+                               for n in tied)
+            lines.append(f"{head}: not beaten beyond noise; tied within noise: {detail} (as accurate within noise "
+                         "at no more MACs).")
+            undecided = True
+        else:
+            lines.append(f"{head}: not dominated by any search arch.")
     if refs.empty:
         lines.append("No reference archs (user attr `reference`) in this study: nothing to compare against.")
+    if split is None:
+        lines.append(f"{metric} has no sampling interval: every comparison above is worded as tied unless decided "
+                     "on accuracy.")
+    elif not df[f"{split}_n"].notna().any():
+        lines.append(f"This study did not record its {split} split size, so no interval can be computed: "
+                     "nothing is called beaten beyond noise.")
+    else:
+        sizes = sorted({int(v) for v in df[f"{split}_n"].dropna()})
+        lines.append(f"Intervals: Wilson 95% on the {split} split ({', '.join(map(str, sizes))} images), one "
+                     "training run each; they leave out seed-to-seed training noise, so a decided comparison can "
+                     "still change over seeds.")
+    if undecided or not refs.empty:
+        lines.append(f"To decide over seeds: `nas-harness confirm {folder} --top 3 --seeds 3` (paired differences "
+                     "vs each reference, same recipe, validation split only).")
     return lines
 
 
@@ -159,7 +239,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
     blocks += [Heading("Settings"), Bullets(_settings(df, storage))]
-    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric))]
+    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric, study_arg or str(base)))]
     if eligible(df, "macs", metric, include_reference=True).shape[0]:
         ref = reference or default_reference_point(df)
         hv = hypervolume(df, ref)
@@ -170,7 +250,9 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
             f"{ref.cost / 1e6:.3g} MMACs, accuracy {ref.acc:.0%}): search front {hv:.4f}"
             + (f", reference archs alone {hv_ref:.4f}." if hv_ref is not None else ".")))
     blocks += [Heading("Pareto front (search trials, complete, full budget)"),
-               Para(f"Maximise {metric}, minimise MACs. `#N` is Optuna trial N; rank 1 is the most accurate."),
+               Para(f"Maximise {metric}, minimise MACs. `#N` is Optuna trial N; rank 1 is the most accurate. "
+                    "95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
+                    "one training run per arch)."),
                pareto_table(df, metric)]
     ref_table = reference_table(df, metric)
     if ref_table.rows:

@@ -1,4 +1,5 @@
-"""Study results: load trials into pandas, Pareto fronts and hypervolume, and export a chosen arch.
+"""Study results: load trials into pandas, Pareto fronts and hypervolume, intervals and comparisons
+(:mod:`nas_harness.results.stats`), and export a chosen arch.
 
 Everything here reads studies only through the trial/study user-attribute contract, so it works on studies
 written by any backend (local Optuna, Ray) and by older versions of the search code.
@@ -7,6 +8,7 @@ written by any backend (local Optuna, Ray) and by older versions of the search c
 from nas_harness.results.export import ExportedArch, compound_family, export_arch, rank_trials
 from nas_harness.results.frame import (
     StudySource,
+    add_intervals,
     choice_columns,
     export_frame,
     load_study,
@@ -26,11 +28,34 @@ from nas_harness.results.pareto import (
     pareto_front,
     pareto_mask,
 )
+from nas_harness.results.stats import (
+    BEATS,
+    CONFIDENCE,
+    TIED,
+    WORSE,
+    accuracy_difference,
+    accuracy_interval,
+    kendall_tau,
+    paired_delta,
+    rank_agreement,
+    regret,
+    spearman_rho,
+    summarize,
+    top_k_recall,
+    verdict,
+)
 
 __all__ = [
+    "BEATS",
+    "CONFIDENCE",
+    "TIED",
+    "WORSE",
     "ExportedArch",
     "ReferencePoint",
     "StudySource",
+    "accuracy_difference",
+    "accuracy_interval",
+    "add_intervals",
     "best_so_far",
     "choice_columns",
     "compound_family",
@@ -42,11 +67,19 @@ __all__ = [
     "hypervolume",
     "hypervolume_2d",
     "hypervolume_history",
+    "kendall_tau",
     "load_study",
+    "paired_delta",
     "pareto_front",
     "pareto_mask",
+    "rank_agreement",
     "rank_trials",
+    "regret",
     "resolve_source",
+    "spearman_rho",
     "study_frame",
+    "summarize",
+    "top_k_recall",
     "trials_frame",
+    "verdict",
 ]

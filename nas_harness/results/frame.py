@@ -4,7 +4,9 @@ Results code never imports the search package: everything it needs (arch string,
 split sizes, whether the trial ran its whole budget, was rejected over budget, is a hand-designed reference)
 is read with :meth:`nas_harness.records.TrialRecord.from_attrs` from the user attributes every runner writes.
 That keeps old studies readable after the search code changes and lets the same loader read studies produced
-by the local and the Ray backends alike.  Storage URLs are shown with their password redacted.
+by the local and the Ray backends alike.  Storage URLs are shown with their password redacted.  Every
+accuracy comes with its Wilson 95 % interval from its split size (``val_ci_low``/``val_ci_high``,
+``test_ci_low``/``test_ci_high``; :mod:`nas_harness.results.stats`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
 # Columns every frame has, in this order; per-stage choice columns (Optuna params) follow.
 BASE_COLUMNS: tuple[str, ...] = (
     "number", "state", "outcome", "name", "arch", "reference", "is_reference", "macs", "params", "latency_ms",
-    "val_acc", "val_n", "val_acc_final", "test_acc", "test_n", "reward", "epochs", "epochs_planned", "full_budget",
+    "val_acc", "val_n", "val_ci_low", "val_ci_high", "val_acc_final", "test_acc", "test_n", "test_ci_low",
+    "test_ci_high", "reward", "epochs", "epochs_planned", "full_budget",
     "rejected", "stopped_by", "feasible", "duration", "wall_time_s", "images_per_s", "device", "threads",
     "cpu_kernels", "seed", "cached", "retry_of", "fail_reason", "macs_resolution", "datetime_start",
     "datetime_complete",
@@ -221,9 +224,13 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "latency_ms": _num(rec.latency_ms),
             "val_acc": _num(rec.val_acc) if not rec.rejected else math.nan,
             "val_n": _num(rec.val_n),
+            "val_ci_low": math.nan,
+            "val_ci_high": math.nan,
             "val_acc_final": _num(rec.val_acc_final),
             "test_acc": _num(rec.test_acc),
             "test_n": _num(rec.test_n),
+            "test_ci_low": math.nan,
+            "test_ci_high": math.nan,
             "reward": _num(rec.reward),
             "epochs": _num(rec.epochs),
             "epochs_planned": _num(rec.epochs_planned),
@@ -253,6 +260,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     cols = list(BASE_COLUMNS) + [k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names]
     df = pd.DataFrame(rows, columns=cols)
     df["number"] = df["number"].astype("int64")
+    add_intervals(df)
     for col in ("is_reference", "full_budget", "feasible", "cached"):
         df[col] = df[col].astype(bool)
     attrs = study.user_attrs
@@ -264,6 +272,21 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         directions=[d.name.lower() for d in study.directions],
         choice_columns=[k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names],
     )
+    return df
+
+
+def add_intervals(df: pd.DataFrame) -> pd.DataFrame:
+    """Fill ``val_ci_low/high`` and ``test_ci_low/high``: the Wilson 95 % interval of each accuracy from its
+    split size (:func:`nas_harness.results.stats.accuracy_interval`); NaN where the size was not recorded."""
+    from nas_harness.results.stats import accuracy_intervals
+
+    for split in ("val", "test"):
+        if len(df):
+            lo, hi = accuracy_intervals(df[f"{split}_acc"].tolist(), df[f"{split}_n"].tolist())
+        else:
+            lo = hi = []
+        df[f"{split}_ci_low"] = lo
+        df[f"{split}_ci_high"] = hi
     return df
 
 

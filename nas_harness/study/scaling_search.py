@@ -3,7 +3,11 @@ alpha * beta^2 * gamma^2 ~= 2, each triple applied at phi (1 by default) to a ba
 proxy at the scaled resolution; the best triple by validation accuracy is reported.
 
 It is an Optuna study of its own (``<name>-scaling`` in the same storage), one enqueued trial per triple,
-so it resumes like any study and the results tools can read it.
+so it resumes like any study and the results tools can read it.  Triples that round to the same network
+(same arch string and training resolution) are one measurement: the summary groups them
+(:func:`nas_harness.results.scaling.scaling_groups`), gives each group's validation accuracy its Wilson 95 %
+interval, and marks the groups tied within noise with the best; ``nas-harness confirm <results> --scaling``
+re-trains the best few groups over seeds.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class ScalingSummary:
     best: dict[str, Any] | None
     rows: list[dict[str, Any]] = field(default_factory=list)
     interrupted: bool = False
+    groups: list[Any] = field(default_factory=list)  # nas_harness.results.scaling.ScalingGroup, best first
 
 
 def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -> ScalingSummary:
@@ -103,11 +108,11 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
                 fail_and_requeue(study, t, f"{INTERRUPTED}: stopped by the user (Ctrl-C)", None)
     finally:
         slots.heartbeat.close()
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        ua = t.user_attrs
-        summary.rows.append({"alpha": t.params["alpha"], "beta": t.params["beta"], "gamma": t.params["gamma"],
-                             "val_acc": t.value, "macs": ua.get("macs"), "resolution": ua.get("resolution")})
-    summary.rows.sort(key=lambda r: -r["val_acc"])
+    from nas_harness.results.scaling import scaling_groups, scaling_rows
+
+    rows = scaling_rows(study)
+    summary.rows = sorted(rows, key=lambda r: -r["val_acc"])
     summary.best = summary.rows[0] if summary.rows else None
+    summary.groups = scaling_groups(rows)
     log(f"scaling search took {time.perf_counter() - t0:.0f} s")
     return summary

@@ -6,30 +6,23 @@ import math
 
 import pytest
 
-from nas_harness.ablation.stats import paired_delta, summarize, t_cdf, t_ppf, variant_table
+from nas_harness.ablation.stats import paired_delta, summarize, variant_table
 
 
 @pytest.mark.parametrize(
-    ("df", "q975"),
-    # Standard two-sided 95% critical values (any t table, e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2).
-    [(1, 12.706), (2, 4.303), (3, 3.182), (4, 2.776), (5, 2.571), (9, 2.262), (19, 2.093), (29, 2.045),
-     (100, 1.984)],
+    ("values", "q975"),
+    # Standard two-sided 95% critical values (any t table, e.g. NIST/SEMATECH e-Handbook 1.3.6.7.2): the
+    # interval of the mean of n values with sample std 1 is mean ± t(0.975, n-1) / sqrt(n).
+    [(2, 12.706), (3, 4.303), (4, 3.182), (5, 2.776), (6, 2.571), (10, 2.262), (20, 2.093), (30, 2.045)],
 )
-def test_t_ppf_matches_table(df: int, q975: float) -> None:
-    assert t_ppf(0.975, df) == pytest.approx(q975, abs=5e-4)
+def test_summary_interval_uses_the_t_table(values: int, q975: float) -> None:
+    import numpy as np
 
-
-def test_t_cdf_known_values_and_symmetry() -> None:
-    assert t_cdf(0.0, 7) == pytest.approx(0.5)
-    # df=1 is the Cauchy distribution: CDF = 1/2 + atan(t)/pi.
-    for t in (-3.0, -0.5, 0.7, 4.0):
-        assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
-    # df=2 has a closed form too: 1/2 + t / (2 sqrt(2 + t^2)).
-    for t in (-2.0, 0.3, 5.0):
-        assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
-    assert t_ppf(0.995, 10) == pytest.approx(3.169, abs=5e-4)
-    assert t_ppf(0.025, 4) == pytest.approx(-t_ppf(0.975, 4))
-    assert t_cdf(t_ppf(0.9, 6), 6) == pytest.approx(0.9, abs=1e-10)
+    xs = np.arange(values, dtype=float)
+    xs = xs / xs.std(ddof=1)  # sample std exactly 1
+    s = summarize(list(xs))
+    assert s.std == pytest.approx(1.0)
+    assert s.half_width * math.sqrt(values) == pytest.approx(q975, abs=5e-4)
 
 
 def test_summarize_hand_computed() -> None:

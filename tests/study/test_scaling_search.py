@@ -25,11 +25,13 @@ def test_valid_triples() -> None:
 
 
 @pytest.mark.slow
-def test_scaling_search_trains_each_triple_once(tmp_path: Path) -> None:
+def test_scaling_search_trains_each_triple_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cfg = validate(tiny_dict(tmp_path, scaling=GRID))
     s = run_scaling_search(cfg)
     assert s.triples == 2 and len(s.rows) == 2
     assert s.best == max(s.rows, key=lambda r: r["val_acc"])
+    assert sum(len(g.members) for g in s.groups) == 2 and s.groups[0].val_acc == s.best["val_acc"]
+    assert s.groups[0].val_n == 64 and s.groups[0].ci_low < s.best["val_acc"] < s.groups[0].ci_high
     study = optuna.load_study(study_name="tiny-scaling", storage=cfg.storage_url)
     by_gamma = {t.params["gamma"]: t.user_attrs for t in study.trials}
     assert by_gamma[1.42]["resolution"] == round(16 * 1.42) and by_gamma[1.0]["resolution"] == 16
@@ -43,3 +45,5 @@ def test_scaling_search_trains_each_triple_once(tmp_path: Path) -> None:
     assert again.best == s.best
     path = write_study(tmp_path, scaling=GRID)
     assert main(["search", str(path), "--scaling"]) == 0
+    out = capsys.readouterr().out
+    assert "distinct network(s)" in out and "best triple:" in out and "val_acc=" in out

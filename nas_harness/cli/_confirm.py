@@ -1,0 +1,106 @@
+"""``nas-harness confirm RESULTS_DIR``: retrain the best search archs and the references over fresh seeds.
+
+Writes ``confirm.csv``, ``confirm_pairs.csv``, ``confirm.md`` and ``confirm.{png,svg}`` into the results
+folder; re-running the same command resumes (runs already stored are not trained again).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from nas_harness.cli._format import add_study_source
+
+
+def count(flag: str, low: int, high: int = 1000) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high]; the error names the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {low}..{high}")
+        return value
+
+    parse.__name__ = flag
+    return parse
+
+
+def number(flag: str, low: float, high: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value:g} is out of range; allowed: {low:g}..{high:g}")
+        return value
+
+    parse.__name__ = flag
+    return parse
+
+
+def add_run_flags(p: argparse.ArgumentParser) -> None:
+    """Backend and progress flags shared by ``confirm`` and ``fidelity``."""
+    p.add_argument("--backend", choices=("local", "ray"), default="local", help="run locally or as Ray tasks")
+    p.add_argument("--cpus-per-job", type=number("--cpus-per-job", 0.01, 1024), default=1.0,
+                   help="Ray: CPUs per run (default 1)")
+    p.add_argument("--gpus-per-job", type=number("--gpus-per-job", 0, 64), default=0.0,
+                   help="Ray: GPUs per run, fractional ok (default 0)")
+    p.add_argument("--max-concurrent", type=count("--max-concurrent", 0, 100_000), default=0,
+                   help="Ray: concurrent runs, 0 = as resources allow")
+    p.add_argument("--ray-address", default="", help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
+    p.add_argument("--out", default=None, help="output folder (default: the study's results folder)")
+    p.add_argument("--retry-failed", action="store_true", help="run again (arch, seed) runs that failed")
+    p.add_argument("--report-only", action="store_true", help="only (re)write the outputs from stored runs")
+    p.add_argument("--no-figure", action="store_true", help="skip the figure")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
+
+
+def ray_config(args: argparse.Namespace) -> object:
+    from nas_harness.backends.settings import RayConfig
+
+    return RayConfig(cpus_per_trial=args.cpus_per_job, gpus_per_trial=args.gpus_per_job,
+                     max_concurrent=args.max_concurrent, address=args.ray_address)
+
+
+def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
+    p = sub.add_parser(name, help="retrain the top Pareto archs and the references over fresh seeds",
+                       description="Retrain the top-K archs of a search (by validation accuracy, never test) and "
+                                   "its reference archs with S fresh seeds at the study's own recipe; report means "
+                                   "with 95%% intervals, paired differences vs each reference and the Pareto front "
+                                   "of the means. Re-running resumes.")
+    add_study_source(p)
+    p.add_argument("--top", type=count("--top", 0), default=3, help="best search archs to retrain (default 3)")
+    p.add_argument("--seeds", type=count("--seeds", 1), default=3,
+                   help="fresh seeds per arch; the search's own seed is skipped (default 3)")
+    p.add_argument("--by", choices=("pareto", "val_acc", "reward"), default="pareto",
+                   help="validation ranking the top archs come from (default: the val_acc/MACs Pareto front)")
+    p.add_argument("--no-references", action="store_true", help="do not retrain the study's reference archs")
+    p.add_argument("--test", action="store_true", help="also measure the test split (reported, never used to rank)")
+    p.add_argument("--scaling", action="store_true",
+                   help="retrain the best groups of the compound-scaling search (<study>-scaling) instead")
+    add_run_flags(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from nas_harness.evaluation.confirm import ConfirmSettings, run_confirm
+
+    settings = ConfirmSettings(top=args.top, seeds=args.seeds, by=args.by, references=not args.no_references,
+                               evaluate_test=args.test, scaling=args.scaling, backend=args.backend,
+                               ray=ray_config(args))
+    res = run_confirm(args.study, settings, study_name=args.study_name, out_dir=args.out,
+                      retry_failed=args.retry_failed, progress=not args.no_progress, figure=not args.no_figure,
+                      report_only=args.report_only)
+    from nas_harness.evaluation.confirm import markdown
+
+    print(markdown(res))
+    print("wrote " + ", ".join(str(p) for p in res.outputs))
+    if res.failed:
+        print(f"{len(res.failed)} run(s) failed (see confirm.md); --retry-failed runs them again", file=sys.stderr)
+        return 1
+    return 0

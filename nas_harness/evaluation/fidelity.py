@@ -1,0 +1,456 @@
+"""``nas-harness fidelity``: does the search's proxy rank architectures the way longer training does?
+
+A search trusts its proxy (a few epochs on a small subset at low resolution) to *rank* archs.  This command
+retrains some of the search's archs -- the proxy's top K and K others drawn at random (seeded) from the rest,
+so the measured correlation is not only about the top -- at a higher-fidelity recipe (more epochs, more data,
+a larger resolution: the ``[fidelity]`` table or flags), and reports how well the proxy's single-run
+validation accuracy ranked them against the high-fidelity validation accuracy:
+
+- Kendall's tau-b and Spearman's rho with percentile-bootstrap 95 % intervals over the archs
+  (:func:`nas_harness.results.stats.rank_agreement`; with 8 archs these intervals are wide, and they say so);
+- top-K recall (how many of the K truly best the proxy put in its top K) and the regret of the proxy's
+  choice (high-fidelity accuracy of the truly best arch minus that of the proxy's best);
+- each cheap predictor -- parameters, MACs and the training-free scores of
+  :mod:`~nas_harness.evaluation.zero_cost` -- judged the same way, against both the proxy and the
+  high-fidelity accuracy.
+
+Selection and the high-fidelity score both use validation accuracy; ``evaluate_test`` adds the test split
+to the per-arch table only.  Runs are stored one trial per (arch, seed) in the study's storage as study
+``<study>-<name>`` (``name`` defaults to ``fidelity``), resumable like ``confirm``; another high-fidelity
+recipe needs another ``name``.
+
+The ``[fidelity]`` table (a TOML file passed with ``--config``; flags override it)::
+
+    [fidelity]
+    top = 4              # the proxy's best K archs ...
+    random = 4           # ... and K more drawn at random (seeded) from the other search archs
+    seeds = 1            # high-fidelity runs per arch (their mean is the high-fidelity score)
+    seed = 0             # the random draw and the bootstrap
+    epochs_factor = 5    # multiply the search's budget (default: 5 when nothing below is given)
+    [fidelity.train]     # keys of [train] to change, e.g. epochs = 10 (then epochs_factor does not apply)
+    [fidelity.data]      # keys of [data] to change, e.g. train_subset = 20000, val_size = 5000
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any, ClassVar
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, inert, read_toml
+from nas_harness.backends.settings import RayConfig
+from nas_harness.errors import ConfigError
+from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_recipe
+from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
+from nas_harness.results.stats import accuracy_interval, rank_agreement, summarize
+
+__all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
+           "select_archs", "write_fidelity"]
+
+_FIXED_TRAIN = ("seed",)
+
+
+class FidelityConfig(ConfigModel):
+    """``[fidelity]``: which archs to retrain and the higher-fidelity recipe (changes to the study's)."""
+
+    top: Annotated[Int, Field(ge=1, le=1000, description="the proxy's best K search archs")] = 4
+    random: Annotated[Int, Field(ge=0, le=1000, description="more search archs drawn at random from the rest")] = 4
+    references: Annotated[Bool, Field(description="also retrain the study's reference archs")] = False
+    seeds: Annotated[Int, Field(ge=1, le=100, description="high-fidelity runs per arch (seeds from the study's)")] = 1
+    seed: Annotated[Int, Field(ge=0, le=2**32 - 1, description="seeds the random draw and the bootstrap")] = 0
+    epochs_factor: Annotated[Num | None, Field(ge=1, le=1000, description=(
+        "multiply the search's epochs/steps (default 5 when neither [fidelity.train] epochs/steps nor "
+        "[fidelity.data] is given); applies only when [fidelity.train] sets no epochs or steps"))] = None
+    train: Annotated[dict[str, Any], Field(description="keys of [train] to change")] = Field(default_factory=dict)
+    data: Annotated[dict[str, Any], Field(description="keys of [data] to change")] = Field(default_factory=dict)
+    evaluate_test: Annotated[Bool, Field(description="also measure the test split (reported only)")] = False
+    zero_cost: Annotated[Bool, Field(description="judge the training-free predictors too")] = True
+    zero_cost_batch: Annotated[Int, Field(ge=2, le=4096, description="batch size of NASWOT and grad_norm")] = 64
+    bootstrap: Annotated[Int, Field(ge=100, le=1_000_000, description="bootstrap resamples of the intervals")] = 2000
+    name: Annotated[Name, Field(description="runs are stored as study <study>-<name>")] = "fidelity"
+
+    _inert: ClassVar[Rules] = inert(epochs_factor=lambda t: "epochs" in t.train or "steps" in t.train)
+
+    @model_validator(mode="after")
+    def _keys(self) -> FidelityConfig:
+        from nas_harness.data import ProxyConfig
+        from nas_harness.train import TrainConfig
+
+        for key in self.train:
+            if key not in TrainConfig.model_fields:
+                raise bad(f"train.{key}", f"unknown key; allowed keys: {', '.join(TrainConfig.model_fields)}")
+            if key in _FIXED_TRAIN:
+                raise bad(f"train.{key}", "is set per run from fidelity.seeds; remove it")
+        for key in self.data:
+            if key not in ProxyConfig.model_fields:
+                raise bad(f"data.{key}", f"unknown key; allowed keys: {', '.join(ProxyConfig.model_fields)}")
+        return self
+
+    def factor(self) -> float:
+        if "epochs" in self.train or "steps" in self.train:
+            return 1.0
+        if self.epochs_factor is not None:
+            return float(self.epochs_factor)
+        return 1.0 if self.data else 5.0
+
+    def high_fidelity(self, proxy: StudyRecipe) -> StudyRecipe:
+        """The study's recipe with this table's changes; refuses one that equals the proxy's."""
+        train = dict(self.train)
+        f = self.factor()
+        if f != 1.0:
+            t = proxy.train
+            if t.epochs is not None:
+                train["epochs"] = float(t.epochs) * f
+            else:
+                train["steps"] = int(round(int(t.steps or 1) * f))
+        hifi = proxy.with_fidelity(dict(self.data), train)
+        if hifi.to_dict() == proxy.to_dict():
+            raise ConfigError("fidelity: the high-fidelity recipe equals the search's; give more epochs, data or "
+                              "resolution (fidelity.train / fidelity.data / epochs_factor)")
+        return hifi
+
+
+def load_fidelity(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FidelityConfig:
+    """The ``[fidelity]`` table of a TOML file (or defaults), with ``overrides`` (dotted keys; None skipped)."""
+    d: dict[str, Any] = {}
+    if path is not None:
+        raw = read_toml(path, "fidelity file")
+        other = [k for k in raw if k != "fidelity"]
+        if other:
+            raise ConfigError(f"{other[0]}: unknown key; a fidelity file holds one [fidelity] table")
+        d = raw.get("fidelity", {})
+        if not isinstance(d, dict):
+            raise ConfigError("fidelity: expected a table")
+    for dotted, value in (overrides or {}).items():
+        if value is None:
+            continue
+        *parents, last = dotted.split(".")
+        node = d
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = value
+    return FidelityConfig.from_dict(d, "fidelity")
+
+
+def select_archs(df: Any, cfg: FidelityConfig) -> list[Candidate]:
+    """The proxy's top K search archs (by validation accuracy), K more drawn at random (seeded) from the rest,
+    and the references when asked; each arch once."""
+    from nas_harness.evaluation.recipe import merge_candidates, reference_candidates, search_candidates
+
+    ranked = search_candidates(df, 10**9, "val_acc")
+    top = ranked[: cfg.top]
+    rest = ranked[cfg.top:]
+    rng = np.random.default_rng(cfg.seed)
+    pick = sorted(rng.choice(len(rest), size=min(cfg.random, len(rest)), replace=False).tolist()) if rest else []
+    chosen = top + [rest[i] for i in pick]
+    if cfg.references:
+        chosen += reference_candidates(df)
+    return merge_candidates(chosen)
+
+
+@dataclass
+class FidelityResult:
+    study_name: str
+    store_name: str
+    proxy: StudyRecipe
+    hifi: StudyRecipe
+    config: FidelityConfig
+    archs: list[dict[str, Any]]
+    summary: dict[str, Any]
+    ran: list[tuple[str, int]]
+    skipped: list[tuple[str, int]]
+    failed: list[StoredRun]
+    wall_s: float
+    out_dir: Path
+    outputs: list[Path] = field(default_factory=list)
+
+
+def _ranks(values: list[float]) -> list[float]:
+    """1 = highest; ties share the smallest rank; NaN stays NaN."""
+    from scipy.stats import rankdata
+
+    x = np.asarray(values, dtype=float)
+    out = np.full(x.shape, np.nan)
+    ok = np.isfinite(x)
+    if ok.any():
+        out[ok] = rankdata(-x[ok], method="min")
+    return out.tolist()
+
+
+def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[int], top: int,
+                     predictors: dict[str, dict[str, float]] | None = None, n_resamples: int = 2000,
+                     seed: int = 0) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Per-arch rows and the summary (rank agreement of the proxy and of every predictor)."""
+    wanted = set(seeds)
+    rows = []
+    for i, c in enumerate(cands):
+        mine = [r for r in runs if r.group == c.job and r.state == "ok" and r.seed in wanted
+                and r.metrics.get("val_acc") is not None]
+        vals = [float(r.metrics["val_acc"]) for r in mine]
+        finals = [float(r.metrics["val_acc_final"]) for r in mine if r.metrics.get("val_acc_final") is not None]
+        tests = [float(r.metrics["test_acc"]) for r in mine if r.metrics.get("test_acc") is not None]
+        s = summarize(vals)
+        if s.n == 1:  # one run: the interval of its split
+            lo, hi = accuracy_interval(vals[0], mine[0].metrics.get("val_n"))
+        else:
+            lo, hi = s.ci_low, s.ci_high
+        plo, phi = accuracy_interval(c.search_val, c.search_val_n)
+        rows.append({"label": c.name, "kind": c.kind, "search_trial": c.number, "arch": c.arch, "macs": c.macs,
+                     "params": c.params, "proxy_val_acc": c.search_val, "proxy_ci_low": plo, "proxy_ci_high": phi,
+                     "hifi_val_acc": s.mean, "hifi_ci_low": lo, "hifi_ci_high": hi, "hifi_runs": s.n,
+                     "hifi_val_acc_final": float(np.mean(finals)) if finals else math.nan,
+                     "hifi_test_acc": float(np.mean(tests)) if tests else math.nan,
+                     "hifi_train_s": float(sum(float(r.metrics.get("train_time_s") or 0) for r in mine)),
+                     "proxy_top_k": i < top and c.kind == "search"})
+    proxy = [r["proxy_val_acc"] for r in rows]
+    hifi = [r["hifi_val_acc"] for r in rows]
+    for r, pr, hr in zip(rows, _ranks(proxy), _ranks(hifi)):
+        r["proxy_rank"], r["hifi_rank"] = pr, hr
+    k = min(top, len(rows))
+    summary = rank_agreement(proxy, hifi, k, n_resamples=n_resamples, seed=seed)
+    # robustness: the same against the last epoch's accuracy instead of the best epoch's (the harness's val_acc)
+    final = rank_agreement(proxy, [r["hifi_val_acc_final"] for r in rows], k, n_resamples=n_resamples, seed=seed)
+    summary["final_epoch"] = {key: final[key] for key in ("kendall_tau", "kendall_tau_ci", "spearman_rho",
+                                                            "top_k_recall", "n_archs")}
+    ok = [r for r in rows if math.isfinite(r["hifi_val_acc"])]
+    if ok:
+        choice = max(ok, key=lambda r: r["proxy_val_acc"])
+        best = max(ok, key=lambda r: r["hifi_val_acc"])
+        summary.update(proxy_choice=choice["label"], proxy_choice_hifi=choice["hifi_val_acc"],
+                       hifi_best=best["label"], hifi_best_acc=best["hifi_val_acc"])
+    preds: dict[str, Any] = {}
+    if predictors:
+        for r in rows:
+            r.update({f"pred_{n}": v for n, v in predictors.get(r["arch"], {}).items()})
+        names = list(next(iter(predictors.values())).keys()) if predictors else []
+        for n in names:
+            score = [predictors.get(r["arch"], {}).get(n, math.nan) for r in rows]
+            vs_hifi = rank_agreement(score, hifi, k, n_resamples=n_resamples, seed=seed)
+            vs_proxy = rank_agreement(score, proxy, k, n_resamples=0, seed=seed)
+            preds[n] = {"vs_high_fidelity": {key: vs_hifi[key] for key in (
+                "kendall_tau", "kendall_tau_ci", "spearman_rho", "spearman_rho_ci", "top_k_recall", "regret",
+                "n_archs")}, "vs_proxy": {key: vs_proxy[key] for key in ("kendall_tau", "spearman_rho",
+                                                                          "n_archs")}}
+    summary["predictors"] = preds
+    return rows, summary
+
+
+def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study_name: str | None = None,
+                 out_dir: str | Path | None = None, backend: str = "local", ray: RayConfig | None = None,
+                 retry_failed: bool = False, progress: bool = True, figure: bool = True,
+                 report_only: bool = False, log: Any = None, on_record: Any = None) -> FidelityResult:
+    """Retrain the selected archs at the higher fidelity (resuming), then measure the proxy's ranking and the
+    cheap predictors'; write ``fidelity.json``, ``fidelity.md``, ``fidelity_archs.csv`` and the figure."""
+    from nas_harness.data import load_proxy
+    from nas_harness.results import trials_frame
+
+    cfg = cfg or FidelityConfig()
+    ray = ray or RayConfig()
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    src, study = open_study_source(source, study_name)
+    proxy = study_recipe(study)
+    hifi = cfg.high_fidelity(proxy)
+    df = trials_frame(study)
+    cands = select_archs(df, cfg)
+    if len(cands) < 2:
+        raise ConfigError(f"study {src.study_name!r} has {len(cands)} complete full-budget search arch(s); a ranking "
+                          "needs at least 2")
+    out = Path(out_dir) if out_dir is not None else (src.folder or Path("results") / src.study_name)
+    seeds = [proxy.seed + i for i in range(cfg.seeds)]
+    load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
+    from nas_harness.backends.resources import check_resources
+
+    check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
+    store = JobStore(src.storage, f"{src.study_name}-{cfg.name}", group_attr="job", value_keys=("val_acc",),
+                     label=src.label)
+    plan = [(c.job, s) for s in seeds for c in cands]
+    by_job = {c.job: c for c in cands}
+    if report_only:
+        done = store.records()
+        runs = [done[p] for p in plan if p in done]
+        ran: list[tuple[str, int]] = []
+        skipped = [p for p in plan if p in done]
+    else:
+        store.bind(hifi.to_dict(), {c.job: c.arch for c in cands}, kind="fidelity",
+                   attrs={"source_study": src.study_name, "proxy_recipe": proxy.to_dict()}, what="high-fidelity runs")
+        n_done = sum(1 for p in plan if p in store.records())
+        say(f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} by the proxy + "
+            f"random others) x {len(seeds)} seed(s) = {len(plan)} runs; {n_done} stored, {len(plan) - n_done} to run "
+            f"({backend}); proxy: {proxy.describe()}; high fidelity: {hifi.describe()}; storage {src.label} "
+            f"study {store.name!r}")
+
+        def make_jobs(todo: list[tuple[str, int]]) -> list[Any]:
+            from nas_harness.backends import Job
+
+            return [Job(key=f"{by_job[j].label}/seed{s}",
+                        spec=hifi.spec(by_job[j].arch, s, evaluate_test=cfg.evaluate_test)) for j, s in todo]
+
+        def describe(run: StoredRun) -> str:
+            c = by_job[run.group]
+            if run.state != "ok":
+                return f"{c.label} seed {run.seed}: FAILED: {run.error}"
+            m = run.metrics
+            return (f"{c.label} seed {run.seed}: high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy "
+                    f"{c.search_val:.4f}; {m.get('train_time_s', 0.0):.0f} s train)")
+
+        budget = f"/{hifi.train.epochs:g}" if hifi.train.epochs is not None else ""
+        jobs = run_stored_jobs(store, plan, make_jobs, backend=backend, ray=ray, retry_failed=retry_failed,
+                               progress=progress, desc=store.name, checkpoint_dir=out / "checkpoints", budget=budget,
+                               describe=describe, on_record=on_record,
+                               extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say)
+        runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
+    predictors = None
+    zc_s = 0.0
+    if cfg.zero_cost:
+        from nas_harness.evaluation.zero_cost import zero_cost_scores
+
+        data = load_proxy(proxy.data)
+        threads = proxy.train.threads if isinstance(proxy.train.threads, int) else 1
+        tz = time.perf_counter()
+        predictors = {c.arch: zero_cost_scores(c.arch, data, stem_stride=proxy.trial.stem_stride, seed=proxy.seed,
+                                               batch_size=cfg.zero_cost_batch, macs=c.macs, params=c.params,
+                                               threads=threads) for c in cands}
+        zc_s = time.perf_counter() - tz
+    rows, summary = analyze_fidelity(cands, runs, seeds, cfg.top, predictors, cfg.bootstrap, cfg.seed)
+    summary.update(
+        study=src.study_name, store=store.name, seeds=seeds, proxy_recipe=proxy.to_dict(), proxy=proxy.describe(),
+        high_fidelity_recipe=hifi.to_dict(), high_fidelity=hifi.describe(),
+        hifi_train_s=float(sum(float(r.metrics.get("wall_time_s") or 0) for r in runs if r.state == "ok")),
+        zero_cost_s=zc_s, ran=len(ran), stored_before=len(skipped), failed=sum(r.state != "ok" for r in runs),
+        confidence=0.95, bootstrap_resamples=cfg.bootstrap, bootstrap_seed=cfg.seed, archs=rows)
+    res = FidelityResult(src.study_name, store.name, proxy, hifi, cfg, rows, summary, ran, skipped,
+                         [r for r in runs if r.state != "ok"], time.perf_counter() - t0, out)
+    res.outputs = write_fidelity(res, figure=figure)
+    return res
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _f(v: Any, digits: int = 2) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.{digits}f}"
+
+
+def _ci(ci: Any, digits: int = 2) -> str:
+    if not ci or None in ci:
+        return ""
+    return f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]"
+
+
+def _pct(v: Any) -> str:
+    return "–" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{100 * v:.2f}"
+
+
+def _reading(s: dict[str, Any]) -> str:
+    tau, ci = s.get("kendall_tau"), s.get("kendall_tau_ci") or [None, None]
+    if tau is None:
+        return "No ranking could be measured (fewer than two archs with a high-fidelity result)."
+    if None in ci:
+        return f"Kendall tau {tau:.2f} (no interval)."
+    lo, hi = ci
+    if lo > 0:
+        strength = "ranks them better than chance"
+    elif hi < 0:
+        strength = "ranks them in the wrong order more often than not"
+    else:
+        strength = "cannot be told apart from a random ranking"
+    width = ("the interval is wide: more archs would narrow it" if hi - lo > 0.6 else "the interval is narrow enough "
+             "to act on")
+    return f"On these {s['n_archs']} archs the proxy {strength} (tau {tau:.2f} [{lo:.2f}, {hi:.2f}]); {width}."
+
+
+def markdown(res: FidelityResult) -> str:
+    s = res.summary
+    k = s.get("top_k", 0)
+    lines = [f"## Proxy fidelity of `{res.study_name}`",
+             f"Proxy (the search's recipe): {res.proxy.describe()}.  High fidelity: {res.hifi.describe()}.  "
+             f"{s['n_archs']} search archs: the proxy's top {k} and {len(res.archs) - k} drawn at random (seed "
+             f"{res.config.seed}); high-fidelity seeds {s['seeds']}; {s['hifi_train_s'] / 60:.1f} min of "
+             f"high-fidelity training, zero-cost scores in {s['zero_cost_s']:.1f} s.",
+             "| measure | value [95% CI] |", "|---|---|",
+             f"| Kendall tau (proxy vs high fidelity) | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} |",
+             f"| Spearman rho | {_f(s['spearman_rho'])}{_ci(s['spearman_rho_ci'])} |",
+             f"| top-{k} recall | {_f(s['top_k_recall'])} |",
+             f"| Kendall tau against the last epoch's accuracy | {_f((s.get('final_epoch') or {}).get('kendall_tau'))}"
+             f"{_ci((s.get('final_epoch') or {}).get('kendall_tau_ci'))} |",
+             f"| regret of the proxy's choice (pp) | {_pct(s['regret'])} ({s.get('proxy_choice', '–')} at "
+             f"{_pct(s.get('proxy_choice_hifi'))}% vs the best, {s.get('hifi_best', '–')} at "
+             f"{_pct(s.get('hifi_best_acc'))}%) |"]
+    text = "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n\n" + _reading(s)
+    preds = s.get("predictors") or {}
+    if preds:
+        rows = ["| predictor | tau vs high fidelity [95% CI] | rho vs high fidelity | top-k recall | tau vs proxy |",
+                "|---|---|---|---|---|",
+                f"| trained proxy ({res.proxy.budget()}) | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} | "
+                f"{_f(s['spearman_rho'])} | {_f(s['top_k_recall'])} | 1.00 |"]
+        for n, p in preds.items():
+            h, q = p["vs_high_fidelity"], p["vs_proxy"]
+            rows.append(f"| {n} | {_f(h['kendall_tau'])}{_ci(h['kendall_tau_ci'])} | {_f(h['spearman_rho'])} | "
+                        f"{_f(h['top_k_recall'])} | {_f(q['kendall_tau'])} |")
+        text += ("\n\n### Cheap predictors on the same archs\n\n" + "\n".join(rows) +
+                 "\n\nparams / MACs: the deployed network's counts; synflow, naswot, grad_norm: training-free "
+                 "scores at initialisation (see nas_harness.evaluation.zero_cost for definitions and papers).")
+    table = ["| arch | proxy rank | proxy val % [95% CI] | high-fidelity rank | high-fidelity val % [95% CI] | runs |",
+             "|---|---|---|---|---|---|"]
+    for r in sorted(res.archs, key=lambda r: r["proxy_rank"] if math.isfinite(r["proxy_rank"]) else math.inf):
+        table.append(f"| {r['label']}{' (top)' if r['proxy_top_k'] else ''} | {_f(r['proxy_rank'], 0)} | "
+                     f"{_pct(r['proxy_val_acc'])} [{_pct(r['proxy_ci_low'])}, {_pct(r['proxy_ci_high'])}] | "
+                     f"{_f(r['hifi_rank'], 0)} | {_pct(r['hifi_val_acc'])} [{_pct(r['hifi_ci_low'])}, "
+                     f"{_pct(r['hifi_ci_high'])}] | {r['hifi_runs']} |")
+    text += "\n\n### Archs\n\n" + "\n".join(table)
+    text += ("\n\nIntervals: tau/rho by a percentile bootstrap over archs (scipy.stats.bootstrap, "
+             f"{s['bootstrap_resamples']} resamples); accuracies: Wilson 95% on the validation split (one run) or a "
+             "Student-t interval over runs. Both scores are validation accuracies (val_acc: the best epoch's, the "
+             "harness's convention; the last epoch's is the check row above); the test split is not used.")
+    if res.failed:
+        text += "\n\nFailed runs:\n" + "\n".join(f"- {r.group} seed {r.seed}: {r.error}" for r in res.failed)
+    return text + "\n"
+
+
+def _json_default(v: Any) -> Any:
+    if isinstance(v, (np.floating, np.integer)):
+        return v.item()
+    if isinstance(v, np.bool_):
+        return bool(v)
+    return str(v)
+
+
+def _clean(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _clean(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_clean(x) for x in v]
+    return v
+
+
+def write_fidelity(res: FidelityResult, figure: bool = True) -> list[Path]:
+    """``fidelity.json`` (the summary, per-arch rows included), ``fidelity.md``, ``fidelity_archs.csv`` and
+    ``fidelity.png/svg``."""
+    import pandas as pd
+
+    out = res.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    name = res.config.name
+    stem = name if name.startswith("fidelity") else f"fidelity-{name}"
+    paths = [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}_archs.csv"]
+    paths[0].write_text(json.dumps(_clean(res.summary), indent=2, default=_json_default) + "\n")
+    paths[1].write_text(markdown(res))
+    frame = pd.DataFrame(res.archs)
+    frame.to_csv(paths[2], index=False)
+    if figure and not frame.empty and frame["hifi_runs"].max() > 0:
+        from nas_harness.plots._style import save
+        from nas_harness.plots.evaluation import plot_fidelity
+
+        paths += save(plot_fidelity(frame, res.summary, title=res.study_name), out, stem)
+    return paths

@@ -1,0 +1,211 @@
+"""The recipe a stored study trained its trials with, read back from the study itself, and the selection
+of the archs to re-evaluate.
+
+A search stores its validated study file (``config``) and what makes its trials comparable (``comparable``,
+with the thread count it fixed) as study user attributes; :func:`study_recipe` rebuilds the proxy data,
+training recipe and trial settings from them, so ``confirm`` and ``fidelity`` retrain an arch exactly as the
+search did, with only the seed (or the fidelity) changed.  Nothing here imports the search package.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from nas_harness.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from nas_harness.data import ProxyConfig
+    from nas_harness.train import TrainConfig
+    from nas_harness.trial import TrialSettings, TrialSpec
+
+__all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "merge_candidates", "open_study_source", "reference_candidates",
+           "search_candidates", "study_recipe"]
+
+_EXCLUDED_TRAIN = ("seed", "device", "compile", "eval_batch_size")
+
+
+@dataclass(frozen=True)
+class StudyRecipe:
+    """How a study trained its trials: proxy data, training recipe (threads as the study fixed them, seed =
+    the search's), trial settings, and the search seed."""
+
+    study_name: str
+    data: ProxyConfig
+    train: TrainConfig
+    trial: TrialSettings
+    seed: int
+
+    def spec(self, arch: Any, seed: int, *, evaluate_test: bool = False, resolution: int | None = None,
+             macs_resolution: int | None = None) -> TrialSpec:
+        """The trial of ``arch`` with ``seed`` under this recipe (``resolution``: another data resolution,
+        as the compound-scaling search trains at; ``macs_resolution``: the MAC count's)."""
+        from nas_harness.arch import parse_arch
+        from nas_harness.trial import TrialSpec
+
+        a = parse_arch(arch) if isinstance(arch, str) else arch
+        data = self.data if resolution is None else self.data.replace(resolution=int(resolution))
+        t = self.trial
+        return TrialSpec(arch=a, data=data, train=self.train.replace(seed=int(seed)), seed=int(seed),
+                         stem_stride=t.stem_stride, macs_resolution=int(macs_resolution or t.macs_resolution),
+                         macs_num_classes=t.macs_num_classes or 1000, evaluate_test=evaluate_test)
+
+    def with_fidelity(self, data: dict[str, Any], train: dict[str, Any]) -> StudyRecipe:
+        """The same recipe with some data/train keys replaced (validated by their tables)."""
+        from nas_harness.data import ProxyConfig
+        from nas_harness.train import TrainConfig
+
+        d = {**self.data.to_dict(), **data}
+        t = self.train.to_dict()
+        if "epochs" in train or "steps" in train:  # one budget replaces the other
+            t.pop("epochs", None)
+            t.pop("steps", None)
+        t = {k: v for k, v in {**t, **train}.items() if v is not None or k in train}
+        return StudyRecipe(self.study_name, ProxyConfig.from_dict(d, "fidelity.data"),
+                           TrainConfig.from_dict(t, "fidelity.train"), self.trial, self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What must not change between a run and its resume (stored with the runs and checked)."""
+        return {
+            "data": {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")},
+            "train": {k: v for k, v in self.train.to_dict().items() if k not in _EXCLUDED_TRAIN},
+            "trial": {k: v for k, v in self.trial.to_dict().items() if k not in ("cache", "evaluate_test")},
+        }
+
+    def budget(self) -> str:
+        """'2 epochs' / '500 steps'."""
+        t = self.train
+        return f"{t.epochs:g} epoch(s)" if t.epochs is not None else f"{t.steps} steps"
+
+    def describe(self) -> str:
+        d = self.data
+        subset = (f"{d.train_subset} training images" if d.train_subset else
+                  f"{d.per_class} per class" if d.per_class else "the full training split")
+        return (f"{d.dataset} at {d.resolution} px, {subset}, val_size {d.val_size}; {self.budget()}, batch "
+                f"{self.train.batch_size}, {self.train.optimizer} lr {self.train.lr:g}, {self.train.schedule}; "
+                f"threads {self.train.threads}")
+
+
+def study_recipe(study: Any) -> StudyRecipe:
+    """The recipe of a stored study (an Optuna study written by ``nas-harness search``)."""
+    from nas_harness.data import ProxyConfig
+    from nas_harness.train import TrainConfig
+    from nas_harness.trial import TrialSettings
+
+    attrs = study.user_attrs
+    cfg = attrs.get("config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("data"), dict) or not isinstance(cfg.get("train"), dict):
+        raise ConfigError(f"study {study.study_name!r} holds no stored recipe (its 'config' attribute is missing): "
+                          "it was not written by `nas-harness search`, so its archs cannot be retrained the same way")
+    comparable = attrs.get("comparable") if isinstance(attrs.get("comparable"), dict) else {}
+    seed = int(comparable.get("seed", cfg.get("seed", 0)) or 0)
+    train = dict(cfg["train"])
+    fixed = comparable.get("train") if isinstance(comparable.get("train"), dict) else {}
+    train.update({k: v for k, v in fixed.items() if k in ("seed", "threads")})
+    if "seed" not in fixed:
+        train["seed"] = seed
+    try:
+        data = ProxyConfig.from_dict(cfg["data"], "data")
+        tr = TrainConfig.from_dict({k: v for k, v in train.items() if v is not None or k == "threads"}, "train")
+        trial = TrialSettings.from_dict(cfg.get("trial") or {}, "trial")
+    except ConfigError as exc:
+        raise ConfigError(f"study {study.study_name!r}: its stored recipe is not valid any more: {exc}") from None
+    return StudyRecipe(str(study.study_name), data, tr, trial, seed)
+
+
+def open_study_source(source: Any, study_name: str | None = None, scaling: bool = False) -> tuple[Any, Any]:
+    """(StudySource, Optuna study) of a results folder / storage; ``scaling``: its ``<study>-scaling`` study."""
+    from nas_harness.results import load_study, resolve_source
+
+    src = resolve_source(source, study_name)
+    if scaling and not src.study_name.endswith("-scaling"):
+        name = f"{src.study_name}-scaling"
+        try:
+            src = resolve_source(source, name)
+        except ConfigError:
+            raise ConfigError(f"--scaling: no study {name!r} in {src.label}; run `nas-harness search STUDY.toml "
+                              "--scaling` first") from None
+    return src, load_study(src)
+
+
+def fresh_seeds(n: int, used: int) -> list[int]:
+    """``n`` seeds other than the search's (``used``): its arch ranking was chosen on that seed's results, so
+    re-using it would carry the selection into the confirmation."""
+    return [s for s in range(n + 1) if s != used][:n]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One arch to re-evaluate: ``job`` (its key in the job store), display ``label``, ``kind`` ('search',
+    'reference' or 'scaling'), the arch string, its search result, and the other names it goes by."""
+
+    job: str
+    label: str
+    kind: str
+    arch: str
+    macs: float
+    params: float
+    search_val: float
+    search_val_n: float
+    number: int
+    resolution: int | None = None
+    macs_resolution: int | None = None
+    aliases: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return " = ".join((self.label, *self.aliases))
+
+
+def _num(v: Any) -> float:
+    try:
+        out = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return out
+
+
+def _candidate(r: Any, kind: str) -> Candidate:
+    return Candidate(job=str(r["arch"]), label=str(r["name"]), kind=kind, arch=str(r["arch"]), macs=_num(r["macs"]),
+                     params=_num(r["params"]), search_val=_num(r["val_acc"]), search_val_n=_num(r["val_n"]),
+                     number=int(r["number"]))
+
+
+def search_candidates(df: pd.DataFrame, top: int, by: str = "pareto") -> list[Candidate]:
+    """The ``top`` best search archs by the *validation* metric ``by`` ('pareto': the Pareto front of
+    val_acc vs MACs, most accurate first; 'val_acc'; 'reward'), each arch once."""
+    from nas_harness.results import rank_trials
+
+    if by not in ("pareto", "val_acc", "reward"):
+        raise ConfigError(f"--by: {by!r} is not allowed (allowed: pareto, val_acc, reward); the test split is never "
+                          "used to select archs")
+    ranked = rank_trials(df, by).drop_duplicates(subset=["arch"], keep="first")
+    return [_candidate(r, "search") for _, r in ranked.head(max(0, int(top))).iterrows()]
+
+
+def reference_candidates(df: pd.DataFrame) -> list[Candidate]:
+    """Every reference arch of the study that trained its full budget (each arch once)."""
+    from nas_harness.results import eligible
+
+    refs = eligible(df, "macs", "val_acc", include_reference=True)
+    refs = refs[refs["is_reference"]].sort_values("number").drop_duplicates(subset=["arch"], keep="first")
+    return [_candidate(r, "reference") for _, r in refs.iterrows()]
+
+
+def merge_candidates(cands: list[Candidate]) -> list[Candidate]:
+    """One candidate per job (a reference that is also a top search arch is trained once; its names are
+    kept as aliases)."""
+    out: dict[str, Candidate] = {}
+    for c in cands:
+        if c.job in out:
+            first = out[c.job]
+            if c.label not in (first.label, *first.aliases):
+                out[c.job] = Candidate(**{**first.__dict__, "aliases": (*first.aliases, c.label),
+                                          "kind": "reference" if "reference" in (first.kind, c.kind) else first.kind})
+        else:
+            out[c.job] = c
+    return list(out.values())

@@ -1,0 +1,257 @@
+"""A durable, resumable list of fixed (group, seed) training jobs: what ablations, ``confirm`` and ``fidelity``
+have in common.
+
+Storage: an Optuna study (in the results folder's storage, next to the search it re-evaluates, or in the
+ablation's own SQLite file) holding one trial per finished job, written with :func:`nas_harness.records.add`:
+
+- it is the format every search in this project already writes, so :mod:`nas_harness.results` reads the runs
+  without new code, and each trial's user attributes follow the :class:`~nas_harness.records.TrialRecord`
+  contract plus the group key (``variant`` for ablations, ``job`` for re-evaluations) and ``seed``;
+- a finished job is stored by ``study.add_trial`` -- one transaction, issued in the driver as the job
+  returns -- so a SIGKILL at any moment leaves either the whole record or nothing: no half-written or stale
+  RUNNING rows to clean up, and a restart skips the jobs already present;
+- a job in progress writes a per-epoch training checkpoint (``checkpoint_dir``), so a long job killed mid-way
+  resumes from its last finished epoch.
+
+The study records the recipe its runs were made with and which arch each group means; a later run with
+another recipe, or a group name that now means another arch, is refused (a ConfigError) instead of mixing
+runs that are not comparable.  Jobs run through :func:`nas_harness.backends.run_jobs` (local, or one Ray task
+each), i.e. through :func:`nas_harness.trial.run_trial`, the same trial code as the search.  A failed job
+(NaN loss, OOM, any exception) is stored as a FAIL trial with its reason and the others go on; it is run again
+only with ``retry_failed=True``.  A job whose Ray worker died is not stored, so the next invocation runs it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nas_harness.errors import ConfigError
+from nas_harness.records import TrialRecord
+
+__all__ = ["JobStore", "StoredJobs", "StoredRun", "run_stored_jobs"]
+
+_FORMAT_VERSION = 1
+Key = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """One stored job: its ``group`` (an ablation variant, a re-evaluated arch), ``seed``, ``state`` ('ok' or
+    'failed', with ``error``) and the stored user attributes (``metrics``)."""
+
+    group: str
+    seed: int
+    state: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def record(self) -> TrialRecord:
+        return TrialRecord.from_attrs(self.metrics)
+
+
+def _jsonable(d: Any) -> Any:
+    return json.loads(json.dumps(d, sort_keys=True, default=str))
+
+
+class JobStore:
+    """The durable record of a job list (see the module docstring).
+
+    ``storage``: a URL (opened with :func:`nas_harness.records.open_storage`) or an open Optuna storage;
+    ``group_attr``: the user attribute naming a job's group; ``value_keys``: the record fields tried in order
+    for the trial's objective value (what Optuna shows; the analyses read the record).
+    """
+
+    def __init__(self, storage: str | Any, name: str, *, group_attr: str = "job",
+                 value_keys: Sequence[str] = ("val_acc",), label: str | None = None) -> None:
+        import optuna
+
+        from nas_harness.records import open_storage, redact
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.url = storage if isinstance(storage, str) else None
+        self.path = label or (redact(storage) if isinstance(storage, str) else name)  # what messages show
+        self.name = name
+        self.group_attr = group_attr
+        self.value_keys = tuple(value_keys)
+        opened = open_storage(storage) if isinstance(storage, str) else storage
+        self.study = optuna.create_study(storage=opened, study_name=name, direction="maximize",
+                                         load_if_exists=True)
+
+    # ------------------------------------------------------------------ study-level metadata
+    def bind(self, recipe: Mapping[str, Any], archs: Mapping[str, str], *, kind: str,
+             attrs: Mapping[str, Any] | None = None, what: str = "runs") -> None:
+        """Check that stored runs were made with ``recipe`` and that each group still means the same arch;
+        record both (and ``attrs``) when new.  A mismatch is a ConfigError naming what changed."""
+        stored_attrs = self.study.user_attrs
+        stored = stored_attrs.get("recipe")
+        recipe = _jsonable(dict(recipe))
+        if stored is not None and stored != recipe:
+            diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
+            raise ConfigError(
+                f"storage {self.path}: holds {what} of {self.name!r} made with a different recipe "
+                f"({', '.join(diff)} changed); use another name/storage or delete the file to start over"
+            )
+        known = dict(stored_attrs.get("archs", {}))
+        for group, arch in archs.items():
+            if group in known and known[group] != str(arch):
+                raise ConfigError(f"{self.group_attr} {group!r} is stored in {self.path} as a different arch "
+                                  f"({known[group]}); rename it or use another storage")
+            known[group] = str(arch)
+        if stored is None:
+            self.study.set_user_attr("recipe", recipe)
+            self.study.set_user_attr("kind", kind)
+            self.study.set_user_attr("format_version", _FORMAT_VERSION)
+            self.study.set_user_attr("objective", kind)
+            self.study.set_user_attr("metric_names", [self.value_keys[0]])
+        if known != stored_attrs.get("archs"):
+            self.study.set_user_attr("archs", known)
+        for k, v in (attrs or {}).items():
+            v = _jsonable(v)
+            if stored_attrs.get(k) != v:
+                self.study.set_user_attr(k, v)
+
+    # ------------------------------------------------------------------ runs
+    def records(self) -> dict[Key, StoredRun]:
+        """Latest record per (group, seed); a completed run always wins over a failed one."""
+        from optuna.trial import TrialState
+
+        out: dict[Key, StoredRun] = {}
+        for t in self.study.get_trials(deepcopy=False):
+            ua = t.user_attrs
+            if self.group_attr not in ua or "seed" not in ua:
+                continue
+            key = (str(ua[self.group_attr]), int(ua["seed"]))
+            if t.state == TrialState.COMPLETE:
+                out[key] = StoredRun(key[0], key[1], "ok", dict(ua))
+            elif t.state == TrialState.FAIL and (key not in out or out[key].state != "ok"):
+                out[key] = StoredRun(key[0], key[1], "failed", dict(ua), str(ua.get("fail_reason", "failed")))
+        return out
+
+    def add(self, group: str, seed: int, record: TrialRecord | None, error: str | None,
+            arch: str | None = None, **extra: Any) -> StoredRun:
+        """Store one finished job atomically (one transaction) through :func:`nas_harness.records.add`."""
+        from nas_harness.records import Outcome, add
+
+        rec = (record or TrialRecord(arch=arch)).replace(**{self.group_attr: group, "seed": int(seed)}, **extra)
+        if error is None:
+            value = next((getattr(rec, k) for k in self.value_keys if getattr(rec, k) is not None), None)
+            outcome = Outcome("complete", [float(value if value is not None else float("nan"))], rec)
+        else:
+            outcome = Outcome("fail", None, rec.replace(fail_reason=error))
+        frozen = add(self.study, outcome)
+        ok = frozen.state.name == "COMPLETE"
+        attrs = dict(frozen.user_attrs)
+        return StoredRun(group, int(seed), "ok" if ok else "failed", attrs,
+                         None if ok else str(attrs.get("fail_reason", "failed")))
+
+
+@dataclass
+class StoredJobs:
+    """What :func:`run_stored_jobs` did: the stored record of every planned job (in plan order, where one
+    exists), the jobs run now and those found stored already."""
+
+    runs: list[StoredRun]
+    ran: list[Key]
+    skipped: list[Key]
+    wall_s: float
+
+    @property
+    def failed(self) -> list[StoredRun]:
+        return [r for r in self.runs if r.state != "ok"]
+
+
+def run_stored_jobs(
+    store: JobStore,
+    plan: Sequence[Key],
+    make_jobs: Callable[[list[Key]], list[Any]],
+    *,
+    backend: str = "local",
+    ray: Any = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    desc: str = "jobs",
+    checkpoint_dir: Any = None,
+    budget: str = "",
+    describe: Callable[[StoredRun], str] | None = None,
+    on_record: Callable[[StoredRun], None] | None = None,
+    extra: Callable[[Key], Mapping[str, Any]] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StoredJobs:
+    """Run the jobs of ``plan`` not stored yet (``make_jobs(todo)`` -> one :class:`~nas_harness.backends.Job`
+    per key, same order) and store each as it returns; return every stored record of the plan.
+
+    ``ray``: a :class:`~nas_harness.backends.RayConfig` (resources per job) for ``backend='ray'``.
+    ``describe(run)`` is the line printed per stored run; ``on_record(run)`` is called after each run is
+    durably stored (tests use it to simulate an interruption); ``extra(key)`` adds user attributes.
+    ``KeyboardInterrupt`` propagates; everything stored before it is kept.
+    """
+    from nas_harness.backends import run_jobs
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    t0 = time.perf_counter()
+    done = store.records()
+    skipped = [p for p in plan if p in done and (done[p].state == "ok" or not retry_failed)]
+    todo = [p for p in plan if p not in skipped]
+    ran: list[Key] = []
+    if todo:
+        jobs = make_jobs(list(todo))
+        by_key = {j.key: p for j, p in zip(jobs, todo)}
+        arch_of = {p: str(j.spec.arch) for j, p in zip(jobs, todo)}
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(plan), initial=len(skipped), desc=desc, unit="run", file=sys.stderr,
+                       dynamic_ncols=True)
+
+        def on_result(res: Any) -> None:
+            group, seed = by_key[res.key]
+            if res.interrupted:  # not the job's fault: left unstored, so the next invocation runs it again
+                say(f"{res.key}: {res.error}; not stored, run the same command again to retry it")
+                return
+            rec = store.add(group, seed, res.record if res.ok else None, None if res.ok else res.error or "failed",
+                            arch=arch_of[(group, seed)], **dict(extra((group, seed)) if extra else {}))
+            ran.append((group, seed))
+            msg = describe(rec) if describe is not None else _describe(res.key, rec)
+            if bar is not None:
+                bar.update(1)
+                bar.write(msg, file=sys.stderr)
+            else:
+                say(msg)
+            if on_record is not None:
+                on_record(rec)
+
+        def on_epoch(key: str, rep: Any) -> None:
+            msg = (f"{key}: epoch {rep.epoch}{budget} val {rep.val_acc:.4f} train loss {rep.train_loss:.3f} "
+                   f"({rep.elapsed_s:.0f} s)")
+            if bar is not None:
+                bar.set_postfix_str(msg, refresh=True)
+            else:
+                say(msg)
+
+        kw: dict[str, Any] = {}
+        if ray is not None:
+            kw = dict(cpus_per_job=ray.cpus_per_trial, gpus_per_job=ray.gpus_per_trial,
+                      max_concurrent=ray.max_concurrent or None, ray_address=ray.address or None)
+        try:
+            run_jobs(jobs, backend=backend, on_result=on_result, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                     **kw)
+        finally:
+            if bar is not None:
+                bar.close()
+    final = store.records()
+    return StoredJobs([final[p] for p in plan if p in final], ran, skipped, time.perf_counter() - t0)
+
+
+def _describe(key: str, run: StoredRun) -> str:
+    if run.state != "ok":
+        return f"{key}: FAILED: {run.error}"
+    m = run.metrics
+    test = f" test {m['test_acc']:.4f}" if m.get("test_acc") is not None else ""
+    return f"{key}: val {m.get('val_acc', float('nan')):.4f}{test} ({m.get('train_time_s', 0.0):.0f} s train)"

@@ -1,0 +1,124 @@
+"""``fidelity`` end to end on a tiny real-data study, its [fidelity] table, and the analysis on known values."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers.real_study import needs_fmnist
+from scipy import stats as sps
+
+from nas_harness.cli import main as cli_main
+from nas_harness.errors import ConfigError
+from nas_harness.evaluation.fidelity import FidelityConfig, analyze_fidelity, load_fidelity, run_fidelity
+from nas_harness.evaluation.recipe import Candidate, study_recipe
+from nas_harness.evaluation.store import StoredRun
+from nas_harness.results import load_study
+
+
+def _cand(i: int, proxy: float) -> Candidate:
+    return Candidate(job=f"a{i}", label=f"#{i}", kind="search", arch=f"a{i}", macs=1e6 * (i + 1), params=1e3 * (i + 1),
+                     search_val=proxy, search_val_n=1000, number=i)
+
+
+def test_analysis_on_known_values() -> None:
+    proxy = [0.80, 0.78, 0.75, 0.70, 0.60]
+    hifi = [0.88, 0.91, 0.86, 0.87, 0.80]
+    cands = [_cand(i, p) for i, p in enumerate(proxy)]
+    runs = [StoredRun(f"a{i}", 0, "ok", {"val_acc": h, "val_n": 5000}) for i, h in enumerate(hifi)]
+    runs.append(StoredRun("a0", 7, "ok", {"val_acc": 0.1}))  # a seed outside the plan is ignored
+    preds = {f"a{i}": {"params": 1e3 * (i + 1), "flat": 1.0} for i in range(5)}
+    rows, s = analyze_fidelity(cands, runs, [0], top=2, predictors=preds, n_resamples=200)
+    assert s["kendall_tau"] == pytest.approx(sps.kendalltau(proxy, hifi).statistic)
+    assert s["spearman_rho"] == pytest.approx(sps.spearmanr(proxy, hifi).statistic)
+    assert s["top_k_recall"] == 1.0  # proxy top-2 {#0, #1} = truly best two {#1, #0}, in another order
+    assert s["regret"] == pytest.approx(0.91 - 0.88) and s["proxy_choice"] == "#0" and s["hifi_best"] == "#1"
+    assert s["n_archs"] == 5 and len(s["kendall_tau_ci"]) == 2
+    assert [r["proxy_rank"] for r in rows] == [1, 2, 3, 4, 5] and [r["hifi_rank"] for r in rows] == [2, 1, 4, 3, 5]
+    assert [r["proxy_top_k"] for r in rows] == [True, True, False, False, False]
+    # one run: the hi-fi interval is the Wilson interval of its split
+    assert rows[0]["hifi_ci_low"] < 0.88 < rows[0]["hifi_ci_high"] and rows[0]["hifi_runs"] == 1
+    p = s["predictors"]["params"]["vs_high_fidelity"]
+    assert p["kendall_tau"] == pytest.approx(sps.kendalltau([1, 2, 3, 4, 5], hifi).statistic)
+    assert s["predictors"]["params"]["vs_proxy"]["kendall_tau"] == pytest.approx(-1.0)
+    assert s["predictors"]["flat"]["vs_high_fidelity"]["kendall_tau"] is None  # a constant score ranks nothing
+
+
+def test_top_k_recall_counts_the_overlap() -> None:
+    cands = [_cand(i, p) for i, p in enumerate([0.9, 0.8, 0.7, 0.6])]
+    runs = [StoredRun(f"a{i}", 0, "ok", {"val_acc": h, "val_n": 100}) for i, h in enumerate([0.5, 0.9, 0.8, 0.1])]
+    _, s = analyze_fidelity(cands, runs, [0], top=2, n_resamples=0)
+    assert s["top_k_recall"] == 0.5 and s["kendall_tau_ci"] == [None, None]
+
+
+def test_fidelity_table_validation(tmp_path: Path) -> None:
+    assert FidelityConfig().factor() == 5.0
+    assert FidelityConfig(data={"train_subset": 1000}).factor() == 1.0
+    assert FidelityConfig(train={"epochs": 3}).factor() == 1.0
+    assert FidelityConfig(epochs_factor=2, data={"val_size": 500}).factor() == 2.0
+    with pytest.raises(ConfigError, match=r"^fidelity\.train\.nope: unknown key"):
+        FidelityConfig.from_dict({"train": {"nope": 1}}, "fidelity")
+    with pytest.raises(ConfigError, match=r"^fidelity\.train\.seed: is set per run"):
+        FidelityConfig.from_dict({"train": {"seed": 1}}, "fidelity")
+    with pytest.raises(ConfigError, match=r"^fidelity\.epochs_factor: 3\.0 has no effect"):
+        FidelityConfig.from_dict({"train": {"epochs": 3}, "epochs_factor": 3}, "fidelity")
+    with pytest.raises(ConfigError, match=r"^fidelity\.top = 0 is invalid"):
+        FidelityConfig.from_dict({"top": 0}, "fidelity")
+    f = tmp_path / "f.toml"
+    f.write_text("[fidelity]\ntop = 3\n[fidelity.train]\nepochs = 4\n")
+    assert load_fidelity(f, {"random": 2, "seeds": None}).train == {"epochs": 4} and load_fidelity(f).top == 3
+    f.write_text("name = 'x'\n[fidelity]\ntop = 3\n")
+    with pytest.raises(ConfigError, match=r"^name: unknown key; a fidelity file holds one"):
+        load_fidelity(f)
+
+
+@needs_fmnist
+@pytest.mark.slow
+def test_fidelity_end_to_end(real_study: Path) -> None:
+    cfg = FidelityConfig(top=2, random=2, train={"epochs": 2}, bootstrap=300)
+    proxy = study_recipe(load_study(real_study))
+    with pytest.raises(ConfigError, match="equals the search's"):
+        FidelityConfig(epochs_factor=1).high_fidelity(proxy)
+    with pytest.raises(ConfigError, match=r"^fidelity\.data\.resolution = 2 is invalid"):
+        FidelityConfig(data={"resolution": 2}).high_fidelity(proxy)
+    res = run_fidelity(real_study, cfg, progress=False, log=lambda m: None)
+    assert res.hifi.train.epochs == 2 and res.hifi.data == proxy.data
+    out = json.loads((real_study / "fidelity.json").read_text())
+    for key in ("kendall_tau", "kendall_tau_ci", "spearman_rho", "top_k_recall", "n_archs", "regret", "predictors"):
+        assert key in out
+    assert out["n_archs"] == 4 and len(res.archs) == 4
+    assert sum(a["proxy_top_k"] for a in out["archs"]) == 2
+    # the statistics are those of the stored high-fidelity runs against the search's validation accuracies
+    store = optuna.load_study(study_name="tiny-fidelity", storage=f"sqlite:///{real_study / 'study.db'}")
+    hifi = {t.user_attrs["job"]: t.user_attrs["val_acc"] for t in store.trials}
+    assert len(hifi) == 4 and all(t.user_attrs["epochs"] == 2 for t in store.trials)
+    proxy_acc = [a["proxy_val_acc"] for a in out["archs"]]
+    truth = [hifi[a["arch"]] for a in out["archs"]]
+    tau = sps.kendalltau(proxy_acc, truth).statistic
+    assert (out["kendall_tau"] is None and math.isnan(tau)) or out["kendall_tau"] == pytest.approx(tau)
+    assert set(out["predictors"]) == {"params", "macs", "synflow", "naswot", "grad_norm"}
+    md = (real_study / "fidelity.md").read_text()
+    assert "Kendall tau (proxy vs high fidelity)" in md and "| synflow |" in md and "trained proxy (1 epoch(s))" in md
+    assert (real_study / "fidelity.png").stat().st_size > 10_000
+    # resume: nothing retrained; another recipe under the same name is refused; under another name it is kept apart
+    again = run_fidelity(real_study, cfg, progress=False, figure=False, log=lambda m: None)
+    assert again.ran == [] and len(again.skipped) == 4
+    with pytest.raises(ConfigError, match="different recipe"):
+        run_fidelity(real_study, cfg.replace(train={"epochs": 3}), progress=False, log=lambda m: None)
+    assert cli_main(["fidelity", str(real_study), "--top", "1", "--random", "1", "--epochs", "2", "--no-progress",
+                     "--no-zero-cost", "--no-figure", "--report-only"]) == 0
+
+
+@needs_fmnist
+def test_fidelity_cli_bad_input(real_study: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli_main(["fidelity", str(real_study), "--epochs", "2", "--factor", "3"]) == 2
+    assert "--factor has no effect with --epochs" in capsys.readouterr().err
+    assert cli_main(["fidelity", str(real_study), "--config", str(real_study / "missing.toml")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "fidelity file" in err and "no such file" in err
+    assert cli_main(["fidelity", str(real_study), "--val-size", "70000"]) == 2
+    assert "validation images requested" in capsys.readouterr().err
+    assert not (real_study / "fidelity.json").exists()

@@ -1,0 +1,179 @@
+"""The statistics module on known values: hand-computed cases, published examples, and scipy itself."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+
+from nas_harness.results.stats import (
+    BEATS,
+    TIED,
+    WORSE,
+    accuracy_difference,
+    accuracy_interval,
+    accuracy_intervals,
+    kendall_tau,
+    paired_delta,
+    rank_agreement,
+    regret,
+    spearman_rho,
+    summarize,
+    top_k_recall,
+    verdict,
+    wilson_interval,
+)
+
+
+def _wilson_by_hand(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
+    # Wilson (1927): (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return centre - half, centre + half
+
+
+@pytest.mark.parametrize(("k", "n"), [(742, 1000), (731, 1000), (111, 200), (0, 10), (10, 10), (1, 1), (5, 9)])
+def test_wilson_matches_the_formula(k: int, n: int) -> None:
+    lo, hi = wilson_interval(k, n)
+    hlo, hhi = _wilson_by_hand(k, n)
+    assert lo == pytest.approx(hlo, abs=1e-9) and hi == pytest.approx(hhi, abs=1e-9)
+    assert 0.0 <= lo <= k / n <= hi <= 1.0
+
+
+def test_issue_example_half_width_is_about_1_4_points_of_standard_error() -> None:
+    # 74.2% on 1,000 images: binomial standard error 1.38 points, Wilson 95% interval about ±2.7 points
+    lo, hi = accuracy_interval(0.742, 1000)
+    assert math.sqrt(0.742 * 0.258 / 1000) == pytest.approx(0.0138, abs=1e-4)
+    assert (lo, hi) == pytest.approx((0.7140, 0.7682), abs=1e-4)
+    # 200 images at 55.5%: ±6.8 points (the scaling search's "±3.5 points" is one standard error)
+    lo, hi = accuracy_interval(0.555, 200)
+    assert hi - lo == pytest.approx(2 * 0.0677, abs=2e-3)
+
+
+def test_accuracy_interval_unknowns_and_vectorised() -> None:
+    assert all(math.isnan(v) for v in accuracy_interval(0.5, None))
+    assert all(math.isnan(v) for v in accuracy_interval(float("nan"), 100))
+    assert all(math.isnan(v) for v in accuracy_interval(0.5, 0))
+    lo, hi = accuracy_intervals([0.742, None, 0.5], [1000, 1000, 2])
+    assert lo[0] == pytest.approx(0.7140, abs=1e-4) and math.isnan(lo[1]) and hi[2] == pytest.approx(
+        wilson_interval(1, 2)[1])
+    with pytest.raises(ValueError):
+        wilson_interval(3, 2)
+
+
+def test_newcombe_difference_matches_the_published_examples() -> None:
+    # Newcombe (1998), Statistics in Medicine 17:873-890, Table II, method 10 (hybrid score, no correction)
+    d = accuracy_difference(56 / 70, 70, 48 / 80, 80)
+    assert d.estimate == pytest.approx(0.2)
+    assert (d.low, d.high) == pytest.approx((0.0524, 0.3339), abs=1e-4)
+    d = accuracy_difference(9 / 10, 10, 3 / 10, 10)
+    assert (d.low, d.high) == pytest.approx((0.1705, 0.8090), abs=1e-4)
+    assert d.verdict == BEATS
+
+
+def test_issue_example_is_tied_within_noise() -> None:
+    # "beaten: #7 is cheaper and at least as accurate": 74.2% vs 73.1% on 1,000 images each
+    d = accuracy_difference(0.742, 1000, 0.731, 1000)
+    assert d.estimate == pytest.approx(0.011)
+    assert d.low < 0 < d.high and d.verdict == TIED
+    assert accuracy_difference(0.80, 1000, 0.70, 1000).verdict == BEATS
+    assert accuracy_difference(0.70, 1000, 0.80, 1000).verdict == WORSE
+    unknown = accuracy_difference(0.9, None, 0.1, 100)
+    assert unknown.estimate == pytest.approx(0.8) and unknown.verdict == TIED
+
+
+def test_verdict_rule() -> None:
+    assert verdict(0.001, 0.02) == BEATS
+    assert verdict(-0.02, -0.001) == WORSE
+    assert verdict(-0.01, 0.01) == TIED
+    assert verdict(0.0, 0.02) == TIED  # touching zero is not excluding it
+    assert verdict(float("nan"), 1.0) == TIED
+
+
+def test_summarize_against_scipy() -> None:
+    xs = [0.71, 0.74, 0.69, 0.73]
+    s = summarize(xs)
+    lo, hi = sps.t.interval(0.95, 3, loc=np.mean(xs), scale=sps.sem(xs))
+    assert (s.ci_low, s.ci_high) == pytest.approx((lo, hi))
+    assert s.std == pytest.approx(np.std(xs, ddof=1))
+    same = summarize([0.5, 0.5, 0.5])
+    assert same.std == 0 and same.ci_low == same.ci_high == 0.5
+
+
+def test_paired_delta_against_scipy_and_by_hand() -> None:
+    a = {0: 0.81, 1: 0.87, 2: 0.93, 9: 0.5}
+    b = {0: 0.80, 1: 0.85, 2: 0.90}
+    d = paired_delta(a, b)
+    # differences 0.01, 0.02, 0.03: mean 0.02, sd 0.01, t = 0.02 / (0.01 / sqrt 3), df 2
+    assert d.seeds == (0, 1, 2) and d.n == 3
+    assert d.t == pytest.approx(2 * math.sqrt(3))
+    t = 2 * math.sqrt(3)
+    assert d.p_value == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))))  # closed-form t(2) CDF
+    ref = sps.ttest_rel([0.81, 0.87, 0.93], [0.80, 0.85, 0.90])
+    ci = ref.confidence_interval()
+    assert (d.ci_low, d.ci_high) == pytest.approx((ci.low, ci.high))
+    assert d.ci_low == pytest.approx(0.02 - 4.302653 * 0.01 / math.sqrt(3), abs=1e-6)
+    assert d.verdict == TIED  # the interval includes 0 (p = 0.074)
+    clear = paired_delta({0: 0.9, 1: 0.91, 2: 0.92}, {0: 0.8, 1: 0.8, 2: 0.83})
+    assert clear.verdict == BEATS
+    flat = paired_delta({0: 0.5, 1: 0.6}, {0: 0.4, 1: 0.5})  # identical differences: no t statistic
+    assert flat.mean == pytest.approx(0.1) and math.isnan(flat.p_value) and flat.std == 0
+    assert paired_delta({0: 0.5}, {1: 0.5}).n == 0
+    assert paired_delta({0: 0.9}, {0: 0.1}).verdict == TIED  # one pair decides nothing
+
+
+def test_rank_correlations_hand_computed() -> None:
+    # x = 1..4, y = 1,3,2,4: one discordant pair of six -> tau = (5 - 1) / 6; rho = 1 - 6*2/(4*15) = 0.8
+    tau = kendall_tau([1, 2, 3, 4], [1, 3, 2, 4], n_resamples=200)
+    assert tau.statistic == pytest.approx(4 / 6)
+    assert tau.n == 4
+    rho = spearman_rho([1, 2, 3, 4], [1, 3, 2, 4], n_resamples=200)
+    assert rho.statistic == pytest.approx(0.8)
+    rev = kendall_tau([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], n_resamples=200)
+    assert rev.statistic == pytest.approx(-1.0)
+    assert rev.low == pytest.approx(-1.0) and rev.high == pytest.approx(-1.0)  # every resample is reversed
+
+
+def test_rank_correlation_bootstrap_interval_against_scipy() -> None:
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=12)
+    y = x + rng.normal(scale=0.8, size=12)
+    tau = kendall_tau(x, y, n_resamples=999, seed=5)
+    boot = sps.bootstrap((x, y), lambda a, b: sps.kendalltau(a, b).statistic, paired=True, vectorized=False,
+                         n_resamples=999, method="percentile", rng=np.random.default_rng(5))
+    assert tau.statistic == pytest.approx(sps.kendalltau(x, y).statistic)
+    assert tau.low == pytest.approx(boot.confidence_interval.low)
+    assert tau.high == pytest.approx(boot.confidence_interval.high)
+    assert tau.low < tau.statistic < tau.high
+    # seeded: the same call gives the same interval
+    assert kendall_tau(x, y, n_resamples=999, seed=5) == tau
+
+
+def test_rank_correlation_edge_cases() -> None:
+    one = kendall_tau([1.0], [2.0])
+    assert one.n == 1 and math.isnan(one.statistic)
+    flat = kendall_tau([1, 1, 1], [1, 2, 3], n_resamples=100)
+    assert math.isnan(flat.statistic)
+    nan_dropped = kendall_tau([1, 2, float("nan"), 4], [1, 2, 3, 4], n_resamples=100)
+    assert nan_dropped.n == 3 and nan_dropped.statistic == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        kendall_tau([1, 2], [1, 2, 3])
+
+
+def test_top_k_recall_and_regret() -> None:
+    proxy = [0.9, 0.8, 0.7, 0.6, 0.5]
+    truth = [0.70, 0.95, 0.60, 0.90, 0.10]
+    # top-2 by proxy = {0, 1}; by truth = {1, 3}: one in common
+    assert top_k_recall(proxy, truth, 2) == pytest.approx(0.5)
+    assert top_k_recall(proxy, truth, 5) == 1.0
+    assert top_k_recall(proxy, truth, 50) == 1.0  # k larger than the list: all of it
+    # the proxy picks item 0 (truth 0.70); the truly best is 0.95
+    assert regret(proxy, truth) == pytest.approx(0.25)
+    assert regret(truth, truth) == 0.0
+    out = rank_agreement(proxy, truth, k=2, n_resamples=100)
+    assert out["n_archs"] == 5 and out["top_k_recall"] == 0.5 and out["regret"] == pytest.approx(0.25)
+    assert out["kendall_tau"] == pytest.approx(sps.kendalltau(proxy, truth).statistic)
+    assert len(out["kendall_tau_ci"]) == 2
