@@ -314,14 +314,3 @@ def _parse_arch(text: str) -> Arch:
     except ConfigError as exc:
         raise ConfigError(f"arch string: {exc}") from None
 
-
-# ------------------------------------------------------------------------------------ moved names
-
-def __getattr__(name: str) -> Any:
-    """``efficientnet_b0`` and ``resolve_arch`` moved to :mod:`nas_harness.presets`; still importable from
-    here (resolved on first use, so importing this module never imports the presets)."""
-    if name in ("efficientnet_b0", "resolve_arch"):
-        from nas_harness import presets
-
-        return getattr(presets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

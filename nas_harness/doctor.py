@@ -306,21 +306,13 @@ def gpu_check(device: str = "cuda", quick: bool = False, log: Callable[[str], No
     return report
 
 
-def summary_table(report: dict[str, Any]) -> str:
-    from nas_harness.cli._format import table
-
-    rows = [[name, "ok" if r.get("ok") else "FAILED", f"{r.get('time_s', 0):.0f} s", r.get("summary", "")]
-            for name, r in report["checks"].items()]
-    return table(["check", "result", "time", "what was measured"], rows)
-
-
 def write_json(report: dict[str, Any], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
     return out
 
 
-__all__ = ["CHECKS", "environment", "gpu_check", "summary_table", "write_json"]
+__all__ = ["CHECKS", "environment", "gpu_check", "write_json"]
 
 
 if __name__ == "__main__":  # pragma: no cover

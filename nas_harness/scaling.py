@@ -13,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Any
 
 from nas_harness.arch import Arch, make_divisible
 from nas_harness.errors import ConfigError
@@ -73,12 +72,3 @@ def compound(arch: Arch, phi: float, alpha: float = DEFAULT_ALPHA, beta: float =
     resolution = int(round(base_resolution * gamma**phi))
     return ScaledArch(scale_arch(arch, width=width, depth=depth), resolution, width, depth, name=f"phi={phi:g}")
 
-
-def __getattr__(name: str) -> Any:
-    """``NAMED_VARIANTS``, ``efficientnet`` and ``efficientnet_b0`` moved to :mod:`nas_harness.presets`; still
-    importable from here (resolved on first use: importing this module never imports the presets)."""
-    if name in ("NAMED_VARIANTS", "efficientnet", "efficientnet_b0"):
-        from nas_harness import presets
-
-        return getattr(presets, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -166,19 +166,6 @@ def test_modules_at_the_ground_import_only_what_is_below_them():
         assert torch_loaded == (name == "model"), name  # the analytic counter and the arch layers need no torch
 
 
-def test_moved_names_are_still_importable_from_their_old_modules():
-    from nas_harness.arch import efficientnet_b0 as old_b0
-    from nas_harness.arch import resolve_arch as old_resolve
-    from nas_harness.scaling import NAMED_VARIANTS
-    from nas_harness.scaling import efficientnet as old_efficientnet
-    from nas_harness.scaling import make_divisible as old_md
-
-    assert old_b0 is efficientnet_b0 and old_resolve is resolve_arch and old_efficientnet is efficientnet
-    assert old_md is make_divisible and NAMED_VARIANTS["b3"].resolution == 300
-    with pytest.raises(ImportError):
-        from nas_harness.arch import no_such_name  # noqa: F401
-
-
 def test_resolve_arch(tmp_path):
     assert resolve_arch("b0") == efficientnet_b0()
     assert resolve_arch("efficientnet-b0") == efficientnet_b0()

@@ -27,7 +27,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.doctor import environment, gpu_check, summary_table, write_json
+    from nas_harness.cli._format import table
+    from nas_harness.doctor import environment, gpu_check, write_json
     from nas_harness.errors import ConfigError
 
     if not args.gpu:
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     report = gpu_check(args.device, quick=args.quick, only=args.only,
                        log=lambda m: print(m, file=sys.stderr, flush=True))
     path = write_json(report, Path(args.out))
-    print(summary_table(report))
+    rows = [[name, "ok" if r.get("ok") else "FAILED", f"{r.get('time_s', 0):.0f} s", r.get("summary", "")]
+            for name, r in report["checks"].items()]
+    print(table(["check", "result", "time", "what was measured"], rows))
     print(f"wrote {path}")
     failed = [n for n, r in report["checks"].items() if not r.get("ok")]
     if failed:
