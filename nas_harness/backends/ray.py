@@ -156,12 +156,22 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
             return any(tid not in self._completed_trials for tid in self._ot_trials)
 
         def on_trial_result(self, trial_id: str, result: dict) -> None:
-            if task.objective.kind != "multi" and trial_id not in self._completed_trials:
+            if trial_id in self._completed_trials or trial_id not in self._ot_trials:
+                return
+            ot_trial = self._ot_trials[trial_id]
+            placed = self.__dict__.setdefault("_placed", set())
+            if trial_id not in placed and result.get(_RECORD):  # a running trial says where it runs
+                placed.add(trial_id)
+                record = TrialRecord.from_attrs(json.loads(result[_RECORD]))
+                for key in ("host", "ray_node", "gpu_ids"):
+                    if getattr(record, key) is not None:
+                        ot_trial.set_user_attr(key, getattr(record, key))
+            if task.objective.kind != "multi":
                 step = int(result.get("epoch", 0))
                 reported = self.__dict__.setdefault("_reported", set())
                 if (trial_id, step) not in reported:  # Tune may hand the same result over twice
                     reported.add((trial_id, step))
-                    self._ot_trials[trial_id].report(result[self.metric], step)
+                    ot_trial.report(result[self.metric], step)
 
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:

@@ -8,52 +8,23 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 
+from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._format import add_study_source
-
-
-def count(flag: str, low: int, high: int = 1000) -> Callable[[str], int]:
-    """An argparse type: an integer in [low, high]; the error names the flag."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value} is out of range; allowed: {low}..{high}")
-        return value
-
-    parse.__name__ = flag
-    return parse
-
-
-def number(flag: str, low: float, high: float) -> Callable[[str], float]:
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"{value:g} is out of range; allowed: {low:g}..{high:g}")
-        return value
-
-    parse.__name__ = flag
-    return parse
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Backend and progress flags shared by ``confirm`` and ``fidelity``."""
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="run locally or as Ray tasks")
-    p.add_argument("--cpus-per-job", type=number("--cpus-per-job", 0.01, 1024), default=1.0,
+    p.add_argument("--cpus-per-job", type=number(0.01, 1024), default=1.0,
                    help="Ray: CPUs per run (default 1)")
-    p.add_argument("--gpus-per-job", type=number("--gpus-per-job", 0, 64), default=0.0,
+    p.add_argument("--gpus-per-job", type=number(0, 64), default=0.0,
                    help="Ray: GPUs per run, fractional ok (default 0)")
-    p.add_argument("--max-concurrent", type=count("--max-concurrent", 0, 100_000), default=0,
+    p.add_argument("--max-concurrent", type=integer(0, 100_000), default=0,
                    help="Ray: concurrent runs, 0 = as resources allow")
-    p.add_argument("--ray-address", default="", help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
-    p.add_argument("--out", default=None, help="output folder (default: the study's results folder)")
+    p.add_argument("--ray-address", default="", type=text(1024, empty=True),
+                   help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
+    p.add_argument("--out", default=None, type=text(), help="output folder (default: the study's results folder)")
     p.add_argument("--retry-failed", action="store_true", help="run again (arch, seed) runs that failed")
     p.add_argument("--report-only", action="store_true", help="only (re)write the outputs from stored runs")
     p.add_argument("--no-figure", action="store_true", help="skip the figure")
@@ -74,8 +45,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                                    "with 95%% intervals, paired differences vs each reference and the Pareto front "
                                    "of the means. Re-running resumes.")
     add_study_source(p)
-    p.add_argument("--top", type=count("--top", 0), default=3, help="best search archs to retrain (default 3)")
-    p.add_argument("--seeds", type=count("--seeds", 1), default=3,
+    p.add_argument("--top", type=integer(0, 1000), default=3, help="best search archs to retrain (default 3)")
+    p.add_argument("--seeds", type=integer(1, 1000), default=3,
                    help="fresh seeds per arch; the search's own seed is skipped (default 3)")
     p.add_argument("--by", choices=("pareto", "val_acc", "reward"), default="pareto",
                    help="validation ranking the top archs come from (default: the val_acc/MACs Pareto front)")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nas_harness.cli._confirm import add_run_flags, count, number, ray_config
+from nas_harness.cli._checks import integer, number, text
+from nas_harness.cli._confirm import add_run_flags, ray_config
 from nas_harness.cli._format import add_study_source
 
 _OVERRIDES = {  # flag attribute -> [fidelity] key
@@ -36,22 +37,24 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                                    "top-K recall and regret, for the proxy and for params, MACs and training-free "
                                    "scores. Re-running resumes.")
     add_study_source(p)
-    p.add_argument("--config", metavar="FILE", help="TOML file with a [fidelity] table (flags override it)")
-    p.add_argument("--top", type=count("--top", 1), help="the proxy's best K archs (default 4)")
-    p.add_argument("--random", type=count("--random", 0), help="K more archs drawn at random (default 4)")
-    p.add_argument("--seeds", type=count("--seeds", 1, 100), help="high-fidelity runs per arch (default 1)")
-    p.add_argument("--seed", type=count("--seed", 0, 2**32 - 1), help="seed of the random draw and the bootstrap")
-    p.add_argument("--epochs", type=number("--epochs", 1e-6, 1e5), help="high-fidelity epochs (fidelity.train.epochs)")
-    p.add_argument("--steps", type=count("--steps", 1, 10**9), help="high-fidelity steps (fidelity.train.steps)")
-    p.add_argument("--factor", type=number("--factor", 1, 1000),
+    p.add_argument("--config", metavar="FILE", type=text(),
+                   help="TOML file with a [fidelity] table (flags override it)")
+    p.add_argument("--top", type=integer(1, 1000), help="the proxy's best K archs (default 4)")
+    p.add_argument("--random", type=integer(0, 1000), help="K more archs drawn at random (default 4)")
+    p.add_argument("--seeds", type=integer(1, 100), help="high-fidelity runs per arch (default 1)")
+    p.add_argument("--seed", type=integer(0, 2**32 - 1), help="seed of the random draw and the bootstrap")
+    p.add_argument("--epochs", type=number(1e-6, 1e5), help="high-fidelity epochs (fidelity.train.epochs)")
+    p.add_argument("--steps", type=integer(1, 10**9), help="high-fidelity steps (fidelity.train.steps)")
+    p.add_argument("--factor", type=number(1, 1000),
                    help="multiply the search's budget (fidelity.epochs_factor; default 5 when nothing else is given)")
-    p.add_argument("--train-subset", type=count("--train-subset", 1, 10**9), help="fidelity.data.train_subset")
-    p.add_argument("--val-size", type=count("--val-size", 1, 10**9), help="fidelity.data.val_size")
-    p.add_argument("--resolution", type=count("--resolution", 8, 1024), help="fidelity.data.resolution")
+    p.add_argument("--train-subset", type=integer(1, 10**9), help="fidelity.data.train_subset")
+    p.add_argument("--val-size", type=integer(1, 10**9), help="fidelity.data.val_size")
+    p.add_argument("--resolution", type=integer(8, 1024), help="fidelity.data.resolution")
     p.add_argument("--references", action="store_true", default=None, help="also retrain the reference archs")
     p.add_argument("--test", action="store_true", default=None, help="also measure the test split (reported only)")
     p.add_argument("--no-zero-cost", action="store_true", help="skip the training-free predictors")
-    p.add_argument("--name", help="store the runs as study <study>-<name> (default fidelity; one per recipe)")
+    p.add_argument("--name", type=text(64),
+                   help="store the runs as study <study>-<name> (default fidelity; one per recipe)")
     add_run_flags(p)
     p.set_defaults(func=run)
 
