@@ -300,5 +300,11 @@ def load_ablation(path: str | Path) -> AblationConfig:
     return parse_ablation(read_toml(path, "ablation file"))
 
 
+def ablation_sections() -> dict[str, type[ConfigModel]]:
+    """Section -> model of an ablation file (for the key table)."""
+    return {"": AblationConfig, "data": ProxyConfig, "train": TrainConfig, "trial": AblationTrial,
+            "run": RunSettings, "ray": RayConfig, "compare_budget": CompareBudget}
+
+
 def ablation_json_schema() -> dict[str, Any]:
     return json_schema(AblationConfig, "nas-harness ablation file")

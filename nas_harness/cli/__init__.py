@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "fidelity": "_fidelity",
     "bench": "_bench",
     "doctor": "_doctor",
+    "schema": "_schema",
 }
 
 
@@ -65,6 +66,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nas-harness schema study | head`: the reader left; not an error of ours
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:  # a full disk, a read-only folder: one line; anything else is a bug (traceback)
         line = environment_error(exc, args)
         if line is None:
