@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -109,6 +110,9 @@ class JobStore:
             self.study.set_user_attr("format_version", _FORMAT_VERSION)
             self.study.set_user_attr("objective", kind)
             self.study.set_user_attr("metric_names", [self.value_keys[0]])
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # experimental in Optuna 5
+                self.study.set_metric_names([self.value_keys[0]])  # optuna-dashboard names the value
         if known != stored_attrs.get("archs"):
             self.study.set_user_attr("archs", known)
         for k, v in (attrs or {}).items():
