@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "ablate": "_ablate",
     "bench": "_bench",
     "doctor": "_doctor",
+    "latency": "_latency",
 }
 
 

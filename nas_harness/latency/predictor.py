@@ -1,0 +1,316 @@
+"""Predicting a network's latency from the lookup table: stem + Σ blocks + head + classifier + overhead.
+
+Every block of an arch maps to a :class:`~nas_harness.latency.table.BlockKey`; the blocks are the real modules
+of :mod:`nas_harness.model` (``ConvBNAct`` stem and head, ``MBConv``, pool + linear classifier) built at their
+input shape and timed in isolation (:func:`~nas_harness.latency.measure.measure_module`).  A block timed alone
+runs with its weights and input hot in the caches; inside a network they are not, and the framework's per-call
+cost is paid once more per module level.  So the sum of entries is corrected by an affine fit
+``network ≈ intercept + slope × Σ entries`` made on a few networks measured end to end in the same input
+size / batch context; the fit and the networks behind it are stored in the table.
+
+Entries are measured lazily (only those an arch needs, once: later predictions reuse them) or ahead of time
+for a whole space (:func:`space_keys`, ``nas-harness latency --build-table``).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from nas_harness.errors import ConfigError
+from nas_harness.latency.config import LatencySettings
+from nas_harness.latency.measure import Measurement, choose_memory_format, measure_module, measure_network
+from nas_harness.latency.table import BlockKey, Entry, Fingerprint, LatencyTable, device_fingerprint, load_average, now
+
+#: Networks measured end to end for the overhead fit when a table is filled lazily.
+LAZY_FIT_NETWORKS = 4
+
+
+def _out(size: int, kernel: int, stride: int) -> int:
+    pad = (kernel - 1) // 2
+    return (size + 2 * pad - kernel) // stride + 1
+
+
+def network_keys(arch: Any, settings: LatencySettings) -> list[BlockKey]:
+    """The table keys of ``arch``'s deployed network in execution order (a repeated block appears each time)."""
+    b, act = settings.batch, arch.act
+    size = settings.resolution
+    keys = [BlockKey("stem", settings.in_channels, arch.stem_channels, size, b, kernel=3, stride=arch.stem_stride,
+                     act=act)]
+    size = _out(size, 3, arch.stem_stride)
+    cin = arch.stem_channels
+    for st in arch.stages:
+        for i in range(st.repeats):
+            stride = st.stride if i == 0 else 1
+            keys.append(BlockKey("mbconv", cin, st.channels, size, b, kernel=st.kernel, stride=stride,
+                                 expand=st.expand, se=st.se, residual=st.skip and stride == 1 and cin == st.channels,
+                                 act=act))
+            size = _out(size, st.kernel, stride)
+            cin = st.channels
+    keys.append(BlockKey("head", cin, arch.head_channels, size, b, act=act))
+    keys.append(BlockKey("classifier", arch.head_channels, settings.num_classes, size, b))
+    return keys
+
+
+def space_keys(space: Any, settings: LatencySettings) -> list[BlockKey]:
+    """Every key some member of ``space`` (a :class:`~nas_harness.space.SearchSpace`) needs, each once.
+
+    The spatial size at each stage is fixed by the strides; a stage's first block sees any of the previous
+    stage's widths, its later blocks (if any repeat count > 1 is allowed) their own width.
+    """
+    from nas_harness.scaling import make_divisible
+
+    base = space.base
+    b, act = settings.batch, base.act
+    size = settings.resolution
+    keys = [BlockKey("stem", settings.in_channels, base.stem_channels, size, b, kernel=3, stride=base.stem_stride,
+                     act=act)]
+    size = _out(size, 3, base.stem_stride)
+    cins = [base.stem_channels]
+    se_choices = {True: space.se_ratio, False: None}
+    for base_st, sc in zip(base.stages, space.stages):
+        couts = sorted({make_divisible(base_st.channels * w) for w in sc.widths})
+        for k in sc.kernels:
+            out_size = _out(size, k, base_st.stride)
+            for e in sc.expands:
+                for se in sc.se:
+                    for cout in couts:
+                        for cin in cins:
+                            res = base_st.skip and base_st.stride == 1 and cin == cout
+                            keys.append(BlockKey("mbconv", cin, cout, size, b, kernel=k, stride=base_st.stride,
+                                                 expand=e, se=se_choices[se], residual=res, act=act))
+                        if max(sc.repeats) > 1:
+                            keys.append(BlockKey("mbconv", cout, cout, out_size, b, kernel=k, stride=1, expand=e,
+                                                 se=se_choices[se], residual=base_st.skip, act=act))
+        size = _out(size, 3, base_st.stride)  # the output size does not depend on the (odd) kernel
+        cins = couts
+    keys += [BlockKey("head", cin, base.head_channels, size, b, act=act) for cin in cins]
+    keys.append(BlockKey("classifier", base.head_channels, settings.num_classes, size, b))
+    return list(dict.fromkeys(keys))
+
+
+class Classifier(nn.Module):
+    """The network's tail as ``EfficientNet.forward`` runs it: global average pool, flatten, (dropout,) linear."""
+
+    def __init__(self, cin: int, cout: int) -> None:
+        super().__init__()
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.linear = nn.Linear(cin, cout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(torch.flatten(self.avgpool(x), 1))
+
+
+def block_module(key: BlockKey) -> tuple[nn.Module, tuple[int, ...]]:
+    """The module a key stands for (the real classes of :mod:`nas_harness.model`) and its input shape."""
+    from nas_harness.model import ConvBNAct, MBConv
+
+    shape = (key.batch, key.cin, key.size, key.size)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        if key.kind == "stem":
+            return ConvBNAct(key.cin, key.cout, key.kernel, key.stride, act=key.act), shape
+        if key.kind == "head":
+            return ConvBNAct(key.cin, key.cout, 1, act=key.act), shape
+        if key.kind == "mbconv":
+            return MBConv(key.cin, key.cout, key.kernel, key.stride, key.expand, key.se, skip=key.residual,
+                          act=key.act), shape
+        return Classifier(key.cin, key.cout), shape
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A predicted latency: ``total_ms = blocks_ms + overhead_ms``; ``parts`` are (key, ms) in network order."""
+
+    total_ms: float
+    blocks_ms: float
+    overhead_ms: float
+    parts: tuple[tuple[str, float], ...]
+    fitted: bool
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for key, ms in self.parts:
+            kind = key.split("_", 1)[0]
+            out[kind] = out.get(kind, 0.0) + ms
+        return out
+
+
+def fit_overhead(networks: list[dict[str, Any]]) -> dict[str, Any]:
+    """Least-squares ``measured ≈ intercept + slope × sum`` over measured networks (slope > 0).  One network (or
+    sums that do not vary): a pure ratio."""
+    xs = [float(n["sum_ms"]) for n in networks]
+    ys = [float(n["measured_ms"]) for n in networks]
+    if not xs:
+        raise ConfigError("latency fit: no measured networks")
+    mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx if len(xs) >= 2 and sxx > 1e-12 * mx * mx else 0.0
+    if slope <= 0:  # degenerate: fall back to the ratio of the totals
+        slope, intercept = sum(ys) / sum(xs), 0.0
+    else:
+        intercept = my - slope * mx
+    rel = sorted(abs(intercept + slope * x - y) / y for x, y in zip(xs, ys) if y > 0)
+    return {"model": "affine", "intercept_ms": intercept, "slope": slope, "n_networks": len(xs),
+            "median_abs_rel_err": rel[len(rel) // 2] if rel else None, "fitted_at": now(), "networks": networks}
+
+
+class LatencyPredictor:
+    """Predicts (and, where the table lacks entries, measures) latencies for one :class:`LatencySettings`.
+
+    ``table``: an open table (tests, benchmarks) instead of the settings' file.  ``measured`` counts the block
+    entries this predictor measured, ``networks_measured`` the networks it timed end to end.
+    """
+
+    def __init__(self, settings: LatencySettings, table: LatencyTable | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
+        self.settings = settings
+        self._table = table
+        self._fingerprint: Fingerprint | None = table.fingerprint if table is not None else None
+        self.measured = 0
+        self.networks_measured = 0
+        self.log = log or (lambda msg: None)
+
+    # --- the table -------------------------------------------------------------------------------------
+    @property
+    def fingerprint(self) -> Fingerprint:
+        if self._fingerprint is None:
+            self._fingerprint = device_fingerprint(self.settings.device, self.settings.threads)
+        return self._fingerprint
+
+    @property
+    def table(self) -> LatencyTable:
+        if self._table is None:
+            self._table = LatencyTable.open(self.settings.table_path(self.fingerprint.id), self.fingerprint)
+        return self._table
+
+    def _memory_format(self, table: LatencyTable) -> str:
+        """The table's memory format, chosen now (under the table lock) if it has none yet."""
+        wanted = self.settings.memory_format
+        if table.memory_format is None:
+            fmt, trial = choose_memory_format(self.settings)
+            table.memory_format, table.memory_format_trial = fmt, trial
+            if trial:
+                self.log(f"latency: memory format {fmt} ("
+                         + ", ".join(f"{k} {v:.3g} ms" for k, v in trial.items()) + " on EfficientNet-B0)")
+        elif wanted != "auto" and wanted != table.memory_format:
+            raise ConfigError(f"latency.memory_format = {wanted!r} but the table {str(table.path)!r} was measured in "
+                              f"{table.memory_format!r}; use 'auto' or another table")
+        return table.memory_format
+
+    # --- entries ---------------------------------------------------------------------------------------
+    def keys(self, arch: Any) -> list[BlockKey]:
+        return network_keys(arch, self.settings)
+
+    def fill(self, keys: Iterable[BlockKey], progress: Callable[[int, int, BlockKey], None] | None = None) -> int:
+        """Measure the keys the table lacks (under the table lock; other writers' entries are merged, not lost,
+        and not measured twice).  Returns how many were measured."""
+        keys = list(keys)
+        if not self.table.missing(keys):
+            return 0
+        count = 0
+        with self.table.locked() as table:
+            todo = table.missing(keys)
+            if todo:
+                fmt = self._memory_format(table)
+                for i, key in enumerate(todo, start=1):
+                    module, shape = block_module(key)
+                    m = measure_module(module, shape, self.settings, fmt)
+                    table.entries[str(key)] = Entry(m.median_ms, m.iqr_ms, m.repeats, now(), load_average())
+                    count += 1
+                    if progress is not None:
+                        progress(i, len(todo), key)
+                table.save()
+        self.measured += count
+        return count
+
+    def predict(self, arch: Any, fill: bool = True) -> Prediction:
+        """The predicted latency of ``arch`` (measuring missing entries first unless ``fill=False``)."""
+        keys = self.keys(arch)
+        missing = self.table.missing(keys)
+        if missing and fill:
+            self.fill(missing)
+        elif missing:
+            raise ConfigError(f"latency table {str(self.table.path)!r} lacks {len(missing)} entr"
+                              f"{'y' if len(missing) == 1 else 'ies'} for this arch (e.g. {missing[0]}); fill it "
+                              "with 'nas-harness latency --build-table STUDY.toml' or predict with filling on")
+        parts = tuple((str(k), self.table.entries[str(k)].ms) for k in keys)
+        blocks = sum(ms for _, ms in parts)
+        fit = self.table.fits.get(self.settings.context)
+        total = fit["intercept_ms"] + fit["slope"] * blocks if fit else blocks
+        return Prediction(total_ms=total, blocks_ms=blocks, overhead_ms=total - blocks, parts=parts,
+                          fitted=fit is not None)
+
+    # --- whole networks and the overhead fit ---------------------------------------------------------------
+    def measure(self, arch: Any) -> Measurement:
+        """The end-to-end latency of ``arch``, measured now (in the table's memory format)."""
+        if self.table.memory_format is None:
+            with self.table.locked() as table:
+                self._memory_format(table)
+                table.save()
+        self.networks_measured += 1
+        return measure_network(arch, self.settings, self.table.memory_format or "channels_last")
+
+    def fit(self, archs: Iterable[Any], keep: bool = True) -> dict[str, Any]:
+        """Measure ``archs`` end to end, (re)fit the overhead of this context with them (and, if ``keep``, the
+        networks an earlier fit used), store the fit in the table and return it."""
+        archs = list(archs)
+        self.fill(k for a in archs for k in self.keys(a))
+        with self.table.locked() as table:
+            old = table.fits.get(self.settings.context, {}).get("networks", []) if keep else []
+            seen = {n["arch"] for n in old}
+            networks = list(old)
+            for arch in archs:
+                if str(arch) in seen:
+                    continue
+                m = self.measure(arch)
+                blocks = self.predict(arch, fill=False).blocks_ms
+                networks.append({"arch": str(arch), "measured_ms": m.median_ms, "iqr_ms": m.iqr_ms,
+                                 "sum_ms": blocks, "at": now(), "load": load_average()})
+                seen.add(str(arch))
+            fit = fit_overhead(networks)
+            table.fits[self.settings.context] = fit
+            table.save()
+        return fit
+
+    def ensure_fit(self, sample: Callable[[random.Random], Any], networks: int = LAZY_FIT_NETWORKS,
+                   seed: int = 0) -> dict[str, Any] | None:
+        """Fit the overhead of this context on ``networks`` archs drawn with ``sample(rng)`` unless the table
+        already has a fit with at least that many networks (another worker's fit is reused)."""
+        fit = self.table.fits.get(self.settings.context)
+        if fit is not None and fit.get("n_networks", 0) >= networks:
+            return fit
+        with self.table.locked() as table:  # one worker fits; the others wait and reuse its fit
+            fit = table.fits.get(self.settings.context)
+            if fit is not None and fit.get("n_networks", 0) >= networks:
+                return fit
+            rng = random.Random(seed)
+            have = {n["arch"] for n in (fit or {}).get("networks", [])}
+            archs: list[Any] = []
+            for _ in range(20 * networks):
+                if len(archs) + len(have) >= networks:
+                    break
+                a = sample(rng)
+                if str(a) not in have and all(str(a) != str(b) for b in archs):
+                    archs.append(a)
+            t0 = time.perf_counter()
+            fit = self.fit(archs)
+            self.log(f"latency: overhead fitted on {fit['n_networks']} networks in {time.perf_counter() - t0:.1f} s "
+                     f"(slope {fit['slope']:.3f}, intercept {fit['intercept_ms']:.3g} ms)")
+            return fit
+
+
+_PREDICTORS: dict[LatencySettings, LatencyPredictor] = {}
+
+
+def predictor_for(settings: LatencySettings) -> LatencyPredictor:
+    """This process's predictor for ``settings`` (its table stays in memory between trials)."""
+    if settings not in _PREDICTORS:
+        _PREDICTORS[settings] = LatencyPredictor(settings)
+    return _PREDICTORS[settings]
