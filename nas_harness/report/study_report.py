@@ -52,28 +52,49 @@ def _mparams(v: Any) -> str:
     return "" if v is None or v != v else f"{float(v) / 1e6:.3f}"
 
 
-def pareto_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
+def _ms(v: Any) -> str:
+    return "" if v is None or v != v else f"{float(v):.3g}"
+
+
+def study_cost(df: pd.DataFrame) -> str:
+    """The cost the study optimised ([objective] cost): ``latency_ms`` when it is latency and recorded, else MACs."""
+    objective = (df.attrs.get("config") or {}).get("objective") or {}
+    wanted = {"latency": "latency_ms", "params": "params"}.get(objective.get("cost"), "macs")
+    return wanted if wanted in df and df[wanted].notna().any() else "macs"
+
+
+def _cost_text(v: Any, cost: str) -> str:
+    """A cost value with its unit, for sentences."""
+    if cost == "latency_ms":
+        return f"{_ms(v)} ms"
+    return f"{_mparams(v)}M params" if cost == "params" else f"{_mmacs(v)} MMACs"
+
+
+_COST_WORD = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
+
+
+def pareto_table(df: pd.DataFrame, metric: str = "val_acc", cost: str = "macs") -> Table:
     """The search's Pareto front, most accurate first (the rows ``nas-harness export --by pareto`` ranks)."""
-    front = pareto_front(df, "macs", metric).sort_values("front_rank")
+    front = pareto_front(df, cost, metric).sort_values("front_rank")
     rows = [[str(int(r["front_rank"])), str(r["name"]), _pct(r["val_acc"]), _pct(r["test_acc"]), _mmacs(r["macs"]),
-             _mparams(r["params"]), f"{r['epochs']:g}" if r["epochs"] == r["epochs"] else "", str(r["arch"])]
-            for _, r in front.iterrows()]
-    return _drop_empty(Table(["rank", "trial", "val acc %", "test acc %", "MMACs", "params (M)", "epochs", "arch"],
-                             rows, code_columns={7}))
+             _mparams(r["params"]), _ms(r.get("latency_ms")), f"{r['epochs']:g}" if r["epochs"] == r["epochs"] else "",
+             str(r["arch"])] for _, r in front.iterrows()]
+    return _drop_empty(Table(["rank", "trial", "val acc %", "test acc %", "MMACs", "params (M)", "latency ms", "epochs",
+                              "arch"], rows, code_columns={8}))
 
 
-def reference_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
+def reference_table(df: pd.DataFrame, metric: str = "val_acc", cost: str = "macs") -> Table:
     """Reference archs and which search front points dominate them (cheaper and at least as accurate)."""
-    front = pareto_front(df, "macs", metric)
-    refs = eligible(df, "macs", metric, include_reference=True)
+    front = pareto_front(df, cost, metric)
+    refs = eligible(df, cost, metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     rows = []
     for _, r in refs.iterrows():
-        dom = dominated_by(front, float(r["macs"]), float(r[metric]), "macs", metric)
+        dom = dominated_by(front, float(r[cost]), float(r[metric]), cost, metric)
         rows.append([str(r["name"]), _pct(r["val_acc"]), _pct(r["test_acc"]), _mmacs(r["macs"]),
-                     _mparams(r["params"]), ", ".join(dom["name"]) or "none", str(r["arch"])])
-    return _drop_empty(Table(["reference", "val acc %", "test acc %", "MMACs", "params (M)", "dominated by", "arch"],
-                             rows, code_columns={6}))
+                     _mparams(r["params"]), _ms(r.get("latency_ms")), ", ".join(dom["name"]) or "none", str(r["arch"])])
+    return _drop_empty(Table(["reference", "val acc %", "test acc %", "MMACs", "params (M)", "latency ms",
+                              "dominated by", "arch"], rows, code_columns={7}))
 
 
 def _drop_empty(t: Table) -> Table:
@@ -83,20 +104,20 @@ def _drop_empty(t: Table) -> Table:
     return Table([t.header[i] for i in keep], [[r[i] for i in keep] for r in t.rows], code)
 
 
-def _verdict(df: pd.DataFrame, metric: str) -> list[str]:
-    front = pareto_front(df, "macs", metric)
-    refs = eligible(df, "macs", metric, include_reference=True)
+def _verdict(df: pd.DataFrame, metric: str, cost: str = "macs") -> list[str]:
+    front = pareto_front(df, cost, metric)
+    refs = eligible(df, cost, metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     lines = []
     if not front.empty:
         best = front.sort_values("front_rank").iloc[0]
         lines.append(f"Most accurate search arch: {best['name']} with {_pct(best[metric])}% {metric} at "
-                     f"{_mmacs(best['macs'])} MMACs.")
+                     f"{_cost_text(best[cost], cost)}.")
     for _, r in refs.iterrows():
-        dom = dominated_by(front, float(r["macs"]), float(r[metric]), "macs", metric)
+        dom = dominated_by(front, float(r[cost]), float(r[metric]), cost, metric)
         beat = (f"beaten: {', '.join(dom['name'])} {'is' if len(dom) == 1 else 'are'} cheaper and at least as "
                 "accurate" if len(dom) else "not dominated by any search arch")
-        lines.append(f"Reference {r['name']} ({_pct(r[metric])}% at {_mmacs(r['macs'])} MMACs): {beat}.")
+        lines.append(f"Reference {r['name']} ({_pct(r[metric])}% at {_cost_text(r[cost], cost)}): {beat}.")
     if refs.empty:
         lines.append("No reference archs (user attr `reference`) in this study: nothing to compare against.")
     return lines
@@ -122,6 +143,10 @@ def _settings(df: pd.DataFrame, storage: str) -> list[str]:
         items.append(f"Training recipe: `{json.dumps(cfg['train'], sort_keys=True)}`")
     if len(res) == 1:
         items.append(f"MACs are analytic, counted at {int(res[0])} px input (fvcore convention: 1 MAC = 1 FLOP)")
+    if "latency_ms" in df and df["latency_ms"].notna().any():
+        lat = cfg.get("latency") or {}
+        items.append("Latency (ms) is predicted from the per-device lookup table before training (nas_harness.latency)"
+                     + (f": `{json.dumps(lat, sort_keys=True)}`" if lat else " with the default [latency] settings"))
     return items
 
 
@@ -159,20 +184,22 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
     blocks += [Heading("Settings"), Bullets(_settings(df, storage))]
-    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric))]
-    if eligible(df, "macs", metric, include_reference=True).shape[0]:
-        ref = reference or default_reference_point(df)
-        hv = hypervolume(df, ref)
+    cost = study_cost(df)
+    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric, cost))]
+    if eligible(df, cost, metric, include_reference=True).shape[0]:
+        ref = reference or default_reference_point(df, cost)
+        hv = hypervolume(df, ref, cost=cost)
         refs = df[df["is_reference"]]
-        hv_ref = hypervolume(refs, ref, include_reference=True) if not refs.empty else None
+        hv_ref = hypervolume(refs, ref, cost=cost, include_reference=True) if not refs.empty else None
         blocks.append(Para(
-            f"Hypervolume (accuracy up, MACs down; fraction of the box up to the reference point "
-            f"{ref.cost / 1e6:.3g} MMACs, accuracy {ref.acc:.0%}): search front {hv:.4f}"
+            f"Hypervolume (accuracy up, {_COST_WORD[cost]} down; fraction of the box up to the reference point "
+            f"{_cost_text(ref.cost, cost)}, accuracy {ref.acc:.0%}): search front {hv:.4f}"
             + (f", reference archs alone {hv_ref:.4f}." if hv_ref is not None else ".")))
     blocks += [Heading("Pareto front (search trials, complete, full budget)"),
-               Para(f"Maximise {metric}, minimise MACs. `#N` is Optuna trial N; rank 1 is the most accurate."),
-               pareto_table(df, metric)]
-    ref_table = reference_table(df, metric)
+               Para(f"Maximise {metric}, minimise {_COST_WORD[cost]}. `#N` is Optuna trial N; rank 1 is the most "
+                    "accurate."),
+               pareto_table(df, metric, cost)]
+    ref_table = reference_table(df, metric, cost)
     if ref_table.rows:
         blocks += [Heading("Reference architectures (same proxy recipe)"), ref_table]
     pngs = [p for p in figures if p.suffix == ".png"]
@@ -180,7 +207,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
         blocks.append(Heading("Figures"))
         blocks += [Image(str(p.relative_to(base)) if p.is_relative_to(base) else str(p), p.stem.replace("_", " "))
                    for p in pngs]
-    front = pareto_front(df, "macs", metric).sort_values("front_rank")
+    front = pareto_front(df, cost, metric).sort_values("front_rank")
     blocks.append(Heading("Reproduce"))
     if front.empty:
         blocks.append(Para("No completed full-budget search trial yet."))
