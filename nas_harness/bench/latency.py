@@ -75,19 +75,29 @@ def _equal_mac_pairs(rows: list[dict[str, Any]], tolerance: float = 0.05) -> dic
 
 
 def run(quick: bool) -> dict[str, Any]:
+    from nas_harness.space import SearchSpace
+
+    n_archs, n_fit, repeats = (10, 4, 10) if quick else (60, 8, 30)
+    return evaluate_predictor(SearchSpace.default(), TABLE_DIR / ("quick" if quick else "full"), n_archs=n_archs,
+                              n_fit=n_fit, repeats=repeats)
+
+
+def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: int = 8, repeats: int = 30,
+                       warmup: int = 5, resolution: int = 224, num_classes: int = 1000) -> dict[str, Any]:
+    """Build a fresh table for ``space`` in ``table_dir``, fit the overhead on ``n_fit`` archs, and compare
+    predictions with end-to-end measurements of ``n_archs`` other archs (the suite's figures)."""
     from nas_harness.flops import count_macs
     from nas_harness.latency import LatencyConfig, LatencyPredictor, space_keys
     from nas_harness.latency.measure import clock_for
-    from nas_harness.space import SearchSpace
 
+    if space.size < n_archs + n_fit:
+        from nas_harness.errors import ConfigError
+
+        raise ConfigError(f"latency bench: the space has {space.size} archs, fewer than {n_archs} + {n_fit} needed")
     load_start = os.getloadavg()[0]
-    n_archs, n_fit, repeats = (10, 4, 10) if quick else (60, 8, 30)
-    resolution = 224
-    table_dir = TABLE_DIR / ("quick" if quick else "full")
     shutil.rmtree(table_dir, ignore_errors=True)  # a fresh table: the figures are of a table built now
-    settings = LatencyConfig(device="cpu", threads=1, batch=1, repeats=repeats, warmup=5,
-                             table=str(table_dir)).settings(resolution, 1000)
-    space = SearchSpace.default()
+    settings = LatencyConfig(device="cpu", threads=1, batch=1, repeats=repeats, warmup=warmup,
+                             table=str(table_dir)).settings(resolution, num_classes)
     predictor = LatencyPredictor(settings)
 
     t0 = time.perf_counter()
@@ -122,9 +132,9 @@ def run(quick: bool) -> dict[str, Any]:
         t0 = time.perf_counter()
         m = predictor.measure(a)
         measure_s.append(time.perf_counter() - t0)
-        rows.append({"arch": str(a), "macs": count_macs(a, resolution).total, "predicted_ms": pred.total_ms,
-                     "sum_of_entries_ms": pred.blocks_ms, "measured_ms": m.median_ms, "iqr_ms": m.iqr_ms,
-                     "wall_ms": m.wall_median_ms, "load": round(os.getloadavg()[0], 2)})
+        rows.append({"arch": str(a), "macs": count_macs(a, resolution, num_classes=num_classes).total,
+                     "predicted_ms": pred.total_ms, "sum_of_entries_ms": pred.blocks_ms, "measured_ms": m.median_ms,
+                     "iqr_ms": m.iqr_ms, "wall_ms": m.wall_median_ms, "load": round(os.getloadavg()[0], 2)})
 
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
