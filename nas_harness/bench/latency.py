@@ -75,17 +75,25 @@ def _equal_mac_pairs(rows: list[dict[str, Any]], tolerance: float = 0.05) -> dic
 
 
 def run(quick: bool) -> dict[str, Any]:
+    import torch
+
     from nas_harness.space import SearchSpace
 
     n_archs, n_fit, repeats = (10, 4, 10) if quick else (60, 8, 30)
-    return evaluate_predictor(SearchSpace.default(), TABLE_DIR / ("quick" if quick else "full"), n_archs=n_archs,
-                              n_fit=n_fit, repeats=repeats)
+    folder = TABLE_DIR / ("quick" if quick else "full")
+    res = evaluate_predictor(SearchSpace.default(), folder, n_archs=n_archs, n_fit=n_fit, repeats=repeats)
+    if torch.cuda.is_available():  # the same figures on the first GPU (CUDA events), next to the CPU's
+        res["cuda"] = evaluate_predictor(SearchSpace.default(), folder / "cuda", n_archs=n_archs, n_fit=n_fit,
+                                         repeats=repeats, device="cuda:0")
+    return res
 
 
 def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: int = 8, repeats: int = 30,
-                       warmup: int = 5, resolution: int = 224, num_classes: int = 1000) -> dict[str, Any]:
+                       warmup: int = 5, resolution: int = 224, num_classes: int = 1000,
+                       device: str = "cpu") -> dict[str, Any]:
     """Build a fresh table for ``space`` in ``table_dir``, fit the overhead on ``n_fit`` archs, and compare
-    predictions with end-to-end measurements of ``n_archs`` other archs (the suite's figures)."""
+    predictions with end-to-end measurements of ``n_archs`` other archs (the suite's figures); on the CPU with
+    one thread, on CUDA with events."""
     from nas_harness.flops import count_macs
     from nas_harness.latency import LatencyConfig, LatencyPredictor, space_keys
     from nas_harness.latency.measure import clock_for
@@ -96,7 +104,7 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
         raise ConfigError(f"latency bench: the space has {space.size} archs, fewer than {n_archs} + {n_fit} needed")
     load_start = os.getloadavg()[0]
     shutil.rmtree(table_dir, ignore_errors=True)  # a fresh table: the figures are of a table built now
-    settings = LatencyConfig(device="cpu", threads=1, batch=1, repeats=repeats, warmup=warmup,
+    settings = LatencyConfig(device=device, batch=1, repeats=repeats, warmup=warmup,
                              table=str(table_dir)).settings(resolution, num_classes)
     predictor = LatencyPredictor(settings)
 

@@ -2,7 +2,7 @@
 
     nas-harness latency b0                                  # predicted, from results/latency/<device>.json
     nas-harness latency b0 --measure --device cpu --threads 1 --batch 1
-    nas-harness latency --build-table studies/latency_reward.toml   # every block the study's space can need
+    nas-harness latency --build-table my_study.toml   # every block the study's space can need
 
 Entries the table lacks are measured first and saved (lazily); on a busy machine they are noisy, so build the
 table ahead of time on a quiet one (``--build-table``).
