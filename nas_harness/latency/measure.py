@@ -157,7 +157,7 @@ def measure_network(arch: Any, settings: LatencySettings, memory_format: str) ->
 
     from nas_harness.model import build_model
 
-    with thread_scope(1):  # building is not measured; keep it off other cores
+    with thread_scope(1), torch.random.fork_rng(devices=[]):  # the caller's RNG state is left as it was
         torch.manual_seed(0)
         model = build_model(arch, num_classes=settings.num_classes, in_channels=settings.in_channels)
     r = settings.resolution

@@ -73,3 +73,14 @@ def test_cuda_events(tiny_arch) -> None:  # pragma: no cover - runs where a GPU 
                         memory_format="channels_last")
     m = measure_network(tiny_arch, s, "channels_last")
     assert m.clock == "cuda_events" and m.median_ms > 0 and m.threads is None
+
+
+def test_measuring_leaves_the_global_rng_alone(tiny_arch, settings: LatencySettings) -> None:
+    from nas_harness.latency import LatencyPredictor
+
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    LatencyPredictor(settings).predict(tiny_arch)
+    measure_network(tiny_arch, settings, "channels_last")
+    assert torch.equal(torch.rand(3), expected)  # a trial's seeded training is not shifted by a lazy fill
