@@ -79,7 +79,7 @@ def run(quick: bool) -> dict[str, Any]:
 
     from nas_harness.space import SearchSpace
 
-    n_archs, n_fit, repeats = (10, 4, 10) if quick else (60, 8, 30)
+    n_archs, n_fit, repeats = (10, 4, 10) if quick else (60, 12, 20)
     folder = TABLE_DIR / ("quick" if quick else "full")
     res = evaluate_predictor(SearchSpace.default(), folder, n_archs=n_archs, n_fit=n_fit, repeats=repeats)
     if torch.cuda.is_available():  # the same figures on the first GPU (CUDA events), next to the CPU's
@@ -88,7 +88,7 @@ def run(quick: bool) -> dict[str, Any]:
     return res
 
 
-def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: int = 8, repeats: int = 30,
+def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: int = 12, repeats: int = 20,
                        warmup: int = 5, resolution: int = 224, num_classes: int = 1000,
                        device: str = "cpu") -> dict[str, Any]:
     """Build a fresh table for ``space`` in ``table_dir``, fit the overhead on ``n_fit`` archs, and compare
@@ -131,18 +131,19 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
     fit = predictor.fit(fit_archs, keep=False)
     fit_s = time.perf_counter() - t0
 
-    rows = []
-    predict_s, measure_s = [], []
+    predict_s = []
+    preds = []
     for a in archs:
         t0 = time.perf_counter()
-        pred = predictor.predict(a, fill=False)
+        preds.append(predictor.predict(a, fill=False))
         predict_s.append(time.perf_counter() - t0)
-        t0 = time.perf_counter()
-        m = predictor.measure(a)
-        measure_s.append(time.perf_counter() - t0)
-        rows.append({"arch": str(a), "macs": count_macs(a, resolution, num_classes=num_classes).total,
-                     "predicted_ms": pred.total_ms, "sum_of_entries_ms": pred.blocks_ms, "measured_ms": m.median_ms,
-                     "iqr_ms": m.iqr_ms, "wall_ms": m.wall_median_ms, "load": round(os.getloadavg()[0], 2)})
+    t0 = time.perf_counter()
+    measured = predictor.measure_many(archs)  # interleaved rounds over all archs
+    measure_s = [(time.perf_counter() - t0) / len(archs)]
+    rows = [{"arch": str(a), "macs": count_macs(a, resolution, num_classes=num_classes).total,
+             "predicted_ms": p.total_ms, "sum_of_entries_ms": p.blocks_ms, "measured_ms": m.median_ms,
+             "iqr_ms": m.iqr_ms, "wall_ms": m.wall_median_ms, "round_ms": list(m.round_medians_ms)}
+            for a, p, m in zip(archs, preds, measured)]
 
     pred = [r["predicted_ms"] for r in rows]
     meas = [r["measured_ms"] for r in rows]
@@ -165,6 +166,7 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
         "table_entries": len(keys), "table_build_s": table_build_s, "fit_networks": n_fit, "fit_s": fit_s,
         "fit": {k: v for k, v in fit.items() if k != "networks"},
         "settings": {**settings.comparable(), "repeats": settings.repeats, "warmup": settings.warmup,
+                     "rounds": settings.rounds,
                      "clock": clock_for(settings.device, settings.threads),
                      "memory_format": predictor.table.memory_format,
                      "memory_format_trial_ms": predictor.table.memory_format_trial},

@@ -59,7 +59,10 @@ class LatencyConfig(ConfigModel):
     table: Annotated[Text, Field(max_length=4096, description=(
         "lookup table: a .json file, or a folder holding <device fingerprint>.json; '' = <run.results_dir>/latency/ "
         "(shared by every study of that folder)"))] = ""
-    repeats: Annotated[Int, Field(ge=3, le=100_000, description="timed runs per measurement (median and IQR)")] = 30
+    repeats: Annotated[Int, Field(ge=3, le=100_000, description="timed runs per round (median and IQR)")] = 20
+    rounds: Annotated[Int, Field(ge=1, le=1000, description=(
+        "rounds of repeats, interleaved over everything measured together; the fastest round is kept (a "
+        "shared machine's speed changes within seconds, and interference only adds time)"))] = 3
     warmup: Annotated[Int, Field(ge=0, le=100_000, description="untimed runs before the timed ones")] = 5
     memory_format: Annotated[Literal["auto", "channels_last", "contiguous"], Field(description=(
         "layout of the measured network; 'auto' tries both once per table and keeps the faster"))] = "auto"
@@ -81,7 +84,8 @@ class LatencyConfig(ConfigModel):
         return LatencySettings(device=self.device, threads=self.threads if self.device == "cpu" else None,
                                batch=self.batch, resolution=self.resolution or int(resolution),
                                num_classes=int(num_classes), table=str(table.resolve()), table_is_file=as_file,
-                               repeats=self.repeats, warmup=self.warmup, memory_format=self.memory_format)
+                               repeats=self.repeats, warmup=self.warmup, rounds=self.rounds,
+                               memory_format=self.memory_format)
 
     def check_machine(self, where: str = "latency") -> None:
         """Refuse settings this machine cannot measure (a missing CUDA device, more threads than cores)."""
@@ -102,14 +106,16 @@ class LatencySettings:
     num_classes: int = 1000
     table: str = "results/latency"
     table_is_file: bool = False
-    repeats: int = 30
+    repeats: int = 20
     warmup: int = 5
+    rounds: int = 3
     memory_format: str = "auto"
     in_channels: int = 3
 
     def __post_init__(self) -> None:
         check = [("batch", self.batch, 1), ("resolution", self.resolution, 8), ("num_classes", self.num_classes, 1),
-                 ("repeats", self.repeats, 1), ("warmup", self.warmup, 0), ("in_channels", self.in_channels, 1)]
+                 ("repeats", self.repeats, 1), ("warmup", self.warmup, 0), ("rounds", self.rounds, 1),
+                 ("in_channels", self.in_channels, 1)]
         for name, value, lo in check:
             if isinstance(value, bool) or not isinstance(value, int) or value < lo:
                 raise ConfigError(f"latency.{name}: expected an integer >= {lo}, got {value!r}")

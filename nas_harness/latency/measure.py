@@ -6,7 +6,13 @@ Hygiene, the same for a block of the lookup table and for a whole network:
   its running statistics), float32;
 - on the CPU a fixed intra-op thread count (:func:`torch.set_num_threads`), restored afterwards;
 - ``warmup`` untimed calls (allocator, oneDNN primitive caches, lazy kernel compilation), then ``repeats``
-  timed calls, each timed on its own; the figure is the **median**, the spread the inter-quartile range;
+  timed calls, each timed on its own: a round's figure is their **median**, its spread their inter-quartile
+  range;
+- ``rounds`` such rounds, **interleaved** over everything measured together (a table fill, the networks of a
+  fit or a benchmark), each item's **fastest round** kept.  A shared machine's speed changes within seconds:
+  on this VM a fixed 256x256 matmul took 245-630 us (50-call medians, 2 s apart, load average 0.8), so
+  consecutive calls all land in one fast or slow phase and a single round is off by up to 2.5x.  Interference
+  only ever adds time, and rounds of one item minutes apart rarely all land in slow phases;
 - the clock (:func:`clock_for`): on the CPU with one thread, the calling thread's CPU time
   (``CLOCK_THREAD_CPUTIME_ID``, user + system): on an idle core it equals the wall time of the call, and on a
   shared machine it is not inflated by the scheduler handing the core to another process mid-call (measured
@@ -25,7 +31,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from nas_harness.errors import ConfigError
@@ -49,6 +55,7 @@ class Measurement:
     batch: int
     clock: str = "wall"
     wall_median_ms: float | None = None
+    round_medians_ms: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,9 +133,16 @@ def time_calls(fn: Callable[[], Any], device: str, repeats: int, warmup: int, cl
     return (cpu if clock == "thread_cpu" else wall), wall
 
 
+def best_round(rounds: list[Measurement]) -> Measurement:
+    """The fastest round (lowest median), with every round's median recorded."""
+    best = min(rounds, key=lambda m: m.median_ms)
+    return replace(best, round_medians_ms=tuple(m.median_ms for m in rounds))
+
+
 def measure_module(module: Any, input_shape: tuple[int, ...], settings: LatencySettings,
-                   memory_format: str) -> Measurement:
-    """Time ``module`` (set to eval mode, moved to the device and memory format) on a random input."""
+                   memory_format: str, rounds: int = 1) -> Measurement:
+    """Time ``module`` (set to eval mode, moved to the device and memory format) on a random input: ``rounds``
+    rounds of ``settings.repeats`` calls back to back, the fastest round kept."""
     import torch
 
     device = check_device(settings.device)
@@ -142,17 +156,37 @@ def measure_module(module: Any, input_shape: tuple[int, ...], settings: LatencyS
         x = x.contiguous(memory_format=fmt)
     threads = settings.threads if device == "cpu" else None
     clock = clock_for(device, threads)
+    out = []
     with thread_scope(threads), torch.inference_mode():
-        samples, wall = time_calls(lambda: module(x), device, settings.repeats, settings.warmup, clock)
-    return Measurement(median_ms=quantile(samples, 0.5), iqr_ms=quantile(samples, 0.75) - quantile(samples, 0.25),
-                       repeats=len(samples), warmup=settings.warmup, device=device, threads=threads,
-                       memory_format=memory_format, batch=settings.batch, clock=clock,
-                       wall_median_ms=quantile(wall, 0.5))
+        for r in range(max(1, rounds)):
+            samples, wall = time_calls(lambda: module(x), device, settings.repeats, settings.warmup if r == 0 else 1,
+                                       clock)
+            out.append(Measurement(median_ms=quantile(samples, 0.5),
+                                   iqr_ms=quantile(samples, 0.75) - quantile(samples, 0.25), repeats=len(samples),
+                                   warmup=settings.warmup, device=device, threads=threads,
+                                   memory_format=memory_format, batch=settings.batch, clock=clock,
+                                   wall_median_ms=quantile(wall, 0.5)))
+    return best_round(out)
 
 
-def measure_network(arch: Any, settings: LatencySettings, memory_format: str) -> Measurement:
-    """End-to-end latency of the deployed network of ``arch`` (``build_model`` in eval mode: 3-channel input at
-    ``settings.resolution`` px, the arch's own stem stride, ``settings.num_classes`` outputs)."""
+def measure_interleaved(items: list[Callable[[], tuple[Any, tuple[int, ...]]]], settings: LatencySettings,
+                        memory_format: str, progress: Callable[[int, int], None] | None = None) -> list[Measurement]:
+    """Measure several modules in ``settings.rounds`` rounds over all of them (module docstring); ``items`` build
+    (module, input shape) afresh each round, so only one is in memory at a time."""
+    rounds: list[list[Measurement]] = [[] for _ in items]
+    total, done = settings.rounds * len(items), 0
+    for _ in range(settings.rounds):
+        for i, make in enumerate(items):
+            module, shape = make()
+            rounds[i].append(measure_module(module, shape, settings, memory_format))
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    return [best_round(r) for r in rounds]
+
+
+def network_module(arch: Any, settings: LatencySettings) -> tuple[Any, tuple[int, ...]]:
+    """The deployed network of ``arch`` and its input shape (see :func:`measure_network`)."""
     import torch
 
     from nas_harness.model import build_model
@@ -161,7 +195,15 @@ def measure_network(arch: Any, settings: LatencySettings, memory_format: str) ->
         torch.manual_seed(0)
         model = build_model(arch, num_classes=settings.num_classes, in_channels=settings.in_channels)
     r = settings.resolution
-    return measure_module(model, (settings.batch, settings.in_channels, r, r), settings, memory_format)
+    return model, (settings.batch, settings.in_channels, r, r)
+
+
+def measure_network(arch: Any, settings: LatencySettings, memory_format: str) -> Measurement:
+    """End-to-end latency of the deployed network of ``arch`` (``build_model`` in eval mode: 3-channel input at
+    ``settings.resolution`` px, the arch's own stem stride, ``settings.num_classes`` outputs), in
+    ``settings.rounds`` rounds back to back (use :func:`measure_interleaved` for several networks)."""
+    model, shape = network_module(arch, settings)
+    return measure_module(model, shape, settings, memory_format, settings.rounds)
 
 
 def choose_memory_format(settings: LatencySettings, reference: Any = None) -> tuple[str, dict[str, float]]:

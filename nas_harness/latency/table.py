@@ -184,13 +184,15 @@ class BlockKey:
 
 @dataclass(frozen=True)
 class Entry:
-    """One measured block: median and IQR (ms), repeats, when, and the 1-minute load average then."""
+    """One measured block: median and IQR (ms) of its fastest round, repeats per round, when, the 1-minute load
+    average then, and the number of rounds."""
 
     ms: float
     iqr_ms: float
     repeats: int
     at: str = ""
     load: float | None = None
+    rounds: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
@@ -200,7 +202,8 @@ class Entry:
         if not isinstance(d, Mapping):
             raise TypeError("entry: expected a table")
         e = cls(ms=float(d["ms"]), iqr_ms=float(d.get("iqr_ms", 0.0)), repeats=int(d.get("repeats", 0)),
-                at=str(d.get("at", "")), load=None if d.get("load") is None else float(d["load"]))
+                at=str(d.get("at", "")), load=None if d.get("load") is None else float(d["load"]),
+                rounds=int(d.get("rounds", 1)))
         if not (math.isfinite(e.ms) and e.ms >= 0 and math.isfinite(e.iqr_ms) and e.iqr_ms >= 0):
             raise ValueError(f"entry: latency must be a finite number >= 0, got {d['ms']!r}")
         return e

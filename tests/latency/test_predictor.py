@@ -85,13 +85,14 @@ def test_space_keys_cover_every_member() -> None:
     assert len(keys) == len(space_keys(space, s))  # each once
 
 
-def test_fit_overhead_is_least_squares_and_degenerates_to_a_ratio() -> None:
-    nets = [{"arch": str(i), "sum_ms": x, "measured_ms": 1.0 + 2.0 * x} for i, x in enumerate((1.0, 2.0, 4.0))]
-    fit = fit_overhead(nets)
-    assert fit["intercept_ms"] == pytest.approx(1.0) and fit["slope"] == pytest.approx(2.0)
-    assert fit["n_networks"] == 3 and fit["median_abs_rel_err"] == pytest.approx(0.0, abs=1e-12)
-    one = fit_overhead([{"arch": "a", "sum_ms": 2.0, "measured_ms": 3.0}])
-    assert one["intercept_ms"] == 0 and one["slope"] == pytest.approx(1.5)
+def test_fit_overhead_is_the_median_ratio() -> None:
+    nets = [{"arch": str(i), "sum_ms": x, "measured_ms": r * x} for i, (x, r) in enumerate(((1.0, 1.2), (2.0, 1.25),
+                                                                                           (4.0, 3.0)))]
+    fit = fit_overhead(nets)  # the outlier (3x) does not move the median
+    assert fit["model"] == "ratio" and fit["intercept_ms"] == 0 and fit["slope"] == pytest.approx(1.25)
+    assert fit["n_networks"] == 3 and fit["median_abs_rel_err"] == pytest.approx(0.05 / 1.2)
+    even = fit_overhead(nets[:2])
+    assert even["slope"] == pytest.approx(1.225)
     with pytest.raises(ConfigError):
         fit_overhead([])
 
