@@ -6,6 +6,11 @@ per-network overhead is fitted on a few *other* archs, then every arch is predic
 end to end.  Reported: Spearman rho of predicted vs measured (target >= 0.95), the median absolute relative
 error (target <= 10 %), Spearman rho of MACs vs measured latency for comparison, the same against the wall
 clock, equal-MAC pairs with different latency, and what a prediction costs next to a measurement.
+
+The table entries, the fit networks and the evaluated networks are measured in ONE set of interleaved rounds
+(:meth:`~nas_harness.latency.LatencyPredictor.build`), each item's fastest round kept: this VM's speed drifts
+by tens of percent over minutes, and a table built minutes before the networks are measured carries that
+drift into every figure (``round_spread``: the median ratio of an evaluated network's slowest to fastest round).
 """
 
 from __future__ import annotations
@@ -108,11 +113,6 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
                              table=str(table_dir)).settings(resolution, num_classes)
     predictor = LatencyPredictor(settings)
 
-    t0 = time.perf_counter()
-    keys = space_keys(space, settings)
-    predictor.fill(keys)
-    table_build_s = time.perf_counter() - t0
-
     rng = random.Random(0)
     archs, seen = [], set()
     while len(archs) < n_archs:
@@ -127,9 +127,14 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
         if str(a) not in seen:
             seen.add(str(a))
             fit_archs.append(a)
+
+    # One set of interleaved rounds over the whole table, the fit networks and the evaluated networks: this VM's
+    # speed drifts over minutes, and measuring them in separate phases would add that drift to the figures.
     t0 = time.perf_counter()
-    fit = predictor.fit(fit_archs, keep=False)
-    fit_s = time.perf_counter() - t0
+    keys = space_keys(space, settings)
+    fit, measured = predictor.build(keys, fit_archs=fit_archs, extra_archs=archs, keep=False)
+    assert fit is not None
+    build_s = time.perf_counter() - t0
 
     predict_s = []
     preds = []
@@ -138,8 +143,8 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
         preds.append(predictor.predict(a, fill=False))
         predict_s.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
-    measured = predictor.measure_many(archs)  # interleaved rounds over all archs
-    measure_s = [(time.perf_counter() - t0) / len(archs)]
+    predictor.measure(archs[0])  # what measuring one network costs (build, warm-up, rounds)
+    measure_s = [time.perf_counter() - t0]
     rows = [{"arch": str(a), "macs": count_macs(a, resolution, num_classes=num_classes).total,
              "predicted_ms": p.total_ms, "sum_of_entries_ms": p.blocks_ms, "measured_ms": m.median_ms,
              "iqr_ms": m.iqr_ms, "wall_ms": m.wall_median_ms, "round_ms": list(m.round_medians_ms)}
@@ -163,7 +168,8 @@ def evaluate_predictor(space: Any, table_dir: Path, n_archs: int = 60, n_fit: in
                        "median_wall_over_cpu": statistics.median(w / c for w, c in zip(wall, meas))},
         "equal_macs": _equal_mac_pairs(rows),
         "prediction_s": t_pred, "measurement_s": t_meas, "measurement_over_prediction": t_meas / t_pred,
-        "table_entries": len(keys), "table_build_s": table_build_s, "fit_networks": n_fit, "fit_s": fit_s,
+        "table_entries": len(keys), "fit_networks": n_fit, "build_and_measure_s": build_s,
+        "round_spread": statistics.median(max(r["round_ms"]) / min(r["round_ms"]) for r in rows),
         "fit": {k: v for k, v in fit.items() if k != "networks"},
         "settings": {**settings.comparable(), "repeats": settings.repeats, "warmup": settings.warmup,
                      "rounds": settings.rounds,

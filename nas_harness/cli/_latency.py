@@ -84,24 +84,43 @@ def _build_table(args: argparse.Namespace) -> int:
     _say(f"study {cfg.name!r}: {len(keys)} table entries for its space ({space.size:,} archs) at "
          f"{settings.resolution} px, batch {settings.batch}; {len(missing)} to measure on {_describe_table(predictor)}")
     t0 = time.perf_counter()
-    step = max(1, len(missing) // 20)
-
-    def progress(i: int, n: int, key: Any) -> None:
-        if i % step == 0 or i == n:
-            _say(f"  {i}/{n} entries ({time.perf_counter() - t0:.0f} s)")
-
-    measured = predictor.fill(keys, progress)
     networks = args.fit_networks or 12
-    fit = predictor.ensure_fit(space.sample, networks=networks, seed=cfg.seed)
-    assert fit is not None
+    have = (predictor.table.fits.get(settings.context) or {}).get("networks", [])
+    archs = _sample_archs(space, max(0, networks - len(have)), cfg.seed, {n["arch"] for n in have})
+    shown = [0]
+
+    def progress(done: int, total: int) -> None:
+        if done * 20 // total > shown[0] or done == total:
+            shown[0] = done * 20 // total
+            _say(f"  {done}/{total} measurements ({time.perf_counter() - t0:.0f} s)")
+
+    before = predictor.measured
+    fit, _ = predictor.build(keys, fit_archs=archs, progress=progress)
+    measured = predictor.measured - before
+    fit = fit or predictor.table.fits.get(settings.context)
     print(f"table:      {predictor.table.path}")
     print(f"device:     {predictor.fingerprint}")
-    print(f"entries:    {len(predictor.table)} ({measured} measured now, {len(keys) - measured} already there) "
+    print(f"entries:    {len(predictor.table)} ({measured} measured now, {len(keys) - len(missing)} already there) "
           f"in {time.perf_counter() - t0:.1f} s, memory format {predictor.table.memory_format}")
+    if fit is None:
+        return 0
     err = fit.get("median_abs_rel_err")
     print(f"overhead:   network = {fit['slope']:.3f} x sum of entries (median ratio of "
           f"{fit['n_networks']} networks" + (f"; median |error| {100 * err:.1f}%)" if err is not None else ")"))
     return 0
+
+
+def _sample_archs(space: Any, n: int, seed: int, skip: set[str]) -> list[Any]:
+    import random
+
+    rng, out = random.Random(seed), {}
+    for _ in range(50 * n):
+        if len(out) >= n:
+            break
+        a = space.sample(rng)
+        if str(a) not in skip:
+            out.setdefault(str(a), a)
+    return list(out.values())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -62,7 +62,7 @@ class LatencyConfig(ConfigModel):
     repeats: Annotated[Int, Field(ge=3, le=100_000, description="timed runs per round (median and IQR)")] = 20
     rounds: Annotated[Int, Field(ge=1, le=1000, description=(
         "rounds of repeats, interleaved over everything measured together; the fastest round is kept (a "
-        "shared machine's speed changes within seconds, and interference only adds time)"))] = 3
+        "shared machine's speed changes within seconds, and interference only adds time)"))] = 5
     warmup: Annotated[Int, Field(ge=0, le=100_000, description="untimed runs before the timed ones")] = 5
     memory_format: Annotated[Literal["auto", "channels_last", "contiguous"], Field(description=(
         "layout of the measured network; 'auto' tries both once per table and keeps the faster"))] = "auto"
@@ -108,7 +108,7 @@ class LatencySettings:
     table_is_file: bool = False
     repeats: int = 20
     warmup: int = 5
-    rounds: int = 3
+    rounds: int = 5
     memory_format: str = "auto"
     in_channels: int = 3
 

@@ -208,26 +208,15 @@ class LatencyPredictor:
     def keys(self, arch: Any) -> list[BlockKey]:
         return network_keys(arch, self.settings)
 
-    def fill(self, keys: Iterable[BlockKey], progress: Callable[[int, int, BlockKey], None] | None = None) -> int:
+    def fill(self, keys: Iterable[BlockKey], progress: Callable[[int, int], None] | None = None) -> int:
         """Measure the keys the table lacks (under the table lock; other writers' entries are merged, not lost,
         and not measured twice).  Returns how many were measured."""
         keys = list(keys)
         if not self.table.missing(keys):
             return 0
-        count = 0
-        with self.table.locked() as table:
-            todo = table.missing(keys)
-            if todo:
-                fmt = self._memory_format(table)
-                step = (lambda done, total: progress(done, total, todo[(done - 1) % len(todo)])) if progress else None
-                found = measure_interleaved([lambda k=k: block_module(k) for k in todo], self.settings, fmt, step)
-                for key, m in zip(todo, found):
-                    table.entries[str(key)] = Entry(m.median_ms, m.iqr_ms, m.repeats, now(), load_average(),
-                                                    len(m.round_medians_ms))
-                count = len(todo)
-                table.save()
-        self.measured += count
-        return count
+        before = self.measured
+        self.build(keys, progress=progress)
+        return self.measured - before
 
     def predict(self, arch: Any, fill: bool = True) -> Prediction:
         """The predicted latency of ``arch`` (measuring missing entries first unless ``fill=False``)."""
@@ -265,21 +254,46 @@ class LatencyPredictor:
     def fit(self, archs: Iterable[Any], keep: bool = True) -> dict[str, Any]:
         """Measure ``archs`` end to end, (re)fit the overhead of this context with them (and, if ``keep``, the
         networks an earlier fit used), store the fit in the table and return it."""
-        archs = list(archs)
-        self.fill(k for a in archs for k in self.keys(a))
-        with self.table.locked() as table:
-            old = table.fits.get(self.settings.context, {}).get("networks", []) if keep else []
-            seen = {n["arch"] for n in old}
-            networks = list(old)
-            new = list({str(a): a for a in archs if str(a) not in seen}.values())
-            for arch, m in zip(new, self.measure_many(new)):
-                networks.append({"arch": str(arch), "measured_ms": m.median_ms, "iqr_ms": m.iqr_ms,
-                                 "sum_ms": self.predict(arch, fill=False).blocks_ms, "at": now(),
-                                 "load": load_average()})
-            fit = fit_overhead(networks)
-            table.fits[self.settings.context] = fit
-            table.save()
+        fit, _ = self.build([], fit_archs=archs, keep=keep)
+        assert fit is not None
         return fit
+
+    def build(self, keys: Iterable[BlockKey], fit_archs: Iterable[Any] = (), extra_archs: Iterable[Any] = (),
+              keep: bool = True, progress: Callable[[int, int], None] | None = None
+              ) -> tuple[dict[str, Any] | None, list[Measurement]]:
+        """One set of interleaved rounds over: the entries of ``keys`` (and of every arch given) that the table
+        lacks, the networks ``fit_archs`` (the overhead fit of this context is redone with them, plus the earlier
+        fit's networks if ``keep``) and ``extra_archs``, measured end to end.  Measuring everything in the same
+        rounds keeps a machine whose speed drifts over minutes from skewing the fit.  Returns the fit (None
+        without ``fit_archs``) and the measurements of ``extra_archs``."""
+        fit_archs, extra = list(fit_archs), list(extra_archs)
+        keys = list(keys) + [k for a in fit_archs + extra for k in self.keys(a)]
+        ctx = self.settings.context
+        with self.table.locked() as table:
+            todo = table.missing(keys)
+            old = (table.fits.get(ctx) or {}).get("networks", []) if keep else []
+            seen = {n["arch"] for n in old}
+            new_fit = [a for a in {str(a): a for a in fit_archs}.values() if str(a) not in seen]
+            items = [lambda k=k: block_module(k) for k in todo]
+            items += [lambda a=a: network_module(a, self.settings) for a in new_fit + extra]
+            found = (measure_interleaved(items, self.settings, self._memory_format(table), progress)
+                     if items else [])
+            for key, m in zip(todo, found):
+                table.entries[str(key)] = Entry(m.median_ms, m.iqr_ms, m.repeats, now(), load_average(),
+                                                len(m.round_medians_ms))
+            self.measured += len(todo)
+            self.networks_measured += len(new_fit) + len(extra)
+            fit = None
+            if fit_archs:
+                networks = list(old)
+                for arch, m in zip(new_fit, found[len(todo):]):
+                    networks.append({"arch": str(arch), "measured_ms": m.median_ms, "iqr_ms": m.iqr_ms,
+                                     "sum_ms": self.predict(arch, fill=False).blocks_ms, "at": now(),
+                                     "load": load_average()})
+                fit = table.fits[ctx] = fit_overhead(networks)
+            if todo or fit_archs:
+                table.save()
+        return fit, found[len(todo) + len(new_fit):]
 
     def ensure_fit(self, sample: Callable[[random.Random], Any], networks: int = LAZY_FIT_NETWORKS,
                    seed: int = 0) -> dict[str, Any] | None:
