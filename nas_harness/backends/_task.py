@@ -1,8 +1,9 @@
 """What one study trial does, independent of who schedules it (local loop or a Ray Tune worker).
 
 :class:`StudyTask` is picklable (it is shipped to Ray workers) and turns an arch into an
-:class:`~nas_harness.records.Outcome`: over-budget candidates are rejected from the analytic count before any
-training (``rejected = "over_budget"``), everything else goes through :func:`nas_harness.trial.run_trial`.
+:class:`~nas_harness.records.Outcome`: over-budget candidates are rejected from the analytic count (and the
+latency table, when latency is a cost or a budget) before any training (``rejected = "over_budget"``),
+everything else goes through :func:`nas_harness.trial.run_trial`.
 """
 
 from __future__ import annotations
@@ -43,6 +44,16 @@ class StudyTask:
     seed: int = 0
     cache_dir: str | None = None
     backend: str = "local"
+    latency: Any = None  # nas_harness.latency.LatencySettings: predict latency_ms for every trial
+
+    def predict_latency(self, arch: Any) -> float:
+        """Predicted latency (ms) of ``arch`` from the table, measuring missing entries in this worker first (and
+        fitting the per-network overhead on a few archs of the space when the table has none yet)."""
+        from nas_harness.latency import predictor_for
+
+        predictor = predictor_for(self.latency)
+        predictor.ensure_fit(self.space.sample, seed=self.seed)
+        return float(predictor.predict(arch).total_ms)
 
     def spec(self, arch: Any) -> TrialSpec:
         t = self.trial
@@ -64,13 +75,19 @@ class StudyTask:
         return _CACHES[self.cache_dir]
 
     def base_record(self, arch: Any) -> TrialRecord:
-        """What is known before training (analytic cost, budget, seed, versions)."""
+        """What is known before training (analytic cost, predicted latency, budget, seed, versions)."""
         macs, params = analytic_cost(self.spec(arch))
-        return TrialRecord(arch=str(arch), macs=macs, params=params, macs_resolution=self.trial.macs_resolution,
-                           seed=self.seed, host=socket.gethostname(), epochs=0.0,
-                           epochs_planned=_planned(self.train, self.data), full_budget=False, cached=False,
-                           versions=library_versions(), backend=self.backend,
-                           threads=self.train.threads if isinstance(self.train.threads, int) else None)
+        rec = TrialRecord(arch=str(arch), macs=macs, params=params, macs_resolution=self.trial.macs_resolution,
+                          seed=self.seed, host=socket.gethostname(), epochs=0.0,
+                          epochs_planned=_planned(self.train, self.data), full_budget=False, cached=False,
+                          versions=library_versions(), backend=self.backend,
+                          threads=self.train.threads if isinstance(self.train.threads, int) else None)
+        if self.latency is not None:
+            from nas_harness.latency import predictor_for
+
+            rec = rec.replace(latency_ms=self.predict_latency(arch),
+                              latency_device=predictor_for(self.latency).fingerprint.id)
+        return rec
 
     def evaluate(self, arch: Any, on_epoch: Callable[[float, int, TrialRecord], None] | None = None) -> Outcome:
         """Run one candidate.  ``on_epoch(objective_value, epoch, record_so_far)`` may raise
@@ -81,7 +98,7 @@ class StudyTask:
         except Exception as exc:  # an arch the MAC counter cannot handle is a failed trial, not a crash
             return Outcome("fail", None, TrialRecord(arch=str(arch), fail_reason=reason(exc)))
         obj = self.objective
-        cons = obj.budget.values(rec.macs, rec.params) if obj.budget.active else None
+        cons = obj.budget.values(rec.macs, rec.params, rec.latency_ms) if obj.budget.active else None
         if cons is not None and any(c > 0 for c in cons):
             rec = rec.replace(rejected=REJECTED_OVER_BUDGET, wall_time_s=time.perf_counter() - t0)
             return Outcome("complete", obj.rejected_values(rec.to_attrs()), rec, cons)
@@ -95,7 +112,7 @@ class StudyTask:
                 live = rec.replace(val_acc=progress["best"], val_acc_final=acc, epochs=float(ep.epoch),
                                    wall_time_s=time.perf_counter() - t0)
                 if obj.kind == "reward":
-                    live = live.replace(reward=obj.reward(progress["best"], rec.macs))
+                    live = live.replace(reward=obj.reward(progress["best"], obj.cost_of(rec.to_attrs())))
                 on_epoch(obj.intermediate(live.to_attrs(), acc), int(ep.epoch), live)
 
         try:
@@ -105,7 +122,7 @@ class StudyTask:
                               epochs=float(progress["epochs"]), full_budget=False, stopped_by=stop.by,
                               wall_time_s=time.perf_counter() - t0)
             if obj.kind == "reward":
-                rec = rec.replace(reward=obj.reward(progress["best"], rec.macs))
+                rec = rec.replace(reward=obj.reward(progress["best"], obj.cost_of(rec.to_attrs())))
             return Outcome("pruned", None, rec, cons)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -113,7 +130,8 @@ class StudyTask:
             rec = rec.replace(fail_reason=reason(exc), epochs=float(progress["epochs"]),
                               wall_time_s=time.perf_counter() - t0)
             return Outcome("fail", None, rec)
-        rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution, host=rec.host)
+        rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution, host=rec.host,
+                             latency_ms=rec.latency_ms, latency_device=rec.extra.get("latency_device"))
         values = obj.values(rec.to_attrs())
         if obj.kind == "reward":
             rec = rec.replace(reward=values[0])

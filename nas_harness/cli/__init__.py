@@ -28,6 +28,7 @@ _COMMANDS: dict[str, str] = {
     "bench": "_bench",
     "doctor": "_doctor",
     "schema": "_schema",
+    "latency": "_latency",
 }
 
 

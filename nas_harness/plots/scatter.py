@@ -36,6 +36,14 @@ if TYPE_CHECKING:  # pragma: no cover
 _HALO = [patheffects.withStroke(linewidth=2.0, foreground="white")]  # labels stay readable over lines
 _METRIC_LABEL = {"val_acc": "Validation accuracy (%)", "val_acc_final": "Final validation accuracy (%)",
                  "test_acc": "Test accuracy (%)", "reward": "Reward"}
+_COST_NAME = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
+#: [objective] key of each cost's hard budget.
+_BUDGET_KEY = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency_ms"}
+
+
+def _cost_unit(cost: str, values: Any) -> tuple[float, str]:
+    """Divisor and unit of the cost axis (latency is plotted in ms as recorded)."""
+    return (1.0, "ms") if cost == "latency_ms" else cost_unit(cost, values)
 
 
 def _y(df: pd.DataFrame, metric: str) -> np.ndarray:
@@ -119,7 +127,10 @@ def _finish(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, unit:
     log_cost_axis(ax, lo, hi)
     res = df["macs_resolution"].dropna().unique() if "macs_resolution" in df else []
     at = f" at {int(res[0])} px" if len(res) == 1 else ""  # MACs are counted at the study's macs_resolution
-    ax.set_xlabel(f"MACs{at} ({unit}, log scale)" if cost == "macs" else f"Parameters ({unit}, log scale)")
+    if cost == "latency_ms":  # predicted from the study's latency table ([latency] device, threads, batch)
+        ax.set_xlabel(f"Latency ({unit}, log scale)")
+    else:
+        ax.set_xlabel(f"MACs{at} ({unit}, log scale)" if cost == "macs" else f"Parameters ({unit}, log scale)")
     ax.set_ylabel(_METRIC_LABEL[metric])
     ax.set_title(title)
 
@@ -134,7 +145,7 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
     and the ``label_top`` most accurate front archs labelled with their short names (``#<trial>``)."""
     with paper_style():
         fig, ax = new_figure(size)
-        div, unit = cost_unit(cost, df[cost].dropna())
+        div, unit = _cost_unit(cost, df[cost].dropna())
         ok = eligible(df, cost, metric)
         feasible, infeasible = ok[ok["feasible"]], ok[~ok["feasible"]]
         ax.scatter(feasible[cost] / div, _y(feasible, metric), s=12, color=PALETTE["search"], alpha=0.75,
@@ -143,16 +154,15 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
             ax.scatter(infeasible[cost] / div, _y(infeasible, metric), s=12, color=PALETTE["infeasible"],
                        linewidth=0, zorder=2, label="over budget (infeasible)")
         _draw_others(ax, df, cost, metric, div)
-        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs "
-                     f"{'MACs' if cost == 'macs' else 'parameters'}")
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {_COST_NAME[cost]}")
         front = pareto_front(df, cost, metric)
         _draw_front(ax, front, cost, metric, div, PALETTE["front"], f"Pareto front ({len(front)})",
                     ax.get_xlim()[1])
         budget = _budget(df, cost)
         if budget:
             ax.axvline(budget / div, ls=":", lw=1.0, color="#555555", zorder=1, label="budget")
-        if cost == "macs" and metric == "val_acc":
-            _draw_iso_reward(ax, df, div)
+        if metric == "val_acc":
+            _draw_iso_reward(ax, df, div, cost)
         texts = _draw_references(ax, df, cost, metric, div)
         for _, r in front.sort_values("front_rank").head(label_top).iterrows():
             texts.append(ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]),
@@ -165,18 +175,18 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
 
 
 def _budget(df: pd.DataFrame, cost: str) -> float | None:
-    """The hard MAC/param budget of a budget/multi study (``[objective].max_macs``), if any."""
+    """The hard MAC/param/latency budget of a budget/multi study (``[objective].max_macs`` etc.), if any."""
     objective = (df.attrs.get("config") or {}).get("objective")
     if not isinstance(objective, dict):
         return None
-    value = objective.get("max_macs" if cost == "macs" else "max_params") or 0
+    value = objective.get(_BUDGET_KEY[cost]) or 0
     return float(value) if value > 0 else None
 
 
-def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
-    """Reward studies: the MnasNet iso-reward curve through the best trial, ACC = R* / (MACs/T)^w, and the
+def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float, cost: str = "macs") -> None:
+    """Reward studies: the MnasNet iso-reward curve through the best trial, ACC = R* / (COST/T)^w, and the
     target T -- every point above the curve would have scored better, which is how a reader sees the
-    accuracy/cost trade-off the reward actually made."""
+    accuracy/cost trade-off the reward actually made (drawn on the axis of the reward's own cost)."""
     cfg = (df.attrs.get("config") or {}).get("objective")
     if df.attrs.get("objective") != "reward" or not isinstance(cfg, dict):
         return
@@ -186,18 +196,21 @@ def _draw_iso_reward(ax: Any, df: pd.DataFrame, div: float) -> None:
         obj = Objective.from_config(cfg)
     except Exception:  # an older/foreign config: skip the decoration, never the figure
         return
-    ok = eligible(df, "macs", "reward")
+    if obj.cost_key != cost:
+        return
+    ok = eligible(df, cost, "reward")
     if ok.empty:
         return
     best = float(ok["reward"].max())
     lo, hi = ax.get_xlim()
     m = np.geomspace(lo, hi, 200) * div
     alpha, beta = obj.exponents
-    w = np.where(m <= obj.target_macs, alpha, beta)
-    acc = best / (m / obj.target_macs) ** w
+    w = np.where(m <= obj.target, alpha, beta)
+    acc = best / (m / obj.target) ** w
     ax.plot(m / div, acc * 100.0, ls="--", lw=0.8, color="#6A3D9A", zorder=1, label=f"iso-reward {best:.3f}")
-    if lo < obj.target_macs / div < hi:
-        ax.axvline(obj.target_macs / div, ls=":", lw=0.8, color="#6A3D9A", zorder=1, label="target MACs T")
+    if lo < obj.target / div < hi:
+        ax.axvline(obj.target / div, ls=":", lw=0.8, color="#6A3D9A", zorder=1,
+                   label="target latency T" if cost == "latency_ms" else "target MACs T")
     ax.set_xlim(lo, hi)
 
 
@@ -231,12 +244,12 @@ def plot_by_choice(df: pd.DataFrame, choice: str, cost: str = "macs", metric: st
         raise ConfigError(f"choice: '{choice}' is not a parameter of this study (allowed: {', '.join(choices)})")
     with paper_style():
         fig, ax = new_figure(size)
-        div, unit = cost_unit(cost, df[cost].dropna())
+        div, unit = _cost_unit(cost, df[cost].dropna())
         ok = eligible(df, cost, metric).dropna(subset=[choice])
         values = sorted(ok[choice].unique(), key=lambda v: (str(type(v)), v))
         colors = dict(zip([str(v) for v in values], sns.color_palette(STUDY_PALETTE, len(values))))
         front = pareto_front(df, cost, metric)
-        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs MACs by {choice}")
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {_COST_NAME[cost]} by {choice}")
         _draw_front(ax, front, cost, metric, div, "#999999", "Pareto front", ax.get_xlim()[1])
         for v in values:
             sub = ok[ok[choice] == v]
@@ -260,7 +273,7 @@ def plot_fronts(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None = N
     both = pd.concat(list(frames), ignore_index=True)
     with paper_style():
         fig, ax = new_figure(size)
-        div, unit = cost_unit(cost, both[cost].dropna())
+        div, unit = _cost_unit(cost, both[cost].dropna())
         _finish(ax, both, cost, metric, div, unit, title or "Pareto fronts: " + " vs ".join(labels))
         for f, label, color in zip(frames, labels, sns.color_palette(STUDY_PALETTE, len(frames))):
             ok = eligible(f, cost, metric)

@@ -62,6 +62,8 @@ def write_study_figures(source: str | Path, study_name: str | None = None, *, ou
         attempt("accuracy_vs_macs", lambda: plot_accuracy_vs_cost(df, "macs", metric))
     if df["params"].notna().any():
         attempt("accuracy_vs_params", lambda: plot_accuracy_vs_cost(df, "params", metric))
+    if df["latency_ms"].notna().any():  # studies that record latency ([latency] table or cost = "latency")
+        attempt("accuracy_vs_latency", lambda: plot_accuracy_vs_cost(df, "latency_ms", metric))
     if have_cost:
         attempt("hypervolume", lambda: plot_progress([df], metric="hypervolume", reference=reference))
     done = df[(df["state"] == "COMPLETE") & df["full_budget"]]

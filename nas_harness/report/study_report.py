@@ -63,6 +63,27 @@ def _pp(d: AccuracyDifference) -> str:
     return f"{100 * d.estimate:+.2f} pp{ci}"
 
 
+def _ms(v: Any) -> str:
+    return "" if v is None or v != v else f"{float(v):.3g}"
+
+
+def study_cost(df: pd.DataFrame) -> str:
+    """The cost the study optimised ([objective] cost): ``latency_ms`` when it is latency and recorded, else MACs."""
+    objective = (df.attrs.get("config") or {}).get("objective") or {}
+    wanted = {"latency": "latency_ms", "params": "params"}.get(objective.get("cost"), "macs")
+    return wanted if wanted in df and df[wanted].notna().any() else "macs"
+
+
+def _cost_text(v: Any, cost: str) -> str:
+    """A cost value with its unit, for sentences."""
+    if cost == "latency_ms":
+        return f"{_ms(v)} ms"
+    return f"{_mparams(v)}M params" if cost == "params" else f"{_mmacs(v)} MMACs"
+
+
+_COST_WORD = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
+
+
 _SPLIT = {"val_acc": "val", "val_acc_final": "val", "test_acc": "test"}
 
 
@@ -73,23 +94,23 @@ def _difference(a: Any, b: Any, metric: str) -> AccuracyDifference:
     return accuracy_difference(a[metric], na, b[metric], nb)
 
 
-def pareto_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
+def pareto_table(df: pd.DataFrame, metric: str = "val_acc", cost: str = "macs") -> Table:
     """The search's Pareto front, most accurate first (the rows ``nas-harness export --by pareto`` ranks),
     each accuracy with its Wilson 95 % interval from the split size."""
-    front = pareto_front(df, "macs", metric).sort_values("front_rank")
+    front = pareto_front(df, cost, metric).sort_values("front_rank")
     rows = [[str(int(r["front_rank"])), str(r["name"]), _pct(r["val_acc"]), _ci(r["val_ci_low"], r["val_ci_high"]),
              _pct(r["test_acc"]), _ci(r["test_ci_low"], r["test_ci_high"]), _mmacs(r["macs"]),
-             _mparams(r["params"]), f"{r['epochs']:g}" if r["epochs"] == r["epochs"] else "", str(r["arch"])]
-            for _, r in front.iterrows()]
+             _mparams(r["params"]), _ms(r.get("latency_ms")), f"{r['epochs']:g}" if r["epochs"] == r["epochs"] else "",
+             str(r["arch"])] for _, r in front.iterrows()]
     return _drop_empty(Table(["rank", "trial", "val acc %", "val 95% CI", "test acc %", "test 95% CI", "MMACs",
-                              "params (M)", "epochs", "arch"], rows, code_columns={9}))
+                              "params (M)", "latency ms", "epochs", "arch"], rows, code_columns={10}))
 
 
-def _beaten_by(front: pd.DataFrame, ref: Any, metric: str) -> tuple[list[str], list[str]]:
-    """Front archs that cost no more than ``ref``: (those whose accuracy is higher beyond noise, those at
-    least as accurate on the point estimate but tied within noise)."""
+def _beaten_by(front: pd.DataFrame, ref: Any, metric: str, cost: str = "macs") -> tuple[list[str], list[str]]:
+    """Front archs that cost no more than ``ref`` on ``cost``: (those whose accuracy is higher beyond noise,
+    those at least as accurate on the point estimate but tied within noise)."""
     beat, tied = [], []
-    for _, r in front[front["macs"] <= ref["macs"]].iterrows():
+    for _, r in front[front[cost] <= ref[cost]].iterrows():
         d = _difference(r, ref, metric)
         if d.verdict == BEATS:
             beat.append(str(r["name"]))
@@ -98,22 +119,24 @@ def _beaten_by(front: pd.DataFrame, ref: Any, metric: str) -> tuple[list[str], l
     return beat, tied
 
 
-def reference_table(df: pd.DataFrame, metric: str = "val_acc") -> Table:
+def reference_table(df: pd.DataFrame, metric: str = "val_acc", cost: str = "macs") -> Table:
     """Reference archs, which search front points dominate them on the point estimates (cheaper and at least
     as accurate), and which beat them beyond noise (no more MACs and a difference whose 95 % interval is
     above zero; :func:`nas_harness.results.stats.accuracy_difference`)."""
-    front = pareto_front(df, "macs", metric)
-    refs = eligible(df, "macs", metric, include_reference=True)
+    front = pareto_front(df, cost, metric)
+    refs = eligible(df, cost, metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     rows = []
     for _, r in refs.iterrows():
-        dom = dominated_by(front, float(r["macs"]), float(r[metric]), "macs", metric)
-        beat, _ = _beaten_by(front, r, metric)
+        dom = dominated_by(front, float(r[cost]), float(r[metric]), cost, metric)
+        beat, _ = _beaten_by(front, r, metric, cost)
         rows.append([str(r["name"]), _pct(r["val_acc"]), _ci(r["val_ci_low"], r["val_ci_high"]), _pct(r["test_acc"]),
                      _ci(r["test_ci_low"], r["test_ci_high"]), _mmacs(r["macs"]), _mparams(r["params"]),
-                     ", ".join(dom["name"]) or "none", ", ".join(beat) or "none", str(r["arch"])])
+                     _ms(r.get("latency_ms")), ", ".join(dom["name"]) or "none", ", ".join(beat) or "none",
+                     str(r["arch"])])
     return _drop_empty(Table(["reference", "val acc %", "val 95% CI", "test acc %", "test 95% CI", "MMACs",
-                              "params (M)", "dominated by", "beaten by (95%)", "arch"], rows, code_columns={9}))
+                              "params (M)", "latency ms", "dominated by", "beaten by (95%)", "arch"], rows,
+                             code_columns={10}))
 
 
 def _drop_empty(t: Table) -> Table:
@@ -123,12 +146,12 @@ def _drop_empty(t: Table) -> Table:
     return Table([t.header[i] for i in keep], [[r[i] for i in keep] for r in t.rows], code)
 
 
-def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR") -> list[str]:
+def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: str = "macs") -> list[str]:
     """The answer, worded by the intervals (:func:`nas_harness.results.stats.verdict`): a search arch
-    "beats" a reference only when it costs no more MACs and the 95 % interval of the accuracy difference
+    "beats" a reference only when it costs no more (on ``cost``) and the 95 % interval of the accuracy difference
     lies above zero; a cheaper arch whose difference interval includes zero is "tied within noise"."""
-    front = pareto_front(df, "macs", metric)
-    refs = eligible(df, "macs", metric, include_reference=True)
+    front = pareto_front(df, cost, metric)
+    refs = eligible(df, cost, metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     split = _SPLIT.get(metric)
     lines = []
@@ -138,7 +161,7 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR") -> list
         best = ranked.iloc[0]
         ci = _ci(best[f"{split}_ci_low"], best[f"{split}_ci_high"]) if split else ""
         line = (f"Most accurate search arch: {best['name']} with {_pct(best[metric])}% {metric}"
-                f"{' ' + ci if ci else ''} at {_mmacs(best['macs'])} MMACs.")
+                f"{' ' + ci if ci else ''} at {_cost_text(best[cost], cost)}.")
         tied = [str(r["name"]) for _, r in ranked.iloc[1:].iterrows()
                 if _difference(best, r, metric).verdict == TIED]
         if tied:
@@ -147,19 +170,19 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR") -> list
             undecided = True
         lines.append(line)
     for _, r in refs.iterrows():
-        beat, tied = _beaten_by(front, r, metric)
+        beat, tied = _beaten_by(front, r, metric, cost)
         ci = _ci(r[f"{split}_ci_low"], r[f"{split}_ci_high"]) if split else ""
-        head = f"Reference {r['name']} ({_pct(r[metric])}%{' ' + ci if ci else ''} at {_mmacs(r['macs'])} MMACs)"
+        head = f"Reference {r['name']} ({_pct(r[metric])}%{' ' + ci if ci else ''} at {_cost_text(r[cost], cost)})"
         names = {str(x["name"]): x for _, x in front.iterrows()}
         if beat:
-            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_mmacs(names[n]['macs'])} MMACs"
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_cost_text(names[n][cost], cost)}"
                                for n in beat)
-            lines.append(f"{head}: beaten: {detail} (no more MACs, more accurate beyond noise).")
+            lines.append(f"{head}: beaten: {detail} (no more {_COST_WORD[cost]}, more accurate beyond noise).")
         elif tied:
-            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_mmacs(names[n]['macs'])} MMACs"
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_cost_text(names[n][cost], cost)}"
                                for n in tied)
             lines.append(f"{head}: not beaten beyond noise; tied within noise: {detail} (as accurate within noise "
-                         "at no more MACs).")
+                         f"at no more {_COST_WORD[cost]}).")
             undecided = True
         else:
             lines.append(f"{head}: not dominated by any search arch.")
@@ -202,6 +225,10 @@ def _settings(df: pd.DataFrame, storage: str) -> list[str]:
         items.append(f"Training recipe: `{json.dumps(cfg['train'], sort_keys=True)}`")
     if len(res) == 1:
         items.append(f"MACs are analytic, counted at {int(res[0])} px input (fvcore convention: 1 MAC = 1 FLOP)")
+    if "latency_ms" in df and df["latency_ms"].notna().any():
+        lat = cfg.get("latency") or {}
+        items.append("Latency (ms) is predicted from the per-device lookup table before training (nas_harness.latency)"
+                     + (f": `{json.dumps(lat, sort_keys=True)}`" if lat else " with the default [latency] settings"))
     return items
 
 
@@ -239,22 +266,23 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
     blocks += [Heading("Settings"), Bullets(_settings(df, storage))]
-    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric, study_arg or str(base)))]
-    if eligible(df, "macs", metric, include_reference=True).shape[0]:
-        ref = reference or default_reference_point(df)
-        hv = hypervolume(df, ref)
+    cost = study_cost(df)
+    blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric, study_arg or str(base), cost))]
+    if eligible(df, cost, metric, include_reference=True).shape[0]:
+        ref = reference or default_reference_point(df, cost)
+        hv = hypervolume(df, ref, cost=cost)
         refs = df[df["is_reference"]]
-        hv_ref = hypervolume(refs, ref, include_reference=True) if not refs.empty else None
+        hv_ref = hypervolume(refs, ref, cost=cost, include_reference=True) if not refs.empty else None
         blocks.append(Para(
-            f"Hypervolume (accuracy up, MACs down; fraction of the box up to the reference point "
-            f"{ref.cost / 1e6:.3g} MMACs, accuracy {ref.acc:.0%}): search front {hv:.4f}"
+            f"Hypervolume (accuracy up, {_COST_WORD[cost]} down; fraction of the box up to the reference point "
+            f"{_cost_text(ref.cost, cost)}, accuracy {ref.acc:.0%}): search front {hv:.4f}"
             + (f", reference archs alone {hv_ref:.4f}." if hv_ref is not None else ".")))
     blocks += [Heading("Pareto front (search trials, complete, full budget)"),
-               Para(f"Maximise {metric}, minimise MACs. `#N` is Optuna trial N; rank 1 is the most accurate. "
-                    "95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
+               Para(f"Maximise {metric}, minimise {_COST_WORD[cost]}. `#N` is Optuna trial N; rank 1 is the most "
+                    "accurate. 95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
                     "one training run per arch)."),
-               pareto_table(df, metric)]
-    ref_table = reference_table(df, metric)
+               pareto_table(df, metric, cost)]
+    ref_table = reference_table(df, metric, cost)
     if ref_table.rows:
         blocks += [Heading("Reference architectures (same proxy recipe)"), ref_table]
     pngs = [p for p in figures if p.suffix == ".png"]
@@ -262,7 +290,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
         blocks.append(Heading("Figures"))
         blocks += [Image(str(p.relative_to(base)) if p.is_relative_to(base) else str(p), p.stem.replace("_", " "))
                    for p in pngs]
-    front = pareto_front(df, "macs", metric).sort_values("front_rank")
+    front = pareto_front(df, cost, metric).sort_values("front_rank")
     blocks.append(Heading("Reproduce"))
     if front.empty:
         blocks.append(Para("No completed full-budget search trial yet."))

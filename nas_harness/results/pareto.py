@@ -23,7 +23,7 @@ from nas_harness.errors import ConfigError
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-COSTS = ("macs", "params")
+COSTS = ("macs", "params", "latency_ms")
 METRICS = ("val_acc", "val_acc_final", "test_acc", "reward")
 
 

@@ -3,7 +3,8 @@
 Every key, its type, range, default and meaning is declared once, on the models below and on the tables
 they share with ablation files (``[data]``: :class:`~nas_harness.data.ProxyConfig`, ``[train]``:
 :class:`~nas_harness.train.TrainConfig`, ``[trial]``: :class:`~nas_harness.trial.TrialSettings`, ``[run]``
-and ``[ray]``: :mod:`nas_harness.backends.settings`, ``[objective]``: :class:`~nas_harness.objectives.Objective`).
+and ``[ray]``: :mod:`nas_harness.backends.settings`, ``[objective]``: :class:`~nas_harness.objectives.Objective`,
+``[latency]``: :class:`~nas_harness.latency.LatencyConfig`).
 :func:`schema_markdown` renders the key table (``docs/study-file.md``) and ``nas-harness schema study`` the JSON
 Schema for editors.  ``[space]`` is validated by :meth:`nas_harness.space.SearchSpace.from_dict`.
 
@@ -38,6 +39,7 @@ from nas_harness._config import (
 from nas_harness.backends.settings import RayConfig, RunSettings
 from nas_harness.data.proxy import ProxyConfig
 from nas_harness.errors import ConfigError
+from nas_harness.latency.config import LatencyConfig, LatencySettings
 from nas_harness.objectives import Objective
 from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
@@ -145,10 +147,19 @@ class StudyConfig(ConfigModel):
     run: StudyRun = StudyRun()
     ray: StudyRay = StudyRay()
     scaling: ScalingConfig = ScalingConfig()
+    latency: Annotated[LatencyConfig | None, Field(description=(
+        "how latency is measured (used with objective.cost = 'latency' or max_latency_ms; when given otherwise, "
+        "latency is recorded with every trial)"))] = None
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
         obj = self.objective
+        if self.latency is not None or obj.uses_latency:
+            try:  # a device this machine lacks, or another device's table, is refused before anything runs
+                (self.latency or LatencyConfig()).check_machine()
+                self._check_latency_table()
+            except ConfigError as exc:
+                raise restate(exc) from None
         if obj.kind == "multi" and self.pruner.kind != "none":
             raise bad("pruner.kind", f"{self.pruner.kind!r} is not supported for the multi objective; allowed "
                                      "values: 'none'")
@@ -196,6 +207,23 @@ class StudyConfig(ConfigModel):
         """The recipe; its seed is the study's unless the [train] table sets one."""
         return self.train if "seed" in self.train.model_fields_set else self.train.replace(seed=self.seed)
 
+    def latency_settings(self) -> LatencySettings | None:
+        """The resolved latency settings when trials record latency (cost or budget on latency, or a
+        ``[latency]`` table given), else None."""
+        if self.latency is None and not self.objective.uses_latency:
+            return None
+        return (self.latency or LatencyConfig()).settings(self.trial.macs_resolution,
+                                                           self.trial.macs_num_classes or 1000, self.run.results_dir)
+
+    def _check_latency_table(self) -> None:
+        """An existing table file must be readable and measured on this device (one line naming the file)."""
+        settings = self.latency_settings()
+        if settings is None or not (settings.table_is_file and Path(settings.table).exists()):
+            return  # the default folder keeps one file per device fingerprint: no mismatch possible
+        from nas_harness.latency.table import LatencyTable, device_fingerprint
+
+        LatencyTable.open(settings.table, device_fingerprint(settings.device, settings.threads))
+
     @property
     def study_dir(self) -> Path:
         return Path(self.run.results_dir) / self.name
@@ -209,13 +237,23 @@ class StudyConfig(ConfigModel):
 
         Excluded: where the data lives (``data.root``, ``allow_download``), the device, ``compile`` and the
         evaluation batch size (they change speed, not what is measured), and everything in [run], [ray],
-        [sampler], [pruner], [scaling].
+        [sampler], [pruner], [scaling].  When the objective uses latency, the latency device, threads, batch,
+        resolution and memory format are included (another device is another experiment); the table's path and
+        the repeats are not.
         """
         data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
         train = {k: v for k, v in self.train_config().to_dict().items()
                  if k not in ("device", "compile", "eval_batch_size")}
-        return {"seed": self.seed, "base": str(self.base_arch()), "space": self.search_space().to_dict(),
-                "data": data, "train": train, "trial": self.trial.to_dict(), "objective": self.objective.to_dict()}
+        objective = self.objective.to_dict()
+        for key, default in (("target_ms", None), ("max_latency_ms", 0.0)):
+            if objective.get(key) == default:  # studies made before latency existed stay comparable
+                objective.pop(key, None)
+        out = {"seed": self.seed, "base": str(self.base_arch()), "space": self.search_space().to_dict(),
+               "data": data, "train": train, "trial": self.trial.to_dict(), "objective": objective}
+        settings = self.latency_settings()
+        if settings is not None and self.objective.uses_latency:
+            out["latency"] = settings.comparable()
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -251,6 +289,7 @@ def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 SECTIONS: dict[str, type[ConfigModel]] = {
     "": StudyConfig, "data": ProxyConfig, "train": TrainConfig, "trial": TrialSettings, "objective": Objective,
     "sampler": SamplerConfig, "pruner": PrunerConfig, "run": StudyRun, "ray": StudyRay, "scaling": ScalingConfig,
+    "latency": LatencyConfig,
 }
 
 

@@ -152,7 +152,7 @@ def build_task(cfg: StudyConfig, threads: int | str | None = None, backend: str 
     return StudyTask(space=cfg.search_space(), data=cfg.data, train=train, objective=cfg.objective,
                      trial=cfg.trial, seed=cfg.seed,
                      cache_dir=str((cfg.study_dir / "trial_cache").resolve()) if cfg.trial.cache else None,
-                     backend=backend or cfg.run.backend)
+                     backend=backend or cfg.run.backend, latency=cfg.latency_settings())
 
 
 def enqueue_references(study: Any, space: Any, names: list[str]) -> list[str]:
