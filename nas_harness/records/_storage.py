@@ -144,7 +144,7 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
                 spath.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite_file(spath, what)
             kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, str(spath))}
-        return RDBStorage(sqlalchemy_url(url), **kwargs)
+        return _rdb_storage(RDBStorage, sqlalchemy_url(url), kwargs)
     except ConfigError:
         raise
     except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server), OSError, ...
@@ -152,6 +152,26 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
         if env is not None:  # a full disk or read-only file system: the caller words it and says what is kept
             raise OSError(env.errno, env.strerror, env.filename or str(spath or jpath)) from None
         raise ConfigError(_cannot_open(url, what, exc)) from None
+
+
+#: How the database words a schema another process is creating at the same moment (SQLite, PostgreSQL, MySQL).
+_SCHEMA_RACE = ("unique constraint failed", "already exists", "duplicate key", "duplicate entry",
+                "database is locked")
+_SCHEMA_TRIES = 8
+
+
+def _rdb_storage(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
+    """``cls(url, **kwargs)`` (Optuna's RDBStorage), tried again while another process creates the same schema:
+    two workers started together on a new database both create the tables and insert the schema version, and
+    the slower one meets the faster one's rows.  Once the other has committed, the schema is simply there."""
+    for attempt in range(_SCHEMA_TRIES):
+        try:
+            return cls(url, **kwargs)
+        except Exception as exc:
+            if attempt == _SCHEMA_TRIES - 1 or not any(s in str(exc).lower() for s in _SCHEMA_RACE):
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 #: OSError numbers that are the environment's doing (full, read-only, forbidden, failing), not a bug.
