@@ -12,29 +12,12 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tests.helpers.fakes import study_folder
-from tests.helpers.mounts import fill, full_disk, read_only_dir
-from tests.helpers.studies import tiny_dict, to_toml
+from helpers.fakes import study_folder
+from helpers.mounts import fill, full_disk, read_only_dir
+from helpers.studies import tiny_ablation, tiny_dict, to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
-ABLATION = """
-name = "tiny"
-base = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
-variants = ["baseline", "no_se"]
-seeds = 3
-[trial]
-macs_resolution = 16
-[data]
-dataset = "synthetic"
-resolution = 16
-val_size = 64
-[train]
-steps = 3
-batch_size = 16
-lr = 0.05
-threads = 1
-"""
+ABLATION = tiny_ablation(seeds=3)
 
 
 def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

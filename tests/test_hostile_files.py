@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers.mounts import full_disk
 from torch import nn
 
 from nas_harness.data import ProxyConfig, clear_cache, load_cifar, load_proxy
@@ -27,7 +28,6 @@ from nas_harness.errors import DataError
 from nas_harness.train import TrainConfig, train
 from nas_harness.train.trainer import _load_checkpoint, _save_checkpoint
 from nas_harness.trial import ResultCache, TrialSpec, cache_key, run_trial, valid_entry
-from tests.helpers.mounts import full_disk
 
 
 class Evil:
@@ -231,8 +231,9 @@ def test_code_running_cifar_batch_runs_nothing(where, tmp_path):
 
 
 def test_code_running_cifar_batch_through_the_cli_is_exit_2(tmp_path, monkeypatch, capsys):
+    from helpers.studies import tiny_dict, to_toml
+
     from nas_harness.cli import main
-    from tests.helpers.studies import tiny_dict, to_toml
 
     monkeypatch.chdir(tmp_path)
     clear_cache()

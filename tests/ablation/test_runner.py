@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers.studies import tiny_ablation
 
 from nas_harness.ablation import parse_ablation
 from nas_harness.ablation.report import write_report
@@ -19,24 +20,7 @@ from nas_harness.ablation.runner import AblationStore, run_ablation
 from nas_harness.cli import main as cli_main
 from nas_harness.errors import ConfigError, NonFiniteLossError
 
-TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
-TOML = f"""
-name = "tiny"
-base = "{TINY_ARCH}"
-variants = ["baseline", "no_se"]
-seeds = 2
-[trial]
-macs_resolution = 16
-[data]
-dataset = "synthetic"
-resolution = 16
-val_size = 64
-[train]
-steps = 3
-batch_size = 16
-lr = 0.05
-threads = 1
-"""
+TOML = tiny_ablation()
 
 
 def _raw(**over: object) -> dict:

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+from helpers.studies import tiny_ablation
 
 from nas_harness.ablation import parse_ablation
 from nas_harness.ablation.stats import budget_stability, variant_table
@@ -61,25 +62,7 @@ def test_missing_variants_and_config() -> None:
         parse_ablation({**d, "compare_budget": {}})
 
 
-TOML = """
-name = "tiny"
-base = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
-variants = ["baseline", "no_se"]
-seeds = 2
-[trial]
-macs_resolution = 16
-[data]
-dataset = "synthetic"
-resolution = 16
-val_size = 64
-[train]
-steps = 3
-batch_size = 16
-lr = 0.05
-threads = 1
-[compare_budget]
-steps = 6
-"""
+TOML = tiny_ablation(extra="[compare_budget]\nsteps = 6\n")
 
 
 @pytest.mark.slow

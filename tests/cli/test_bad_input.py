@@ -20,30 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.fakes import study_folder
+from helpers.mounts import read_only_dir
+from helpers.studies import TINY_ARCH, tiny_ablation, tiny_dict, to_toml
 
 from nas_harness.cli import main
-from tests.helpers.fakes import study_folder
-from tests.helpers.mounts import read_only_dir
-from tests.helpers.studies import tiny_dict, to_toml
 
-TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
-ABLATION = f"""
-name = "tiny"
-base = "{TINY_ARCH}"
-variants = ["baseline", "no_se"]
-seeds = 2
-[trial]
-macs_resolution = 16
-[data]
-dataset = "synthetic"
-resolution = 16
-val_size = 64
-[train]
-steps = 3
-batch_size = 16
-lr = 0.05
-threads = 1
-"""
+ABLATION = tiny_ablation()
 
 
 def study_toml(**sections: Any) -> Callable[[Path], str]:

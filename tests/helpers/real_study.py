@@ -11,23 +11,16 @@ from typing import Any
 
 import pytest
 
+from helpers.studies import TINY
 from nas_harness.data.fashion_mnist import find_fashion_mnist
 
 needs_fmnist = pytest.mark.skipif(find_fashion_mnist() is None, reason="Fashion-MNIST not installed "
                                   "(apt-get install dataset-fashion-mnist)")
 
+# The search tests' tiny study (helpers.studies.TINY) on real Fashion-MNIST, with both references enqueued.
 TINY_REAL: dict[str, Any] = {
-    "name": "tiny",
-    "base": "b0",
-    "base_width": 0.25,
-    "base_depth": 0.34,
-    "seed": 0,
-    "space": {"kernels": [3, 5], "expands": [1, 3], "se": [True, False], "repeats_delta": 0},
+    **copy.deepcopy(TINY),
     "data": {"dataset": "fashion_mnist", "train_subset": 256, "val_size": 200, "resolution": 16, "channels": 1},
-    "train": {"epochs": 1, "batch_size": 64, "optimizer": "adamw", "lr": 0.01, "device": "cpu", "threads": 1,
-              "augment": [], "bn_recalibrate": 1},
-    "trial": {"stem_stride": 1, "macs_resolution": 224},
-    "objective": {"kind": "reward", "target_macs": 10e6},
     "sampler": {"kind": "random", "enqueue": ["base", "base-nose"]},
     "run": {"n_trials": 6, "progress": False, "plots": False},
 }

@@ -1,4 +1,5 @@
-"""Tiny study files for the search tests (synthetic data, width-0.25 nets, 16 px, 1 epoch)."""
+"""Tiny study files for the search tests (synthetic data, width-0.25 nets, 16 px, 1 epoch) and a tiny ablation
+file (three steps per run)."""
 
 from __future__ import annotations
 
@@ -72,3 +73,28 @@ def write_study(tmp_path: Path, **sections: Any) -> Path:
     path = tmp_path / f"{d['name']}.toml"
     path.write_text(to_toml(d))
     return path
+
+
+TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_c32_do0_dp0_silu"
+
+
+def tiny_ablation(seeds: int = 2, extra: str = "") -> str:
+    """An ablation file: TINY_ARCH with and without SE on synthetic 16 px data, three steps per run;
+    ``extra`` is appended (more tables)."""
+    return f"""
+name = "tiny"
+base = "{TINY_ARCH}"
+variants = ["baseline", "no_se"]
+seeds = {seeds}
+[trial]
+macs_resolution = 16
+[data]
+dataset = "synthetic"
+resolution = 16
+val_size = 64
+[train]
+steps = 3
+batch_size = 16
+lr = 0.05
+threads = 1
+{extra}"""
