@@ -50,7 +50,7 @@ from nas_harness.evaluation.recipe import (
     search_candidates,
     study_recipe,
 )
-from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
+from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
 from nas_harness.results.stats import (
     PairedDelta,
     Summary,
@@ -212,44 +212,23 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=st.backend), ray=st.ray, train=recipe.train))
     store = JobStore(src.storage, f"{src.study_name}-confirm", group_attr="job", value_keys=("val_acc",),
                      label=src.label)
-    plan = [(c.job, s) for s in seeds for c in cands]  # seed-major: an interrupted run has whole seeds to pair
-    by_job = {c.job: c for c in cands}
-    if report_only:
-        done = store.records()
-        runs = [done[p] for p in plan if p in done]
-        ran: list[tuple[str, int]] = []
-        skipped = [p for p in plan if p in done]
-    else:
-        store.bind({**recipe.to_dict(), "scaling": st.scaling}, {c.job: c.arch for c in cands}, kind="confirm",
-                   attrs={"source_study": src.study_name}, what="confirmation runs")
-        n_done = sum(1 for p in plan if p in store.records())
-        say(f"confirm {src.study_name}: {len(cands)} arch(s) x {len(seeds)} seed(s) {seeds} = {len(plan)} runs; "
-            f"{n_done} stored, {len(plan) - n_done} to run ({st.backend}; {recipe.describe()}); "
-            f"storage {src.label} study {store.name!r}")
+    def detail(c: Candidate, m: Any) -> str:
+        test = f" test {m['test_acc']:.4f}" if m.get("test_acc") is not None else ""
+        return f"val {m.get('val_acc', math.nan):.4f}{test} (search: {c.search_val:.4f}; " \
+               f"{m.get('train_time_s', 0.0):.0f} s train)"
 
-        def make_jobs(todo: list[tuple[str, int]]) -> list[Any]:
-            from nas_harness.backends import Job
-
-            return [Job(key=f"{by_job[j].label}/seed{s}",
-                        spec=recipe.spec(by_job[j].arch, s, evaluate_test=st.evaluate_test,
-                                         resolution=by_job[j].resolution, macs_resolution=by_job[j].macs_resolution))
-                    for j, s in todo]
-
-        def describe(run: StoredRun) -> str:
-            c = by_job[run.group]
-            if run.state != "ok":
-                return f"{c.label} seed {run.seed}: FAILED: {run.error}"
-            m = run.metrics
-            test = f" test {m['test_acc']:.4f}" if m.get("test_acc") is not None else ""
-            return (f"{c.label} seed {run.seed}: val {m.get('val_acc', math.nan):.4f}{test} "
-                    f"(search: {c.search_val:.4f}; {m.get('train_time_s', 0.0):.0f} s train)")
-
-        budget = f"/{recipe.train.epochs:g}" if recipe.train.epochs is not None else ""
-        jobs = run_stored_jobs(store, plan, make_jobs, backend=st.backend, ray=st.ray, retry_failed=retry_failed,
-                               progress=progress, desc=f"{src.study_name}-confirm", checkpoint_dir=out / "checkpoints",
-                               budget=budget, describe=describe, on_record=on_record,
-                               extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say)
-        runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
+    jobs = retrain_candidates(
+        store, cands, seeds, recipe,
+        lambda c, s: recipe.spec(c.arch, s, evaluate_test=st.evaluate_test, resolution=c.resolution,
+                                 macs_resolution=c.macs_resolution),
+        bind={"recipe": {**recipe.to_dict(), "scaling": st.scaling}, "kind": "confirm",
+              "attrs": {"source_study": src.study_name}, "what": "confirmation runs"},
+        announce=lambda n, n_done: (f"confirm {src.study_name}: {len(cands)} arch(s) x {len(seeds)} seed(s) {seeds} "
+                                    f"= {n} runs; {n_done} stored, {n - n_done} to run ({st.backend}; "
+                                    f"{recipe.describe()}); storage {src.label} study {store.name!r}"),
+        detail=detail, report_only=report_only, backend=st.backend, ray=st.ray, retry_failed=retry_failed,
+        progress=progress, checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)
+    runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
     analysis = analyze(cands, runs, seeds)
     train_s = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in runs if r.state == "ok")
     result = ConfirmResult(src.study_name, store.name, recipe, analysis, ran, skipped,

@@ -49,7 +49,7 @@ from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, i
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_recipe
-from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
+from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
 from nas_harness.results.stats import accuracy_interval, rank_agreement, summarize
 
 __all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
@@ -272,42 +272,19 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
     store = JobStore(src.storage, f"{src.study_name}-{cfg.name}", group_attr="job", value_keys=("val_acc",),
                      label=src.label)
-    plan = [(c.job, s) for s in seeds for c in cands]
-    by_job = {c.job: c for c in cands}
-    if report_only:
-        done = store.records()
-        runs = [done[p] for p in plan if p in done]
-        ran: list[tuple[str, int]] = []
-        skipped = [p for p in plan if p in done]
-    else:
-        store.bind(hifi.to_dict(), {c.job: c.arch for c in cands}, kind="fidelity",
-                   attrs={"source_study": src.study_name, "proxy_recipe": proxy.to_dict()}, what="high-fidelity runs")
-        n_done = sum(1 for p in plan if p in store.records())
-        say(f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} by the proxy + "
-            f"random others) x {len(seeds)} seed(s) = {len(plan)} runs; {n_done} stored, {len(plan) - n_done} to run "
-            f"({backend}); proxy: {proxy.describe()}; high fidelity: {hifi.describe()}; storage {src.label} "
-            f"study {store.name!r}")
-
-        def make_jobs(todo: list[tuple[str, int]]) -> list[Any]:
-            from nas_harness.backends import Job
-
-            return [Job(key=f"{by_job[j].label}/seed{s}",
-                        spec=hifi.spec(by_job[j].arch, s, evaluate_test=cfg.evaluate_test)) for j, s in todo]
-
-        def describe(run: StoredRun) -> str:
-            c = by_job[run.group]
-            if run.state != "ok":
-                return f"{c.label} seed {run.seed}: FAILED: {run.error}"
-            m = run.metrics
-            return (f"{c.label} seed {run.seed}: high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy "
-                    f"{c.search_val:.4f}; {m.get('train_time_s', 0.0):.0f} s train)")
-
-        budget = f"/{hifi.train.epochs:g}" if hifi.train.epochs is not None else ""
-        jobs = run_stored_jobs(store, plan, make_jobs, backend=backend, ray=ray, retry_failed=retry_failed,
-                               progress=progress, desc=store.name, checkpoint_dir=out / "checkpoints", budget=budget,
-                               describe=describe, on_record=on_record,
-                               extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say)
-        runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
+    jobs = retrain_candidates(
+        store, cands, seeds, hifi, lambda c, s: hifi.spec(c.arch, s, evaluate_test=cfg.evaluate_test),
+        bind={"recipe": hifi.to_dict(), "kind": "fidelity",
+              "attrs": {"source_study": src.study_name, "proxy_recipe": proxy.to_dict()}, "what": "high-fidelity runs"},
+        announce=lambda n, n_done: (f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} "
+                                    f"by the proxy + random others) x {len(seeds)} seed(s) = {n} runs; {n_done} "
+                                    f"stored, {n - n_done} to run ({backend}); proxy: {proxy.describe()}; high "
+                                    f"fidelity: {hifi.describe()}; storage {src.label} study {store.name!r}"),
+        detail=lambda c, m: (f"high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy {c.search_val:.4f}; "
+                             f"{m.get('train_time_s', 0.0):.0f} s train)"),
+        report_only=report_only, backend=backend, ray=ray, retry_failed=retry_failed, progress=progress,
+        checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)
+    runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
     predictors = None
     zc_s = 0.0
     if cfg.zero_cost:

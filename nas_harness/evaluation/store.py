@@ -29,10 +29,14 @@ import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nas_harness.evaluation.recipe import Candidate, StudyRecipe
+    from nas_harness.trial import TrialSpec
 
 __all__ = ["JobStore", "StoredJobs", "StoredRun", "run_stored_jobs"]
 
@@ -251,6 +255,61 @@ def run_stored_jobs(
                 bar.close()
     final = store.records()
     return StoredJobs([final[p] for p in plan if p in final], ran, skipped, time.perf_counter() - t0)
+
+
+def retrain_candidates(
+    store: JobStore,
+    cands: Sequence[Candidate],
+    seeds: Sequence[int],
+    recipe: StudyRecipe,
+    spec: Callable[[Candidate, int], TrialSpec],
+    *,
+    bind: Mapping[str, Any],
+    announce: Callable[[int, int], str],
+    detail: Callable[[Candidate, Mapping[str, Any]], str],
+    report_only: bool = False,
+    backend: str = "local",
+    ray: Any = None,
+    retry_failed: bool = False,
+    progress: bool = True,
+    checkpoint_dir: Any = None,
+    on_record: Callable[[StoredRun], None] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> StoredJobs:
+    """Train each (candidate, seed) not stored yet into ``store`` and return every stored run of the plan:
+    the one loop behind ``confirm`` and ``fidelity``.
+
+    The plan is seed-major (an interrupted run leaves whole seeds to pair).  ``spec(cand, seed)`` is the trial
+    to run; ``bind`` holds :meth:`JobStore.bind`'s ``recipe``, ``kind``, ``attrs`` and ``what`` (the archs are
+    the candidates'); ``announce(n_planned, n_stored)`` is the opening line; ``detail(cand, metrics)`` ends
+    each finished run's line.  ``report_only`` trains nothing and binds nothing: the runs stored so far.
+    """
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    plan = [(c.job, s) for s in seeds for c in cands]
+    by_job = {c.job: c for c in cands}
+    if report_only:
+        done = store.records()
+        return StoredJobs([done[p] for p in plan if p in done], [], [p for p in plan if p in done], 0.0)
+    store.bind(bind["recipe"], {c.job: c.arch for c in cands}, kind=bind["kind"], attrs=bind.get("attrs"),
+               what=bind["what"])
+    say(announce(len(plan), sum(1 for p in plan if p in store.records())))
+
+    def make_jobs(todo: list[Key]) -> list[Any]:
+        from nas_harness.backends import Job
+
+        return [Job(key=f"{by_job[j].label}/seed{s}", spec=spec(by_job[j], s)) for j, s in todo]
+
+    def describe(run: StoredRun) -> str:
+        c = by_job[run.group]
+        if run.state != "ok":
+            return f"{c.label} seed {run.seed}: FAILED: {run.error}"
+        return f"{c.label} seed {run.seed}: {detail(c, run.metrics)}"
+
+    budget = f"/{recipe.train.epochs:g}" if recipe.train.epochs is not None else ""
+    return run_stored_jobs(store, plan, make_jobs, backend=backend, ray=ray, retry_failed=retry_failed,
+                           progress=progress, desc=store.name, checkpoint_dir=checkpoint_dir, budget=budget,
+                           describe=describe, on_record=on_record,
+                           extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say)
 
 
 def _describe(key: str, run: StoredRun) -> str:
