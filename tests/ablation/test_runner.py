@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+from helpers.kill import sigkill_after_first_complete
 from helpers.studies import tiny_ablation
 
 from nas_harness.ablation import parse_ablation
@@ -148,24 +146,7 @@ def test_sigkill_then_cli_resume(in_tmp: Path) -> None:
     proc = subprocess.Popen([sys.executable, "-c", code, "ablate", "tiny.toml", "--no-progress", "--no-figure"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": ""})
     db = Path("results/tiny/ablation.db")
-    deadline = time.time() + 90
-    n_done = 0
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            if db.exists():
-                try:
-                    with sqlite3.connect(db) as con:
-                        n_done = con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
-                except sqlite3.Error:
-                    n_done = 0
-                if n_done >= 1:
-                    break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the CLI finished before it could be killed"
+    sigkill_after_first_complete(proc, db, timeout_s=90)
     stored = _complete_trials(db)
     assert 1 <= len(stored) < 4
     assert cli_main(["ablate", "tiny.toml", "--no-progress", "--no-figure"]) == 0

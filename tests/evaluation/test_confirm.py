@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import csv
 import os
-import signal
-import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.kill import sigkill_after_first_complete
 from helpers.real_study import needs_fmnist, tiny_real
 
 from nas_harness.cli import main as cli_main
@@ -117,23 +115,7 @@ def test_sigkill_then_cli_resume(real_study: Path, monkeypatch: pytest.MonkeyPat
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
     db = real_study / "study.db"
-    deadline = time.time() + 180
-    try:
-        while time.time() < deadline and proc.poll() is None:
-            try:
-                with sqlite3.connect(db) as con:
-                    n = con.execute("select count(*) from trials t join studies s on t.study_id = s.study_id "
-                                    "where s.study_name = ? and t.state = 'COMPLETE'", (store,)).fetchone()[0]
-            except sqlite3.Error:
-                n = 0
-            if n >= 1:
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, "the CLI finished before it could be killed"
+    sigkill_after_first_complete(proc, db, store)
     stored = _confirm_runs(real_study, store)
     assert 1 <= len(stored) < n_jobs
     assert cli_main(args) == 0
