@@ -20,10 +20,12 @@ written before anything is created.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import math
 import os
 import re
+import tempfile
 import tomllib
 import typing
 from collections.abc import Callable, Mapping
@@ -387,6 +389,13 @@ def check_dir_writable(path: str | Path, what: str, target: str | Path | None = 
     if not os.access(existing, os.W_OK | os.X_OK):
         why = "is on a read-only file system" if _read_only(existing) else "is not writable"
         raise ConfigError(f"{what}: {str(existing)!r} {why}; cannot write {str(p)!r}")
+    try:  # permission bits do not tell everything (root, /proc and /sys, some network file systems): try it
+        probe = tempfile.mkdtemp(prefix=".nas-harness-probe-", dir=existing)
+    except OSError as exc:
+        raise ConfigError(f"{what}: cannot create anything in {str(existing)!r} ({exc.strerror or exc}); "
+                          f"cannot write {str(p)!r}") from None
+    with contextlib.suppress(OSError):
+        os.rmdir(probe)
 
 
 def _read_only(path: Path) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from helpers.fakes import study_folder
-from helpers.mounts import fill, full_disk, read_only_dir
+from helpers.mounts import fill, full_disk, read_only_copy, read_only_dir
 from helpers.studies import tiny_ablation, tiny_dict, to_toml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,3 +109,37 @@ def test_outputs_into_a_read_only_folder_are_refused_before_anything_runs(comman
     with read_only_dir(tmp_path / "ro") as ro:
         line = error_line(cli(command[0], "results/fake", "--out", str(ro / "out"), cwd=tmp_path), command[0])
         assert "--out" in line and "read-only" in line and str(ro) in line, line
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc")
+@pytest.mark.parametrize("command", ["plot", "report", "export"])
+def test_outputs_where_nothing_can_be_created_are_refused(command: str, tmp_path: Path) -> None:
+    """Permission bits say root may write under /proc; creating anything there fails all the same."""
+    study_folder(tmp_path / "results", "fake")
+    line = error_line(cli(command, "results/fake", "--out", "/proc/nas-harness-out", cwd=tmp_path), command)
+    assert "--out" in line and "/proc" in line, line
+
+
+def test_a_read_only_results_folder_can_be_read(tmp_path: Path) -> None:
+    """An archived or shared results folder on a read-only file system: report, plot and export read it and
+    write their outputs elsewhere; the study file is not touched."""
+    src = study_folder(tmp_path / "results", "fake")
+    with read_only_copy(src, tmp_path / "ro") as ro:
+        before = (ro / "study.db").read_bytes()
+        for command in (["report", str(ro), "--out", str(tmp_path / "rep")],
+                        ["plot", str(ro), "--out", str(tmp_path / "fig")],
+                        ["export", str(ro), "--rank", "1", "--out", str(tmp_path / "exp")]):
+            res = cli(*command, cwd=tmp_path)
+            assert res.returncode == 0, f"{command}: {res.stderr[-2000:]}"
+        assert (tmp_path / "rep" / "report.md").is_file() and any((tmp_path / "fig").iterdir())
+        assert any((tmp_path / "exp").iterdir())
+        assert (ro / "study.db").read_bytes() == before
+
+
+@pytest.mark.parametrize("command", ["report", "plot", "export"])
+def test_reading_a_file_that_holds_no_study_leaves_it_alone(command: str, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.touch()
+    line = error_line(cli(command, str(empty), cwd=tmp_path), command)
+    assert "holds no study" in line and str(empty) in line, line
+    assert empty.stat().st_size == 0 and not (tmp_path / "results").exists()

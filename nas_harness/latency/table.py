@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import math
 import os
 import platform
 import re
@@ -204,9 +203,30 @@ class Entry:
         e = cls(ms=float(d["ms"]), iqr_ms=float(d.get("iqr_ms", 0.0)), repeats=int(d.get("repeats", 0)),
                 at=str(d.get("at", "")), load=None if d.get("load") is None else float(d["load"]),
                 rounds=int(d.get("rounds", 1)))
-        if not (math.isfinite(e.ms) and e.ms >= 0 and math.isfinite(e.iqr_ms) and e.iqr_ms >= 0):
-            raise ValueError(f"entry: latency must be a finite number >= 0, got {d['ms']!r}")
+        if not (0 <= e.ms <= MAX_MS and 0 <= e.iqr_ms <= MAX_MS):  # NaN fails both
+            raise ValueError(f"entry: latency must be a number from 0 to {MAX_MS:g} ms, got {d['ms']!r}")
         return e
+
+
+#: The largest latency a table may hold (ms): about 2.8 hours, far beyond any network's forward pass.
+MAX_MS = 1e7
+#: The network/blocks ratio of a fit must lie within (0, MAX_SLOPE].
+MAX_SLOPE = 1e3
+
+
+def check_fit(d: Any) -> dict[str, Any]:
+    """A stored overhead fit (see :func:`nas_harness.latency.predictor.fit_overhead`): ``slope`` in
+    (0, MAX_SLOPE], ``intercept_ms`` within +-MAX_MS; anything else is a ValueError/TypeError naming the key."""
+    if not isinstance(d, Mapping):
+        raise TypeError("fit: expected a table")
+    for key, lo, hi in (("slope", 0.0, MAX_SLOPE), ("intercept_ms", -MAX_MS, MAX_MS)):
+        v = d.get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise TypeError(f"fit: {key} must be a number, got {v!r}")
+        if not (lo <= v <= hi) or (key == "slope" and v == 0):
+            allowed = f"> 0 and <= {hi:g}" if key == "slope" else f"within +-{hi:g}"
+            raise ValueError(f"fit: {key} must be {allowed}, got {v!r}")
+    return dict(d)
 
 
 def now() -> str:
@@ -273,7 +293,7 @@ class LatencyTable:
         trial = d.get("memory_format_trial") or {}
         return cls(fingerprint=fp, path=path, memory_format=fmt,
                    memory_format_trial={str(k): float(v) for k, v in trial.items()}, entries=entries,
-                   fits={str(k): dict(v) for k, v in fits.items()}, created=str(d.get("created", "")))
+                   fits={str(k): check_fit(v) for k, v in fits.items()}, created=str(d.get("created", "")))
 
     @classmethod
     def read(cls, path: str | Path) -> LatencyTable:

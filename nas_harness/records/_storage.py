@@ -94,6 +94,32 @@ def _sqlite_connect(path: str) -> Any:
     return con
 
 
+def _sqlite_reader(path: Path, what: str) -> Any:
+    """A connection factory for readers (plot, report, export): read-only, so that reading a study changes
+    nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only mount) the
+    file is opened as immutable (SQLite then needs no lock or WAL index beside it).  A file without Optuna's
+    tables is refused here, naming it."""
+    import os
+    import sqlite3
+
+    if path.stat().st_size == 0:
+        raise ConfigError(f"{what}: {str(path)!r} holds no study (an empty file)")
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+
+    def connect(_: str) -> Any:
+        return sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S, check_same_thread=False)
+
+    con = connect("")
+    try:
+        has_studies = con.execute("select 1 from sqlite_master where type = 'table' and name = 'studies'").fetchone()
+    finally:
+        con.close()
+    if not has_studies:
+        raise ConfigError(f"{what}: {str(path)!r} holds no study (a SQLite file without Optuna's tables)")
+    return connect
+
+
 def check_writable(url: str, what: str = "run.storage") -> None:
     """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written (or a
     file name too long, a folder in the file's place, a read-only file system)."""
@@ -143,7 +169,10 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
                 check_writable(url, what)
                 spath.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite_file(spath, what)
-            kwargs["engine_kwargs"] = {"creator": functools.partial(_sqlite_connect, str(spath))}
+            connect = _sqlite_connect if create else _sqlite_reader(spath, what)
+            kwargs["engine_kwargs"] = {"creator": functools.partial(connect, str(spath))}
+        if not create:
+            kwargs["skip_table_creation"] = True  # a reader never writes, not even the schema
         return _rdb_storage(RDBStorage, sqlalchemy_url(url), kwargs)
     except ConfigError:
         raise

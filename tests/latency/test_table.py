@@ -193,3 +193,31 @@ def test_predictor_refuses_a_table_file_of_another_device(tmp_path: Path, tiny_a
     s = LatencySettings(resolution=16, table=str(path), table_is_file=True, repeats=3, warmup=0)
     with pytest.raises(ConfigError, match=r"was measured on cuda 'Some GPU'.* this run measures on cpu"):
         LatencyPredictor(s).predict(tiny_arch)
+
+
+@pytest.mark.parametrize(("where", "value"), [
+    ("fit", {"slope": 1.1}),  # no intercept
+    ("fit", {"slope": "x", "intercept_ms": 0.0}),
+    ("fit", {"slope": float("nan"), "intercept_ms": 0.0}),
+    ("fit", {"slope": -5.0, "intercept_ms": 0.0}),
+    ("fit", {"slope": 0.0, "intercept_ms": 0.0}),
+    ("fit", {"slope": 1.0, "intercept_ms": 1e300}),
+    ("fit", [1, 2]),
+    ("entry", 1e308),
+    ("entry", float("inf")),
+    ("entry", -1.0),
+])
+def test_damaged_fit_or_out_of_range_entry_is_refused(tmp_path: Path, where: str, value: object) -> None:
+    """Every number a prediction is made of is checked on load, not only the entries' types."""
+    path = tmp_path / "t.json"
+    _table(path).save()
+    doc = json.loads(path.read_text())
+    if where == "fit":
+        doc["fits"]["r16_b1_c10_i3"] = value
+    else:
+        doc["entries"]["stem_i3_o8_k3_s2_silu_r16_b1"]["ms"] = value
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ConfigError) as exc:
+        LatencyTable.read(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg and "damaged" in msg
