@@ -90,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         overrides["run.plots"] = False
     cfg = load_study(args.study, overrides)
     if args.check:
+        from nas_harness.study.search import check_study
+
+        check_study(cfg)  # data, folders, storage, resources: what a real run checks before it writes
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",
               file=sys.stderr)

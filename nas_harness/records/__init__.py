@@ -23,7 +23,15 @@ from nas_harness.records._lease import (
     stale_reason,
 )
 from nas_harness.records._record import INTERRUPTED, REJECTED_OVER_BUDGET, Outcome, TrialRecord
-from nas_harness.records._storage import StorageLock, check_writable, open_storage, redact, scrub, sqlalchemy_url
+from nas_harness.records._storage import (
+    StorageLock,
+    check_reachable,
+    check_writable,
+    open_storage,
+    redact,
+    scrub,
+    sqlalchemy_url,
+)
 from nas_harness.records._tell import add, tell, write_attrs
 
 __all__ = [
@@ -39,6 +47,7 @@ __all__ = [
     "TrialSlots",
     "WorkerId",
     "add",
+    "check_reachable",
     "check_writable",
     "counts",
     "fail_and_requeue",

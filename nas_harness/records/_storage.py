@@ -94,6 +94,26 @@ def _sqlite_connect(path: str) -> Any:
     return con
 
 
+def check_reachable(url: str, what: str = "run.storage") -> None:
+    """Refuse, without creating or writing anything, a storage the run could not open: a SQLite/journal file
+    that cannot be written (:func:`check_writable`), a database server that cannot be reached or refuses the
+    login (a one-line ConfigError without the password)."""
+    if sqlite_path(url) is not None or journal_path(url) is not None:
+        check_writable(url, what)
+        return
+    import sqlalchemy
+
+    try:
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url))
+        try:
+            with engine.connect():
+                pass
+        finally:
+            engine.dispose()
+    except Exception as exc:  # no driver, no server, a refused login, a bad URL
+        raise ConfigError(_cannot_open(url, what, exc)) from None
+
+
 def _sqlite_reader(path: Path, what: str) -> Any:
     """A connection factory for readers (plot, report, export): read-only, so that reading a study changes
     nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only mount) the

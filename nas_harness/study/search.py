@@ -26,7 +26,7 @@ from nas_harness.records import (
     StorageLock,
     TrialRecord,
     TrialSlots,
-    check_writable,
+    check_reachable,
     counts,
     open_storage,
     redact,
@@ -183,16 +183,21 @@ def best_trials(study: Any) -> list[Any]:
         return []
 
 
-def _check_results_dir(cfg: StudyConfig) -> None:
-    import os
+def check_study(cfg: StudyConfig) -> None:
+    """Everything about a study that can be checked without writing anything (``search --check`` and the
+    start of every run): the space, the data set and its splits, the results folder, the storage (writable,
+    or a server that answers), the resources a trial asks for, the sampler.  Each problem is one ConfigError
+    (exit 2)."""
+    from nas_harness._config import check_dir_writable
+    from nas_harness.backends.resources import check_resources
+    from nas_harness.data import load_proxy
 
-    folder = cfg.study_dir
-    existing = folder
-    while not existing.exists():
-        existing = existing.parent
-    if not existing.is_dir() or not os.access(existing, os.W_OK):
-        raise ConfigError(f"run.results_dir: {str(existing)!r} is not a writable folder; cannot create "
-                          f"{str(folder)!r}")
+    space = cfg.search_space()
+    load_proxy(cfg.data)  # a missing/corrupt data set or impossible split is a DataError (exit 2)
+    check_dir_writable(cfg.study_dir, "run.results_dir")
+    check_reachable(cfg.storage_url)
+    check_resources(cfg)
+    make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
 
 
 def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
@@ -201,16 +206,8 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     Returns (study, task, sampler).  Data, results folder and storage problems are
     one-line errors raised before any file is created.
     """
-    from nas_harness.data import load_proxy
-
-    space = cfg.search_space()
-    load_proxy(cfg.data)  # a missing/corrupt data set is a DataError (exit 2) before anything is written
-    _check_results_dir(cfg)
-    check_writable(cfg.storage_url)
-    from nas_harness.backends.resources import check_resources
-
-    check_resources(cfg)
-    sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
+    check_study(cfg)
+    sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed, cfg.search_space())
     pruner = make_pruner(cfg.pruner) if cfg.objective.kind != "multi" else None
     storage = open_storage(cfg.storage_url)
     study, threads = open_study(cfg, storage, sampler, pruner, log)

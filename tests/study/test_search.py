@@ -176,3 +176,25 @@ def test_cli_search_and_check(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert "study tiny: 2 complete, 0 pruned, 0 failed" in out
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{tmp_path / 'results/tiny/study.db'}")
     assert study.user_attrs["config"]["seed"] == 1 and study.trials[0].user_attrs["seed"] == 1
+
+
+@pytest.mark.parametrize(("sections", "flags", "words"), [
+    ({"data": {"val_size": 100_000}}, [], ["val_size"]),
+    ({"data": {"dataset": "fashion_mnist", "root": "/nonexistent/fmnist", "channels": 1}}, [], ["/nonexistent/fmnist"]),
+    ({}, ["--storage", "postgresql://nas@127.0.0.1:1/nas"], ["run.storage", "127.0.0.1"]),
+    ({}, ["--device", "cuda:7"], ["cuda"]),
+])
+def test_check_refuses_what_the_run_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture, sections: dict,
+                                                 flags: list[str], words: list[str]) -> None:
+    """`search --check` runs every check the run makes before it writes: data and splits, storage, devices."""
+    if "--device" in flags:
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("this machine has a cuda:7")
+    path = write_study(tmp_path, **sections)
+    assert main(["search", str(path), "--check", *flags]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("nas-harness search: error: "), err
+    assert all(w in err[0] for w in words), err[0]
+    assert not (tmp_path / "results").exists()
