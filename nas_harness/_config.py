@@ -456,7 +456,8 @@ def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
             kind, _ = _submodel(field.annotation)
             if kind == "model":
                 continue  # a section of its own
-            default = "(required)" if field.is_required() else repr(field.get_default(call_default_factory=True))
+            value = None if field.is_required() else field.get_default(call_default_factory=True)
+            default = "(required)" if field.is_required() else repr(list(value) if isinstance(value, tuple) else value)
             rows.append(f"| `{_join(sec, name)}` | {_type_text(field.annotation)} | `{default}` | "
                         f"{_range_text(field)} | {(field.description or '').replace('|', '/')} |")
     return "\n".join(rows) + "\n"

@@ -16,8 +16,11 @@ import math
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from pydantic import Field
+
+from nas_harness._config import Bool, ConfigModel, Int, Num
 from nas_harness.arch import Arch, Stage, make_divisible
 from nas_harness.errors import ConfigError
 from nas_harness.presets import efficientnet_b0
@@ -98,6 +101,39 @@ class StageChoices:
         return len(self.kernels) * len(self.expands) * len(self.se) * len(self.repeats) * len(self.widths)
 
 
+class StageKeys(ConfigModel):
+    """One stage's overrides in ``[space.stages.N]`` (documents the keys; :meth:`SearchSpace.from_dict`
+    validates them)."""
+
+    kernels: Annotated[list[Int] | None, Field(description="this stage's kernel sizes")] = None
+    expands: Annotated[list[Num] | None, Field(description="this stage's expansion ratios")] = None
+    se: Annotated[list[Bool] | None, Field(description="this stage's SE choices")] = None
+    repeats: Annotated[list[Int] | None, Field(description=f"this stage's repeat counts, 1..{MAX_REPEATS} "
+                                                           "(instead of base ± repeats_delta)")] = None
+    widths: Annotated[list[Num] | None, Field(description="this stage's width multipliers")] = None
+
+
+class SpaceKeys(ConfigModel):
+    """The ``[space]`` table: per-stage choices around the base arch.  This model names and documents the
+    keys (docs/study-file.md, the JSON Schema); :meth:`SearchSpace.from_dict` accepts exactly these and
+    checks every value."""
+
+    kernels: Annotated[tuple[Int, ...], Field(
+        description=f"depthwise kernel sizes every stage may use (odd, 1..{MAX_KERNEL})")] = DEFAULT_KERNELS
+    expands: Annotated[tuple[Num, ...], Field(
+        description=f"expansion ratios every stage may use (1..{MAX_EXPAND})")] = DEFAULT_EXPANDS
+    se: Annotated[tuple[Bool, ...], Field(description="squeeze-and-excitation choices (true = on)")] = DEFAULT_SE
+    widths: Annotated[tuple[Num, ...], Field(
+        description=f"width multipliers of each stage's channels (0..{MAX_WIDTH:g})")] = DEFAULT_WIDTHS
+    repeats_delta: Annotated[Int, Field(ge=0, le=MAX_REPEATS_DELTA, description="repeats = the base stage's ± this"
+                                        )] = DEFAULT_REPEATS_DELTA
+    se_ratio: Annotated[Num, Field(gt=0, le=1, description="SE squeeze ratio (relative to the block input) where SE "
+                                   "is on; an error when no stage can have SE")] = 0.25
+    stages: Annotated[dict[str, dict[str, list[Any]]], Field(
+        description="overrides for single stages, keyed by stage number: [space.stages.2] kernels = [3], "
+                    "expands, se, repeats, widths")] = Field(default_factory=dict)
+
+
 class SearchSpace:
     """Per-stage choices around a base arch.  Immutable; compare with ``==``."""
 
@@ -137,7 +173,7 @@ class SearchSpace:
         number ("1".."7") overriding ``kernels``/``expands``/``se``/``repeats``/``widths`` for that stage.
         """
         d = dict(d or {})
-        allowed = {"kernels", "expands", "se", "widths", "repeats_delta", "se_ratio", "stages"}
+        allowed = set(SpaceKeys.model_fields)
         unknown = sorted(set(d) - allowed)
         if unknown:
             raise ConfigError(f"{where}.{unknown[0]}: unknown key; allowed keys are {', '.join(sorted(allowed))}")
@@ -157,14 +193,17 @@ class SearchSpace:
                 raise ConfigError(f"{where}.stages.{key}: expected a stage number 1..{n}")
             if not isinstance(ov, Mapping):
                 raise ConfigError(f"{where}.stages.{key}: expected a table, got {ov!r}")
-            bad = sorted(set(ov) - {"kernels", "expands", "se", "repeats", "widths"})
+            bad = sorted(set(ov) - set(StageKeys.model_fields))
             if bad:
-                raise ConfigError(f"{where}.stages.{key}.{bad[0]}: unknown key; allowed keys are expands, kernels, "
-                                  "repeats, se, widths")
+                raise ConfigError(f"{where}.stages.{key}.{bad[0]}: unknown key; allowed keys are "
+                                  f"{', '.join(sorted(StageKeys.model_fields))}")
             i = int(key) - 1
             stages[i] = dataclasses.replace(stages[i], **{k: tuple(v) if isinstance(v, list) else v
                                                           for k, v in ov.items()})
             stages[i].validate(f"{where}.stages.{key}")
+        if "se_ratio" in d and not any(True in sc.se for sc in stages):
+            raise ConfigError(f"{where}.se_ratio: has no effect, no stage can have SE (se = [false] everywhere); "
+                              "remove it or allow se = true")
         return cls(space.base, stages, space.se_ratio)
 
     def to_dict(self) -> dict[str, Any]:

@@ -199,6 +199,9 @@ def _split(raw: RawDataset, cfg: ProxyConfig) -> tuple[np.ndarray, np.ndarray]:
     if n_train + n_val > n_total or n_train < 1:
         raise ConfigError(f"data: {n_train} training + {n_val} validation images requested but {raw.name} has only "
                           f"{n_total} training images; lower data.train_subset/per_class or data.val_size")
+    if cfg.train_subset is not None and n_train < k:
+        raise ConfigError(f"data.train_subset = {n_train} is fewer than the {k} classes of {raw.name}: a stratified "
+                          f"subset needs at least one image per class (use >= {k}, or per_class)")
     rng = np.random.default_rng(cfg.seed)
     everything = np.arange(n_total)
     val_idx = _stratified(y, everything, _allocate(counts, n_val), rng)

@@ -41,6 +41,7 @@ from nas_harness.data.proxy import ProxyConfig
 from nas_harness.errors import ConfigError
 from nas_harness.latency.config import LatencyConfig, LatencySettings
 from nas_harness.objectives import Objective
+from nas_harness.space import SpaceKeys
 from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
 
@@ -136,7 +137,7 @@ class StudyConfig(ConfigModel):
     base_width: Annotated[Num, Field(ge=0.05, le=8, description="width multiplier applied to base")] = 1.0
     base_depth: Annotated[Num, Field(ge=0.05, le=8, description="depth multiplier applied to base")] = 1.0
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1, description="seeds the sampler and every trial's training")] = 0
-    space: Annotated[dict[str, Any], Field(description="per-stage choices (nas_harness.space.SearchSpace.from_dict)")
+    space: Annotated[dict[str, Any], Field(description="per-stage choices: the [space] keys below")
                      ] = Field(default_factory=dict)
     data: ProxyConfig = ProxyConfig()
     train: TrainConfig = TrainConfig()
@@ -289,7 +290,7 @@ def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 SECTIONS: dict[str, type[ConfigModel]] = {
     "": StudyConfig, "data": ProxyConfig, "train": TrainConfig, "trial": TrialSettings, "objective": Objective,
     "sampler": SamplerConfig, "pruner": PrunerConfig, "run": StudyRun, "ray": StudyRay, "scaling": ScalingConfig,
-    "latency": LatencyConfig,
+    "latency": LatencyConfig, "space": SpaceKeys,
 }
 
 
@@ -301,4 +302,8 @@ def schema_markdown(sections: Mapping[str, type[ConfigModel]] | None = None) -> 
 
 
 def study_json_schema() -> dict[str, Any]:
-    return json_schema(StudyConfig, "nas-harness study file")
+    schema = json_schema(StudyConfig, "nas-harness study file")
+    space = SpaceKeys.model_json_schema()  # [space] is a free table to StudyConfig; its keys are SpaceKeys'
+    schema.setdefault("$defs", {}).update(space.pop("$defs", {}))
+    schema["properties"]["space"] = {**space, "description": schema["properties"]["space"].get("description", "")}
+    return schema
