@@ -211,7 +211,19 @@ class Arch:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Arch:
+        if not isinstance(d, dict):
+            raise ConfigError(f"arch spec: expected a JSON object, got {type(d).__name__}")
         d = {k: v for k, v in d.items() if k != "arch"}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(f.name for f in dataclasses.fields(cls) if f.name not in d
+                         and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+        if missing:
+            raise ConfigError(f"arch spec: missing key(s) {', '.join(missing)}")
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise ConfigError(f"arch spec: unknown key {unknown[0]!r}; allowed keys are {', '.join(sorted(fields))}")
+        if not isinstance(d["stages"], (list, tuple)) or not all(isinstance(s, dict) for s in d["stages"]):
+            raise ConfigError("arch spec: 'stages' must be a list of objects (one per stage)")
         try:
             stages = tuple(Stage(**s) for s in d.pop("stages"))
             return cls(stages=stages, **d)
@@ -252,6 +264,8 @@ def _parse_block(tok: str) -> Stage:
     skip = True
     for p in parts[1:]:
         if p == "noskip":
+            if not skip:
+                raise ConfigError(f"arch string token {tok!r}: option 'noskip' given twice")
             skip = False
             continue
         m = _BLOCK_OPT_RE.match(p)

@@ -149,7 +149,7 @@ LAYERS = {
     "arch": {"arch", "errors"},
     "scaling": {"arch", "errors", "scaling"},
     "presets": {"arch", "errors", "scaling", "presets"},
-    "space": {"arch", "errors", "scaling", "presets", "space"},
+    "space": {"_config", "arch", "errors", "scaling", "presets", "space"},
     "flops": {"arch", "errors", "flops"},
     "model": {"arch", "errors", "model"},
 }
@@ -180,3 +180,24 @@ def test_resolve_arch(tmp_path):
     assert resolve_arch("efficientnet_b6") == efficientnet("b6").arch and resolve_arch(" B6 ").bn_eps == 1e-3
     with pytest.raises(ConfigError, match=r"b0\.\.b7"):
         resolve_arch("b9")
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ({"stem_channels": 32}, "missing key(s)"),
+    ("extra", "unknown key 'x'"),
+    ("stages-int", "'stages' must be a list"),
+    ([1, 2], "expected a JSON object"),
+])
+def test_arch_spec_errors_name_what_is_wrong(spec: object, words: str) -> None:
+    from nas_harness.presets import efficientnet_b0
+
+    d = efficientnet_b0().to_dict()
+    spec = {"extra": {**d, "x": 1}, "stages-int": {**d, "stages": 3}}.get(spec, spec) if isinstance(spec, str) else spec
+    with pytest.raises(ConfigError, match=r"^arch spec: ") as exc:
+        Arch.from_dict(spec)
+    assert words in str(exc.value)
+
+
+def test_noskip_twice_is_refused() -> None:
+    with pytest.raises(ConfigError, match="'noskip' given twice"):
+        parse_arch("stem_c8_s1,ds_r1_k3_s1_e1_c8_noskip_noskip,head_c32_do0_dp0_silu")

@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> int:
            if fit else "sum of entries; no overhead fit yet")
     print(f"predicted:  {pred.total_ms:.3f} ms ({how})")
     for kind, ms in pred.by_kind().items():
-        print(f"  {kind:<10s}{ms:.3f} ms")
+        print(f"  {kind + ':':<12s}{ms:.3f} ms")
     if args.parts:
         for k, ms in pred.parts:
             print(f"    {ms:9.4f} ms  {k}")

@@ -371,6 +371,7 @@ def fork_study(cfg: StudyConfig, new_name: str, log: Any = None) -> StudyConfig:
     from nas_harness.arch import parse_arch
 
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the harness says what it creates, in its own words
     try:
         old = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url))
     except KeyError:
