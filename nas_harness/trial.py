@@ -155,6 +155,7 @@ class ResultCache:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
                 fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
+                os.fchmod(fd, 0o644)  # mkstemp's 0600 would keep a shared cache from the other users
                 with os.fdopen(fd, "w") as f:
                     json.dump(record.to_attrs(), f, sort_keys=True)
                 os.replace(tmp, self.directory / f"{key}.json")

@@ -122,6 +122,7 @@ def download_fashion_mnist(dest: Path | None = None, base_url: str | None = None
         if target.is_file() and _md5(target) == md5:
             continue
         fd, tmp = tempfile.mkstemp(dir=dest, prefix=f".{name}.")
+        os.fchmod(fd, 0o644)
         os.close(fd)
         tmp_path = Path(tmp)
         try:

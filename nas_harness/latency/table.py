@@ -381,6 +381,7 @@ class LatencyTable:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        os.fchmod(fd, 0o644)  # a table is meant to be shared; mkstemp's 0600 would hide it from other users
         try:
             with os.fdopen(fd, "w") as f:
                 json.dump(self.to_json(), f, indent=1, sort_keys=False)

@@ -97,6 +97,7 @@ def test_json_round_trip(tmp_path: Path) -> None:
     assert back.entries == t.entries and back.fits == t.fits and back.fingerprint == FP
     assert back.memory_format == "channels_last" and back.memory_format_trial == {"channels_last": 1.0}
     assert not list(tmp_path.glob("*.tmp"))  # the temporary file was renamed into place
+    assert path.stat().st_mode & 0o777 == 0o644  # readable by the others who share it
 
 
 def test_table_of_another_device_is_refused_naming_file_and_both_fingerprints(tmp_path: Path) -> None:
