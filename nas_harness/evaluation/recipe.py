@@ -120,11 +120,11 @@ def open_study_source(source: Any, study_name: str | None = None, scaling: bool 
     """(StudySource, Optuna study) of a results folder / storage; ``scaling``: its ``<study>-scaling`` study."""
     from nas_harness.results import load_study, resolve_source
 
-    src = resolve_source(source, study_name)
+    src = resolve_source(source, study_name, write=True)  # the re-runs are stored beside the study
     if scaling and not src.study_name.endswith("-scaling"):
         name = f"{src.study_name}-scaling"
         try:
-            src = resolve_source(source, name)
+            src = resolve_source(source, name, write=True)
         except ConfigError:
             raise ConfigError(f"--scaling: no study {name!r} in {src.label}; run `nas-harness search STUDY.toml "
                               "--scaling` first") from None

@@ -56,12 +56,13 @@ def _is_sqlite(path: Path) -> bool:
         raise ConfigError(f"storage: cannot read '{path}' ({exc.strerror or exc})") from None
 
 
-def _storage_for_path(path: Path) -> tuple[Any, str]:
-    """Open an existing SQLite or journal file for reading (never creates one); a damaged file is named."""
+def _storage_for_path(path: Path, write: bool = False) -> tuple[Any, str]:
+    """Open an existing SQLite or journal file, read-only unless ``write`` (never creates one); a damaged file
+    is named."""
     from nas_harness.records import open_storage
 
     url = f"sqlite:///{path.resolve()}" if _is_sqlite(path) else f"journal:{path.resolve()}"
-    return open_storage(url, "storage", create=False), str(path)
+    return open_storage(url, "storage", create=write), str(path)
 
 
 def _is_file(path: Path) -> bool:
@@ -78,26 +79,28 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _folder_storage(folder: Path) -> tuple[Any, str]:
+def _folder_storage(folder: Path, write: bool = False) -> tuple[Any, str]:
     db = folder / "study.db"
     if db.is_file():
-        return _storage_for_path(db)
+        return _storage_for_path(db, write)
     candidates = sorted(
         p for p in folder.iterdir()
         if p.is_file() and (p.suffix.lower() in _SQLITE_SUFFIXES or p.name.endswith((".log", ".journal")))
     )
     if len(candidates) == 1:
-        return _storage_for_path(candidates[0])
+        return _storage_for_path(candidates[0], write)
     raise ConfigError(
         f"storage: folder '{folder}' has no study.db (found {len(candidates)} candidate storage files); "
         "pass the storage file or URL explicitly"
     )
 
 
-def resolve_source(source: str | Path, study_name: str | None = None) -> StudySource:
+def resolve_source(source: str | Path, study_name: str | None = None, write: bool = False) -> StudySource:
     """Turn a results folder, SQLite/journal file path or storage URL (+ optional study name) into a source.
 
     Existence is checked first, because Optuna would silently create an empty SQLite database for a typo.
+    The storage is opened read-only (readers never change a study) unless ``write``: ``confirm`` and
+    ``fidelity`` store their runs beside the study.
     """
     import optuna
 
@@ -111,7 +114,7 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
         text = text[len("journal:"):].removeprefix("//")
         if not _is_file(Path(text)):
             raise ConfigError(f"storage: journal file '{text}' does not exist")
-        storage, label = _storage_for_path(Path(text))
+        storage, label = _storage_for_path(Path(text), write)
         folder = Path(text).parent
     elif "://" in text:
         folder = None
@@ -120,14 +123,14 @@ def resolve_source(source: str | Path, study_name: str | None = None) -> StudySo
             if not _is_file(db):
                 raise ConfigError(f"storage: SQLite file '{db}' does not exist")
             folder = db.parent
-        storage, label = open_storage(text, "storage", create=False), redact(text)
+        storage, label = open_storage(text, "storage", create=write), redact(text)
     else:
         path = Path(text)
         if _is_dir(path):
-            storage, label = _folder_storage(path)
+            storage, label = _folder_storage(path, write)
             folder = path
         elif _is_file(path):
-            storage, label = _storage_for_path(path)
+            storage, label = _storage_for_path(path, write)
             folder = path.parent
         else:
             raise ConfigError(
