@@ -16,6 +16,8 @@ from helpers.fakes import study_folder
 from helpers.mounts import fill, full_disk, read_only_copy, read_only_dir
 from helpers.studies import tiny_ablation, tiny_dict, to_toml
 
+from nas_harness.cli import main
+
 ROOT = Path(__file__).resolve().parents[1]
 ABLATION = tiny_ablation(seeds=3)
 
@@ -129,8 +131,7 @@ def test_a_read_only_results_folder_can_be_read(tmp_path: Path) -> None:
         for command in (["report", str(ro), "--out", str(tmp_path / "rep")],
                         ["plot", str(ro), "--out", str(tmp_path / "fig")],
                         ["export", str(ro), "--rank", "1", "--out", str(tmp_path / "exp")]):
-            res = cli(*command, cwd=tmp_path)
-            assert res.returncode == 0, f"{command}: {res.stderr[-2000:]}"
+            assert main(command) == 0, command  # in this process: the mount is detached lazily if still open
         assert (tmp_path / "rep" / "report.md").is_file() and any((tmp_path / "fig").iterdir())
         assert any((tmp_path / "exp").iterdir())
         assert (ro / "study.db").read_bytes() == before
