@@ -52,50 +52,43 @@ def can_mount() -> bool:
 
 
 @contextlib.contextmanager
-def read_only_dir(where: Path) -> Iterator[Path]:
-    """``where`` as an empty read-only file system (skips the test where mounting is not permitted)."""
+def tmpfs(where: Path, options: str) -> Iterator[Path]:
+    """``where`` as a tmpfs mounted with ``options`` for the body (skips where mounting is not permitted)."""
     if not can_mount():
         pytest.skip(SKIP_REASON)
     where.mkdir(parents=True, exist_ok=True)
-    if not _mount("ro,size=1m", where):
+    if not _mount(options, where):
         pytest.skip(SKIP_REASON)
     try:
         yield where
     finally:
         _umount(where)
+
+
+@contextlib.contextmanager
+def read_only_dir(where: Path) -> Iterator[Path]:
+    """``where`` as an empty read-only file system."""
+    with tmpfs(where, "ro,size=1m"):
+        yield where
 
 
 @contextlib.contextmanager
 def read_only_copy(src: Path, where: Path, size: str = "16m") -> Iterator[Path]:
     """A copy of the folder ``src`` at ``where`` on a file system then remounted read-only (an archived or
-    shared results folder); skips where mounting is not permitted."""
-    if not can_mount():
-        pytest.skip(SKIP_REASON)
-    where.mkdir(parents=True, exist_ok=True)
-    if not _mount(f"size={size}", where):
-        pytest.skip(SKIP_REASON)
-    try:
+    shared results folder)."""
+    with tmpfs(where, f"size={size}"):
         shutil.copytree(src, where, dirs_exist_ok=True)
         res = subprocess.run(["mount", "-o", "remount,ro", str(where)], capture_output=True, timeout=30, check=False)
         assert res.returncode == 0, res.stderr
         yield where
-    finally:
-        _umount(where)
 
 
 @contextlib.contextmanager
 def full_disk(where: Path, size: str = "2m", leave: int = 0) -> Iterator[Path]:
-    """``where`` as a small tmpfs filled up to ``leave`` bytes of free space (skips where not permitted)."""
-    if not can_mount():
-        pytest.skip(SKIP_REASON)
-    where.mkdir(parents=True, exist_ok=True)
-    if not _mount(f"size={size}", where):
-        pytest.skip(SKIP_REASON)
-    try:
+    """``where`` as a small tmpfs filled up to ``leave`` bytes of free space."""
+    with tmpfs(where, f"size={size}"):
         fill(where, leave)
         yield where
-    finally:
-        _umount(where)
 
 
 def fill(where: Path, leave: int = 0) -> None:
