@@ -172,6 +172,8 @@ class BlockKey:
             elif name == "residual":
                 values[name] = raw == "1"
             else:
+                if not raw.isdecimal() or int(raw) < 1:
+                    raise ValueError(f"latency key {text!r}: {m.group(1)} must be a positive integer")
                 values[name] = int(raw)
         key = cls(**values)
         if str(key) != text:
@@ -200,12 +202,30 @@ class Entry:
     def from_dict(cls, d: Any) -> Entry:
         if not isinstance(d, Mapping):
             raise TypeError("entry: expected a table")
-        e = cls(ms=float(d["ms"]), iqr_ms=float(d.get("iqr_ms", 0.0)), repeats=int(d.get("repeats", 0)),
-                at=str(d.get("at", "")), load=None if d.get("load") is None else float(d["load"]),
-                rounds=int(d.get("rounds", 1)))
-        if not (0 <= e.ms <= MAX_MS and 0 <= e.iqr_ms <= MAX_MS):  # NaN fails both
-            raise ValueError(f"entry: latency must be a number from 0 to {MAX_MS:g} ms, got {d['ms']!r}")
-        return e
+        unknown = sorted(set(d) - {f.name for f in dataclasses.fields(cls)})
+        if unknown:
+            raise ValueError(f"entry: unknown key {unknown[0]!r}")
+        load = d.get("load")
+        return cls(ms=_number(d, "ms", 0.0, MAX_MS, open_low=True), iqr_ms=_number(d, "iqr_ms", 0.0, MAX_MS, 0.0),
+                   repeats=int(_number(d, "repeats", 0, 10**9, 0, integer=True)), at=str(d.get("at", "")),
+                   load=None if load is None else _number(d, "load", 0.0, 1e6),
+                   rounds=int(_number(d, "rounds", 1, 10**6, 1, integer=True)))
+
+
+_MISSING = object()
+
+
+def _number(d: Mapping[str, Any], key: str, lo: float, hi: float, default: Any = _MISSING, *,
+            open_low: bool = False, integer: bool = False) -> float:
+    """``d[key]`` as a real number (JSON number, not a string or a boolean) in [lo, hi] (or (lo, hi])."""
+    v = d.get(key, default)
+    if v is _MISSING:
+        raise KeyError(f"{key} is missing")
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or (integer and not float(v).is_integer()):
+        raise TypeError(f"{key} must be {'an integer' if integer else 'a number'}, got {v!r}")
+    if not (lo < v <= hi if open_low else lo <= v <= hi):  # NaN fails both
+        raise ValueError(f"{key} must be {'>' if open_low else '>='} {lo:g} and <= {hi:g}, got {v!r}")
+    return float(v)
 
 
 #: The largest latency a table may hold (ms): about 2.8 hours, far beyond any network's forward pass.
@@ -214,18 +234,33 @@ MAX_MS = 1e7
 MAX_SLOPE = 1e3
 
 
+_CONTEXT = re.compile(r"^r[1-9]\d*_b[1-9]\d*_c[1-9]\d*_i[1-9]\d*$")
+
+
+def _context_key(key: Any) -> str:
+    """A fit's key: the input size, batch, classes and channels it was fitted for (``r224_b1_c1000_i3``)."""
+    if not isinstance(key, str) or not _CONTEXT.match(key):
+        raise ValueError(f"fit key {key!r}: expected r<size>_b<batch>_c<classes>_i<channels>")
+    return key
+
+
 def check_fit(d: Any) -> dict[str, Any]:
-    """A stored overhead fit (see :func:`nas_harness.latency.predictor.fit_overhead`): ``slope`` in
-    (0, MAX_SLOPE], ``intercept_ms`` within +-MAX_MS; anything else is a ValueError/TypeError naming the key."""
+    """A stored overhead fit (see :func:`nas_harness.latency.predictor.fit_overhead`): ``model`` 'ratio' or
+    'affine', ``slope`` in (0, MAX_SLOPE], ``intercept_ms`` in [0, MAX_MS] (so no prediction can be zero or
+    negative), the networks behind it with real numbers; anything else is a ValueError/TypeError naming the key."""
     if not isinstance(d, Mapping):
         raise TypeError("fit: expected a table")
-    for key, lo, hi in (("slope", 0.0, MAX_SLOPE), ("intercept_ms", -MAX_MS, MAX_MS)):
-        v = d.get(key)
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise TypeError(f"fit: {key} must be a number, got {v!r}")
-        if not (lo <= v <= hi) or (key == "slope" and v == 0):
-            allowed = f"> 0 and <= {hi:g}" if key == "slope" else f"within +-{hi:g}"
-            raise ValueError(f"fit: {key} must be {allowed}, got {v!r}")
+    if d.get("model", "ratio") not in ("ratio", "affine"):
+        raise ValueError(f"fit: model must be 'ratio' or 'affine', got {d.get('model')!r}")
+    _number(d, "slope", 0.0, MAX_SLOPE, open_low=True)
+    _number(d, "intercept_ms", 0.0, MAX_MS)
+    networks = d.get("networks", [])
+    if not isinstance(networks, list) or not all(isinstance(n, Mapping) for n in networks):
+        raise TypeError("fit: networks must be a list of tables")
+    for n in networks:
+        for key in ("measured_ms", "sum_ms"):
+            if key in n:
+                _number(n, key, 0.0, MAX_MS)
     return dict(d)
 
 
@@ -280,6 +315,8 @@ class LatencyTable:
         if d.get("version") != VERSION:
             raise ValueError(f"table format version {d.get('version')!r}, this code reads version {VERSION}")
         fp = Fingerprint.from_dict(d["fingerprint"])
+        if d.get("fingerprint_id", fp.id) != fp.id:
+            raise ValueError(f"fingerprint_id {d.get('fingerprint_id')!r} does not match its fingerprint ({fp.id})")
         entries_raw, fits = d.get("entries", {}), d.get("fits", {})
         if not isinstance(entries_raw, Mapping) or not isinstance(fits, Mapping):
             raise TypeError("entries and fits must be tables")
@@ -293,7 +330,7 @@ class LatencyTable:
         trial = d.get("memory_format_trial") or {}
         return cls(fingerprint=fp, path=path, memory_format=fmt,
                    memory_format_trial={str(k): float(v) for k, v in trial.items()}, entries=entries,
-                   fits={str(k): check_fit(v) for k, v in fits.items()}, created=str(d.get("created", "")))
+                   fits={_context_key(k): check_fit(v) for k, v in fits.items()}, created=str(d.get("created", "")))
 
     @classmethod
     def read(cls, path: str | Path) -> LatencyTable:

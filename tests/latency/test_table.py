@@ -204,19 +204,41 @@ def test_predictor_refuses_a_table_file_of_another_device(tmp_path: Path, tiny_a
     ("fit", {"slope": 0.0, "intercept_ms": 0.0}),
     ("fit", {"slope": 1.0, "intercept_ms": 1e300}),
     ("fit", [1, 2]),
+    ("fit", {"slope": 1.0, "intercept_ms": -1000.0}),  # would predict negative latencies
+    ("fit", {"model": "poly", "slope": 1.0, "intercept_ms": 0.0}),
+    ("fit", {"slope": 1.0, "intercept_ms": 0.0, "networks": [{"measured_ms": "x", "sum_ms": 1.0}]}),
+    ("fit-key", "garbage"),
+    ("fingerprint_id", "cpu-something-else"),
     ("entry", 1e308),
     ("entry", float("inf")),
     ("entry", -1.0),
+    ("entry", 0.0),
+    ("entry", "0.3"),
+    ("entry", True),
+    ("entry-extra", 1),
+    ("entry-repeats", -3),
+    ("key", "classifier_i-5_o1000_r7_b1"),
 ])
 def test_damaged_fit_or_out_of_range_entry_is_refused(tmp_path: Path, where: str, value: object) -> None:
     """Every number a prediction is made of is checked on load, not only the entries' types."""
     path = tmp_path / "t.json"
     _table(path).save()
     doc = json.loads(path.read_text())
+    entry = doc["entries"]["stem_i3_o8_k3_s2_silu_r16_b1"]
     if where == "fit":
         doc["fits"]["r16_b1_c10_i3"] = value
+    elif where == "fit-key":
+        doc["fits"][value] = doc["fits"]["r16_b1_c10_i3"]
+    elif where == "fingerprint_id":
+        doc["fingerprint_id"] = value
+    elif where == "entry-extra":
+        entry["surprise"] = value
+    elif where == "entry-repeats":
+        entry["repeats"] = value
+    elif where == "key":
+        doc["entries"][value] = entry
     else:
-        doc["entries"]["stem_i3_o8_k3_s2_silu_r16_b1"]["ms"] = value
+        entry["ms"] = value
     path.write_text(json.dumps(doc))
     with pytest.raises(ConfigError) as exc:
         LatencyTable.read(path)
