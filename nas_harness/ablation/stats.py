@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from nas_harness.results.stats import PairedDelta, Summary, paired_delta, summarize
+from nas_harness.results.stats import ACCURACY, PairedDelta, Summary, paired_delta, summarize
 
 __all__ = [
     "BudgetStability",
@@ -120,8 +120,8 @@ def variant_table(
                 arch=archs.get(v, ""),
                 n_ok=len(good),
                 n_failed=len(by_var[v]) - len(good),
-                test=summarize(list(test.values()), confidence),
-                val=summarize(list(seed_map(v, "val_acc").values()), confidence),
+                test=summarize(list(test.values()), confidence, bounds=ACCURACY),
+                val=summarize(list(seed_map(v, "val_acc").values()), confidence, bounds=ACCURACY),
                 delta_test=paired_delta(test, base_test, confidence) if has_base else None,
                 params=params,
                 macs=macs,

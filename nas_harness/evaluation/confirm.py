@@ -52,6 +52,7 @@ from nas_harness.evaluation.recipe import (
 )
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
 from nas_harness.results.stats import (
+    ACCURACY,
     PairedDelta,
     Summary,
     accuracy_interval,
@@ -123,8 +124,9 @@ def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int]) -> 
     for c in cands:
         mine = by_job.get(c.job, [])
         val = _seed_map(mine, "val_acc", wanted)
-        rows.append(ConfirmRow(c, summarize(list(val.values())), summarize(list(_seed_map(mine, "test_acc", wanted)
-                                                                               .values())),
+        tests = _seed_map(mine, "test_acc", wanted)
+        rows.append(ConfirmRow(c, summarize(list(val.values()), bounds=ACCURACY),
+                               summarize(list(tests.values()), bounds=ACCURACY),
                                tuple(sorted(val)), sum(1 for r in mine if r.state != "ok" and r.seed in wanted)))
     vals = {row.cand.job: _seed_map(by_job.get(row.cand.job, []), "val_acc", wanted) for row in rows}
     refs = [row for row in rows if row.cand.kind == "reference"]

@@ -50,7 +50,7 @@ from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_recipe
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
-from nas_harness.results.stats import accuracy_interval, rank_agreement, summarize
+from nas_harness.results.stats import ACCURACY, accuracy_interval, rank_agreement, summarize
 
 __all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
            "select_archs", "write_fidelity"]
@@ -197,7 +197,7 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
         vals = [float(r.metrics["val_acc"]) for r in mine]
         finals = [float(r.metrics["val_acc_final"]) for r in mine if r.metrics.get("val_acc_final") is not None]
         tests = [float(r.metrics["test_acc"]) for r in mine if r.metrics.get("test_acc") is not None]
-        s = summarize(vals)
+        s = summarize(vals, bounds=ACCURACY)
         if s.n == 1:  # one run: the interval of its split
             lo, hi = accuracy_interval(vals[0], mine[0].metrics.get("val_n"))
         else:
@@ -332,7 +332,11 @@ def _reading(s: dict[str, Any]) -> str:
     if tau is None:
         return "No ranking could be measured (fewer than two archs with a high-fidelity result)."
     if None in ci:
-        return f"Kendall tau {tau:.2f} (no interval)."
+        p = s.get("kendall_tau_p")
+        test = f" (p = {p:.2g}, scipy exact test)" if p is not None else ""
+        return (f"Kendall tau {tau:.2f} on {s['n_archs']} archs{test}: "
+                "too few archs for a bootstrap interval, so this is no evidence either way unless p is small; "
+                "rank more archs (--top/--random).")
     lo, hi = ci
     if lo > 0:
         strength = "ranks them better than chance"
@@ -340,8 +344,8 @@ def _reading(s: dict[str, Any]) -> str:
         strength = "ranks them in the wrong order more often than not"
     else:
         strength = "cannot be told apart from a random ranking"
-    width = ("the interval is wide: more archs would narrow it" if hi - lo > 0.6 else "the interval is narrow enough "
-             "to act on")
+    width = ("the interval is wide: more archs would narrow it" if hi - lo > 0.6 else
+             "the interval is narrow; it covers sampling of the archs, not the seed noise of each accuracy")
     return f"On these {s['n_archs']} archs the proxy {strength} (tau {tau:.2f} [{lo:.2f}, {hi:.2f}]); {width}."
 
 

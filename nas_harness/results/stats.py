@@ -61,6 +61,8 @@ __all__ = [
 
 #: Confidence level of every interval the harness shows.
 CONFIDENCE = 0.95
+#: The range of an accuracy, for clipping intervals of means.
+ACCURACY = (0.0, 1.0)
 BEATS = "beats"
 TIED = "tied within noise"
 WORSE = "worse"
@@ -177,8 +179,10 @@ class Summary:
         return (self.ci_high - self.ci_low) / 2.0
 
 
-def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summary:
-    """Summary of ``values`` with a ``confidence`` Student-t interval of the mean (``scipy.stats.t``)."""
+def summarize(values: Sequence[float], confidence: float = CONFIDENCE,
+              bounds: tuple[float, float] | None = None) -> Summary:
+    """Summary of ``values`` with a ``confidence`` Student-t interval of the mean (``scipy.stats.t``), clipped to
+    ``bounds`` when given (an accuracy's mean cannot leave [0, 1], though a t interval over 2 runs can)."""
     from scipy import stats
 
     xs = np.asarray([float(v) for v in values], dtype=float)
@@ -193,6 +197,8 @@ def summarize(values: Sequence[float], confidence: float = CONFIDENCE) -> Summar
     if std == 0.0:
         return Summary(n, mean, 0.0, mean, mean)
     lo, hi = stats.t.interval(confidence, n - 1, loc=mean, scale=std / math.sqrt(n))
+    if bounds is not None:
+        lo, hi = max(float(lo), bounds[0]), min(float(hi), bounds[1])
     return Summary(n, mean, std, float(lo), float(hi))
 
 
@@ -284,6 +290,11 @@ def _rank_stat(kind: str) -> Any:
     return stat
 
 
+#: Fewer items than this get no bootstrap interval for a rank correlation: resampling 4 or 5 items repeats most
+#: of them, and a perfect ranking (which 4 items show by chance 1 time in 24) gives a degenerate [1, 1].
+MIN_BOOTSTRAP_N = 6
+
+
 def _rank_correlation(kind: str, x: Sequence[float], y: Sequence[float], confidence: float,
                       n_resamples: int, seed: int) -> RankCorrelation:
     from scipy import stats
@@ -298,7 +309,7 @@ def _rank_correlation(kind: str, x: Sequence[float], y: Sequence[float], confide
         point = stats.kendalltau(xs, ys) if kind == "kendall" else stats.spearmanr(xs, ys)
     value, p = float(point.statistic), float(point.pvalue)
     lo = hi = nan
-    if n >= 3 and math.isfinite(value) and n_resamples > 0:
+    if n >= MIN_BOOTSTRAP_N and math.isfinite(value) and n_resamples > 0:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             boot = stats.bootstrap((xs, ys), _rank_stat(kind), paired=True, vectorized=False,
@@ -315,8 +326,9 @@ def _rank_correlation(kind: str, x: Sequence[float], y: Sequence[float], confide
 def kendall_tau(x: Sequence[float], y: Sequence[float], confidence: float = CONFIDENCE,
                 n_resamples: int = 2000, seed: int = 0) -> RankCorrelation:
     """Kendall's tau-b of ``x`` and ``y`` (``scipy.stats.kendalltau``) with a paired percentile-bootstrap
-    interval over the items (``scipy.stats.bootstrap``; resamples without a defined tau are dropped;
-    ``n_resamples=0``: no interval).  Pairs with a non-finite value are left out."""
+    interval over the items (``scipy.stats.bootstrap``; resamples without a defined tau are dropped; no
+    interval with ``n_resamples=0`` or fewer than MIN_BOOTSTRAP_N items; the p-value is scipy's, exact for small
+    samples).  Pairs with a non-finite value are left out."""
     return _rank_correlation("kendall", x, y, confidence, n_resamples, seed)
 
 

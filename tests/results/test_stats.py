@@ -9,6 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from nas_harness.results.stats import (
+    ACCURACY,
     BEATS,
     TIED,
     WORSE,
@@ -132,7 +133,7 @@ def test_rank_correlations_hand_computed() -> None:
     assert tau.n == 4
     rho = spearman_rho([1, 2, 3, 4], [1, 3, 2, 4], n_resamples=200)
     assert rho.statistic == pytest.approx(0.8)
-    rev = kendall_tau([1, 2, 3, 4, 5], [5, 4, 3, 2, 1], n_resamples=200)
+    rev = kendall_tau([1, 2, 3, 4, 5, 6], [6, 5, 4, 3, 2, 1], n_resamples=200)
     assert rev.statistic == pytest.approx(-1.0)
     assert rev.low == pytest.approx(-1.0) and rev.high == pytest.approx(-1.0)  # every resample is reversed
 
@@ -177,3 +178,15 @@ def test_top_k_recall_and_regret() -> None:
     assert out["n_archs"] == 5 and out["top_k_recall"] == 0.5 and out["regret"] == pytest.approx(0.25)
     assert out["kendall_tau"] == pytest.approx(sps.kendalltau(proxy, truth).statistic)
     assert len(out["kendall_tau_ci"]) == 2
+
+
+def test_accuracy_means_are_clipped_to_their_range() -> None:
+    s = summarize([0.1, 0.43], bounds=ACCURACY)  # a t interval over 2 runs reaches far below 0
+    assert s.ci_low == 0.0 and s.ci_high <= 1.0
+    assert summarize([0.1, 0.43]).ci_low < 0  # unclipped without bounds
+
+
+def test_too_few_items_get_no_rank_interval() -> None:
+    tau = kendall_tau([1, 2, 3, 4], [1, 2, 3, 4], n_resamples=200)  # a perfect ranking, 1 chance in 24
+    assert tau.statistic == pytest.approx(1.0) and math.isnan(tau.low) and math.isnan(tau.high)
+    assert 0 < tau.p_value < 0.1
