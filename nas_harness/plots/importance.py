@@ -54,7 +54,10 @@ def param_importances(study: optuna.Study, target: str = "val_acc", evaluator: s
         raise ConfigError(f"importance evaluator: '{evaluator}' needs scikit-learn ({exc})") from None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "few trials per regime" warnings: expected on small studies
-        return dict(optuna.importance.get_param_importances(copy, evaluator=ev, target=lambda t: t.value))
+        imp = optuna.importance.get_param_importances(copy, evaluator=ev, target=lambda t: t.value)
+    # Ties come back in an order that changes with the process's string hashing: break them by name, so the
+    # same study gives the same figures (and the same "most important choice") every time.
+    return dict(sorted(imp.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
 def plot_importance(study: optuna.Study, target: str = "val_acc", evaluator: str = "ped_anova", top: int = 15,
