@@ -42,7 +42,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="retrain the top Pareto archs and the references over fresh seeds",
                        description="Retrain the top-K archs of a search (by validation accuracy, never test) and "
                                    "its reference archs with S fresh seeds at the study's own recipe; report means "
-                                   "with 95%% intervals, paired differences vs each reference and the Pareto front "
+                                   "with 95% intervals, paired differences vs each reference and the Pareto front "
                                    "of the means. Re-running resumes.")
     add_study_source(p)
     p.add_argument("--top", type=integer(0, 1000), default=3, help="best search archs to retrain (default 3)")

@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="how well did the search's proxy rank archs? (retrain at a higher fidelity)",
                        description="Retrain the proxy's top-K archs and K random others at a higher-fidelity recipe "
                                    "(the [fidelity] table of --config FILE, or flags; default: 5x the search's "
-                                   "epochs) and report Kendall tau and Spearman rho with bootstrap 95%% intervals, "
+                                   "epochs) and report Kendall tau and Spearman rho with bootstrap 95% intervals, "
                                    "top-K recall and regret, for the proxy and for params, MACs and training-free "
                                    "scores. Re-running resumes.")
     add_study_source(p)

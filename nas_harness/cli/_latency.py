@@ -30,7 +30,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="input size in px (default: the variant's own for b0..b7, else 224)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier size (default 1000)")
     p.add_argument("--table", default=None, help="table file (.json) or folder (default results/latency/)")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per measurement (default 30)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs per round of a measurement (default 20)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default 5)")
     p.add_argument("--measure", action="store_true", help="also measure the whole network end to end")
     p.add_argument("--no-fill", action="store_true", help="do not measure missing entries: fail instead")

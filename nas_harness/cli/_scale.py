@@ -19,14 +19,13 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                        description="depth = alpha^phi, width = beta^phi, resolution = gamma^phi x base resolution")
     base = number(*BASE_RANGE)
     p.add_argument("arch", metavar="ARCH", type=text(10_000), help="b0..b7, an arch string, or a file")
-    p.add_argument("--phi", type=number(*PHI_RANGE), nargs="+", default=[0, 1, 2, 3, 4, 5, 6, 7],
-                   help="compound coefficients, each in [0, 10]")
-    p.add_argument("--alpha", type=base, default=DEFAULT_ALPHA, help="depth base in [1, 4] (default %(default)s)")
-    p.add_argument("--beta", type=base, default=DEFAULT_BETA, help="width base in [1, 4] (default %(default)s)")
-    p.add_argument("--gamma", type=base, default=DEFAULT_GAMMA,
-                   help="resolution base in [1, 4] (default %(default)s)")
-    p.add_argument("--resolution", type=integer(8, 4096), default=224,
-                   help="base resolution, 8-4096 (default %(default)s)")
+    # defaults are filled in by run(), so that --named can tell a flag given from a default
+    p.add_argument("--phi", type=number(*PHI_RANGE), nargs="+", help="compound coefficients, each in [0, 10] "
+                   "(default 0 1 2 3 4 5 6 7)")
+    p.add_argument("--alpha", type=base, help=f"depth base in [1, 4] (default {DEFAULT_ALPHA})")
+    p.add_argument("--beta", type=base, help=f"width base in [1, 4] (default {DEFAULT_BETA})")
+    p.add_argument("--gamma", type=base, help=f"resolution base in [1, 4] (default {DEFAULT_GAMMA})")
+    p.add_argument("--resolution", type=integer(8, 4096), help="base resolution, 8-4096 (default 224)")
     p.add_argument("--num-classes", type=integer(1, 1_000_000), default=1000, help="1-1000000 (default 1000)")
     p.add_argument("--named", action="store_true", help="list the official B0-B7 variants instead")
     p.add_argument("--show-arch", action="store_true", help="print each variant's arch string")
@@ -34,10 +33,19 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nas_harness.errors import ConfigError
     from nas_harness.flops import count_macs, count_params
     from nas_harness.presets import NAMED_VARIANTS, efficientnet, resolve_arch
-    from nas_harness.scaling import compound
+    from nas_harness.scaling import DEFAULT_ALPHA, DEFAULT_BETA, DEFAULT_GAMMA, compound
 
+    given = [f"--{k}" for k in ("phi", "alpha", "beta", "gamma", "resolution") if getattr(args, k) is not None]
+    if args.named and given:
+        raise ConfigError(f"{given[0]}: has no effect with --named (the official B0-B7 use their published "
+                          "coefficients and resolutions); drop one of them")
+    for key, default in (("phi", [0, 1, 2, 3, 4, 5, 6, 7]), ("alpha", DEFAULT_ALPHA), ("beta", DEFAULT_BETA),
+                         ("gamma", DEFAULT_GAMMA), ("resolution", 224)):
+        if getattr(args, key) is None:
+            setattr(args, key, default)
     if args.named:
         variants = [efficientnet(n) for n in NAMED_VARIANTS]
     else:

@@ -369,7 +369,10 @@ def markdown(res: ConfirmResult) -> str:
             if d.n:
                 pairs.append(f"| {row.cand.name} | {ref} | {_delta(d)} | {d.n} | {_p(d) or '–'} | "
                              f"{d.verdict if d.n >= 2 else 'undecided (one pair)'} |")
-    settings = (f"Study `{res.study_name}`: {len(a.rows)} arch(s) retrained with seeds {a.seeds} (the search used "
+    stored = sorted({s for row in a.rows for s in row.seeds})
+    seeds = (f"seeds {a.seeds}" if stored == sorted(a.seeds) else
+             f"seeds {stored} stored of the {a.seeds} asked for (re-run without --report-only to train the rest)")
+    settings = (f"Study `{res.study_name}`: {len(a.rows)} arch(s) retrained with {seeds} (the search used "
                 f"seed {rec.seed}) at the search's recipe: {rec.describe()}.  Runs are stored in study "
                 f"`{res.store_name}`; {len(res.ran)} ran now, {len(res.skipped)} were stored already; "
                 f"{res.train_s / 60:.1f} min of training in total.")

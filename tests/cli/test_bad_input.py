@@ -86,6 +86,7 @@ CASES = [
     Case("info-400-char-name", ["info", "x" * 400], "expected b0..b7, an arch string, or an existing file"),
     Case("scale-phi-1e9", ["scale", "b0", "--phi", "1e9"], "argument --phi"),
     Case("scale-phi-nan", ["scale", "b0", "--phi", "nan"], "argument --phi"),
+    Case("scale-named-with-phi", ["scale", "b0", "--named", "--phi", "1"], "--phi: has no effect with --named"),
     Case("study-target-macs-nan", ["search", "s.toml"], "objective.target_macs",
          {"s.toml": lambda r: study_toml()(r).replace("target_macs = 10000000.0", "target_macs = nan")}),
     Case("study-target-macs-inf", ["search", "s.toml"], "objective.target_macs",
