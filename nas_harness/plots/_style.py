@@ -129,3 +129,9 @@ def spread_labels(ax: Any, texts: list[Any], pad_px: float = 1.5, iterations: in
                 boxes = [t.get_window_extent(renderer) for t in texts]
         if not moved:
             return
+
+
+def legend(ax: Any, **kw: Any) -> None:
+    """``ax.legend(**kw)`` when something on the axes has a label (an empty study has none: no warning then)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(**kw)

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from nas_harness.plots._style import PALETTE, STUDY_PALETTE, WIDE, keep_inside, log_cost_axis, new_figure, paper_style
+from nas_harness.plots._style import (
+    PALETTE,
+    STUDY_PALETTE,
+    WIDE,
+    keep_inside,
+    legend,
+    log_cost_axis,
+    new_figure,
+    paper_style,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -65,7 +74,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
         ax.set_xlabel("MACs (M, log scale)")
         ax.set_ylabel("Validation accuracy (%)")
         ax.set_title(title)
-        ax.legend(loc="best", frameon=True, framealpha=0.85)
+        legend(ax, loc="best", frameon=True, framealpha=0.85)
         keep_inside(ax, texts)
 
         if not pairs.empty and pairs["pairs"].max() > 0:
@@ -98,8 +107,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
             bx.set_title("Paired differences vs the best")
         bx.axvline(0, color="#555555", lw=0.8, ls="--", zorder=0)
         bx.invert_yaxis()
-        if bx.get_legend_handles_labels()[0]:
-            bx.legend(loc="best", frameon=True, framealpha=0.85)
+        legend(bx, loc="best", frameon=True, framealpha=0.85)
     return fig
 
 
@@ -125,7 +133,7 @@ def plot_fidelity(archs: pd.DataFrame, summary: dict[str, Any], title: str = "fi
         ax.set_xlabel("Proxy (search) validation accuracy (%)")
         ax.set_ylabel("High-fidelity validation accuracy (%)")
         ax.set_title(f"{title}: Kendall tau {tau_txt}")
-        ax.legend(loc="best", frameon=True, framealpha=0.85)
+        legend(ax, loc="best", frameon=True, framealpha=0.85)
         keep_inside(ax, texts)
 
         n = len(archs)

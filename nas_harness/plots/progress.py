@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from nas_harness.errors import ConfigError
-from nas_harness.plots._style import SINGLE_COLUMN, STUDY_PALETTE, new_figure, paper_style
+from nas_harness.plots._style import SINGLE_COLUMN, STUDY_PALETTE, legend, new_figure, paper_style
 from nas_harness.results import (
     ReferencePoint,
     best_so_far,
@@ -80,6 +80,6 @@ def plot_progress(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None =
             unit, div = ("MMACs", 1e6) if reference.cost >= 1e6 else ("MACs", 1.0)
             ax.text(0.99, 0.03, f"ref. point: {reference.cost / div:.3g} {unit}, acc {reference.acc:.0%}",
                     transform=ax.transAxes, ha="right", va="bottom", fontsize=5.5, color="#555555")
-        ax.legend(loc="center right" if metric == "hypervolume" else "lower right", frameon=True,
+        legend(ax, loc="center right" if metric == "hypervolume" else "lower right", frameon=True,
                   framealpha=0.85)
     return fig

@@ -22,6 +22,7 @@ from nas_harness.plots._style import (
     SINGLE_COLUMN,
     STUDY_PALETTE,
     cost_unit,
+    legend,
     log_cost_axis,
     new_figure,
     paper_style,
@@ -169,7 +170,7 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
                                      xytext=(-4, 5), textcoords="offset points", ha="right", fontsize=6,
                                      path_effects=_HALO, color="#333333", zorder=7))
         _clip_y(ax, df, metric)
-        ax.legend(loc="best", frameon=True, framealpha=0.85, borderpad=0.4, handletextpad=0.3)
+        legend(ax, loc="best", frameon=True, framealpha=0.85, borderpad=0.4, handletextpad=0.3)
         spread_labels(ax, texts)
     return fig
 
@@ -257,7 +258,7 @@ def plot_by_choice(df: pd.DataFrame, choice: str, cost: str = "macs", metric: st
                        zorder=3, label=f"{_fmt_choice(v)} ({len(sub)})")
         texts = _draw_references(ax, df, cost, metric, div)
         _clip_y(ax, df, metric)
-        ax.legend(title=choice, loc="best", frameon=True, framealpha=0.85)
+        legend(ax, title=choice, loc="best", frameon=True, framealpha=0.85)
         spread_labels(ax, texts)
     return fig
 
@@ -282,6 +283,6 @@ def plot_fronts(frames: Sequence[pd.DataFrame], labels: Sequence[str] | None = N
         refs = both.drop_duplicates(subset=["arch", "reference"]) if "arch" in both else both
         texts = _draw_references(ax, refs, cost, metric, div)
         _clip_y(ax, both, metric)
-        ax.legend(loc="best", frameon=True, framealpha=0.85)
+        legend(ax, loc="best", frameon=True, framealpha=0.85)
         spread_labels(ax, texts)
     return fig

@@ -187,7 +187,16 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: s
         else:
             lines.append(f"{head}: not dominated by any search arch.")
     if refs.empty:
-        lines.append("No reference archs (user attr `reference`) in this study: nothing to compare against.")
+        named = df[df["is_reference"]]
+        if named.empty:
+            lines.append("No reference archs (user attr `reference`) in this study: nothing to compare against.")
+        else:
+            states = ", ".join(f"{r['name']} ({r['outcome']})" for _, r in named.iterrows())
+            lines.append(f"The reference archs have no {metric} to compare against: {states}.")
+    if metric not in df or not df[metric].notna().any():
+        counts = ", ".join(f"{n} {o}" for o, n in sorted(df["outcome"].value_counts().items()))
+        lines.append(f"No trial has a {metric} yet ({counts or 'no trials'}): nothing was trained to compare.")
+        return lines
     if split is None:
         lines.append(f"{metric} has no sampling interval: every comparison above is worded as tied unless decided "
                      "on accuracy.")
