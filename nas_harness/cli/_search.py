@@ -112,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
           f"{summary.n_fail} failed; storage {summary.storage}")
     for b in summary.best[:10]:
         extra = f" reward={b['reward']:.4f}" if "reward" in b else ""
+        extra = (f" latency={b['latency_ms']:.3g}ms" if "latency_ms" in b else "") + extra
         ref = f" [{b['reference']}]" if "reference" in b else ""
         acc = b["val_acc"] if b["val_acc"] is not None else float("nan")
         print(f"  best #{b['number']}{ref}: val_acc={acc:.4f} macs={b['macs'] or 0:,}{extra}  {b['arch']}")

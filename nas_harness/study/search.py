@@ -328,6 +328,8 @@ def _trial_summary(t: Any) -> dict[str, Any]:
                            "params": rec.params, "values": t.values}
     if rec.reward is not None:
         out["reward"] = rec.reward
+    if rec.latency_ms is not None:
+        out["latency_ms"] = rec.latency_ms
     if rec.reference:
         out["reference"] = rec.reference
     return out
