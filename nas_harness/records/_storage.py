@@ -115,10 +115,10 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
 
 
 def _sqlite_reader(path: Path, what: str) -> Any:
-    """A connection factory for readers (plot, report, export): read-only, so that reading a study changes
-    nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only mount) the
-    file is opened as immutable (SQLite then needs no lock or WAL index beside it).  A file without Optuna's
-    tables is refused here, naming it."""
+    """A connection factory (no arguments) for readers (plot, report, export): read-only, so that reading a
+    study changes nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only
+    mount) the file is opened as immutable (SQLite then needs no lock or WAL index beside it).  A file without
+    Optuna's tables is refused here, naming it."""
     import os
     import sqlite3
 
@@ -127,10 +127,10 @@ def _sqlite_reader(path: Path, what: str) -> Any:
     writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
     uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
 
-    def connect(_: str) -> Any:
+    def connect() -> Any:
         return sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S, check_same_thread=False)
 
-    con = connect("")
+    con = connect()
     try:
         has_studies = con.execute("select 1 from sqlite_master where type = 'table' and name = 'studies'").fetchone()
     finally:
@@ -167,7 +167,7 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
 
     ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
     """
-    from optuna.storages import JournalStorage, RDBStorage
+    from optuna.storages import JournalStorage
     from optuna.storages.journal import JournalFileBackend
 
     jpath = journal_path(url)
@@ -189,11 +189,11 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
                 check_writable(url, what)
                 spath.parent.mkdir(parents=True, exist_ok=True)
             _check_sqlite_file(spath, what)
-            connect = _sqlite_connect if create else _sqlite_reader(spath, what)
-            kwargs["engine_kwargs"] = {"creator": functools.partial(connect, str(spath))}
+            creator = functools.partial(_sqlite_connect, str(spath)) if create else _sqlite_reader(spath, what)
+            kwargs["engine_kwargs"] = {"creator": creator}
         if not create:
             kwargs["skip_table_creation"] = True  # a reader never writes, not even the schema
-        return _rdb_storage(RDBStorage, sqlalchemy_url(url), kwargs)
+        return _rdb_storage(sqlalchemy_url(url), kwargs)
     except ConfigError:
         raise
     except Exception as exc:  # sqlalchemy.exc.* (a database that is not one, an unreachable server), OSError, ...
@@ -209,13 +209,15 @@ _SCHEMA_RACE = ("unique constraint failed", "already exists", "duplicate key", "
 _SCHEMA_TRIES = 8
 
 
-def _rdb_storage(cls: Any, url: str, kwargs: dict[str, Any]) -> Any:
-    """``cls(url, **kwargs)`` (Optuna's RDBStorage), tried again while another process creates the same schema:
-    two workers started together on a new database both create the tables and insert the schema version, and
-    the slower one meets the faster one's rows.  Once the other has committed, the schema is simply there."""
+def _rdb_storage(url: str, kwargs: dict[str, Any]) -> Any:
+    """Optuna's ``RDBStorage(url, **kwargs)``, tried again while another process creates the same schema: two
+    workers started together on a new database both create the tables and insert the schema version, and the
+    slower one meets the faster one's rows.  Once the other has committed, the schema is simply there."""
+    from optuna.storages import RDBStorage
+
     for attempt in range(_SCHEMA_TRIES):
         try:
-            return cls(url, **kwargs)
+            return RDBStorage(url, **kwargs)
         except Exception as exc:
             if attempt == _SCHEMA_TRIES - 1 or not any(s in str(exc).lower() for s in _SCHEMA_RACE):
                 raise
