@@ -183,11 +183,11 @@ def best_trials(study: Any) -> list[Any]:
         return []
 
 
-def check_study(cfg: StudyConfig) -> None:
+def check_study(cfg: StudyConfig) -> Any:
     """Everything about a study that can be checked without writing anything (``search --check`` and the
     start of every run): the space, the data set and its splits, the results folder, the storage (writable,
     or a server that answers), the resources a trial asks for, the sampler.  Each problem is one ConfigError
-    (exit 2)."""
+    (exit 2).  Returns the sampler, since building it is its check."""
     from nas_harness._config import check_dir_writable
     from nas_harness.backends.resources import check_resources
     from nas_harness.data import load_proxy
@@ -197,7 +197,7 @@ def check_study(cfg: StudyConfig) -> None:
     check_dir_writable(cfg.study_dir, "run.results_dir")
     check_reachable(cfg.storage_url)
     check_resources(cfg)
-    make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
+    return make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
 
 
 def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
@@ -206,8 +206,7 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     Returns (study, task, sampler).  Data, results folder and storage problems are
     one-line errors raised before any file is created.
     """
-    check_study(cfg)
-    sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed, cfg.search_space())
+    sampler = check_study(cfg)
     pruner = make_pruner(cfg.pruner) if cfg.objective.kind != "multi" else None
     storage = open_storage(cfg.storage_url)
     study, threads = open_study(cfg, storage, sampler, pruner, log)
