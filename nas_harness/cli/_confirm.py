@@ -7,10 +7,9 @@ folder; re-running the same command resumes (runs already stored are not trained
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nas_harness.cli._checks import integer, number, text
-from nas_harness.cli._format import add_study_source
+from nas_harness.cli._format import add_study_source, finish_evaluation
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -69,9 +68,4 @@ def run(args: argparse.Namespace) -> int:
                       report_only=args.report_only)
     from nas_harness.evaluation.confirm import markdown
 
-    print(markdown(res))
-    print("wrote " + ", ".join(str(p) for p in res.outputs))
-    if res.failed:
-        print(f"{len(res.failed)} run(s) failed (see confirm.md); --retry-failed runs them again", file=sys.stderr)
-        return 1
-    return 0
+    return finish_evaluation(markdown(res), res.outputs, res.failed, "confirm.md")

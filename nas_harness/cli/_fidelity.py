@@ -8,11 +8,10 @@ folder; re-running the same command resumes.
 from __future__ import annotations
 
 import argparse
-import sys
 
 from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._confirm import add_run_flags, ray_config
-from nas_harness.cli._format import add_study_source
+from nas_harness.cli._format import add_study_source, finish_evaluation
 
 _OVERRIDES = {  # flag attribute -> [fidelity] key
     "top": "top",
@@ -76,9 +75,4 @@ def run(args: argparse.Namespace) -> int:
     res = run_fidelity(args.study, cfg, study_name=args.study_name, out_dir=args.out, backend=args.backend,
                        ray=ray_config(args), retry_failed=args.retry_failed, progress=not args.no_progress,
                        figure=not args.no_figure, report_only=args.report_only)
-    print(markdown(res))
-    print("wrote " + ", ".join(str(p) for p in res.outputs))
-    if res.failed:
-        print(f"{len(res.failed)} run(s) failed (see fidelity.md); --retry-failed runs them again", file=sys.stderr)
-        return 1
-    return 0
+    return finish_evaluation(markdown(res), res.outputs, res.failed, "fidelity.md")

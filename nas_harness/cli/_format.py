@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def human(n: float, unit: str = "") -> str:
@@ -44,3 +46,14 @@ def add_study_source(p: argparse.ArgumentParser) -> None:
                    help="results/<study> folder, SQLite/journal file or storage URL")
     p.add_argument("--study", dest="study_name", metavar="NAME", type=text(1024),
                    help="Optuna study name (when the storage holds several)")
+
+
+def finish_evaluation(text: str, outputs: Sequence[Path], failed: Sequence[object], doc: str) -> int:
+    """End of ``confirm``/``fidelity``: print the Markdown summary and the files written; exit status 1 when
+    runs failed (they are named in ``doc``)."""
+    print(text)
+    print("wrote " + ", ".join(str(p) for p in outputs))
+    if failed:
+        print(f"{len(failed)} run(s) failed (see {doc}); --retry-failed runs them again", file=sys.stderr)
+        return 1
+    return 0

@@ -234,7 +234,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     analysis = analyze(cands, runs, seeds)
     train_s = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in runs if r.state == "ok")
     result = ConfirmResult(src.study_name, store.name, recipe, analysis, ran, skipped,
-                           [r for r in runs if r.state != "ok"], time.perf_counter() - t0, out, train_s=train_s)
+                           jobs.failed, time.perf_counter() - t0, out, train_s=train_s)
     result.outputs = write_confirm(result, figure=figure)
     return result
 

@@ -302,10 +302,10 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         study=src.study_name, store=store.name, seeds=seeds, proxy_recipe=proxy.to_dict(), proxy=proxy.describe(),
         high_fidelity_recipe=hifi.to_dict(), high_fidelity=hifi.describe(),
         hifi_train_s=float(sum(float(r.metrics.get("wall_time_s") or 0) for r in runs if r.state == "ok")),
-        zero_cost_s=zc_s, ran=len(ran), stored_before=len(skipped), failed=sum(r.state != "ok" for r in runs),
+        zero_cost_s=zc_s, ran=len(ran), stored_before=len(skipped), failed=len(jobs.failed),
         confidence=0.95, bootstrap_resamples=cfg.bootstrap, bootstrap_seed=cfg.seed, archs=rows)
     res = FidelityResult(src.study_name, store.name, proxy, hifi, cfg, rows, summary, ran, skipped,
-                         [r for r in runs if r.state != "ok"], time.perf_counter() - t0, out)
+                         jobs.failed, time.perf_counter() - t0, out)
     res.outputs = write_fidelity(res, figure=figure)
     return res
 
