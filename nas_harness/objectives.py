@@ -1,4 +1,4 @@
-"""The three study objectives: MnasNet reward, accuracy under a hard budget, and accuracy-vs-cost Pareto.
+"""The study objectives: MnasNet reward, plain accuracy, accuracy under a hard budget, and accuracy-vs-cost Pareto.
 
 The cost is MACs (analytic), parameters, or measured latency (``cost = "latency"``: milliseconds predicted from
 the per-device lookup table of :mod:`nas_harness.latency`, before training, with the study's ``[latency]``
@@ -7,6 +7,7 @@ settings).
 * ``reward``: maximise ACC x (COST/T)^w with w = alpha if COST <= T else beta (MnasNet, Tan et al. 2019,
   Eq. 2; soft constraint alpha = beta = -0.07, hard alpha = 0, beta = -1); COST is MACs (T = target_macs) or
   latency (T = target_ms), as in MnasNet's own hardware-aware reward.
+* ``accuracy``: maximise validation accuracy, nothing else (the cost is only the axis of figures and reports).
 * ``budget``: maximise accuracy subject to MACs <= max_macs, params <= max_params and/or latency <=
   max_latency_ms; the constraint values are stored with every trial where Optuna's samplers read them, and an
   over-budget candidate is recognised from the analytic count or the latency table and never trained.
@@ -74,7 +75,8 @@ class BudgetConstraints:
 class Objective(ConfigModel):
     """What a study optimises: the ``[objective]`` table (keys that do not apply to ``kind`` are refused)."""
 
-    kind: Annotated[Literal["reward", "budget", "multi"], Field(description="what the study optimises")] = "reward"
+    kind: Annotated[Literal["reward", "accuracy", "budget", "multi"], Field(description="what the study optimises")
+                    ] = "reward"
     target_macs: Annotated[Num, Field(gt=0, le=_MAX_COST,
                                       description="applies to kind = 'reward' with cost = 'macs' only")] = 400e6
     target_ms: Annotated[Num | None, Field(gt=0, le=_MAX_MS, description=(
@@ -86,7 +88,8 @@ class Objective(ConfigModel):
                                 description="applies to kind = 'reward' with constraint = 'custom' only")] = -0.07
     beta: Annotated[Num, Field(ge=-10, le=10,
                                description="applies to kind = 'reward' with constraint = 'custom' only")] = -0.07
-    max_macs: Annotated[Num, Field(ge=0, le=_MAX_COST, description="applies to kind = 'budget' or 'multi' only")] = 0.0
+    max_macs: Annotated[Num, Field(ge=0, le=_MAX_COST, description="applies to kind = 'budget' or 'multi' only")
+                        ] = 0.0
     max_params: Annotated[Num, Field(ge=0, le=_MAX_COST,
                                      description="applies to kind = 'budget' or 'multi' only")] = 0.0
     max_latency_ms: Annotated[Num, Field(ge=0, le=_MAX_MS, description=(
@@ -94,7 +97,8 @@ class Objective(ConfigModel):
         "training"))] = 0.0
     cost: Annotated[Literal["macs", "params", "latency"], Field(description=(
         "the cost: reward: what target_macs / target_ms bounds ('macs' or 'latency'); multi: the second objective; "
-        "budget: the cost axis of figures and reports; 'latency' uses the [latency] settings"))] = "macs"
+        "budget and accuracy: the cost axis of figures and reports; 'latency' uses the [latency] settings"))
+                    ] = "macs"
 
     _inert: ClassVar[Rules] = inert(
         target_macs=lambda o: o.kind != "reward" or o.cost != "macs",
@@ -102,9 +106,9 @@ class Objective(ConfigModel):
         constraint=lambda o: o.kind != "reward",
         alpha=lambda o: o.kind != "reward" or o.constraint != "custom",
         beta=lambda o: o.kind != "reward" or o.constraint != "custom",
-        max_macs=lambda o: o.kind == "reward",
-        max_params=lambda o: o.kind == "reward",
-        max_latency_ms=lambda o: o.kind == "reward",
+        max_macs=lambda o: o.kind in ("reward", "accuracy"),
+        max_params=lambda o: o.kind in ("reward", "accuracy"),
+        max_latency_ms=lambda o: o.kind in ("reward", "accuracy"),
     )
 
     @model_validator(mode="after")
@@ -130,8 +134,8 @@ class Objective(ConfigModel):
 
     @property
     def budget(self) -> BudgetConstraints:
-        if self.kind == "reward":
-            return BudgetConstraints()  # the reward is the constraint; nothing is rejected
+        if self.kind in ("reward", "accuracy"):
+            return BudgetConstraints()  # the reward is the constraint / there is none; nothing is rejected
         return BudgetConstraints(self.max_macs, self.max_params, self.max_latency_ms)
 
     @property
@@ -154,7 +158,7 @@ class Objective(ConfigModel):
         """Names of the objective values, in order (stored as the study's Optuna metric names)."""
         if self.kind == "reward":
             return ["reward"]
-        if self.kind == "budget":
+        if self.kind in ("budget", "accuracy"):
             return ["val_acc"]
         return ["val_acc", self.cost_key]
 
@@ -187,7 +191,7 @@ class Objective(ConfigModel):
         acc = float(metrics["val_acc"] if acc is None else acc)
         if self.kind == "reward":
             return [self.reward(acc, self.cost_of(metrics))]
-        if self.kind == "budget":
+        if self.kind in ("budget", "accuracy"):
             return [acc]
         return [acc, self.cost_of(metrics)]
 
@@ -206,6 +210,8 @@ class Objective(ConfigModel):
             name, unit = ("latency", " ms") if self.cost == "latency" else ("MACs", "")
             return (f"reward = ACC x ({name}/{self.target:.3g}{unit})^w, w = {alpha:g} if {name} <= T "
                     f"else {beta:g}")
+        if self.kind == "accuracy":
+            return "maximise val_acc"
         b = self.budget
         lim = ", ".join(x for x in (f"MACs <= {b.max_macs:.3g}" if b.max_macs else "",
                                     f"params <= {b.max_params:.3g}" if b.max_params else "",

@@ -1,38 +1,36 @@
-"""The one trial function shared by every runner: local Optuna, Ray Tune and the ablation jobs.
+"""The one trial function shared by every runner: local Optuna, Ray Tune, confirm, fidelity and the ablation jobs.
 
-A trial = build the candidate network, count its MACs/params analytically, train it on the proxy data and
-return its :class:`~nas_harness.records.TrialRecord`.  Search backends only differ in *who calls*
-:func:`run_trial`; keeping one function guarantees that a study continued on another backend measures exactly
-the same thing.
+A trial = count the candidate's MACs/params analytically, evaluate it with the spec's evaluator (trained from
+scratch by default; see :mod:`nas_harness.evaluators`) and return its :class:`~nas_harness.records.TrialRecord`.
+Search backends only differ in *who calls* :func:`run_trial`; keeping one function guarantees that a study
+continued on another backend measures exactly the same thing.
 
-Results are cached by (arch string, data fingerprint, training recipe, seed, MAC-count settings): an
-identical candidate proposed twice (common with discrete spaces and TPE) is not retrained.  The cache lives
+Results are cached by (arch string, data fingerprint, training recipe, seed, MAC-count settings, the evaluator's
+identity unless it is the default): an identical candidate proposed twice (common with discrete spaces and TPE)
+is not evaluated again.  The cache lives
 in memory and, optionally, in a folder of small JSON files so that Ray workers and later runs share it.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
-import platform
-import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
 from nas_harness._config import Bool, ConfigModel, Int
-from nas_harness.errors import TrialError
+from nas_harness.evaluators import TrialSpec, library_versions
+from nas_harness.evaluators._train import train_cfg as _train_cfg
 from nas_harness.records import TrialRecord
 
-_VERSION_LIBS = ("nas-harness", "torch", "optuna", "ray", "numpy", "fvcore")
+__all__ = ["ResultCache", "TrialSettings", "TrialSpec", "analytic_cost", "cache_key", "library_versions",
+           "planned_epochs", "run_trial", "valid_entry"]
 
 
 class TrialSettings(ConfigModel):
@@ -48,42 +46,6 @@ class TrialSettings(ConfigModel):
     cache: Annotated[Bool, Field(description="reuse results of identical candidates (arch + data + recipe)")] = True
 
 
-@dataclass(frozen=True)
-class TrialSpec:
-    """Everything that determines a trial's result (and therefore its cache key).
-
-    ``stem_stride`` only affects the trained proxy network; MACs/params are those of the deployed network
-    (3-channel input, the arch's own stem stride) at ``macs_resolution`` px and ``macs_num_classes``, so
-    objectives compare candidates at the cost they would have in use, not on the proxy.
-    """
-
-    arch: Any  # nas_harness.arch.Arch
-    data: Any  # nas_harness.data.ProxyConfig
-    train: Any  # nas_harness.train.TrainConfig
-    seed: int = 0
-    stem_stride: int | None = None
-    macs_resolution: int = 224
-    macs_num_classes: int = 1000
-    evaluate_test: bool = False
-
-
-@functools.cache
-def _library_versions() -> tuple[tuple[str, str], ...]:
-    out = {"python": platform.python_version()}
-    for lib in _VERSION_LIBS:
-        try:
-            out[lib] = metadata.version(lib)
-        except metadata.PackageNotFoundError:
-            mod = sys.modules.get(lib.replace("-", "_"))
-            out[lib] = str(getattr(mod, "__version__", "unknown"))
-    return tuple(out.items())
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that influence a result (recorded with every trial; computed once)."""
-    return dict(_library_versions())
-
-
 def analytic_cost(spec: TrialSpec) -> tuple[int, int]:
     """(MACs, params) of the candidate at the spec's MAC-count settings, without building or training it.
 
@@ -97,13 +59,10 @@ def analytic_cost(spec: TrialSpec) -> tuple[int, int]:
     return int(macs), int(params)
 
 
-def _train_cfg(spec: TrialSpec) -> Any:
-    return spec.train.replace(seed=spec.seed)
-
-
-def cache_key(spec: TrialSpec, data_fingerprint: str) -> str:
-    """Stable hash of everything that determines the trial's outcome."""
-    payload = {
+def cache_key(spec: TrialSpec, data_fingerprint: str | None) -> str:
+    """Stable hash of everything that determines the trial's outcome (the evaluator's identity included unless
+    it is the default training, so existing caches keep their keys)."""
+    payload: dict[str, Any] = {
         "arch": str(spec.arch),
         "data": data_fingerprint,
         "train": _train_cfg(spec).to_dict(),
@@ -112,6 +71,9 @@ def cache_key(spec: TrialSpec, data_fingerprint: str) -> str:
         "macs": [spec.macs_resolution, spec.macs_num_classes],
         "test": spec.evaluate_test,
     }
+    evaluator = spec.evaluator_or_default
+    if evaluator.kind != "train":
+        payload["evaluator"] = evaluator.identity()
     blob = json.dumps(payload, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:32]
 
@@ -199,11 +161,8 @@ def valid_entry(value: Any, arch: str | None = None) -> bool:
 
 
 def planned_epochs(train_cfg: Any, n_train: int) -> float:
-    """The budget in epochs (fractional for a step budget), so stopped-early trials can be told apart."""
-    if train_cfg.epochs is not None:
-        return float(train_cfg.epochs)
-    steps = int(train_cfg.steps or 0)
-    return round(steps * int(train_cfg.batch_size) / max(1, n_train), 4)
+    """The budget in epochs (fractional for a step budget): :meth:`TrainConfig.planned_epochs`."""
+    return float(train_cfg.planned_epochs(n_train))
 
 
 def run_trial(
@@ -212,21 +171,24 @@ def run_trial(
     cache: ResultCache | None = None,
     checkpoint_dir: str | Path | None = None,
 ) -> TrialRecord:
-    """Build, count, train (and optionally test) one candidate; return its :class:`TrialRecord`.
+    """Count and evaluate one candidate (trained from scratch unless ``spec.evaluator`` says otherwise); return
+    its :class:`TrialRecord` with the evaluator's provenance (``evaluator``, ``evaluator_id``).
 
-    ``report`` is called after every epoch with the trainer's ``EpochReport``; it may raise (e.g.
-    ``optuna.TrialPruned``), which propagates.  ``cache`` short-cuts a candidate trained before with the
-    same key: the stored record is returned with ``cached=True`` and ``report`` is not called.
+    ``report`` is called after every epoch with the trainer's ``EpochReport`` (or the evaluator's progress); it
+    may raise (e.g. ``optuna.TrialPruned``), which propagates.  ``cache`` short-cuts a candidate evaluated
+    before with the same key: the stored record is returned with ``cached=True`` and ``report`` is not called.
     Failures raise :class:`~nas_harness.errors.TrialError` subclasses; anything unexpected from model
     building (e.g. an arch the model code cannot realise) is wrapped in a ``TrialError`` too.
-    ``checkpoint_dir``: train with a per-epoch checkpoint ``<dir>/<cache key>.pt`` so a long run killed
+    ``checkpoint_dir``: evaluate with a per-epoch checkpoint ``<dir>/<cache key>.pt`` so a long run killed
     mid-way resumes where it stopped (used for ablation runs); the file is removed once the trial finished.
     """
     from nas_harness.data import load_proxy
 
     t0 = time.perf_counter()
-    data = load_proxy(spec.data)  # cached per process by the data layer
-    key = cache_key(spec, data.fingerprint())
+    evaluator = spec.evaluator_or_default
+    # cached per process by the data layer; an evaluator that never reads the data does not load it
+    fingerprint = load_proxy(spec.data).fingerprint() if evaluator.uses_data else None
+    key = cache_key(spec, fingerprint)
     if cache is not None:
         hit = cache.get(key, str(spec.arch))
         if hit is not None:
@@ -235,44 +197,12 @@ def run_trial(
     macs, params = analytic_cost(spec)
     ck = Path(checkpoint_dir) / f"{key}.pt" if checkpoint_dir is not None else None
     resumed = ck is not None and ck.exists()
-    record = _train_and_measure(spec, data, report, ck)
+    record = evaluator.evaluate(spec, report, ck)
     if ck is not None:
         ck.unlink(missing_ok=True)
     record = record.replace(macs=macs, params=params, wall_time_s=time.perf_counter() - t0,
-                            resumed_from_checkpoint=resumed if ck is not None else None)
+                            resumed_from_checkpoint=resumed if ck is not None else None,
+                            evaluator=evaluator.kind, evaluator_id=evaluator.fingerprint)
     if cache is not None and record.full_budget:
         cache.put(key, record)
-    return record
-
-
-def _train_and_measure(spec: TrialSpec, data: Any, report: Callable[[Any], None] | None,
-                       checkpoint: Path | None = None) -> TrialRecord:
-    from nas_harness.model import build_model
-    from nas_harness.train import evaluate, train
-
-    cfg = _train_cfg(spec)
-    import torch
-
-    torch.manual_seed(spec.seed)  # the initial weights depend on the seed only, not on earlier trials
-    try:
-        model = build_model(spec.arch, num_classes=data.num_classes, in_channels=data.in_channels,
-                            stem_stride=spec.stem_stride)
-    except (ValueError, RuntimeError) as exc:
-        raise TrialError(f"cannot build model: {exc}") from exc
-    result = train(model, data, cfg, on_epoch=report, checkpoint=checkpoint)
-    record = TrialRecord(
-        arch=str(spec.arch), val_acc=float(result.best_val_acc), val_acc_final=float(result.final_val_acc),
-        val_loss=float(result.val_loss), val_n=len(data.val_y), epochs=float(result.epochs_run),
-        epochs_planned=planned_epochs(cfg, len(data.train_y)), full_budget=True, steps=int(result.steps),
-        train_time_s=float(result.train_time_s),
-        train_wall_s=float(result.wall_time_s),  # trainer wall incl. evaluation (harness overhead = the rest)
-        images_per_s=float(result.images_per_s), peak_mem_bytes=int(result.peak_mem_bytes or 0),
-        device=str(result.device), threads=int(result.threads) if result.threads else None,
-        cpu_kernels=result.cpu_kernels, seed=int(spec.seed), versions=library_versions(),
-        cached=False, macs_resolution=int(spec.macs_resolution),
-    )
-    if spec.evaluate_test:
-        test_acc, test_loss = evaluate(model, data.test_x, data.test_y, cfg)
-        record = record.replace(test_acc=float(test_acc), test_loss=float(test_loss), test_n=len(data.test_y))
-    del model
     return record

@@ -20,6 +20,7 @@ LAYERS: list[set[str]] = [
     {"train"},
     {"latency"},
     {"records", "objectives"},
+    {"evaluators"},
     {"trial"},
     {"backends"},
     {"results"},

@@ -3,7 +3,7 @@
 :class:`StudyTask` is picklable (it is shipped to Ray workers) and turns an arch into an
 :class:`~nas_harness.records.Outcome`: over-budget candidates are rejected from the analytic count (and the
 latency table, when latency is a cost or a budget) before any training (``rejected = "over_budget"``),
-everything else goes through :func:`nas_harness.trial.run_trial`.
+everything else goes through :func:`nas_harness.trial.run_trial` with the study's evaluator.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_harness.evaluators import Evaluator
 from nas_harness.objectives import Objective
 from nas_harness.records import REJECTED_OVER_BUDGET, Outcome, TrialRecord
 from nas_harness.trial import ResultCache, TrialSettings, TrialSpec, analytic_cost, library_versions, run_trial
@@ -45,6 +46,7 @@ class StudyTask:
     cache_dir: str | None = None
     backend: str = "local"
     latency: Any = None  # nas_harness.latency.LatencySettings: predict latency_ms for every trial
+    evaluator: Evaluator | None = None  # None: train from scratch
 
     def predict_latency(self, arch: Any) -> float:
         """Predicted latency (ms) of ``arch`` from the table, measuring missing entries in this worker first (and
@@ -59,7 +61,7 @@ class StudyTask:
         t = self.trial
         return TrialSpec(arch=arch, data=self.data, train=self.train, seed=self.seed, stem_stride=t.stem_stride,
                          macs_resolution=t.macs_resolution, macs_num_classes=t.macs_num_classes or 1000,
-                         evaluate_test=t.evaluate_test)
+                         evaluate_test=t.evaluate_test, evaluator=self.evaluator)
 
     def params_of_arch(self, arch: str) -> dict[str, Any]:
         """Optuna parameters of a recorded arch string (to queue an interrupted trial again)."""
@@ -77,10 +79,13 @@ class StudyTask:
     def base_record(self, arch: Any) -> TrialRecord:
         """What is known before training (analytic cost, predicted latency, budget, seed, versions)."""
         macs, params = analytic_cost(self.spec(arch))
+        evaluator = self.spec(arch).evaluator_or_default
+        planned = _planned(self.train, self.data) if evaluator.kind == "train" else None
         rec = TrialRecord(arch=str(arch), macs=macs, params=params, macs_resolution=self.trial.macs_resolution,
                           seed=self.seed, host=socket.gethostname(), epochs=0.0,
-                          epochs_planned=_planned(self.train, self.data), full_budget=False, cached=False,
-                          versions=library_versions(), backend=self.backend,
+                          epochs_planned=planned, full_budget=False, cached=False,
+                          versions=library_versions(), backend=self.backend, evaluator=evaluator.kind,
+                          evaluator_id=evaluator.fingerprint,
                           threads=self.train.threads if isinstance(self.train.threads, int) else None)
         if self.latency is not None:
             from nas_harness.latency import predictor_for
@@ -140,11 +145,10 @@ class StudyTask:
 
 def _planned(train: Any, data: Any) -> float:
     from nas_harness.data import load_proxy
-    from nas_harness.trial import planned_epochs
 
     if train.epochs is not None:
         return float(train.epochs)
-    return planned_epochs(train, len(load_proxy(data).train_y))
+    return float(train.planned_epochs(len(load_proxy(data).train_y)))
 
 
 def reason(exc: BaseException) -> str:

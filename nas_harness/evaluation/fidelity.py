@@ -48,7 +48,7 @@ from pydantic import Field, model_validator
 from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, inert, read_toml
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
-from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_recipe
+from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_evaluator, study_recipe
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
 from nas_harness.results.stats import ACCURACY, accuracy_interval, rank_agreement, summarize
 
@@ -76,8 +76,14 @@ class FidelityConfig(ConfigModel):
     zero_cost_batch: Annotated[Int, Field(ge=2, le=4096, description="batch size of NASWOT and grad_norm")] = 64
     bootstrap: Annotated[Int, Field(ge=100, le=1_000_000, description="bootstrap resamples of the intervals")] = 2000
     name: Annotated[Name, Field(description="runs are stored as study <study>-<name>")] = "fidelity"
+    against: Annotated[Name, Field(description=(
+        "the evaluator of the high-fidelity side: 'train' (from scratch with the recipe above) or another "
+        "evaluator kind (e.g. 'table'), whose options go in [fidelity.options]"))] = "train"
+    options: Annotated[dict[str, Any], Field(description="applies with against other than 'train' only: the "
+                                                         "evaluator's options")] = Field(default_factory=dict)
 
-    _inert: ClassVar[Rules] = inert(epochs_factor=lambda t: "epochs" in t.train or "steps" in t.train)
+    _inert: ClassVar[Rules] = inert(epochs_factor=lambda t: "epochs" in t.train or "steps" in t.train,
+                                    options=lambda t: t.against == "train")
 
     @model_validator(mode="after")
     def _keys(self) -> FidelityConfig:
@@ -92,10 +98,17 @@ class FidelityConfig(ConfigModel):
         for key in self.data:
             if key not in ProxyConfig.model_fields:
                 raise bad(f"data.{key}", f"unknown key; allowed keys: {', '.join(ProxyConfig.model_fields)}")
+        from nas_harness.evaluators import EvaluatorConfig
+
+        try:
+            EvaluatorConfig(kind=self.against, options=dict(self.options))
+        except ConfigError as exc:
+            raise bad("against", str(exc).replace("evaluator.kind: ", "").replace("{", "{{").replace("}", "}}")
+                      ) from None
         return self
 
     def factor(self) -> float:
-        if "epochs" in self.train or "steps" in self.train:
+        if "epochs" in self.train or "steps" in self.train or self.against != "train":
             return 1.0
         if self.epochs_factor is not None:
             return float(self.epochs_factor)
@@ -112,6 +125,11 @@ class FidelityConfig(ConfigModel):
             else:
                 train["steps"] = int(round(int(t.steps or 1) * f))
         hifi = proxy.with_fidelity(dict(self.data), train)
+        if self.against != "train":
+            from nas_harness.evaluators import EvaluatorConfig
+
+            ev = EvaluatorConfig(kind=self.against, options=dict(self.options))
+            hifi = hifi.with_evaluator(ev.make(hifi.eval_context()))
         if hifi.to_dict() == proxy.to_dict():
             raise ConfigError("fidelity: the high-fidelity recipe equals the search's; give more epochs, data or "
                               "resolution (fidelity.train / fidelity.data / epochs_factor)")
@@ -259,6 +277,8 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     src, study = open_study_source(source, study_name)
     proxy = study_recipe(study)
     hifi = cfg.high_fidelity(proxy)
+    scored_by = study_evaluator(study)
+    proxy_text = proxy.describe() if scored_by == "train" else f"the study's evaluator {scored_by!r}"
     df = trials_frame(study)
     cands = select_archs(df, cfg)
     if len(cands) < 2:
@@ -267,6 +287,8 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     out = Path(out_dir) if out_dir is not None else (src.folder or Path("results") / src.study_name)
     seeds = [proxy.seed + i for i in range(cfg.seeds)]
     load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
+    if hifi.evaluator is not None:
+        hifi.evaluator.prepare(hifi.eval_context(out), say)
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
@@ -278,7 +300,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
               "attrs": {"source_study": src.study_name, "proxy_recipe": proxy.to_dict()}, "what": "high-fidelity runs"},
         announce=lambda n, n_done: (f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} "
                                     f"by the proxy + random others) x {len(seeds)} seed(s) = {n} runs; {n_done} "
-                                    f"stored, {n - n_done} to run ({backend}); proxy: {proxy.describe()}; high "
+                                    f"stored, {n - n_done} to run ({backend}); proxy: {proxy_text}; high "
                                     f"fidelity: {hifi.describe()}; storage {src.label} study {store.name!r}"),
         detail=lambda c, m: (f"high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy {c.search_val:.4f}; "
                              f"{m.get('train_time_s', 0.0):.0f} s train)"),
@@ -299,7 +321,8 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         zc_s = time.perf_counter() - tz
     rows, summary = analyze_fidelity(cands, runs, seeds, cfg.top, predictors, cfg.bootstrap, cfg.seed)
     summary.update(
-        study=src.study_name, store=store.name, seeds=seeds, proxy_recipe=proxy.to_dict(), proxy=proxy.describe(),
+        study=src.study_name, store=store.name, seeds=seeds, proxy_recipe=proxy.to_dict(), proxy=proxy_text,
+        proxy_evaluator=scored_by,
         high_fidelity_recipe=hifi.to_dict(), high_fidelity=hifi.describe(),
         hifi_train_s=float(sum(float(r.metrics.get("wall_time_s") or 0) for r in runs if r.state == "ok")),
         zero_cost_s=zc_s, ran=len(ran), stored_before=len(skipped), failed=len(jobs.failed),

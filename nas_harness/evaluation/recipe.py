@@ -9,6 +9,7 @@ search did, with only the seed (or the fidelity) changed.  Nothing here imports 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.trial import TrialSettings, TrialSpec
 
 __all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "merge_candidates", "open_study_source", "reference_candidates",
-           "search_candidates", "study_recipe"]
+           "search_candidates", "study_evaluator", "study_recipe"]
 
 _EXCLUDED_TRAIN = ("seed", "device", "compile", "eval_batch_size")
 
@@ -31,13 +32,15 @@ _EXCLUDED_TRAIN = ("seed", "device", "compile", "eval_batch_size")
 @dataclass(frozen=True)
 class StudyRecipe:
     """How a study trained its trials: proxy data, training recipe (threads as the study fixed them, seed =
-    the search's), trial settings, and the search seed."""
+    the search's), trial settings, and the search seed; ``evaluator``: how each run scores its arch (``None``:
+    trained from scratch, as confirm and the default fidelity do whatever the study's own evaluator was)."""
 
     study_name: str
     data: ProxyConfig
     train: TrainConfig
     trial: TrialSettings
     seed: int
+    evaluator: Any = None  # nas_harness.evaluators.Evaluator
 
     def spec(self, arch: Any, seed: int, *, evaluate_test: bool = False, resolution: int | None = None,
              macs_resolution: int | None = None) -> TrialSpec:
@@ -51,7 +54,8 @@ class StudyRecipe:
         t = self.trial
         return TrialSpec(arch=a, data=data, train=self.train.replace(seed=int(seed)), seed=int(seed),
                          stem_stride=t.stem_stride, macs_resolution=int(macs_resolution or t.macs_resolution),
-                         macs_num_classes=t.macs_num_classes or 1000, evaluate_test=evaluate_test)
+                         macs_num_classes=t.macs_num_classes or 1000, evaluate_test=evaluate_test,
+                         evaluator=self.evaluator)
 
     def with_fidelity(self, data: dict[str, Any], train: dict[str, Any]) -> StudyRecipe:
         """The same recipe with some data/train keys replaced (validated by their tables)."""
@@ -65,7 +69,18 @@ class StudyRecipe:
             t.pop("steps", None)
         t = {k: v for k, v in {**t, **train}.items() if v is not None or k in train}
         return StudyRecipe(self.study_name, ProxyConfig.from_dict(d, "fidelity.data"),
-                           TrainConfig.from_dict(t, "fidelity.train"), self.trial, self.seed)
+                           TrainConfig.from_dict(t, "fidelity.train"), self.trial, self.seed, self.evaluator)
+
+    def eval_context(self, study_dir: Any = None) -> Any:
+        """What an evaluator for these runs is made from (no search space: the runs are fixed archs)."""
+        from nas_harness.evaluators import EvalContext
+
+        return EvalContext(space=None, data=self.data, train=self.train, trial=self.trial, seed=self.seed,
+                           study_dir=study_dir)
+
+    def with_evaluator(self, evaluator: Any) -> StudyRecipe:
+        """The same recipe scored by ``evaluator`` (``None``: trained from scratch)."""
+        return dataclasses.replace(self, evaluator=evaluator)
 
     def to_dict(self) -> dict[str, Any]:
         """What must not change between a run and its resume (stored with the runs and checked)."""
@@ -73,6 +88,8 @@ class StudyRecipe:
             "data": {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")},
             "train": {k: v for k, v in self.train.to_dict().items() if k not in _EXCLUDED_TRAIN},
             "trial": {k: v for k, v in self.trial.to_dict().items() if k not in ("cache", "evaluate_test")},
+            **({"evaluator": self.evaluator.identity()} if self.evaluator is not None
+               and self.evaluator.kind != "train" else {}),
         }
 
     def budget(self) -> str:
@@ -81,6 +98,8 @@ class StudyRecipe:
         return f"{t.epochs:g} epoch(s)" if t.epochs is not None else f"{t.steps} steps"
 
     def describe(self) -> str:
+        if self.evaluator is not None and self.evaluator.kind != "train":
+            return f"{self.evaluator.describe()} (evaluator {self.evaluator.kind!r})"
         d = self.data
         subset = (f"{d.train_subset} training images" if d.train_subset else
                   f"{d.per_class} per class" if d.per_class else "the full training split")
@@ -114,6 +133,15 @@ def study_recipe(study: Any) -> StudyRecipe:
     except ConfigError as exc:
         raise ConfigError(f"study {study.study_name!r}: its stored recipe is not valid any more: {exc}") from None
     return StudyRecipe(str(study.study_name), data, tr, trial, seed)
+
+
+def study_evaluator(study: Any) -> str:
+    """The ``[evaluator] kind`` a stored study scored its trials with ('train' for studies made before evaluators
+    existed)."""
+    cfg = study.user_attrs.get("config")
+    ev = cfg.get("evaluator") if isinstance(cfg, dict) else None
+    kind = ev.get("kind") if isinstance(ev, dict) else None
+    return kind if isinstance(kind, str) and kind else "train"
 
 
 def open_study_source(source: Any, study_name: str | None = None, scaling: bool = False) -> tuple[Any, Any]:

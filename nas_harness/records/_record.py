@@ -72,6 +72,8 @@ class TrialRecord:
     cpu_kernels: str | None = None
     versions: dict[str, str] | None = None
     backend: str | None = None
+    evaluator: str | None = None  # the [evaluator] kind that produced val_acc ('train', 'supernet', 'table', ...)
+    evaluator_id: str | None = None  # fingerprint of the evaluator's identity (settings, supernet weights, ...)
     cached: bool = False
     resumed_from_checkpoint: bool | None = None
     reference: str | None = None

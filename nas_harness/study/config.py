@@ -39,6 +39,7 @@ from nas_harness._config import (
 from nas_harness.backends.settings import RayConfig, RunSettings
 from nas_harness.data.proxy import ProxyConfig
 from nas_harness.errors import ConfigError
+from nas_harness.evaluators import EvalContext, Evaluator, EvaluatorConfig, option_tables
 from nas_harness.latency.config import LatencyConfig, LatencySettings
 from nas_harness.objectives import Objective
 from nas_harness.space import SpaceKeys
@@ -151,6 +152,29 @@ class StudyConfig(ConfigModel):
     latency: Annotated[LatencyConfig | None, Field(description=(
         "how latency is measured (used with objective.cost = 'latency' or max_latency_ms; when given otherwise, "
         "latency is recorded with every trial)"))] = None
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _evaluator_options(cls, d: Any) -> Any:
+        """The chosen evaluator kind's own table (``[supernet]``, ...) becomes ``evaluator.options``; a table of
+        another kind is refused (it would have no effect)."""
+        if not isinstance(d, Mapping):
+            return d
+        tables = option_tables() & set(d)
+        if not tables:
+            return d
+        d = dict(d)
+        ev = d.get("evaluator", {})
+        kind = ev.get("kind", "train") if isinstance(ev, Mapping) else None
+        for table in sorted(tables):
+            if table != kind:
+                raise bad(table, f"the [{table}] table applies to evaluator.kind = {table!r} only (this file has "
+                                 f"{kind!r}); remove it or set [evaluator] kind = {table!r}")
+            if isinstance(ev, Mapping) and "options" in ev:
+                raise bad("evaluator.options", f"give the options once, as the [{table}] table")
+            d["evaluator"] = {**ev, "options": d.pop(table)}
+        return d
 
     @model_validator(mode="after")
     def _consistent(self) -> StudyConfig:
@@ -208,6 +232,15 @@ class StudyConfig(ConfigModel):
         """The recipe; its seed is the study's unless the [train] table sets one."""
         return self.train if "seed" in self.train.model_fields_set else self.train.replace(seed=self.seed)
 
+    def eval_context(self, train: TrainConfig | None = None) -> EvalContext:
+        """What the study's evaluator is made from (``train``: the recipe with the thread count fixed)."""
+        return EvalContext(space=self.search_space(), data=self.data, train=train or self.train_config(),
+                           trial=self.trial, seed=self.seed, study_dir=self.study_dir)
+
+    def make_evaluator(self, train: TrainConfig | None = None) -> Evaluator:
+        """The study's evaluator (``[evaluator]``; from-scratch training by default)."""
+        return self.evaluator.make(self.eval_context(train))
+
     def latency_settings(self) -> LatencySettings | None:
         """The resolved latency settings when trials record latency (cost or budget on latency, or a
         ``[latency]`` table given), else None."""
@@ -240,7 +273,8 @@ class StudyConfig(ConfigModel):
         evaluation batch size (they change speed, not what is measured), and everything in [run], [ray],
         [sampler], [pruner], [scaling].  When the objective uses latency, the latency device, threads, batch,
         resolution and memory format are included (another device is another experiment); the table's path and
-        the repeats are not.
+        the repeats are not.  The evaluator (kind and options) is included unless it is the default training,
+        so studies made before evaluators existed keep their fingerprint.
         """
         data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
         train = {k: v for k, v in self.train_config().to_dict().items()
@@ -254,6 +288,8 @@ class StudyConfig(ConfigModel):
         settings = self.latency_settings()
         if settings is not None and self.objective.uses_latency:
             out["latency"] = settings.comparable()
+        if self.evaluator.kind != "train":
+            out["evaluator"] = self.evaluator.to_dict()
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -290,7 +326,7 @@ def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 SECTIONS: dict[str, type[ConfigModel]] = {
     "": StudyConfig, "data": ProxyConfig, "train": TrainConfig, "trial": TrialSettings, "objective": Objective,
     "sampler": SamplerConfig, "pruner": PrunerConfig, "run": StudyRun, "ray": StudyRay, "scaling": ScalingConfig,
-    "latency": LatencyConfig, "space": SpaceKeys,
+    "latency": LatencyConfig, "space": SpaceKeys, "evaluator": EvaluatorConfig,
 }
 
 
@@ -306,4 +342,12 @@ def study_json_schema() -> dict[str, Any]:
     space = SpaceKeys.model_json_schema()  # [space] is a free table to StudyConfig; its keys are SpaceKeys'
     schema.setdefault("$defs", {}).update(space.pop("$defs", {}))
     schema["properties"]["space"] = {**space, "description": schema["properties"]["space"].get("description", "")}
+    from nas_harness.evaluators import lookup
+
+    for kind in sorted(option_tables()):  # each evaluator kind's own options table
+        options = lookup(kind).options
+        if options is not None:
+            sub = options.model_json_schema()
+            schema["$defs"].update(sub.pop("$defs", {}))
+            schema["properties"][kind] = {**sub, "description": f"options of evaluator.kind = {kind!r}"}
     return schema

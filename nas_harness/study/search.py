@@ -149,10 +149,11 @@ def build_task(cfg: StudyConfig, threads: int | str | None = None, backend: str 
     train = cfg.train_config()
     if threads is not None:
         train = train.replace(threads=threads)
+    evaluator = cfg.make_evaluator(train) if cfg.evaluator.kind != "train" else None
     return StudyTask(space=cfg.search_space(), data=cfg.data, train=train, objective=cfg.objective,
                      trial=cfg.trial, seed=cfg.seed,
                      cache_dir=str((cfg.study_dir / "trial_cache").resolve()) if cfg.trial.cache else None,
-                     backend=backend or cfg.run.backend, latency=cfg.latency_settings())
+                     backend=backend or cfg.run.backend, latency=cfg.latency_settings(), evaluator=evaluator)
 
 
 def enqueue_references(study: Any, space: Any, names: list[str]) -> list[str]:
@@ -211,6 +212,8 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     storage = open_storage(cfg.storage_url)
     study, threads = open_study(cfg, storage, sampler, pruner, log)
     task = build_task(cfg, threads)
+    if task.evaluator is not None:  # one-time work of the evaluator (a supernet's training, a surrogate's fit)
+        task.evaluator.prepare(cfg.eval_context(task.train), log)
     return study, task, sampler
 
 

@@ -97,6 +97,13 @@ class TrainConfig(ConfigModel):
             raise bad("", "epochs and steps are mutually exclusive; set one (train.epochs or train.steps)")
         return self
 
+    def planned_epochs(self, n_train: int) -> float:
+        """The budget in epochs over ``n_train`` training images (fractional for a step budget), so trials
+        stopped early can be told apart from finished ones."""
+        if self.epochs is not None:
+            return float(self.epochs)
+        return round(int(self.steps or 0) * int(self.batch_size) / max(1, n_train), 4)
+
     @classmethod
     def from_dict(cls, d: Any, where: str = "train") -> TrainConfig:
         """Build from a study-file table; give ``epochs`` or ``steps`` (neither: the default epochs)."""
