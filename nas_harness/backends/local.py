@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_harness.backends._task import StudyTask, TrialStopped, reason
-from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, fail_and_requeue, tell
+from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, tell
 
 
 @dataclass
@@ -51,34 +51,32 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
     saw ``max_failures`` failed trials (0 = no limit).  KeyboardInterrupt propagates after the trial in
     flight is failed as interrupted and its arch queued again."""
     out = LoopResult()
-    while deadline is None or time.time() < deadline:
-        trial = slots.acquire(deadline)
-        if trial is None:
-            break
-        tid = trial._trial_id
-        try:
+    try:
+        while deadline is None or time.time() < deadline:
+            trial = slots.acquire(deadline)
+            if trial is None:
+                break
+            tid = trial._trial_id
             outcome = evaluate_trial(trial, task)
-        except KeyboardInterrupt:
-            frozen = study._storage.get_trial(tid)
-            fail_and_requeue(study, frozen, f"{INTERRUPTED}: stopped by the user (Ctrl-C)", task.params_of_arch)
+            told = tell(study, tid, outcome)
             slots.release(tid)
-            raise
-        told = tell(study, tid, outcome)
-        slots.release(tid)
-        out.ran += 1
-        frozen = study._storage.get_trial(tid)
-        if not told:
-            out.discarded += 1
-            log(f"trial {trial.number}: another worker took this one for dead and failed it meanwhile; this "
-                "result is discarded (its arch was queued again and is served from the trial cache)")
-        elif outcome.state == "fail":
-            out.failed += 1
-            log(f"trial {trial.number} failed: {outcome.record.fail_reason}")
-        if progress is not None:
-            progress.update(study, frozen)
-        if max_failures and out.failed >= max_failures:
-            out.stopped_by_failures = True
-            log(f"stopping: {out.failed} trials failed in this run (run.max_failures = {max_failures}); see "
-                "their fail_reason in trials.csv")
-            break
+            out.ran += 1
+            frozen = study._storage.get_trial(tid)
+            if not told:
+                out.discarded += 1
+                log(f"trial {trial.number}: another worker took this one for dead and failed it meanwhile; this "
+                    "result is discarded (its arch was queued again and is served from the trial cache)")
+            elif outcome.state == "fail":
+                out.failed += 1
+                log(f"trial {trial.number} failed: {outcome.record.fail_reason}")
+            if progress is not None:
+                progress.update(study, frozen)
+            if max_failures and out.failed >= max_failures:
+                out.stopped_by_failures = True
+                log(f"stopping: {out.failed} trials failed in this run (run.max_failures = {max_failures}); see "
+                    "their fail_reason in trials.csv")
+                break
+    except KeyboardInterrupt:  # wherever it came: the trial in flight is failed as interrupted and queued again
+        slots.abandon(f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
+        raise
     return out

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
 from nas_harness._config import Bool, ConfigModel, Int, Num, Text, bad
+from nas_harness.errors import ConfigError
 
 STORAGE_FORMS = ("'' (SQLite under results/<name>/)", "sqlite:///path.db", "postgresql://user@host/db",
                  "mysql://...", "journal:path.log")
@@ -21,6 +23,25 @@ def check_storage_url(url: str) -> str:
     return url
 
 
+#: Environment that keeps idle OpenMP threads from spinning on a shared machine (set unless the user chose).
+PASSIVE_WAIT = {"OMP_WAIT_POLICY": "PASSIVE", "KMP_BLOCKTIME": "0"}
+SPIN_OPT_OUT = "NAS_HARNESS_SPIN_WAIT"
+
+
+def passive_wait_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The OpenMP wait settings applied to worker processes: passive waiting (idle threads sleep instead of
+    spinning, so a busy machine is shared fairly), unless ``$NAS_HARNESS_SPIN_WAIT=1`` opts out or the user
+    set the variable.  Must be in the environment before the OpenMP runtime starts (before torch is imported)."""
+    env = dict(os.environ if env is None else env)
+    value = env.get(SPIN_OPT_OUT, "0")
+    if value not in ("0", "1"):
+        raise ConfigError(f"${SPIN_OPT_OUT} = {value[:40]!r}: allowed values: 1 (idle OpenMP threads spin), 0 or "
+                          "unset (they wait passively)")
+    if value == "1":
+        return {}
+    return {k: v for k, v in PASSIVE_WAIT.items() if k not in env}
+
+
 class RunSettings(ConfigModel):
     """``[run]``: storage, output folder, backend, console output, liveness of concurrent workers."""
 
@@ -28,7 +49,11 @@ class RunSettings(ConfigModel):
         "Optuna storage URL; '' = SQLite file under the results folder; 'journal:<file>' = journal file"))] = ""
     results_dir: Annotated[Text, Field(min_length=1, max_length=4096,
                                        description="parent folder of <name>/ (tables, figures, caches)")] = "results"
-    backend: Annotated[Literal["local", "ray"], Field(description="local: in this process; ray: Ray Tune")] = "local"
+    backend: Annotated[Literal["local", "ray"], Field(description=(
+        "local: worker processes on this machine; ray: Ray Tune"))] = "local"
+    workers: Annotated[Int, Field(ge=0, le=1024, description=(
+        "local backend: trials run at once, each a process on the same storage; 0 = as many as the cores allow at "
+        "the recipe's threads per trial"))] = 0
     progress: Annotated[Bool, Field(description="terminal progress bar")] = True
     plots: Annotated[Bool, Field(description="write figures at the end")] = True
     heartbeat_s: Annotated[Int, Field(ge=1, le=3600, description=(

@@ -58,6 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas_harness.cli._checks import environment_error, one_line_warnings
 
     try:
+        import os
+
+        from nas_harness.backends.settings import passive_wait_env
+
+        # idle OpenMP threads sleep instead of spinning (a shared machine stays fair); before torch is imported
+        os.environ.update(passive_wait_env())
         with one_line_warnings(args.command):
             return int(args.func(args) or 0)
     except ValueError as exc:  # ConfigError, DataError and plain ValueErrors from input parsing

@@ -26,6 +26,7 @@ _TRAIN = "nas_harness.train.config:TrainConfig"
 
 _OVERRIDES = {  # flag attribute -> study-file key path
     "n_trials": "run.n_trials",
+    "workers": "run.workers",
     "timeout": "run.timeout_s",
     "backend": "run.backend",
     "storage": "run.storage",
@@ -48,6 +49,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="total finished trials the study should reach, 1-1000000 (run.n_trials)")
     p.add_argument("--timeout", type=config_flag(_RUN, "timeout_s"),
                    help="stop starting new trials after this many seconds, 0-1e8 (run.timeout_s)")
+    p.add_argument("--workers", type=config_flag(_RUN, "workers"),
+                   help="local backend: trials at once, each a process on the same study (run.workers; default: the "
+                        "cores divided by the threads per trial)")
     p.add_argument("--backend", choices=("local", "ray"), help="local or ray (run.backend)")
     p.add_argument("--storage", type=text(),
                    help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")

@@ -136,6 +136,11 @@ class Heartbeat:
             self._thread = threading.Thread(target=self._run, name="nas-harness-heartbeat", daemon=True)
             self._thread.start()
 
+    def owned(self) -> list[int]:
+        """The trials this process owns now (created by it and not released)."""
+        with self._lock:
+            return sorted(self._owned)
+
     def release(self, trial_id: int) -> None:
         with self._lock:
             self._owned.discard(trial_id)
@@ -331,6 +336,17 @@ class TrialSlots:
 
     def release(self, trial_id: int) -> None:
         self.heartbeat.release(trial_id)
+
+    def abandon(self, reason: str) -> None:
+        """Fail every trial this process still owns with ``reason`` (an ``interrupted: ...`` one) and queue its
+        arch again: what a worker stopped by Ctrl-C does, wherever in the loop it was."""
+        from optuna.trial import TrialState
+
+        for tid in self.heartbeat.owned():
+            frozen = self.study._storage.get_trial(tid)
+            if frozen.state == TrialState.RUNNING:
+                fail_and_requeue(self.study, frozen, reason, self.params_of_arch)
+            self.release(tid)
 
     def _next_candidate(self) -> dict[str, Any] | None:
         from optuna.trial import TrialState

@@ -101,11 +101,9 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
                 log(f"triple ({a:g}, {b:g}, {g:g}) failed: {rec.fail_reason}")
     except KeyboardInterrupt:
         summary.interrupted = True
-        from nas_harness.records import INTERRUPTED, fail_and_requeue
+        from nas_harness.records import INTERRUPTED
 
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t._trial_id in slots.heartbeat._owned:
-                fail_and_requeue(study, t, f"{INTERRUPTED}: stopped by the user (Ctrl-C)", None)
+        slots.abandon(f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
     finally:
         slots.heartbeat.close()
     from nas_harness.results.scaling import scaling_groups, scaling_rows

@@ -55,19 +55,20 @@ class SearchSummary:
     stopped_by_failures: bool = False
     grid_exhausted: bool = False
     threads: int | None = None
+    workers: int = 1
     max_concurrent: int = 0
     best: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
 
 
 def default_threads(cfg: StudyConfig) -> int:
-    """The thread count a new study fixes when ``train.threads`` is omitted: a Ray trial's CPUs, else the
-    cores this process may use (at most 8).  It is stored with the study and reused on every resume."""
+    """The thread count a new study fixes when ``train.threads`` is omitted: one (parallel trials use the
+    cores better than intra-op threads for networks of this size, and one thread gives the same numbers on any
+    machine, idle or busy), or a Ray trial's whole CPUs.  It is stored with the study and reused on every
+    resume; more threads per trial is an explicit ``train.threads``."""
     if cfg.run.backend == "ray":
-        return max(1, int(cfg.ray.cpus_per_trial))
-    from nas_harness.train.trainer import usable_cores
-
-    return max(1, min(MAX_DEFAULT_THREADS, usable_cores()))
+        return max(1, min(MAX_DEFAULT_THREADS, int(cfg.ray.cpus_per_trial)))
+    return 1
 
 
 def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any] | None:
@@ -227,6 +228,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     cfg.study_dir.mkdir(parents=True, exist_ok=True)
     summary = SearchSummary(cfg.name, redact(cfg.storage_url), cfg.study_dir, threads=task.train.threads)
     backend = cfg.run.backend
+    ray_cpus = ray_cpus_per_trial(cfg, task.train.threads, log) if backend == "ray" else 0.0
     added = enqueue_references(study, task.space, list(cfg.sampler.enqueue))
     if added:
         log(f"enqueued reference archs: {', '.join(added)}")
@@ -251,8 +253,29 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     max_failures = cfg.run.max_failures or cfg.run.n_trials
     t0 = time.perf_counter()
     slots = None
+    workers = 1
+    if backend == "local":
+        from nas_harness.study.workers import default_workers
+
+        threads = task.train.threads if isinstance(task.train.threads, int) else 1
+        workers = cfg.run.workers or default_workers(threads, task.train.device)
+        workers = max(1, min(workers, remaining))
+        if workers > 1:
+            say(f"{workers} workers, {threads} thread(s) each")
+    summary.workers = workers
     try:
-        if backend == "local":
+        if backend == "local" and workers > 1:
+            from nas_harness.study.workers import run_workers
+
+            _note_idle_gpus(cfg, say)
+            res = run_workers(cfg, study, workers, task.train.threads, target=target, grid=grid, deadline=deadline,
+                              max_failures=max_failures, progress=bar, log=say)
+            summary.stopped_by_failures = res.stopped_by_failures
+            summary.max_concurrent = workers if res.ran else 0
+            summary.grid_exhausted = res.exhausted
+            if res.interrupted:
+                raise KeyboardInterrupt
+        elif backend == "local":
             from nas_harness.backends.local import run_local
 
             _note_idle_gpus(cfg, say)
@@ -276,7 +299,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
                 return made[-1]
 
             stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
-                            cpus_per_trial=r.cpus_per_trial, gpus_per_trial=r.gpus_per_trial,
+                            cpus_per_trial=ray_cpus, gpus_per_trial=r.gpus_per_trial,
                             max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
                             scheduler=sched, progress=bar, log=say)
             summary.max_concurrent = int(stats.get("max_concurrent", 0))
@@ -287,7 +310,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         bar.close()
         if slots is not None:
             slots.heartbeat.close()
-    summary.grid_exhausted = bool(slots is not None and slots.exhausted)
+    summary.grid_exhausted = summary.grid_exhausted or bool(slots is not None and slots.exhausted)
     if summary.grid_exhausted:
         log(f"grid exhausted: every arch of the space has been evaluated ({len(grid or [])} archs)")
     summary.wall_s = time.perf_counter() - t0
@@ -295,6 +318,26 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     summary.best = [_trial_summary(t) for t in best_trials(study)]
     summary.outputs = write_outputs(study, cfg, log)
     return summary
+
+
+def ray_cpus_per_trial(cfg: StudyConfig, threads: int | str | None, log: Any) -> float:
+    """The CPUs a Ray trial of this study reserves: exactly its thread count (fixed when the study was created),
+    so trials never oversubscribe the cores; a request that differs is packed to it, with a note, and refused in
+    one line when no node has that many CPUs."""
+    requested = float(cfg.ray.cpus_per_trial)
+    if not isinstance(threads, int) or float(threads) == requested:
+        return requested
+    from nas_harness.backends.resources import cluster_nodes
+
+    best = max((n.cpus for n in cluster_nodes(cfg.ray.address or None, cfg.ray.num_cpus or None)), default=0.0)
+    if threads > best:
+        raise ConfigError(f"ray.cpus_per_trial: study {cfg.name!r} runs {threads} thread(s) per trial (train.threads, "
+                          f"fixed when it was created), so each Ray trial needs {threads} CPUs, but the largest Ray "
+                          f"node has {best:g}; run it with --backend local, or --fork a study with train.threads = "
+                          f"{max(1, int(best))}")
+    log(f"note: study {cfg.name!r} runs {threads} thread(s) per trial (fixed when it was created): each Ray trial "
+        f"reserves {threads} CPU(s), not ray.cpus_per_trial = {requested:g}, so no core runs two threads")
+    return float(threads)
 
 
 def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:

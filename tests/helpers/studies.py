@@ -21,7 +21,8 @@ TINY: dict[str, Any] = {
     "trial": {"stem_stride": 1, "macs_resolution": 224},
     "objective": {"kind": "reward", "target_macs": 10e6},
     "sampler": {"kind": "tpe", "n_startup_trials": 2},
-    "run": {"n_trials": 2, "progress": False, "plots": False},
+    # workers = 1: in-process (tests/study/test_workers.py runs several worker processes)
+    "run": {"n_trials": 2, "progress": False, "plots": False, "workers": 1},
 }
 
 

@@ -1,0 +1,140 @@
+"""Several local workers on one study (``run.workers``): the same (arch, seed) gives the same val_acc with one
+worker or two, on an idle machine or next to a busy loop; Ctrl-C and SIGKILL of ``search`` lose nothing; the
+default is one thread per trial; a Ray request that does not fit the study's threads is packed to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers.kill import sigkill_after_first_complete
+from helpers.studies import tiny_dict, to_toml
+from optuna.trial import TrialState
+
+from nas_harness.study.config import validate
+from nas_harness.study.search import run_search
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+# 2 kernels per stage, nothing else: a grid of 2^7 archs handed out in one seeded order to every worker
+GRID = {"space": {"kernels": [3, 5], "expands": [3], "se": [True], "repeats_delta": 0},
+        "sampler": {"kind": "grid"}, "train": {"threads": None}}
+
+
+def _vals(cfg) -> dict[str, float]:
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    return {t.user_attrs["arch"]: t.user_attrs["val_acc"] for t in study.trials if t.state == TrialState.COMPLETE}
+
+
+def _busy_loop() -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"])
+
+
+def test_same_numbers_with_one_and_two_workers_idle_and_busy(tmp_path: Path) -> None:
+    one = validate(tiny_dict(tmp_path / "one", **GRID, run={"n_trials": 4, "workers": 1}))
+    two = validate(tiny_dict(tmp_path / "two", **GRID, run={"n_trials": 4, "workers": 2}))
+    busy = validate(tiny_dict(tmp_path / "busy", **GRID, run={"n_trials": 4, "workers": 2}))
+    assert run_search(one).workers == 1
+    summary = run_search(two)
+    assert summary.workers == 2 and summary.n_complete == 4 and summary.threads == 1
+    loop = _busy_loop()
+    try:
+        run_search(busy)
+    finally:
+        loop.kill()
+        loop.wait()
+    assert len(_vals(one)) == 4
+    assert _vals(one) == _vals(two) == _vals(busy)  # identical floats, not approximately equal
+    study = optuna.load_study(study_name=two.name, storage=two.storage_url)
+    assert {t.user_attrs["threads"] for t in study.trials} == {1}
+    assert study.user_attrs["comparable"]["train"]["threads"] == 1  # one thread per trial unless the file says
+
+
+def _completed(db: Path) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _cli(path: Path, *argv: str) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    return subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--no-progress", *argv],
+                            cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _finish_and_count(path: Path, cfg) -> list[TrialState]:
+    proc = _cli(path, "--workers", "2")
+    _out, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == cfg.run.n_trials and TrialState.RUNNING not in states
+    return states
+
+
+def test_sigkill_of_search_kills_its_workers_and_loses_nothing(tmp_path: Path) -> None:
+    d = tiny_dict(tmp_path, **GRID, run={"n_trials": 5, "workers": 2})
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(d))
+    cfg = validate(d)
+    proc = _cli(path)
+    sigkill_after_first_complete(proc, cfg.study_dir / "study.db")
+    time.sleep(1.0)  # the workers die with their parent (no orphan keeps training)
+    ps = subprocess.run(["pgrep", "-f", f"nas-harness-worker|{path}"], capture_output=True, text=True)
+    assert not [p for p in ps.stdout.split() if int(p) != os.getpid()], ps.stdout
+    states = _finish_and_count(path, cfg)
+    failed = [t for t in optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials
+              if t.state == TrialState.FAIL]
+    assert all(t.user_attrs["fail_reason"].startswith("interrupted") for t in failed), states
+
+
+def test_ctrl_c_stops_every_worker_and_loses_nothing(tmp_path: Path) -> None:
+    d = tiny_dict(tmp_path, **GRID, run={"n_trials": 5, "workers": 2})
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(d))
+    cfg = validate(d)
+    proc = _cli(path)
+    db = cfg.study_dir / "study.db"
+    t0 = time.time()
+    while time.time() - t0 < 300 and proc.poll() is None:
+        if _completed(db):
+            break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err, err[-3000:]
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    assert TrialState.RUNNING not in [t.state for t in study.trials]
+    _finish_and_count(path, cfg)
+
+
+@pytest.mark.ray
+def test_a_ray_request_is_packed_to_the_study_threads(tmp_path: Path, ray_local: None) -> None:
+    d = tiny_dict(tmp_path, sampler={"kind": "random"}, run={"n_trials": 1}, train={"threads": 2})
+    run_search(validate(d))  # created locally with 2 threads per trial
+    d["run"].update(n_trials=2, backend="ray")
+    d["ray"] = {"cpus_per_trial": 1.0}
+    lines: list[str] = []
+    summary = run_search(validate(d), log=lines.append)
+    assert summary.n_complete == 2
+    assert any("each Ray trial reserves 2 CPU(s), not ray.cpus_per_trial = 1" in ln for ln in lines), lines
+    d3 = tiny_dict(tmp_path / "t3", sampler={"kind": "random"}, run={"n_trials": 1}, train={"threads": 3})
+    run_search(validate(d3))
+    d3["run"].update(n_trials=2, backend="ray")
+    from nas_harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^ray\.cpus_per_trial: study 'tiny' runs 3 thread\(s\) per trial .* the "
+                                          r"largest Ray node has 2; run it with --backend local"):
+        run_search(validate(d3))
