@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from helpers.fakes import study_folder
 from helpers.mounts import fill, full_disk, read_only_copy, read_only_dir
-from helpers.studies import tiny_ablation, tiny_dict, to_toml
+from helpers.studies import tiny_ablation, tiny_dict, to_toml, with_run
 
 from nas_harness.cli import main
 
@@ -65,7 +65,7 @@ def test_search_on_a_full_disk_keeps_finished_trials_and_continues(tmp_path: Pat
 
 def test_ablation_on_a_full_disk_is_one_line_naming_the_store(tmp_path: Path) -> None:
     with full_disk(tmp_path / "disk", size="3m", leave=150 << 10) as disk:
-        (tmp_path / "a.toml").write_text(ABLATION + f'[run]\nresults_dir = "{disk}"\n')
+        (tmp_path / "a.toml").write_text(with_run(ABLATION, f'results_dir = "{disk}"'))
         line = error_line(cli("ablate", "a.toml", "--no-progress", "--no-figure", cwd=tmp_path), "ablate")
         assert "the disk is full" in line and "ablation.db" in line and "finished run" in line, line
 
@@ -74,8 +74,8 @@ def test_checkpoints_on_a_full_disk_warn_and_runs_are_stored_elsewhere(tmp_path:
     """Storage on a good disk, results folder (checkpoints, report) on a full one: every run is trained
     and stored; the report is what cannot be written, and the line says the runs are safe."""
     with full_disk(tmp_path / "disk") as disk:
-        (tmp_path / "a.toml").write_text(ABLATION.replace("steps = 3", "epochs = 2").replace("seeds = 3", "seeds = 1")
-                                         + f'[run]\nresults_dir = "{disk}"\nstorage = "sqlite:///{tmp_path}/s.db"\n')
+        (tmp_path / "a.toml").write_text(with_run(ABLATION.replace("steps = 3", "epochs = 2").replace(
+            "seeds = 3", "seeds = 1"), f'results_dir = "{disk}"\nstorage = "sqlite:///{tmp_path}/s.db"'))
         res = cli("ablate", "a.toml", "--no-progress", "--no-figure", cwd=tmp_path)
         line = error_line(res, "ablate")
         assert "the disk is full" in line and str(disk) in line and "the 2 finished runs are safe" in line, line

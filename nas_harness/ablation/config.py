@@ -277,6 +277,10 @@ class AblationConfig(ConfigModel):
         """Override the storage URL (the CLI's ``--storage``)."""
         return self._with(run={**self.run.model_dump(exclude_unset=True), "storage": url}, where="--storage")
 
+    def with_workers(self, n: int) -> AblationConfig:
+        """Override ``run.workers`` (the CLI's ``--workers``)."""
+        return self._with(run={**self.run.model_dump(exclude_unset=True), "workers": n}, where="--workers")
+
     def _with(self, where: str, **changes: Any) -> AblationConfig:
         d = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         d.update(changes)

@@ -193,7 +193,8 @@ def run_ablation(
         store, plan, lambda todo: _specs(cfg, todo, train), backend=cfg.run.backend, ray=cfg.ray,
         retry_failed=retry_failed, progress=progress, desc=cfg.name, checkpoint_dir=cfg.out_dir / "checkpoints",
         budget=f"/{epochs:g}" if epochs is not None else "", describe=describe,
-        on_record=(lambda run: on_record(RunRecord.of(run))) if on_record is not None else None, log=say)
+        on_record=(lambda run: on_record(RunRecord.of(run))) if on_record is not None else None, log=say,
+        workers=cfg.run.workers)
     records = [RunRecord.of(r) for r in out.runs]
     return AblationRun(cfg, records, out.ran, out.skipped, time.perf_counter() - t0)
 

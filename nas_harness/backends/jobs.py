@@ -57,14 +57,16 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
              max_concurrent: int | None = None, ray_address: str | None = None,
              on_result: Callable[[JobResult], None] | None = None,
              cache_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None,
-             on_epoch: Callable[[str, Any], None] | None = None) -> list[JobResult]:
+             on_epoch: Callable[[str, Any], None] | None = None, workers: int = 1) -> list[JobResult]:
     """Run ``jobs`` and return their results in the order of ``jobs``.
 
-    ``backend='local'`` runs them one after another in this process; ``'ray'`` runs each as a Ray task with
-    ``cpus_per_job``/``gpus_per_job`` (fractional GPUs allowed), at most ``max_concurrent`` at a time.
+    ``backend='local'`` runs them in this process, one after another (``workers=1``), or in ``workers``
+    worker processes at once (0: as many as the cores allow at the jobs' threads); ``'ray'`` runs each as a Ray
+    task with ``cpus_per_job``/``gpus_per_job`` (fractional GPUs allowed), at most ``max_concurrent`` at a time.
+    ``on_result`` is always called in this process, as each job finishes.
     ``checkpoint_dir`` (a path every worker can reach) makes each job resumable mid-training.
-    ``on_epoch(key, EpochReport)`` follows training epoch by epoch (local backend only: Ray tasks report
-    when they finish).
+    ``on_epoch(key, EpochReport)`` follows training epoch by epoch (one local worker only: other workers and
+    Ray tasks report when they finish).
     """
     keys = [j.key for j in jobs]
     if len(set(keys)) != len(keys):
@@ -74,6 +76,13 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
         raise ConfigError(f"jobs: duplicate key {dup!r}; every job needs a unique key")
     cdir = str(cache_dir) if cache_dir is not None else None
     kdir = str(Path(checkpoint_dir).resolve()) if checkpoint_dir is not None else None
+    if backend == "local" and workers != 1 and len(jobs) > 1:
+        from nas_harness.backends._procs import default_workers
+
+        threads = max((j.spec.train.threads for j in jobs if isinstance(j.spec.train.threads, int)), default=1)
+        n = min(len(jobs), workers or default_workers(threads, jobs[0].spec.train.device))
+        if n > 1:
+            return _run_pool(jobs, n, on_result, cdir, kdir)
     if backend == "local":
         results = []
         for job in jobs:
@@ -88,6 +97,41 @@ def run_jobs(jobs: Sequence[Job], *, backend: str = "local", cpus_per_job: float
 
         raise ConfigError(f"backend: {backend!r}; allowed values: 'local', 'ray'")
     return _run_ray(jobs, cpus_per_job, gpus_per_job, max_concurrent, ray_address, on_result, cdir, kdir)
+
+
+def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None] | None, cache_dir: str | None,
+              checkpoint_dir: str | None) -> list[JobResult]:
+    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C stops every
+    worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last epoch)."""
+    import os
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nas_harness.backends._procs import spawn_context, worker_environment, worker_setup
+
+    by_key: dict[str, JobResult] = {}
+    with worker_environment():
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=spawn_context(), initializer=worker_setup,
+                                   initargs=(os.getpid(),))
+    try:
+        pending = {pool.submit(_run_one, job, cache_dir, checkpoint_dir): job for job in jobs}
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as exc:  # a worker was killed: not the job's fault, run it again later
+                    error = f"{INTERRUPTED}: its worker process died: {reason(exc)}"[:500]
+                    res = JobResult(job.key, False, None, error, 0.0, interrupted=True)
+                by_key[job.key] = res
+                if on_result is not None:
+                    on_result(res)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+    return [by_key[j.key] for j in jobs]
 
 
 def _run_ray(jobs: Sequence[Job], cpus: float, gpus: float, max_concurrent: int | None, address: str | None,

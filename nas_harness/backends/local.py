@@ -45,12 +45,53 @@ def evaluate_trial(trial: Any, task: StudyTask) -> Outcome:
     return task.evaluate(arch, on_epoch)
 
 
+SLOW_WARNING = "warning: this trial took"
+
+
+class SlowTrials:
+    """Says once when trials run far slower than this study's own earlier ones (another job competing for the
+    cores), naming the load average.  The reference is the median wall time of the study's trials evaluated
+    (not cached) before this run; without such trials, the first three of this run."""
+
+    FACTOR = 3.0
+
+    def __init__(self, study: Any) -> None:
+        from optuna.trial import TrialState
+
+        times = [t.user_attrs.get("wall_time_s") for t in study.get_trials(deepcopy=False, states=(
+            TrialState.COMPLETE,)) if not t.user_attrs.get("cached") and not t.user_attrs.get("rejected")]
+        self.reference: list[float] = sorted(float(x) for x in times if isinstance(x, (int, float)) and x > 0)
+        self.from_study = len(self.reference) >= 3
+        self.said = False
+
+    def check(self, record: TrialRecord, log: Callable[[str], None]) -> None:
+        t = record.wall_time_s
+        if self.said or record.cached or record.rejected or not t or t <= 0:
+            return
+        if not self.from_study and len(self.reference) < 3:
+            self.reference.append(float(t))
+            self.reference.sort()
+            return
+        median = self.reference[len(self.reference) // 2]
+        if t > self.FACTOR * median:
+            import os
+
+            from nas_harness.train.trainer import usable_cores
+
+            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+            self.said = True
+            log(f"{SLOW_WARNING} {t:.1f} s, {t / median:.1f}x the study's typical {median:.1f} s; the load "
+                f"average is {load:.1f} on {usable_cores()} core(s): other work is competing for the cores (the "
+                "numbers stay the same, only slower)")
+
+
 def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float | None = None,
               max_failures: int = 0, progress: Any = None, log: Callable[[str], None] = print) -> LoopResult:
     """Run trials until the study has its trials (all workers together), the deadline passes, or this worker
     saw ``max_failures`` failed trials (0 = no limit).  KeyboardInterrupt propagates after the trial in
     flight is failed as interrupted and its arch queued again."""
     out = LoopResult()
+    slow = SlowTrials(study)
     try:
         while deadline is None or time.time() < deadline:
             trial = slots.acquire(deadline)
@@ -69,6 +110,8 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
             elif outcome.state == "fail":
                 out.failed += 1
                 log(f"trial {trial.number} failed: {outcome.record.fail_reason}")
+            else:
+                slow.check(outcome.record, log)
             if progress is not None:
                 progress.update(study, frozen)
             if max_failures and out.failed >= max_failures:

@@ -1,6 +1,11 @@
-"""``search`` suite: harness overhead per trial on the quickstart study, and Ray Tune trials/hour with 2
-concurrent 1-CPU trials vs 1 (targets: overhead < 5 % of trial time; ratio >= 1.6 on 2 idle cores).
-A Ray-free control (two training processes vs one) says what speed-up the machine could give at the time.
+"""``search`` suite: finished trials per hour, the harness's own overhead per trial.
+
+Throughput (targets on a 2-core machine): the default, one thread per trial and one worker per core, against
+the old default, one worker with as many threads as cores (>= 1.6x idle); the default next to as many busy loops
+as cores against idle (at most 2.2x slower: the fair share is 2x); Ray against local at one thread per trial
+(>= 0.8x).  Each configuration runs the quickstart study (random sampler, no trial cache) in a fresh
+``nas-harness search`` process; trials per hour count finished trials over the span from the first trial's
+start to the last one's end.
 
 Overhead = wall time of the trial loop minus the trainer's own wall time (training steps, BN recalibration
 and validation), i.e. sampling, model building, MAC counting, data lookup, cache and storage writes.
@@ -21,7 +26,7 @@ _QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml
 def _study(results: Path, name: str, n_trials: int, backend: str = "local", **ray: Any) -> Any:
     from nas_harness.study.config import load_study
 
-    over: dict[str, Any] = {"name": name, "run.results_dir": str(results), "run.n_trials": n_trials,
+    over: dict[str, Any] = {"name": name, "run.results_dir": str(results), "run.n_trials": n_trials, "run.workers": 1,
                             "run.backend": backend, "run.progress": False, "run.plots": False,
                             "run.timeout_s": 0, "trial.cache": False, "sampler.kind": "random",
                             "sampler.enqueue": []}
@@ -57,81 +62,111 @@ def overhead(results: Path, n_trials: int) -> dict[str, Any]:
             "mean_trial_s": round(loop / max(1, len(trials)), 2), "target_pct": 5.0}
 
 
-def ray_scaling(results: Path, n_trials: int) -> dict[str, Any]:
-    """Same study, same archs (seeded random sampler): 1 vs 2 concurrent 1-CPU Ray trials."""
-    from nas_harness.backends.ray import ensure_ray
-    from nas_harness.study.search import run_search
-
-    ensure_ray(num_cpus=2)
-    out: dict[str, Any] = {}
-    for conc in (1, 2):
-        cfg = _study(results, f"bench-ray-{conc}", n_trials, "ray", cpus_per_trial=1.0, max_concurrent=conc)
-        summary = run_search(cfg, log=lambda msg: None)
-        done = summary.n_complete
-        trials = [t for t in _trials(cfg) if t.datetime_complete is not None]
-        busy = sum((t.datetime_complete - t.datetime_start).total_seconds() for t in trials)
-        out[f"concurrent_{conc}"] = {"trials": done, "wall_s": round(summary.wall_s, 2),
-                                     "trials_per_hour": round(3600 * done / summary.wall_s, 1),
-                                     "mean_trial_s": round(busy / max(1, len(trials)), 2),
-                                     "mean_concurrency": round(busy / summary.wall_s, 2)}
-    r1, r2 = (out[f"concurrent_{c}"]["trials_per_hour"] for c in (1, 2))
-    out["ratio_2_vs_1"] = round(r2 / r1, 3) if r1 else None
-    out["target_ratio"] = 1.6
-    return out
+_BUSY = "while True: pass"
 
 
-_CONTROL = """
-import time
-from nas_harness.presets import efficientnet_b0
-from nas_harness.data import ProxyConfig, load_proxy
-from nas_harness.model import build_model
-from nas_harness.scaling import scale_arch
-from nas_harness.train import TrainConfig, train
-data = load_proxy(ProxyConfig(dataset="synthetic", resolution=32))
-cfg = TrainConfig.from_dict({"steps": STEPS, "batch_size": 64, "optimizer": "adamw", "lr": 0.01,
-                             "device": "cpu", "threads": 1, "augment": []})
-model = build_model(scale_arch(efficientnet_b0(), width=0.25, depth=0.5), num_classes=10, stem_stride=2)
-t = time.perf_counter()
-train(model, data, cfg)
-print(time.perf_counter() - t)
-"""
+def _span_s(trials: list[Any]) -> float:
+    """First trial start to last trial end (the search itself, without start-up and outputs)."""
+    done = [t for t in trials if t.datetime_complete is not None and t.datetime_start is not None]
+    if not done:
+        return float("nan")
+    return (max(t.datetime_complete for t in done) - min(t.datetime_start for t in done)).total_seconds()
 
 
-def machine_parallelism(steps: int) -> dict[str, Any]:
-    """Control without Ray: one 1-thread training process alone vs two at once (same work each).
-
-    2 x solo / pair is the speed-up this machine can give right now (2.0 on two idle cores); the Ray ratio
-    should be read against it when other jobs share the machine.
-    """
+def throughput(results: Path, name: str, n_trials: int, *, workers: int, threads: int, busy: int = 0,
+               backend: str = "local", spin: bool = False) -> dict[str, Any]:
+    """Finished trials per hour of the quickstart study (random sampler, no cache) run by ``nas-harness search``
+    in a fresh process with ``workers`` x ``threads`` (Ray: 1-CPU trials, ``workers`` at once), next to ``busy``
+    busy-loop processes; ``spin``: OpenMP threads spin-wait (``NAS_HARNESS_SPIN_WAIT=1``)."""
+    import os
     import subprocess
     import sys
 
-    code = _CONTROL.replace("STEPS", str(steps))
+    cfg = _study(results, name, n_trials, backend, cpus_per_trial=1.0, max_concurrent=workers)
+    path = results / f"{name}.toml"
+    _write_study(cfg, path, workers, threads)
+    env = dict(os.environ)
+    env.pop("OMP_WAIT_POLICY", None)
+    env.pop("KMP_BLOCKTIME", None)
+    env["NAS_HARNESS_SPIN_WAIT"] = "1" if spin else "0"
+    loops = [subprocess.Popen([sys.executable, "-c", _BUSY]) for _ in range(busy)]
+    load0 = os.getloadavg()[0]
+    try:
+        proc = subprocess.run([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--no-progress",
+                               "--no-plots"], env=env, capture_output=True, text=True, check=False)
+    finally:
+        for p in loops:
+            p.kill()
+            p.wait()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench search {name}: exit {proc.returncode}: {proc.stderr[-1500:]}")
+    trials = _trials(cfg)
+    done = sum(1 for t in trials if t.state.name == "COMPLETE")
+    span = _span_s(trials)
+    per_trial = [t.user_attrs.get("wall_time_s") for t in trials if t.user_attrs.get("wall_time_s")]
+    return {"workers": workers, "threads": threads, "busy_loops": busy, "backend": backend, "spin_wait": spin,
+            "trials": done, "span_s": round(span, 2), "trials_per_hour": round(3600 * done / span, 1),
+            "median_trial_s": round(sorted(per_trial)[len(per_trial) // 2], 2) if per_trial else None,
+            "load_average_before": round(load0, 2), "load_average_after": round(os.getloadavg()[0], 2)}
 
-    def launch() -> Any:
-        return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
 
-    solo = float(launch().communicate()[0].split()[-1])
-    procs = [launch(), launch()]
-    pair = max(float(p.communicate()[0].split()[-1]) for p in procs)
-    return {"solo_s": round(solo, 2), "pair_s": round(pair, 2), "speedup_2_vs_1": round(2 * solo / pair, 3)}
+def _write_study(cfg: Any, path: Path, workers: int, threads: int) -> None:
+    import json
+
+    d = cfg.to_dict()
+    d["run"]["workers"] = workers
+    d["train"]["threads"] = threads
+    d.pop("evaluator", None)
+    d.pop("latency", None)
+    d["run"]["storage"] = cfg.storage_url
+    lines = []
+    for key, value in d.items():
+        if not isinstance(value, dict):
+            lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in d.items():
+        if isinstance(value, dict):
+            lines.append(f"[{key}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in value.items() if v is not None and not isinstance(v, dict)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    return xs[len(xs) // 2] if len(xs) % 2 else 0.5 * (xs[len(xs) // 2 - 1] + xs[len(xs) // 2])
 
 
 def run(quick: bool) -> dict[str, Any]:
+    """Trials per hour: (a) one worker with as many threads as cores (the old default), (b) the default (one
+    thread per trial, one worker per core), each idle and next to as many busy loops as cores, (a) under load
+    with spin-waiting OpenMP threads, and (c) Ray against local at one thread per trial.  Runs alternate and
+    repeat (``rounds``); medians are reported with every run's figures and load average."""
+    from nas_harness.train.trainer import usable_cores
+
+    cores = usable_cores()
+    n = 4 if quick else 8
+    rounds = 1 if quick else 2
+    plan = [("a_idle", dict(workers=1, threads=cores)), ("b_idle", dict(workers=cores, threads=1)),
+            ("a_busy", dict(workers=1, threads=cores, busy=cores)),
+            ("a_busy_spin", dict(workers=1, threads=cores, busy=cores, spin=True)),
+            ("b_busy", dict(workers=cores, threads=1, busy=cores)),
+            ("ray_idle", dict(workers=cores, threads=1, backend="ray"))]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k, _ in plan}
     with tempfile.TemporaryDirectory(prefix="nas-bench-search-") as tmp:
-        res: dict[str, Any] = {"overhead": overhead(Path(tmp), 2 if quick else 5)}
-        res["ray"] = ray_scaling(Path(tmp), 2 if quick else 6)
-        res["machine_control"] = machine_parallelism(20 if quick else 60)
-        if res["ray"]["ratio_2_vs_1"] and res["machine_control"]["speedup_2_vs_1"]:
-            res["ray"]["ratio_vs_machine_control"] = round(
-                res["ray"]["ratio_2_vs_1"] / res["machine_control"]["speedup_2_vs_1"], 3)
-    try:
-        import ray
+        for r in range(rounds):
+            for key, kw in plan:
+                runs[key].append(throughput(Path(tmp), f"bench-{key}-{r}", n, **kw))  # type: ignore[arg-type]
+        overhead_figures = overhead(Path(tmp), 2 if quick else 4)
+    med = {k: _median([x["trials_per_hour"] for x in v]) for k, v in runs.items()}
+    ratio = lambda a, b: round(med[a] / med[b], 3) if med[b] else None  # noqa: E731
+    return {
+        "cores": cores, "trials_per_run": n, "rounds": rounds, "runs": runs, "median_trials_per_hour": med,
+        "default_vs_old_default_idle": ratio("b_idle", "a_idle"), "target_default_vs_old": 1.6,
+        "default_idle_vs_busy": ratio("b_idle", "b_busy"), "target_idle_vs_busy_at_most": 2.2,
+        "old_default_idle_vs_busy": ratio("a_idle", "a_busy"),
+        "old_default_busy_passive_vs_spin": ratio("a_busy", "a_busy_spin"),
+        "ray_vs_local": ratio("ray_idle", "b_idle"), "target_ray_vs_local": 0.8, "overhead": overhead_figures,
+    }
 
-        ray.shutdown()
-    except ImportError:  # pragma: no cover
-        pass
-    return res
 
-
-SUITE = Suite("search", "harness overhead per quickstart trial; Ray 2 vs 1 concurrent 1-CPU trials/hour", run)
+SUITE = Suite("search", "trials per hour: workers x threads, idle and next to busy loops, passive vs spin waiting, "
+                        "Ray vs local", run)

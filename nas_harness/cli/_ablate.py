@@ -22,6 +22,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--seeds", type=integer(1, 10_000), default=None, metavar="N",
                    help="override the file's seeds with 0..N-1 (1-10000)")
     p.add_argument("--backend", choices=("local", "ray"), default=None, help="override [backend] kind")
+    p.add_argument("--workers", type=integer(0, 1024), default=None,
+                   help="local: runs at once, each a worker process (run.workers; 0: the cores divided by the "
+                        "threads per run)")
     p.add_argument("--storage", default=None, type=text(),
                    help="override the storage URL holding the runs (run.storage)")
     p.add_argument("--retry-failed", action="store_true", help="run again pairs whose stored run failed")
@@ -46,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.with_backend(args.backend)
     if args.storage is not None:
         cfg = cfg.with_storage(args.storage)
+    if args.workers is not None:
+        cfg = cfg.with_workers(args.workers)
     for variant, arch in cfg.archs.items():  # what is counted and trained must be of a sane size
         check_arch_size(arch, f"variants: {variant!r}")
     if args.dry_run:

@@ -15,6 +15,9 @@ from nas_harness.cli._format import add_study_source, finish_evaluation
 def add_run_flags(p: argparse.ArgumentParser) -> None:
     """Backend and progress flags shared by ``confirm`` and ``fidelity``."""
     p.add_argument("--backend", choices=("local", "ray"), default="local", help="run locally or as Ray tasks")
+    p.add_argument("--workers", type=integer(0, 1024), default=0,
+                   help="local: runs at once, each a worker process (default 0: the cores divided by the study's "
+                        "threads per run)")
     p.add_argument("--cpus-per-job", type=number(0.01, 1024), default=1.0,
                    help="Ray: CPUs per run (default 1)")
     p.add_argument("--gpus-per-job", type=number(0, 64), default=0.0,
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
 
     settings = ConfirmSettings(top=args.top, seeds=args.seeds, by=args.by, references=not args.no_references,
                                evaluate_test=args.test, scaling=args.scaling, backend=args.backend,
-                               ray=ray_config(args))
+                               ray=ray_config(args), workers=args.workers)
     res = run_confirm(args.study, settings, study_name=args.study_name, out_dir=args.out,
                       retry_failed=args.retry_failed, progress=not args.no_progress, figure=not args.no_figure,
                       report_only=args.report_only)

@@ -73,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--factor has no effect with --epochs/--steps; give one")
     cfg = load_fidelity(args.config, overrides)
     res = run_fidelity(args.study, cfg, study_name=args.study_name, out_dir=args.out, backend=args.backend,
+                       workers=args.workers,
                        ray=ray_config(args), retry_failed=args.retry_failed, progress=not args.no_progress,
                        figure=not args.no_figure, report_only=args.report_only)
     return finish_evaluation(markdown(res), res.outputs, res.failed, "fidelity.md")

@@ -81,6 +81,9 @@ class ConfirmSettings(ConfigModel):
     backend: Annotated[Literal["local", "ray"], Field(description="local: in this process; ray: one task per run")
                        ] = "local"
     ray: RayConfig = RayConfig()
+    workers: Annotated[Int, Field(ge=0, le=1024, description=(
+        "local backend: runs at once, each in a worker process (1: in this process); 0 = as many as the cores "
+        "allow at the study's threads per run (the CLI's default)"))] = 1
 
 
 @dataclass
@@ -229,6 +232,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
                                     f"= {n} runs; {n_done} stored, {n - n_done} to run ({st.backend}; "
                                     f"{recipe.describe()}); storage {src.label} study {store.name!r}"),
         detail=detail, report_only=report_only, backend=st.backend, ray=st.ray, retry_failed=retry_failed,
+        workers=st.workers,
         progress=progress, checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)
     runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
     analysis = analyze(cands, runs, seeds)

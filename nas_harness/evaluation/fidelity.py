@@ -264,7 +264,8 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
 def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study_name: str | None = None,
                  out_dir: str | Path | None = None, backend: str = "local", ray: RayConfig | None = None,
                  retry_failed: bool = False, progress: bool = True, figure: bool = True,
-                 report_only: bool = False, log: Any = None, on_record: Any = None) -> FidelityResult:
+                 report_only: bool = False, log: Any = None, on_record: Any = None,
+                 workers: int = 1) -> FidelityResult:
     """Retrain the selected archs at the higher fidelity (resuming), then measure the proxy's ranking and the
     cheap predictors'; write ``fidelity.json``, ``fidelity.md``, ``fidelity_archs.csv`` and the figure."""
     from nas_harness.data import load_proxy
@@ -305,7 +306,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         detail=lambda c, m: (f"high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy {c.search_val:.4f}; "
                              f"{m.get('train_time_s', 0.0):.0f} s train)"),
         report_only=report_only, backend=backend, ray=ray, retry_failed=retry_failed, progress=progress,
-        checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)
+        checkpoint_dir=out / "checkpoints", on_record=on_record, log=say, workers=workers)
     runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
     predictors = None
     zc_s = 0.0

@@ -190,6 +190,7 @@ def run_stored_jobs(
     on_record: Callable[[StoredRun], None] | None = None,
     extra: Callable[[Key], Mapping[str, Any]] | None = None,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> StoredJobs:
     """Run the jobs of ``plan`` not stored yet (``make_jobs(todo)`` -> one :class:`~nas_harness.backends.Job`
     per key, same order) and store each as it returns; return every stored record of the plan.
@@ -197,7 +198,8 @@ def run_stored_jobs(
     ``ray``: a :class:`~nas_harness.backends.RayConfig` (resources per job) for ``backend='ray'``.
     ``describe(run)`` is the line printed per stored run; ``on_record(run)`` is called after each run is
     durably stored (tests use it to simulate an interruption); ``extra(key)`` adds user attributes.
-    ``KeyboardInterrupt`` propagates; everything stored before it is kept.
+    ``workers``: local jobs at once, each in a worker process (0: as many as the cores allow at the jobs'
+    threads; 1: in this process).  ``KeyboardInterrupt`` propagates; everything stored before it is kept.
     """
     from nas_harness.backends import run_jobs
 
@@ -249,6 +251,7 @@ def run_stored_jobs(
                       max_concurrent=ray.max_concurrent or None, ray_address=ray.address or None)
         try:
             run_jobs(jobs, backend=backend, on_result=on_result, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
+                     workers=workers,
                      **kw)
         finally:
             if bar is not None:
@@ -275,6 +278,7 @@ def retrain_candidates(
     checkpoint_dir: Any = None,
     on_record: Callable[[StoredRun], None] | None = None,
     log: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> StoredJobs:
     """Train each (candidate, seed) not stored yet into ``store`` and return every stored run of the plan:
     the one loop behind ``confirm`` and ``fidelity``.
@@ -309,7 +313,8 @@ def retrain_candidates(
     return run_stored_jobs(store, plan, make_jobs, backend=backend, ray=ray, retry_failed=retry_failed,
                            progress=progress, desc=store.name, checkpoint_dir=checkpoint_dir, budget=budget,
                            describe=describe, on_record=on_record,
-                           extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say)
+                           extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say,
+                           workers=workers)
 
 
 def _describe(key: str, run: StoredRun) -> str:

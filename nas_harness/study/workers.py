@@ -18,28 +18,15 @@ import contextlib
 import os
 import queue
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas_harness.backends.settings import PASSIVE_WAIT, passive_wait_env
+from nas_harness.backends._procs import default_workers, spawn_context, worker_environment, worker_setup
+from nas_harness.backends.local import SLOW_WARNING
 
-
-def default_workers(threads: int, device: str = "cpu") -> int:
-    """Workers that fit this machine: the usable cores divided by the threads per trial (one per process on a
-    GPU, where ``--device cuda:N`` starts one per GPU)."""
-    from nas_harness.train.trainer import usable_cores
-
-    if device.startswith("cuda"):
-        return 1
-    if device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return 1
-    return max(1, usable_cores() // max(1, int(threads)))
+__all__ = ["WorkersResult", "default_workers", "run_workers"]
 
 
 @dataclass
@@ -52,6 +39,7 @@ class WorkersResult:
     stopped_by_failures: bool = False
     interrupted: bool = False
     exit_codes: list[int | None] = field(default_factory=list)
+    said_slow: bool = False
 
 
 class _QueueProgress:
@@ -65,30 +53,11 @@ class _QueueProgress:
             self.q.put(("trial", trial._trial_id))
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: this worker is killed when the process that started it dies (even by SIGKILL), so a killed
-    ``search`` leaves no worker behind; its trial in flight is then failed and retried like any dead worker's."""
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent:  # the parent died before the request took effect
-        os._exit(1)
-
-
 def _worker_main(cfg_dict: dict[str, Any], threads: int | str, index: int, target: int,
                  grid: list[dict[str, Any]] | None, deadline: float | None, max_failures: int, q: Any,
                  parent: int) -> None:
     """One worker process: the study's trial loop until the study has its trials, the deadline, or Ctrl-C."""
-    _die_with_parent(parent)
-
-    def interrupt_once(signum: int, frame: Any) -> None:  # Ctrl-C may arrive twice: from the terminal, and
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # passed on by the parent; the clean-up must finish
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGINT, interrupt_once)
+    worker_setup(parent)
     import optuna
 
     from nas_harness.backends.local import run_local
@@ -136,27 +105,17 @@ def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int
     or ``max_failures`` failed trials in one worker); ``progress.update(study, frozen_trial)`` and ``log(line)``
     are called here as the workers report.  KeyboardInterrupt reaches every worker; the result then says
     ``interrupted``."""
-    import multiprocessing
-
-    ctx = multiprocessing.get_context("spawn")  # a fresh interpreter: no inherited torch/OpenMP/Ray state
+    ctx = spawn_context()
     q = ctx.Queue()
     cfg_dict = cfg.to_dict()
     if cfg.run.storage == "":
         cfg_dict["run"]["storage"] = ""
-    saved = {k: os.environ.get(k) for k in PASSIVE_WAIT}
-    os.environ.update(passive_wait_env())
-    try:
+    with worker_environment():
         procs = [ctx.Process(target=_worker_main, name=f"nas-harness-worker-{i}",
                              args=(cfg_dict, threads, i, target, grid, deadline, max_failures, q, os.getpid()))
                  for i in range(n)]
         for p in procs:
             p.start()
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     out = WorkersResult()
     finished: set[int] = set()
     try:
@@ -200,6 +159,10 @@ def _drain(q: Any, procs: list[Any], finished: set[int], study: Any, progress: A
             continue
         kind = msg[0]
         if kind == "log":
+            if msg[1].startswith(SLOW_WARNING):  # every worker would say it: once is enough
+                if out.said_slow:
+                    continue
+                out.said_slow = True
             log(msg[1])
         elif kind == "trial":
             progress.update(study, study._storage.get_trial(msg[1]))

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from helpers.fakes import study_folder
 from helpers.mounts import read_only_dir
-from helpers.studies import TINY_ARCH, tiny_ablation, tiny_dict, to_toml
+from helpers.studies import TINY_ARCH, tiny_ablation, tiny_dict, to_toml, with_run
 
 from nas_harness.cli import main
 
@@ -200,12 +200,12 @@ CASES = [
     Case("ablate-storage-read-only", ["ablate", "a.toml", "--storage", "sqlite:///ro/runs.db"], "run.storage",
          {"a.toml": ABLATION}, read_only="ro"),
     Case("ablate-results-read-only", ["ablate", "a.toml"], "run.results_dir",
-         {"a.toml": ABLATION + '[run]\nresults_dir = "ro/results"\n'}, read_only="ro"),
+         {"a.toml": with_run(ABLATION, 'results_dir = "ro/results"')}, read_only="ro"),
     Case("search-journal-read-only", ["search", "s.toml", "--storage", "journal:ro/j.log"], "run.storage",
          {"s.toml": study_toml()}, read_only="ro"),
     Case("ablate-lr-nan", ["ablate", "a.toml"], "train.lr", {"a.toml": ABLATION.replace("lr = 0.05", "lr = nan")}),
     Case("ablate-results-dir-is-a-file", ["ablate", "a.toml"], "run.results_dir",
-         {"a.toml": ABLATION + '[run]\nresults_dir = "afile/x"\n', "afile": "x"}),
+         {"a.toml": with_run(ABLATION, 'results_dir = "afile/x"'), "afile": "x"}),
     Case("ablate-one-class-folder", ["ablate", "a.toml"], "at least 2 class",
          {"a.toml": ABLATION.replace('dataset = "synthetic"', 'dataset = "folder"\nroot = "imgs"').replace(
              "val_size = 64", "val_size = 1"), **image_folder(["solo"])}),

@@ -80,8 +80,9 @@ TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_
 
 
 def tiny_ablation(seeds: int = 2, extra: str = "") -> str:
-    """An ablation file: TINY_ARCH with and without SE on synthetic 16 px data, three steps per run;
-    ``extra`` is appended (more tables)."""
+    """An ablation file: TINY_ARCH with and without SE on synthetic 16 px data, three steps per run, in this
+    process (``[run] workers = 1``, the last table: append run keys with :func:`with_run`); ``extra`` is
+    appended (more tables)."""
     return f"""
 name = "tiny"
 base = "{TINY_ARCH}"
@@ -98,4 +99,11 @@ steps = 3
 batch_size = 16
 lr = 0.05
 threads = 1
+[run]
+workers = 1
 {extra}"""
+
+
+def with_run(ablation: str, keys: str) -> str:
+    """``ablation`` (from :func:`tiny_ablation`) with more ``[run]`` keys (TOML lines)."""
+    return ablation.replace("[run]\n", "[run]\n" + keys.rstrip("\n") + "\n", 1)
