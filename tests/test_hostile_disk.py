@@ -5,28 +5,25 @@ where mounting is not permitted)."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli_env, run_cli
 from helpers.fakes import study_folder
 from helpers.mounts import fill, full_disk, read_only_copy, read_only_dir
 from helpers.studies import tiny_ablation, tiny_dict, to_toml, with_run
 
 from nas_harness.cli import main
 
-ROOT = Path(__file__).resolve().parents[1]
 ABLATION = tiny_ablation(seeds=3)
 
 
 def cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = cli_env()
     env.pop("NAS_HARNESS_DATA", None)
-    return subprocess.run([sys.executable, "-m", "nas_harness.cli", *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=600, check=False)
+    return run_cli(*argv, cwd=cwd, env=env)
 
 
 def error_line(res: subprocess.CompletedProcess[str], command: str) -> str:

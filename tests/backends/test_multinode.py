@@ -5,18 +5,16 @@ killed mid-trial that trial is failed with a reason, its arch retried, and the s
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.cli import cli_env, start_cli
 from helpers.raycluster import start_cluster
 from helpers.studies import write_study
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow]
 
 
@@ -34,10 +32,8 @@ def test_two_nodes_then_one_is_lost(tmp_path: Path, cluster) -> None:
                        run={"n_trials": 6, "backend": "ray", "progress": False, "plots": False},
                        ray={"cpus_per_trial": 1.0})
     db = tmp_path / "results" / "tiny" / "study.db"
-    env = dict(cluster.env, PYTHONPATH=str(ROOT))
-    driver = subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--ray-address",
-                               cluster.address, "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    driver = start_cli("search", path, "--ray-address", cluster.address, "--no-progress", cwd=tmp_path,
+                       env=cli_env(cluster.env))
     worker_node = next(n["id"] for n in cluster.nodes() if not n["head"])
     deadline = time.time() + 600
     killed = False

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers.cli import cli_env, run_cli
 from helpers.studies import write_study
 
 from nas_harness.backends.resources import NodeResources, check_ray_request
 from nas_harness.errors import ConfigError
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize(("cpus", "gpus", "device", "needle"), [
@@ -37,9 +33,7 @@ def test_fractions_of_existing_gpus_are_fine_but_not_more_than_a_node_has() -> N
 def test_cli_exits_2_before_anything_is_written(tmp_path: Path, flags: list[str]) -> None:
     """A fresh process (no Ray running): the request is compared with this machine, no Ray is started."""
     path = write_study(tmp_path, run={"n_trials": 1, "progress": False, "plots": False})
-    env = dict(os.environ, PYTHONPATH=str(ROOT), CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-m", "nas_harness.cli", "search", str(path), *flags], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc = run_cli("search", path, *flags, cwd=tmp_path, env=cli_env(CUDA_VISIBLE_DEVICES=""), timeout=300)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.count("\n") == 1 and "ray." in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "results").exists()

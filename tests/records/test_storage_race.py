@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -13,16 +12,17 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
-# Each process waits for the go file, then opens the storage (creating its schema), creates or loads the study
-# and adds one trial.
+# Each process imports what it needs, says "ready", waits for the go file, then opens the storage (creating its
+# schema), creates or loads the study and adds one trial.
 _WORKER = """
 import os, sys, time
-go = sys.argv[2]
-while not os.path.exists(go):
-    time.sleep(0.002)
 import optuna
 from nas_harness.records import open_storage
 optuna.logging.set_verbosity(optuna.logging.ERROR)
+go = sys.argv[2]
+print("ready", flush=True)
+while not os.path.exists(go):
+    time.sleep(0.002)
 storage = open_storage(sys.argv[1])
 study = optuna.create_study(storage=storage, study_name="race", direction="maximize", load_if_exists=True)
 study.tell(study.ask(), 1.0)
@@ -32,7 +32,8 @@ study.tell(study.ask(), 1.0)
 def _race(url: str, go: Path, n: int = 4) -> list[subprocess.CompletedProcess[str]]:
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER, url, str(go)], cwd=ROOT, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(n)]
-    time.sleep(3.0)  # every process has imported optuna and the harness and is waiting for the go file
+    for p in procs:  # every process has imported optuna and the harness and waits for the go file
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()[-2000:]
     go.touch()
     out = []
     for p in procs:

@@ -4,26 +4,22 @@ reaches the console, the study or the report."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.cli import start_cli
 from helpers.studies import write_study
 from optuna.trial import TrialState
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 
 def _worker(path: Path, *flags: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--no-progress", *flags],
-                            cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return start_cli("search", path, "--no-progress", *flags, cwd=path.parent)
 
 
 def _study_file(tmp_path: Path, n_trials: int, **sections) -> Path:

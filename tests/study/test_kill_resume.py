@@ -3,20 +3,17 @@ retried, and re-running the same command finishes the study."""
 
 from __future__ import annotations
 
-import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import optuna
 import pytest
+from helpers.cli import start_cli
 from helpers.studies import write_study
 from optuna.trial import TrialState
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _states(db: Path) -> list[str]:
@@ -33,9 +30,7 @@ def _states(db: Path) -> list[str]:
 
 
 def _start(path: Path) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--no-progress"],
-                            cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start_cli("search", path, "--no-progress", cwd=path.parent, text=False)
 
 
 def _wait_for(db: Path, proc: subprocess.Popen, pred, timeout: float = 120) -> list[str]:

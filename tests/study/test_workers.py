@@ -14,6 +14,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+from helpers.cli import start_cli
 from helpers.kill import sigkill_after_first_complete
 from helpers.studies import tiny_dict, to_toml
 from optuna.trial import TrialState
@@ -21,7 +22,6 @@ from optuna.trial import TrialState
 from nas_harness.study.config import validate
 from nas_harness.study.search import run_search
 
-ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
 
 # 2 kernels per stage, nothing else: a grid of 2^7 archs handed out in one seeded order to every worker
@@ -67,10 +67,7 @@ def _completed(db: Path) -> int:
 
 
 def _cli(path: Path, *argv: str) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
-    return subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", str(path), "--no-progress", *argv],
-                            cwd=path.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return start_cli("search", path, "--no-progress", *argv, cwd=path.parent, start_new_session=True)
 
 
 def _finish_and_count(path: Path, cfg) -> list[TrialState]:
