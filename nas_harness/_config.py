@@ -43,6 +43,8 @@ _DEPTH: contextvars.ContextVar[int] = contextvars.ContextVar("nas_config_depth",
 _WHERE: contextvars.ContextVar[str] = contextvars.ContextVar("nas_config_where", default="")
 
 #: Largest study/ablation file read (bytes); real ones are a few KB.
+#: The default parent folder of every output (``run.results_dir``; bench, doctor and latency tables too).
+RESULTS_DIR = "results"
 MAX_FILE_BYTES = 1 << 20
 #: Deepest table nesting accepted in a TOML file (study files use 3 levels).
 MAX_DEPTH = 16

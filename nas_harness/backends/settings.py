@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 
-from nas_harness._config import Bool, ConfigModel, Int, Num, Text, bad
+from nas_harness._config import RESULTS_DIR, Bool, ConfigModel, Int, Num, Text, bad
 from nas_harness.errors import ConfigError
 
 STORAGE_FORMS = ("'' (SQLite under results/<name>/)", "sqlite:///path.db", "postgresql://user@host/db",
@@ -48,7 +48,8 @@ class RunSettings(ConfigModel):
     storage: Annotated[Text, Field(max_length=4096, description=(
         "Optuna storage URL; '' = SQLite file under the results folder; 'journal:<file>' = journal file"))] = ""
     results_dir: Annotated[Text, Field(min_length=1, max_length=4096,
-                                       description="parent folder of <name>/ (tables, figures, caches)")] = "results"
+                                       description="parent folder of <name>/ (tables, figures, caches)")
+                    ] = RESULTS_DIR
     backend: Annotated[Literal["local", "ray"], Field(description=(
         "local: worker processes on this machine; ray: Ray Tune"))] = "local"
     workers: Annotated[Int, Field(ge=0, le=1024, description=(

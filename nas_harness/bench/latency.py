@@ -23,9 +23,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import RESULTS_DIR
 from nas_harness.bench import Suite
 
-TABLE_DIR = Path("results/bench/latency-table")
+TABLE_DIR = Path(RESULTS_DIR) / "bench" / "latency-table"
 
 
 def ranks(values: list[float]) -> list[float]:

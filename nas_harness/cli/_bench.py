@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from nas_harness._config import RESULTS_DIR
 from nas_harness.cli._checks import text
 
-DEFAULT_OUT = "results/bench/bench.json"
+DEFAULT_OUT = f"{RESULTS_DIR}/bench/bench.json"
 
 
 def add_parser(subparsers: argparse._SubParsersAction, name: str) -> argparse.ArgumentParser:

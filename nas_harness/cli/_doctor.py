@@ -7,7 +7,9 @@ import json
 import sys
 from pathlib import Path
 
-DEFAULT_OUT = "results/doctor/gpu.json"
+from nas_harness._config import RESULTS_DIR
+
+DEFAULT_OUT = f"{RESULTS_DIR}/doctor/gpu.json"
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_harness.results import export_arch, resolve_source, study_frame
 
     src = resolve_source(args.study, args.study_name)
-    out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "export"
+    out = Path(args.out) if args.out else src.out_dir / "export"
     check_dir_writable(out, "--out")
     df = study_frame(src)
     pick = dict(rank=args.rank, trial=args.trial, by=args.by, num_classes=args.num_classes,

@@ -15,6 +15,8 @@ import sys
 import time
 from typing import Any
 
+from nas_harness._config import RESULTS_DIR
+
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="predicted / measured latency of an arch; fill the latency table of a study",
@@ -145,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--threads: applies to --device cpu only")
     lat = LatencyConfig.from_dict(given, "latency")
     lat.check_machine("latency")
-    settings = lat.settings(resolution, args.num_classes or 1000, "results")
+    settings = lat.settings(resolution, args.num_classes or 1000, RESULTS_DIR)
     predictor = LatencyPredictor(settings, log=_say)
     if not args.no_fill:
         predictor.ensure_fit(SearchSpace.default(arch).sample, networks=args.fit_networks or 4)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from nas_harness._config import RESULTS_DIR
 from nas_harness.cli._checks import number, text
 
 
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     pairs = sources(args)
     ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
     if args.compare:
-        out = Path(args.out or "results/compare")
+        out = Path(args.out) if args.out else Path(RESULTS_DIR) / "compare"
         keep(args, writing=out, kept="the studies are unchanged (plot only reads them); the figures written so "
                                          "far were removed")
         with output_dir(out, "--out"):
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"study: got {len(pairs)} studies; pass --compare to compare them")
         (source, name), = pairs
         src = resolve_source(source, name)
-        out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name) / "figures"
+        out = Path(args.out) if args.out else src.out_dir / "figures"
         keep(args, writing=out, kept=f"the study in {src.label} is unchanged (plot only reads it); the "
                                      "figures written so far were removed")
         with output_dir(out, "--out"):

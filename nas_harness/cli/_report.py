@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
     src = resolve_source(args.study, args.study_name)
-    out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name)
+    out = Path(args.out) if args.out else src.out_dir
     keep(args, writing=out, kept=f"the study in {src.label} is unchanged (report only reads it); the report "
                                  "files written so far were removed")
     with output_dir(out, "--out"):

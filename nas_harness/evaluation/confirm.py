@@ -208,8 +208,8 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     if not cands:
         raise ConfigError(f"study {src.study_name!r} has no complete full-budget trial to confirm "
                           f"(--top {st.top}{'' if st.references else ', --no-references'})")
-    out = Path(out_dir) if out_dir is not None else (src.folder or Path("results") / src.study_name.removesuffix(
-        "-scaling"))
+    out = Path(out_dir) if out_dir is not None else (src.folder or src.out_dir.with_name(
+        src.study_name.removesuffix("-scaling")))
     seeds = fresh_seeds(st.seeds, recipe.seed)
     load_proxy(recipe.data)  # a missing data set is one line (exit 2) before anything is written
     from nas_harness.backends.resources import check_resources

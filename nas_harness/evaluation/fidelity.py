@@ -285,7 +285,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     if len(cands) < 2:
         raise ConfigError(f"study {src.study_name!r} has {len(cands)} complete full-budget search arch(s); a ranking "
                           "needs at least 2")
-    out = Path(out_dir) if out_dir is not None else (src.folder or Path("results") / src.study_name)
+    out = Path(out_dir) if out_dir is not None else src.out_dir
     seeds = [proxy.seed + i for i in range(cfg.seeds)]
     load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
     if hifi.evaluator is not None:

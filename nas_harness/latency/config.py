@@ -17,7 +17,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
-from nas_harness._config import ConfigModel, Int, Rules, Text, allowed, bad, inert
+from nas_harness._config import RESULTS_DIR, ConfigModel, Int, Rules, Text, allowed, bad, inert
 from nas_harness.errors import ConfigError
 
 DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})$")
@@ -76,7 +76,7 @@ class LatencyConfig(ConfigModel):
             raise bad("", "{value} is invalid: allowed: {forms}", value=repr(v), forms=DEVICE_FORMS)
         return v
 
-    def settings(self, resolution: int, num_classes: int = 1000, results_dir: str | Path = "results"
+    def settings(self, resolution: int, num_classes: int = 1000, results_dir: str | Path = RESULTS_DIR
                  ) -> LatencySettings:
         """The resolved settings (table path absolute; resolution defaulted to the given one)."""
         table = Path(self.table) if self.table else Path(results_dir) / "latency"
@@ -104,7 +104,7 @@ class LatencySettings:
     batch: int = 1
     resolution: int = 224
     num_classes: int = 1000
-    table: str = "results/latency"
+    table: str = f"{RESULTS_DIR}/latency"
     table_is_file: bool = False
     repeats: int = 20
     warmup: int = 5

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+from nas_harness._config import RESULTS_DIR
 from nas_harness.errors import ConfigError
 from nas_harness.plots._style import save
 from nas_harness.plots.importance import plot_importance
@@ -20,7 +21,7 @@ FIGURES_DIR = "figures"
 def _out_dir(folder: Path | None, study_name: str, out_dir: str | Path | None) -> Path:
     if out_dir is not None:
         return Path(out_dir)
-    return (folder if folder is not None else Path("results") / study_name) / FIGURES_DIR
+    return (folder if folder is not None else Path(RESULTS_DIR) / study_name) / FIGURES_DIR
 
 
 def _default_choice(df, importances: dict[str, float] | None) -> str | None:

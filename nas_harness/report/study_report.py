@@ -329,7 +329,7 @@ def write_report(source: str | Path, study_name: str | None = None, *, out_dir: 
     ``figures=False``) into the study folder (or ``out_dir``)."""
     src = resolve_source(source, study_name)
     df = trials_frame(load_study(src))
-    out = Path(out_dir) if out_dir else (src.folder or Path("results") / src.study_name)
+    out = Path(out_dir) if out_dir else src.out_dir
     out.mkdir(parents=True, exist_ok=True)
     figs: list[Path] = []
     if figures:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas_harness._config import RESULTS_DIR
 from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord
 
@@ -44,6 +45,11 @@ class StudySource:
     study_name: str
     folder: Path | None
     label: str  # storage as the user would type it, for reports
+
+    @property
+    def out_dir(self) -> Path:
+        """Where outputs about this study go by default: its results folder, else ``results/<study>``."""
+        return self.folder if self.folder is not None else Path(RESULTS_DIR) / self.study_name
 
 
 def _is_sqlite(path: Path) -> bool:

@@ -322,10 +322,11 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
 
 def ray_cpus_per_trial(cfg: StudyConfig, threads: int | str | None, log: Any) -> float:
     """The CPUs a Ray trial of this study reserves: exactly its thread count (fixed when the study was created),
-    so trials never oversubscribe the cores; a request that differs is packed to it, with a note, and refused in
-    one line when no node has that many CPUs."""
+    so CPU trials never oversubscribe the cores; a request that differs is packed to it, with a note, and refused
+    in one line when no node has that many CPUs.  GPU trials (``gpus_per_trial > 0``) keep their request: their
+    work runs on the GPU, and fractional CPUs are how several share one."""
     requested = float(cfg.ray.cpus_per_trial)
-    if not isinstance(threads, int) or float(threads) == requested:
+    if not isinstance(threads, int) or float(threads) == requested or cfg.ray.gpus_per_trial > 0:
         return requested
     from nas_harness.backends.resources import cluster_nodes
 
