@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_harness.backends._task import StudyTask, TrialStopped, reason
-from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, tell
+from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, mark_running, tell
 
 
 @dataclass
@@ -33,7 +33,7 @@ def evaluate_trial(trial: Any, task: StudyTask) -> Outcome:
         arch = task.space.suggest(trial)
     except Exception as exc:  # e.g. queued parameters outside the space
         return Outcome("fail", None, TrialRecord(fail_reason=f"cannot build the arch: {reason(exc)}"))
-    trial.set_user_attr("arch", str(arch))  # a trial killed mid-training still says what it was
+    mark_running(trial.study, trial._trial_id, TrialRecord(arch=str(arch)))  # a killed trial says what it was
     single = task.objective.kind != "multi"
 
     def on_epoch(value: float, epoch: int, live: TrialRecord) -> None:

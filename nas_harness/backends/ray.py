@@ -30,7 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness.backends._task import StudyTask
-from nas_harness.records import DONE, INTERRUPTED, Outcome, TrialRecord, TrialSlots, fail_and_requeue, tell
+from nas_harness.records import (
+    DONE,
+    INTERRUPTED,
+    Outcome,
+    TrialRecord,
+    TrialSlots,
+    fail_and_requeue,
+    mark_running,
+    tell,
+)
 
 _DONE, _STATE, _RECORD, _VALUES, _CONS = "nas_done", "nas_state", "nas_record", "nas_values", "nas_constraints"
 
@@ -140,7 +149,7 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
             self._ot_trials[trial_id] = got
             params = self._suggest_from_define_by_run_func(self._space, got)
             arch = task.space.arch_from_params(got.params)
-            got.set_user_attr("arch", str(arch))
+            mark_running(self._ot_study, got._trial_id, TrialRecord(arch=str(arch)))
             return unflatten_dict(params)
 
         def save(self, checkpoint_path: str) -> None:
@@ -163,9 +172,8 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
             if trial_id not in placed and result.get(_RECORD):  # a running trial says where it runs
                 placed.add(trial_id)
                 record = TrialRecord.from_attrs(json.loads(result[_RECORD]))
-                for key in ("host", "ray_node", "gpu_ids"):
-                    if getattr(record, key) is not None:
-                        ot_trial.set_user_attr(key, getattr(record, key))
+                mark_running(self._ot_study, ot_trial._trial_id, TrialRecord(
+                    host=record.host, ray_node=record.ray_node, gpu_ids=record.gpu_ids))
             if task.objective.kind != "multi":
                 step = int(result.get("epoch", 0))
                 reported = self.__dict__.setdefault("_reported", set())

@@ -24,14 +24,18 @@ _QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml
 
 
 def _study(results: Path, name: str, n_trials: int, backend: str = "local", **ray: Any) -> Any:
-    from nas_harness.study.config import load_study
+    from nas_harness._config import read_toml
+    from nas_harness.study.config import apply_overrides, validate
 
     over: dict[str, Any] = {"name": name, "run.results_dir": str(results), "run.n_trials": n_trials, "run.workers": 1,
                             "run.backend": backend, "run.progress": False, "run.plots": False,
                             "run.timeout_s": 0, "trial.cache": False, "sampler.kind": "random",
                             "sampler.enqueue": []}
     over.update({f"ray.{k}": v for k, v in ray.items()})
-    return load_study(_QUICKSTART, over)
+    d = read_toml(_QUICKSTART, "study file")
+    d["sampler"].pop("n_startup_trials", None)  # a TPE-only key: the benchmark samples at random
+    apply_overrides(d, over)
+    return validate(d)
 
 
 def _trials(cfg: Any) -> list[Any]:
@@ -118,6 +122,7 @@ def _write_study(cfg: Any, path: Path, workers: int, threads: int) -> None:
     d["train"]["threads"] = threads
     d.pop("evaluator", None)
     d.pop("latency", None)
+    d["sampler"] = {"kind": "random", "enqueue": []}
     d["run"]["storage"] = cfg.storage_url
     lines = []
     for key, value in d.items():

@@ -32,7 +32,7 @@ from nas_harness.records._storage import (
     scrub,
     sqlalchemy_url,
 )
-from nas_harness.records._tell import add, tell, write_attrs
+from nas_harness.records._tell import add, mark_running, tell, write_attrs
 
 __all__ = [
     "DONE",
@@ -52,6 +52,7 @@ __all__ = [
     "counts",
     "fail_and_requeue",
     "given_params",
+    "mark_running",
     "open_storage",
     "recover_stale",
     "redact",

@@ -13,13 +13,20 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from nas_harness.records._record import Outcome
+from nas_harness.records._record import Outcome, TrialRecord
 
 
 def write_attrs(storage: Any, trial_id: int, attrs: dict[str, Any]) -> None:
     """Write user attributes of a RUNNING trial (one storage call each)."""
     for key, value in attrs.items():
         storage.set_trial_user_attr(trial_id, key, value)
+
+
+def mark_running(study: Any, trial_id: int, record: TrialRecord) -> None:
+    """Store what is known of a RUNNING trial before it ends (its arch; where it runs), so a trial killed
+    mid-way still says what it was; :func:`tell` writes the whole record when it ends."""
+    attrs = {k: v for k, v in record.to_attrs().items() if k not in ("full_budget", "cached") or v}
+    write_attrs(study._storage, trial_id, attrs)
 
 
 def _final(outcome: Outcome) -> tuple[Any, list[float] | None, dict[str, Any], list[float] | None]:

@@ -50,7 +50,16 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
     import optuna
     from optuna.trial import TrialState
 
-    from nas_harness.records import Heartbeat, Outcome, StorageLock, TrialRecord, TrialSlots, open_storage, tell
+    from nas_harness.records import (
+        Heartbeat,
+        Outcome,
+        StorageLock,
+        TrialRecord,
+        TrialSlots,
+        mark_running,
+        open_storage,
+        tell,
+    )
     from nas_harness.scaling import compound
     from nas_harness.study.search import build_task, open_study
 
@@ -89,7 +98,7 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
             macs_res = int(round(task0.trial.macs_resolution * g ** sc.phi))
             task = dataclasses.replace(task0, data=task0.data.replace(resolution=scaled.resolution),
                                        trial=task0.trial.replace(macs_resolution=macs_res))
-            trial.set_user_attr("arch", str(scaled.arch))
+            mark_running(study, trial._trial_id, TrialRecord(arch=str(scaled.arch)))
             out = task.evaluate(scaled.arch)
             extra = dict(alpha=a, beta=b, gamma=g, resolution=scaled.resolution, width=scaled.width,
                          depth=scaled.depth, flops_factor=a * b * b * g * g)
