@@ -136,7 +136,7 @@ class StudyTask:
                               wall_time_s=time.perf_counter() - t0)
             return Outcome("fail", None, rec)
         rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution, host=rec.host,
-                             latency_ms=rec.latency_ms, latency_device=rec.extra.get("latency_device"))
+                             latency_ms=rec.latency_ms, latency_device=rec.latency_device)
         values = obj.values(rec.to_attrs())
         if obj.kind == "reward":
             rec = rec.replace(reward=values[0])

@@ -146,7 +146,8 @@ class JobStore:
         """Store one finished job atomically (one transaction) through :func:`nas_harness.records.add`."""
         from nas_harness.records import Outcome, add
 
-        rec = (record or TrialRecord(arch=arch)).replace(**{self.group_attr: group, "seed": int(seed)}, **extra)
+        rec = (record or TrialRecord(arch=arch)).replace(seed=int(seed)).with_extra(**{self.group_attr: group},
+                                                                                     **extra)
         if error is None:
             value = next((getattr(rec, k) for k in self.value_keys if getattr(rec, k) is not None), None)
             outcome = Outcome("complete", [float(value if value is not None else float("nan"))], rec)

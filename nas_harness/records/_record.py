@@ -40,6 +40,7 @@ class TrialRecord:
     params: int | None = None
     macs_resolution: int | None = None
     latency_ms: float | None = None
+    latency_device: str | None = None  # fingerprint id of the device whose latency table predicted latency_ms
     # quality
     val_acc: float | None = None
     val_acc_final: float | None = None
@@ -84,10 +85,20 @@ class TrialRecord:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def replace(self, **changes: Any) -> TrialRecord:
-        known = {k: v for k, v in changes.items() if k in _FIELDS}
-        rec = dataclasses.replace(self, **known)
-        rest = {k: v for k, v in changes.items() if k not in _FIELDS}
-        return dataclasses.replace(rec, extra={**rec.extra, **rest}) if rest else rec
+        """A copy with some declared fields changed; an unknown name is an error (runner-specific keys go
+        through :meth:`with_extra`)."""
+        unknown = sorted(k for k in changes if k not in _FIELDS or k == "extra")
+        if unknown:
+            raise TypeError(f"TrialRecord has no field {unknown[0]!r}; runner-specific keys go through with_extra()")
+        return dataclasses.replace(self, **changes)
+
+    def with_extra(self, **keys: Any) -> TrialRecord:
+        """A copy with runner-specific keys (an ablation's variant, a scaling triple, a job's label), stored as
+        top-level attributes beside the declared fields; a declared field's name is refused here."""
+        clash = sorted(k for k in keys if k in _FIELDS)
+        if clash:
+            raise TypeError(f"{clash[0]!r} is a TrialRecord field: set it with replace()")
+        return dataclasses.replace(self, extra={**self.extra, **keys})
 
     def to_attrs(self) -> dict[str, Any]:
         """JSON-ready user attributes (``None`` values are left out; ``extra`` keys at top level)."""

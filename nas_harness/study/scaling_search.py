@@ -102,7 +102,7 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
             out = task.evaluate(scaled.arch)
             extra = dict(alpha=a, beta=b, gamma=g, resolution=scaled.resolution, width=scaled.width,
                          depth=scaled.depth, flops_factor=a * b * b * g * g)
-            rec: TrialRecord = out.record.replace(**extra)
+            rec: TrialRecord = out.record.with_extra(**extra)
             state = out.state if out.values is not None or out.state != "complete" else "fail"
             tell(study, trial._trial_id, Outcome(state, out.values, rec, None))
             slots.release(trial._trial_id)
