@@ -13,6 +13,7 @@ in memory and, optionally, in a folder of small JSON files so that Ray workers a
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -51,11 +52,16 @@ def analytic_cost(spec: TrialSpec) -> tuple[int, int]:
 
     Cheap (milliseconds), so budget checks can reject a candidate before any training.
     """
+    return _cost(spec.arch, spec.macs_resolution, spec.macs_num_classes)
+
+
+@functools.lru_cache(maxsize=4096)
+def _cost(arch: Any, resolution: int, num_classes: int) -> tuple[int, int]:
+    """(MACs, params) of an immutable arch, counted once per process (the budget check and the trial share it)."""
     from nas_harness.flops import count_macs, count_params
 
-    macs = count_macs(spec.arch, spec.macs_resolution, num_classes=spec.macs_num_classes,
-                      in_channels=3, stem_stride=None).total
-    params = count_params(spec.arch, num_classes=spec.macs_num_classes, in_channels=3)
+    macs = count_macs(arch, resolution, num_classes=num_classes, in_channels=3, stem_stride=None).total
+    params = count_params(arch, num_classes=num_classes, in_channels=3)
     return int(macs), int(params)
 
 

@@ -16,6 +16,7 @@ Ray resources) may change between runs.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -221,6 +222,11 @@ class StudyConfig(ConfigModel):
         return arch
 
     def search_space(self) -> Any:
+        """The study's space (built once per config object: it is immutable)."""
+        return self._space
+
+    @functools.cached_property
+    def _space(self) -> Any:
         from nas_harness.space import SearchSpace
 
         return SearchSpace.from_dict(self.space, self.base_arch())
