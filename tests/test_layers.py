@@ -25,6 +25,7 @@ LAYERS: list[set[str]] = [
     {"results"},
     {"plots"},
     {"report"},
+    {"tracking"},
     {"study"},
     {"evaluation"},
     {"ablation"},

@@ -89,6 +89,7 @@ def _stored_config(cfg: StudyConfig) -> dict[str, Any]:
     d = cfg.to_dict()
     d["run"]["storage"] = redact(d["run"]["storage"])
     d["ray"]["address"] = redact(d["ray"]["address"])
+    d["tracking"]["mlflow_uri"] = redact(d["tracking"]["mlflow_uri"])
     return d
 
 
@@ -248,6 +249,8 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     max_failures = cfg.run.max_failures or cfg.run.n_trials
     t0 = time.perf_counter()
     slots = None
+    tracking = start_tracking(cfg, say)
+    on_stored = tracking.trial if tracking.active else None
     try:
         if backend == "local":
             from nas_harness.backends.local import run_local
@@ -255,7 +258,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
             _note_idle_gpus(cfg, say)
             slots = slots_for(study)
             result = run_local(study, task, slots, deadline=deadline, max_failures=max_failures, progress=bar,
-                               log=say)
+                               log=say, on_stored=on_stored)
             summary.stopped_by_failures = result.stopped_by_failures
             summary.max_concurrent = 1 if result.ran else 0
         else:
@@ -275,7 +278,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
             stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
                             cpus_per_trial=r.cpus_per_trial, gpus_per_trial=r.gpus_per_trial,
                             max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
-                            scheduler=sched, progress=bar, log=say)
+                            scheduler=sched, progress=bar, log=say, on_stored=on_stored)
             summary.max_concurrent = int(stats.get("max_concurrent", 0))
             slots = made[-1] if made else None
     except KeyboardInterrupt:
@@ -290,8 +293,38 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     summary.wall_s = time.perf_counter() - t0
     _summarise(study, summary, before.finished + before.failed)
     summary.best = [_trial_summary(t) for t in best_trials(study)]
+    tracking.sync(study.get_trials(deepcopy=False))  # trials stored by a worker that died before logging them
     summary.outputs = write_outputs(study, cfg, log)
+    tracking.artifacts([p for p in summary.outputs if p.parent == cfg.study_dir])
+    tracking.artifacts([p for p in summary.outputs if p.parent != cfg.study_dir], "figures")
+    tracking.close()
     return summary
+
+
+def start_tracking(cfg: StudyConfig, log: Any) -> Any:
+    """The study's experiment trackers ([tracking]), its parent run opened (a no-op when none is on)."""
+    from nas_harness.tracking import open_tracking
+
+    tracking = open_tracking(cfg.tracking.settings(cfg.study_dir), cfg.name,
+                             secrets=[cfg.storage_url, cfg.ray.address], log=log)
+    if tracking.active:
+        params = _flat(_stored_config(cfg))
+        tags = {"nas.objective": cfg.objective.kind, "nas.storage": redact(cfg.storage_url),
+                "nas.backend": cfg.run.backend}
+        tracking.start(params, tags, value_names=cfg.objective.metric_names)
+    return tracking
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys (lists as their text), e.g. ``{"train.lr": 0.01}``."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, key + "."))
+        elif v is not None and v != {}:
+            out[key] = v
+    return out
 
 
 def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:
