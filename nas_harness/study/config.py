@@ -42,8 +42,8 @@ from nas_harness.errors import ConfigError
 from nas_harness.latency.config import LatencyConfig, LatencySettings
 from nas_harness.objectives import Objective
 from nas_harness.space import SpaceKeys
-from nas_harness.train.config import TrainConfig
 from nas_harness.tracking.config import TrackingConfig
+from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
 
 
@@ -240,9 +240,9 @@ class StudyConfig(ConfigModel):
 
         Excluded: where the data lives (``data.root``, ``allow_download``), the device, ``compile`` and the
         evaluation batch size (they change speed, not what is measured), and everything in [run], [ray],
-        [sampler], [pruner], [scaling], [tracking].  When the objective uses latency, the latency device, threads, batch,
-        resolution and memory format are included (another device is another experiment); the table's path and
-        the repeats are not.
+        [sampler], [pruner], [scaling], [tracking].  When the objective uses latency, the latency device, threads,
+        batch, resolution and memory format are included (another device is another experiment); the table's path
+        and the repeats are not.
         """
         data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
         train = {k: v for k, v in self.train_config().to_dict().items()
