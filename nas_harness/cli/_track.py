@@ -39,3 +39,20 @@ def job_tracking(cfg: Any, name: str, out_dir: str | Path, kind: str, *, secrets
         return tracking, None
     tracking.start(params or {}, {"nas.kind": kind})
     return tracking, lambda run: tracking.entry(entry_of_job(run, tracking.secrets))
+
+
+def evaluation_tracking(args: argparse.Namespace, kind: str, store_suffix: str, scaling: bool = False
+                        ) -> tuple[Any, Callable[[Any], None] | None]:
+    """Trackers of ``confirm`` / ``fidelity`` (flags only): the parent run is the job store
+    ``<study>-<store_suffix>`` beside the study it re-evaluates."""
+    from nas_harness.tracking import StudyTracking
+
+    if (args.mlflow is None and args.tensorboard is None) or args.report_only:
+        return StudyTracking([], ""), None
+    from nas_harness.evaluation.recipe import open_study_source
+
+    src, _ = open_study_source(args.study, args.study_name, scaling)
+    out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name.removesuffix("-scaling"))
+    return job_tracking(flag_tracking(args), f"{src.study_name}-{store_suffix}", out, kind,
+                        secrets=[str(args.study), args.ray_address],
+                        params={"kind": kind, "source_study": src.study_name, "storage": src.label})

@@ -303,28 +303,17 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
 
 def start_tracking(cfg: StudyConfig, log: Any) -> Any:
     """The study's experiment trackers ([tracking]), its parent run opened (a no-op when none is on)."""
-    from nas_harness.tracking import open_tracking
+    from nas_harness.tracking import flat_params, open_tracking
 
     tracking = open_tracking(cfg.tracking.settings(cfg.study_dir), cfg.name,
                              secrets=[cfg.storage_url, cfg.ray.address], log=log)
     if tracking.active:
-        params = _flat(_stored_config(cfg))
+        params = flat_params(_stored_config(cfg))
         tags = {"nas.objective": cfg.objective.kind, "nas.storage": redact(cfg.storage_url),
                 "nas.backend": cfg.run.backend}
         tracking.start(params, tags, value_names=cfg.objective.metric_names)
     return tracking
 
-
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Nested settings as dotted keys (lists as their text), e.g. ``{"train.lr": 0.01}``."""
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and v:
-            out.update(_flat(v, key + "."))
-        elif v is not None and v != {}:
-            out[key] = v
-    return out
 
 
 def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:

@@ -14,8 +14,8 @@ tracker is on.
 """
 
 from nas_harness.tracking._base import StudyTracking, Tracker, open_tracking
-from nas_harness.tracking._entry import TrialEntry, clean, entry, entry_of_job, entry_of_trial
+from nas_harness.tracking._entry import TrialEntry, clean, entry, entry_of_job, entry_of_trial, flat_params
 from nas_harness.tracking.config import TrackingConfig, TrackingSettings, tracking_overrides
 
 __all__ = ["StudyTracking", "Tracker", "TrackingConfig", "TrackingSettings", "TrialEntry", "clean", "entry",
-           "entry_of_job", "entry_of_trial", "open_tracking", "tracking_overrides"]
+           "entry_of_job", "entry_of_trial", "flat_params", "open_tracking", "tracking_overrides"]

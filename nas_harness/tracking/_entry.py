@@ -56,6 +56,19 @@ class TrialEntry:
     curves: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
+def flat_params(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested settings as dotted keys, e.g. ``{"train": {"lr": 0.01}}`` -> ``{"train.lr": 0.01}`` (lists stay
+    values; empty tables and None are left out)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.update(flat_params(v, key + "."))
+        elif v is not None:
+            out[key] = v
+    return out
+
+
 def _number(v: Any) -> float | None:
     if isinstance(v, bool):
         return float(v)
@@ -124,5 +137,6 @@ def entry_of_job(run: Any, secrets: Iterable[str] = ()) -> TrialEntry:
     job re-run with ``--retry-failed`` gets a second child only when the retry succeeds."""
     ok = run.state == "ok"
     key = f"{run.group}/seed{run.seed}" + ("" if ok else "/failed")
-    return entry(key, f"{run.group} seed {run.seed}", "complete" if ok else "fail",
+    label = run.metrics.get("label") if isinstance(run.metrics.get("label"), str) else run.group
+    return entry(key, f"{label} seed {run.seed}", "complete" if ok else "fail",
                  TrialRecord.from_attrs(run.metrics), extra={"group": run.group}, secrets=secrets)
