@@ -301,11 +301,13 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     return summary
 
 
-def start_tracking(cfg: StudyConfig, log: Any) -> Any:
-    """The study's experiment trackers ([tracking]), its parent run opened (a no-op when none is on)."""
+def start_tracking(cfg: StudyConfig, log: Any, out_dir: Path | None = None) -> Any:
+    """The study's experiment trackers ([tracking]; default folders under ``out_dir``, else the study's
+    folder), its parent run opened; a :class:`~nas_harness.tracking.StudyTracking` that does nothing when none
+    is on."""
     from nas_harness.tracking import flat_params, open_tracking
 
-    tracking = open_tracking(cfg.tracking.settings(cfg.study_dir), cfg.name,
+    tracking = open_tracking(cfg.tracking.settings(out_dir or cfg.study_dir), cfg.name,
                              secrets=[cfg.storage_url, cfg.ray.address], log=log)
     if tracking.active:
         params = flat_params(_stored_config(cfg))

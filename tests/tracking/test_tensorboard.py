@@ -71,3 +71,19 @@ def test_a_log_folder_that_cannot_be_written_is_one_warning_and_the_study_comple
     assert summary.n_complete == 1
     warnings = [x for x in lines if "warning" in x]
     assert len(warnings) == 1 and "tensorboard" in warnings[0] and "goes on" in warnings[0], lines
+
+
+def test_the_scaling_search_logs_each_triple(tmp_path: Path) -> None:
+    from nas_harness.study.scaling_search import run_scaling_search
+
+    grid = {"alphas": [1.0, 2.0], "betas": [1.0], "gammas": [1.0, 1.42], "tolerance": 0.05}
+    cfg = validate(tiny_dict(tmp_path, scaling=grid, tracking={"tensorboard": True}))
+    lines: list[str] = []
+    run_scaling_search(cfg, log=lines.append)
+    assert not [x for x in lines if "warning" in x], lines
+    root = cfg.study_dir / "tensorboard" / "tiny-scaling"  # beside the study's own runs
+    study = optuna.load_study(study_name="tiny-scaling", storage=cfg.storage_url)
+    assert sorted(p.name for p in root.iterdir() if p.is_dir()) == ["trial-0", "trial-1"]
+    for t in study.trials:
+        params = _text(_events(root / f"trial-{t.number}"), "params")
+        assert f"| gamma | {t.params['gamma']} |" in params and f"| arch | {t.user_attrs['arch']} |" in params
