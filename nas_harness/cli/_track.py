@@ -28,31 +28,73 @@ def flag_tracking(args: argparse.Namespace, base: Any = None) -> Any:
     return TrackingConfig.from_dict(d, "tracking")
 
 
-def job_tracking(cfg: Any, name: str, out_dir: str | Path, kind: str, *, secrets: Iterable[str] = (),
-                 params: dict[str, Any] | None = None) -> tuple[Any, Callable[[Any], None] | None]:
-    """The trackers of a job store (confirm, fidelity, ablate) named ``name`` with results in ``out_dir``, their
-    parent run opened, and the ``on_record`` callback that logs each stored job (None when tracking is off)."""
-    from nas_harness.tracking import entry_of_job, open_tracking
+class LazyTracking:
+    """A job store's trackers, opened on first use (the first stored run, or the report): a command that stops
+    on bad input before it runs anything creates no run and no folder."""
 
-    tracking = open_tracking(cfg.settings(out_dir), name, secrets=secrets)
-    if not tracking.active:
-        return tracking, None
-    tracking.start(params or {}, {"nas.kind": kind})
-    return tracking, lambda run: tracking.entry(entry_of_job(run, tracking.secrets))
+    def __init__(self, make: Callable[[], Any] | None) -> None:
+        self._make = make
+        self._tracking: Any = None
+
+    def _get(self) -> Any:
+        if self._tracking is None and self._make is not None:
+            self._tracking = self._make()
+        return self._tracking
+
+    def record(self, run: Any) -> None:
+        """Log one stored job (``on_record`` of the job runners)."""
+        from nas_harness.tracking import entry_of_job
+
+        tracking = self._get()
+        if tracking is not None and tracking.active:
+            tracking.entry(entry_of_job(run, tracking.secrets))
+
+    def artifacts(self, paths: Iterable[Path], folder: str = "") -> None:
+        tracking = self._get()
+        if tracking is not None:
+            tracking.artifacts(paths, folder)
+
+    def close(self) -> None:
+        if self._tracking is not None:
+            self._tracking.close()
+
+
+def job_tracking(cfg: Any, name: str | Callable[[], tuple[str, Path]], out_dir: str | Path | None, kind: str, *,
+                 secrets: Iterable[str] = (), params: dict[str, Any] | None = None
+                 ) -> tuple[LazyTracking, Callable[[Any], None] | None]:
+    """The trackers of a job store (confirm, fidelity, ablate) named ``name`` with results in ``out_dir``
+    (``name`` may be a function giving both, called when the trackers open) and the ``on_record`` callback that
+    logs each stored job; (a tracking that does nothing, None) when ``cfg`` turns no tracker on."""
+    if not cfg.active:
+        return LazyTracking(None), None
+    secrets = tuple(secrets)
+
+    def make() -> Any:
+        from nas_harness.tracking import open_tracking
+
+        store, out = name() if callable(name) else (name, Path(out_dir or "."))
+        tracking = open_tracking(cfg.settings(out), store, secrets=secrets)
+        if tracking.active:
+            tracking.start({"kind": kind, **(params or {})}, {"nas.kind": kind})
+        return tracking
+
+    lazy = LazyTracking(make)
+    return lazy, lazy.record
 
 
 def evaluation_tracking(args: argparse.Namespace, kind: str, store_suffix: str, scaling: bool = False
-                        ) -> tuple[Any, Callable[[Any], None] | None]:
+                        ) -> tuple[LazyTracking, Callable[[Any], None] | None]:
     """Trackers of ``confirm`` / ``fidelity`` (flags only): the parent run is the job store
     ``<study>-<store_suffix>`` beside the study it re-evaluates."""
-    from nas_harness.tracking import StudyTracking
+    if args.report_only:
+        return LazyTracking(None), None
 
-    if (args.mlflow is None and args.tensorboard is None) or args.report_only:
-        return StudyTracking([], ""), None
-    from nas_harness.evaluation.recipe import open_study_source
+    def where() -> tuple[str, Path]:
+        from nas_harness.evaluation.recipe import open_study_source
 
-    src, _ = open_study_source(args.study, args.study_name, scaling)
-    out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name.removesuffix("-scaling"))
-    return job_tracking(flag_tracking(args), f"{src.study_name}-{store_suffix}", out, kind,
-                        secrets=[str(args.study), args.ray_address],
-                        params={"kind": kind, "source_study": src.study_name, "storage": src.label})
+        src, _ = open_study_source(args.study, args.study_name, scaling)
+        out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name.removesuffix(
+            "-scaling"))
+        return f"{src.study_name}-{store_suffix}", out
+
+    return job_tracking(flag_tracking(args), where, None, kind, secrets=[str(args.study), args.ray_address])
