@@ -147,15 +147,18 @@ def open_tracking(settings: TrackingSettings | None, study: str, *, secrets: Ite
 
             tracking.trackers.append(MLflowTracker(settings.mlflow_uri, settings.experiment, settings.timeout_s))
         except Exception as exc:
+            hint = "; pip install 'nas-harness[mlflow]'" if isinstance(exc, ImportError) else ""
             tracking.log(f"warning: mlflow {clean(settings.mlflow_uri, tracking.secrets)}: cannot start "
-                         f"({clean(f'{type(exc).__name__}: {exc}', tracking.secrets)[:300]}); this run goes on "
-                         "without it")
+                         f"({clean(f'{type(exc).__name__}: {exc}', tracking.secrets)[:300]}{hint}); this run goes "
+                         "on without it (the study storage keeps every result; a later run logs what was missed)")
     if settings.tensorboard_dir is not None:
         try:
             from nas_harness.tracking._tensorboard import TensorBoardTracker
 
             tracking.trackers.append(TensorBoardTracker(settings.tensorboard_dir))
         except Exception as exc:
+            hint = "; pip install 'nas-harness[tensorboard]'" if isinstance(exc, ImportError) else ""
             tracking.log(f"warning: tensorboard {settings.tensorboard_dir}: cannot start "
-                         f"({type(exc).__name__}: {exc}); this run goes on without it")
+                         f"({' '.join(f'{type(exc).__name__}: {exc}'.split())[:300]}{hint}); this run goes on "
+                         "without it (the study storage keeps every result; a later run logs what was missed)")
     return tracking
