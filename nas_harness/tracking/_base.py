@@ -94,9 +94,13 @@ class StudyTracking:
         """Log one finished (stored) Optuna trial of a search; a no-op for one already logged."""
         if not self.trackers:
             return
-        e = entry_of_trial(trial, self.value_names, self.secrets)
-        if e is not None:
-            self._each(f"logging trial {trial.number}", lambda tr: tr.log_trial(e))
+
+        def log(tr: Tracker) -> None:
+            e = entry_of_trial(trial, self.value_names, self.secrets)
+            if e is not None:
+                tr.log_trial(e)
+
+        self._each(f"logging trial {trial.number}", log)
 
     def entry(self, e: TrialEntry) -> None:
         """Log one prepared entry (a stored job of confirm / fidelity / ablate)."""
