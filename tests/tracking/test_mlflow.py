@@ -131,11 +131,15 @@ def test_a_ray_study_logs_each_trial_once_and_attaches_its_figures(tmp_path: Pat
     summary = run_search(cfg, log=lines.append)
     assert summary.n_complete == 2 and not [x for x in lines if "warning" in x], lines
     trials = optuna.load_study(study_name="tiny", storage=cfg.storage_url).trials
+    finished = [t for t in trials if t.state == TrialState.COMPLETE]
+    # a Ray worker lost meanwhile (e.g. to Ray's memory monitor) leaves an interrupted trial: retried, not logged
+    assert len(finished) == 2 and all(t.user_attrs["fail_reason"].startswith("interrupted") for t in trials
+                                      if t.state == TrialState.FAIL)
     parents, children = _runs(mlflow_server, "ray")
     assert len(parents) == 1 and len(children) == 2
     by_key = {c.data.tags["nas.trial"]: c for c in children}
-    assert set(by_key) == {"0", "1"}
-    for t in trials:
+    assert set(by_key) == {str(t.number) for t in finished}
+    for t in finished:
         assert by_key[str(t.number)].data.params["backend"] == "ray"
         _check_child(mlflow_server, by_key[str(t.number)], t, parents[0].info.run_id)
     client = mlflow_server.client()
