@@ -26,6 +26,7 @@ LAYERS: list[set[str]] = [
     {"results"},
     {"plots"},
     {"report"},
+    {"tracking"},
     {"study"},
     {"evaluation"},
     {"ablation"},

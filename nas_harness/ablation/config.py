@@ -58,6 +58,7 @@ from nas_harness._config import (
 from nas_harness.backends.settings import RayConfig, RunSettings
 from nas_harness.data.proxy import ProxyConfig
 from nas_harness.errors import ConfigError
+from nas_harness.tracking.config import TrackingConfig
 from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
 
@@ -124,6 +125,7 @@ class AblationConfig(ConfigModel):
     trial: AblationTrial = AblationTrial()
     run: RunSettings = RunSettings()
     ray: RayConfig = RayConfig()
+    tracking: TrackingConfig = TrackingConfig()
     compare_budget: Annotated[CompareBudget | None, Field(description=(
         "run the same variants at a second budget and report whether the ranking agrees"))] = None
 
@@ -281,6 +283,10 @@ class AblationConfig(ConfigModel):
         """Override ``run.workers`` (the CLI's ``--workers``)."""
         return self._with(run={**self.run.model_dump(exclude_unset=True), "workers": n}, where="--workers")
 
+    def with_tracking(self, tracking: TrackingConfig) -> AblationConfig:
+        """Override the [tracking] table (the CLI's ``--mlflow`` / ``--tensorboard``)."""
+        return self._with(tracking=tracking.to_dict(), where="--mlflow/--tensorboard")
+
     def _with(self, where: str, **changes: Any) -> AblationConfig:
         d = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         d.update(changes)
@@ -307,7 +313,7 @@ def load_ablation(path: str | Path) -> AblationConfig:
 def ablation_sections() -> dict[str, type[ConfigModel]]:
     """Section -> model of an ablation file (for the key table)."""
     return {"": AblationConfig, "data": ProxyConfig, "train": TrainConfig, "trial": AblationTrial,
-            "run": RunSettings, "ray": RayConfig, "compare_budget": CompareBudget}
+            "run": RunSettings, "ray": RayConfig, "tracking": TrackingConfig, "compare_budget": CompareBudget}
 
 
 def ablation_json_schema() -> dict[str, Any]:

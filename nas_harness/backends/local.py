@@ -86,10 +86,12 @@ class SlowTrials:
 
 
 def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float | None = None,
-              max_failures: int = 0, progress: Any = None, log: Callable[[str], None] = print) -> LoopResult:
+              max_failures: int = 0, progress: Any = None, log: Callable[[str], None] = print,
+              on_stored: Callable[[Any], None] | None = None) -> LoopResult:
     """Run trials until the study has its trials (all workers together), the deadline passes, or this worker
     saw ``max_failures`` failed trials (0 = no limit).  KeyboardInterrupt propagates after the trial in
-    flight is failed as interrupted and its arch queued again."""
+    flight is failed as interrupted and its arch queued again.  ``on_stored(frozen_trial)`` is called after each
+    trial this worker stored (experiment trackers)."""
     out = LoopResult()
     slow = SlowTrials(study)
     try:
@@ -103,6 +105,8 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
             slots.release(tid)
             out.ran += 1
             frozen = study._storage.get_trial(tid)
+            if told and on_stored is not None:
+                on_stored(frozen)
             if not told:
                 out.discarded += 1
                 log(f"trial {trial.number}: another worker took this one for dead and failed it meanwhile; this "

@@ -121,7 +121,7 @@ def outcome_from_result(result: dict | None, error: bool) -> Outcome:
 
 
 def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
-                   log: Any) -> Any:
+                   log: Any, on_stored: Any = None) -> Any:
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.utils.util import unflatten_dict
@@ -196,8 +196,11 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
             elif not tell(self._ot_study, tid, outcome):
                 log(f"trial {ot_trial.number}: another worker took this one for dead and failed it meanwhile; "
                     "this result is discarded")
-            elif outcome.state == "fail":
-                log(f"trial {ot_trial.number} failed: {outcome.record.fail_reason}")
+            else:
+                if outcome.state == "fail":
+                    log(f"trial {ot_trial.number} failed: {outcome.record.fail_reason}")
+                if on_stored is not None:
+                    on_stored(self._ot_study._storage.get_trial(tid))
             self.slots.release(tid)
             self._completed_trials.add(trial_id)
 
@@ -305,17 +308,19 @@ def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
 def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, study_dir: Path,
             deadline: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
             max_concurrent: int = 0, address: str | None = None, num_cpus: int | None = None,
-            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print) -> dict[str, Any]:
+            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print,
+            on_stored: Any = None) -> dict[str, Any]:
     """Run trials of ``study`` with Ray Tune until the study is full or the deadline passes.
 
     ``slots_factory(study) -> TrialSlots`` hands out the trials; ``scheduler``: ``{"kind": "asha", "grace":
     g, "reduction_factor": r}`` or ``{"kind": "median", "grace": g}`` (median stopping rule), or None.
+    ``on_stored(frozen_trial)`` is called in the driver after each trial it stored (experiment trackers).
     Returns run statistics: ``max_concurrent`` (most trials Ray ran at once).
     """
     from ray import tune
 
     ensure_ray(address, num_cpus=num_cpus)
-    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log)
+    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log, on_stored)
     metric, mode = task.objective.metric_names[0], task.objective.modes[0]
     sched = None
     if scheduler:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from nas_harness.cli._checks import check_arch_size, integer, text
+from nas_harness.cli._track import add_tracking_flags
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -32,6 +33,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--dry-run", action="store_true", help="validate the file and list variants, train nothing")
     p.add_argument("--no-figure", action="store_true", help="skip the seaborn figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
+    add_tracking_flags(p)
     p.set_defaults(func=run)
 
 
@@ -51,6 +53,10 @@ def run(args: argparse.Namespace) -> int:
         cfg = cfg.with_storage(args.storage)
     if args.workers is not None:
         cfg = cfg.with_workers(args.workers)
+    if args.mlflow is not None or args.tensorboard is not None:
+        from nas_harness.cli._track import flag_tracking
+
+        cfg = cfg.with_tracking(flag_tracking(args, cfg.tracking))
     for variant, arch in cfg.archs.items():  # what is counted and trained must be of a sane size
         check_arch_size(arch, f"variants: {variant!r}")
     if args.dry_run:
@@ -77,12 +83,17 @@ def run(args: argparse.Namespace) -> int:
             failed += [r for r in second[1] if r.state != "ok"]
     else:
         check_writable(cfg.storage_url)
-        result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress)
+        tracking, on_record = _tracking(cfg)
+        result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress,
+                              on_record=on_record)
         records, failed = result.records, result.failed
         print(f"ran {len(result.ran)} run(s) in {result.wall_s / 60:.1f} min; {len(result.skipped)} were stored "
               f"already; {len(failed)} failed")
         if cfg2 is not None:
-            result2 = run_ablation(cfg2, retry_failed=args.retry_failed, progress=not args.no_progress)
+            tracking2, on_record2 = _tracking(cfg2)
+            result2 = run_ablation(cfg2, retry_failed=args.retry_failed, progress=not args.no_progress,
+                                   on_record=on_record2)
+            tracking2.close()
             second = (cfg2, result2.records)
             failed = failed + result2.failed
             print(f"second budget ({cfg2.budget_text()}): ran {len(result2.ran)} run(s) in {result2.wall_s / 60:.1f} "
@@ -92,7 +103,20 @@ def run(args: argparse.Namespace) -> int:
     print(text)
     print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
           + "".join(f", {p}" for p in paths.figures))
+    if not args.report_only:
+        tracking.artifacts([paths.markdown, paths.summary_csv, paths.runs_csv, *paths.figures])
+        tracking.close()
     return 1 if failed else 0
+
+
+def _tracking(cfg):
+    """The ablation's experiment trackers ([tracking]) and the callback that logs each stored run."""
+    from nas_harness.cli._track import job_tracking
+    from nas_harness.tracking import flat_params
+
+    return job_tracking(cfg.tracking, cfg.name, cfg.out_dir, "ablation",
+                        secrets=[cfg.storage_url, cfg.ray.address],
+                        params=flat_params({k: v for k, v in cfg.to_dict().items() if k != "variant"}))
 
 
 def _kept(cfg) -> str:

@@ -10,6 +10,7 @@ import argparse
 
 from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._format import add_study_source, finish_evaluation
+from nas_harness.cli._track import add_tracking_flags, evaluation_tracking
 
 
 def add_run_flags(p: argparse.ArgumentParser) -> None:
@@ -31,6 +32,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--report-only", action="store_true", help="only (re)write the outputs from stored runs")
     p.add_argument("--no-figure", action="store_true", help="skip the figure")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per finished run)")
+    add_tracking_flags(p)
 
 
 def ray_config(args: argparse.Namespace) -> object:
@@ -66,9 +68,12 @@ def run(args: argparse.Namespace) -> int:
     settings = ConfirmSettings(top=args.top, seeds=args.seeds, by=args.by, references=not args.no_references,
                                evaluate_test=args.test, scaling=args.scaling, backend=args.backend,
                                ray=ray_config(args), workers=args.workers)
+    tracking, on_record = evaluation_tracking(args, "confirm", "confirm", args.scaling)
     res = run_confirm(args.study, settings, study_name=args.study_name, out_dir=args.out,
                       retry_failed=args.retry_failed, progress=not args.no_progress, figure=not args.no_figure,
-                      report_only=args.report_only)
+                      report_only=args.report_only, on_record=on_record)
+    tracking.artifacts(res.outputs)
+    tracking.close()
     from nas_harness.evaluation.confirm import markdown
 
     return finish_evaluation(markdown(res), res.outputs, res.failed, "confirm.md")

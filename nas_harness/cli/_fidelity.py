@@ -12,6 +12,7 @@ import argparse
 from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._confirm import add_run_flags, ray_config
 from nas_harness.cli._format import add_study_source, finish_evaluation
+from nas_harness.cli._track import evaluation_tracking
 
 _OVERRIDES = {  # flag attribute -> [fidelity] key
     "top": "top",
@@ -72,8 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if (args.epochs is not None or args.steps is not None) and args.factor is not None:
         raise ConfigError("--factor has no effect with --epochs/--steps; give one")
     cfg = load_fidelity(args.config, overrides)
+    tracking, on_record = evaluation_tracking(args, "fidelity", cfg.name)
     res = run_fidelity(args.study, cfg, study_name=args.study_name, out_dir=args.out, backend=args.backend,
                        workers=args.workers,
                        ray=ray_config(args), retry_failed=args.retry_failed, progress=not args.no_progress,
-                       figure=not args.no_figure, report_only=args.report_only)
+                       figure=not args.no_figure, report_only=args.report_only, on_record=on_record)
+    tracking.artifacts(res.outputs)
+    tracking.close()
     return finish_evaluation(markdown(res), res.outputs, res.failed, "fidelity.md")

@@ -18,6 +18,7 @@ from nas_harness.cli._checks import (
     study_name,
     text,
 )
+from nas_harness.cli._track import add_tracking_flags
 
 _STUDY = "nas_harness.study.config:StudyConfig"
 _RUN = "nas_harness.study.config:StudyRun"
@@ -69,6 +70,7 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--device", type=config_flag(_TRAIN, "device"),
                    help="train on this device: auto, cpu, cuda, cuda:N (train.device); one local worker per GPU of a "
                         "machine: start one with --device cuda:0, one with cuda:1, ... on the same study")
+    add_tracking_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
     p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")
@@ -86,8 +88,10 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from nas_harness.study.config import load_study
+    from nas_harness.tracking import tracking_overrides
 
     overrides = {key: getattr(args, attr) for attr, key in _OVERRIDES.items()}
+    overrides.update(tracking_overrides(args.mlflow, args.tensorboard))
     if args.no_progress:
         overrides["run.progress"] = False
     if args.no_plots:

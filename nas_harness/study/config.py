@@ -44,6 +44,7 @@ from nas_harness.evaluators import EvalContext, Evaluator, EvaluatorConfig, opti
 from nas_harness.latency.config import LatencyConfig, LatencySettings
 from nas_harness.objectives import Objective
 from nas_harness.space import SpaceKeys
+from nas_harness.tracking.config import TrackingConfig
 from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
 
@@ -150,6 +151,7 @@ class StudyConfig(ConfigModel):
     run: StudyRun = StudyRun()
     ray: StudyRay = StudyRay()
     scaling: ScalingConfig = ScalingConfig()
+    tracking: TrackingConfig = TrackingConfig()
     latency: Annotated[LatencyConfig | None, Field(description=(
         "how latency is measured (used with objective.cost = 'latency' or max_latency_ms; when given otherwise, "
         "latency is recorded with every trial)"))] = None
@@ -277,9 +279,9 @@ class StudyConfig(ConfigModel):
 
         Excluded: where the data lives (``data.root``, ``allow_download``), the device, ``compile`` and the
         evaluation batch size (they change speed, not what is measured), and everything in [run], [ray],
-        [sampler], [pruner], [scaling].  When the objective uses latency, the latency device, threads, batch,
-        resolution and memory format are included (another device is another experiment); the table's path and
-        the repeats are not.  The evaluator (kind and options) is included unless it is the default training,
+        [sampler], [pruner], [scaling], [tracking].  When the objective uses latency, the latency device, threads,
+        batch, resolution and memory format are included (another device is another experiment); the table's path
+        and the repeats are not.  The evaluator (kind and options) is included unless it is the default training,
         so studies made before evaluators existed keep their fingerprint.
         """
         data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
@@ -332,7 +334,7 @@ def apply_overrides(d: dict[str, Any], overrides: Mapping[str, Any]) -> None:
 SECTIONS: dict[str, type[ConfigModel]] = {
     "": StudyConfig, "data": ProxyConfig, "train": TrainConfig, "trial": TrialSettings, "objective": Objective,
     "sampler": SamplerConfig, "pruner": PrunerConfig, "run": StudyRun, "ray": StudyRay, "scaling": ScalingConfig,
-    "latency": LatencyConfig, "space": SpaceKeys, "evaluator": EvaluatorConfig,
+    "latency": LatencyConfig, "space": SpaceKeys, "evaluator": EvaluatorConfig, "tracking": TrackingConfig,
 }
 
 

@@ -61,7 +61,7 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
         tell,
     )
     from nas_harness.scaling import compound
-    from nas_harness.study.search import build_task, open_study
+    from nas_harness.study.search import build_task, open_study, start_tracking
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     sc = cfg.scaling
@@ -87,6 +87,7 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
         f"phi={sc.phi:g}; {done} done")
     choices = {k: sorted({t[i] for t in triples}) for i, k in enumerate(("alpha", "beta", "gamma"))}
     summary = ScalingSummary(name, len(triples), None)
+    tracking = start_tracking(scfg, log, cfg.study_dir)
     t0 = time.perf_counter()
     try:
         while True:
@@ -104,8 +105,10 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
                          depth=scaled.depth, flops_factor=a * b * b * g * g)
             rec: TrialRecord = out.record.with_extra(**extra)
             state = out.state if out.values is not None or out.state != "complete" else "fail"
-            tell(study, trial._trial_id, Outcome(state, out.values, rec, None))
+            told = tell(study, trial._trial_id, Outcome(state, out.values, rec, None))
             slots.release(trial._trial_id)
+            if told:
+                tracking.trial(study._storage.get_trial(trial._trial_id))
             if out.state == "fail":
                 log(f"triple ({a:g}, {b:g}, {g:g}) failed: {rec.fail_reason}")
     except KeyboardInterrupt:
@@ -121,5 +124,7 @@ def run_scaling_search(cfg: StudyConfig, base: Any = None, *, log: Any = None) -
     summary.rows = sorted(rows, key=lambda r: -r["val_acc"])
     summary.best = summary.rows[0] if summary.rows else None
     summary.groups = scaling_groups(rows)
+    tracking.sync(study.get_trials(deepcopy=False))
+    tracking.close()
     log(f"scaling search took {time.perf_counter() - t0:.0f} s")
     return summary

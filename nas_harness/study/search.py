@@ -90,6 +90,7 @@ def _stored_config(cfg: StudyConfig) -> dict[str, Any]:
     d = cfg.to_dict()
     d["run"]["storage"] = redact(d["run"]["storage"])
     d["ray"]["address"] = redact(d["ray"]["address"])
+    d["tracking"]["mlflow_uri"] = redact(d["tracking"]["mlflow_uri"])
     return d
 
 
@@ -263,13 +264,15 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         if workers > 1:
             say(f"{workers} workers, {threads} thread(s) each")
     summary.workers = workers
+    tracking = start_tracking(cfg, say)
+    on_stored = tracking.trial if tracking.active else None
     try:
         if backend == "local" and workers > 1:
             from nas_harness.study.workers import run_workers
 
             _note_idle_gpus(cfg, say)
             res = run_workers(cfg, study, workers, task.train.threads, target=target, grid=grid, deadline=deadline,
-                              max_failures=max_failures, progress=bar, log=say)
+                              max_failures=max_failures, progress=bar, log=say, on_stored=on_stored)
             summary.stopped_by_failures = res.stopped_by_failures
             summary.max_concurrent = workers if res.ran else 0
             summary.grid_exhausted = res.exhausted
@@ -281,7 +284,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
             _note_idle_gpus(cfg, say)
             slots = slots_for(study)
             result = run_local(study, task, slots, deadline=deadline, max_failures=max_failures, progress=bar,
-                               log=say)
+                               log=say, on_stored=on_stored)
             summary.stopped_by_failures = result.stopped_by_failures
             summary.max_concurrent = 1 if result.ran else 0
         else:
@@ -301,7 +304,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
             stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
                             cpus_per_trial=ray_cpus, gpus_per_trial=r.gpus_per_trial,
                             max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
-                            scheduler=sched, progress=bar, log=say)
+                            scheduler=sched, progress=bar, log=say, on_stored=on_stored)
             summary.max_concurrent = int(stats.get("max_concurrent", 0))
             slots = made[-1] if made else None
     except KeyboardInterrupt:
@@ -316,7 +319,11 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     summary.wall_s = time.perf_counter() - t0
     _summarise(study, summary, before.finished + before.failed)
     summary.best = [_trial_summary(t) for t in best_trials(study)]
+    tracking.sync(study.get_trials(deepcopy=False))  # trials stored by a worker that died before logging them
     summary.outputs = write_outputs(study, cfg, log)
+    tracking.artifacts([p for p in summary.outputs if p.parent == cfg.study_dir])
+    tracking.artifacts([p for p in summary.outputs if p.parent != cfg.study_dir], "figures")
+    tracking.close()
     return summary
 
 
@@ -339,6 +346,23 @@ def ray_cpus_per_trial(cfg: StudyConfig, threads: int | str | None, log: Any) ->
     log(f"note: study {cfg.name!r} runs {threads} thread(s) per trial (fixed when it was created): each Ray trial "
         f"reserves {threads} CPU(s), not ray.cpus_per_trial = {requested:g}, so no core runs two threads")
     return float(threads)
+
+
+def start_tracking(cfg: StudyConfig, log: Any, out_dir: Path | None = None) -> Any:
+    """The study's experiment trackers ([tracking]; default folders under ``out_dir``, else the study's
+    folder), its parent run opened; a :class:`~nas_harness.tracking.StudyTracking` that does nothing when none
+    is on."""
+    from nas_harness.tracking import flat_params, open_tracking
+
+    tracking = open_tracking(cfg.tracking.settings(out_dir or cfg.study_dir), cfg.name,
+                             secrets=[cfg.storage_url, cfg.ray.address], log=log)
+    if tracking.active:
+        params = flat_params(_stored_config(cfg))
+        tags = {"nas.objective": cfg.objective.kind, "nas.storage": redact(cfg.storage_url),
+                "nas.backend": cfg.run.backend}
+        tracking.start(params, tags, value_names=cfg.objective.metric_names)
+    return tracking
+
 
 
 def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:

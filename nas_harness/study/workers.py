@@ -100,11 +100,11 @@ def _worker_main(cfg_dict: dict[str, Any], threads: int | str, index: int, targe
 
 def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int,
                 grid: list[dict[str, Any]] | None, deadline: float | None, max_failures: int, progress: Any,
-                log: Callable[[str], None]) -> WorkersResult:
+                log: Callable[[str], None], on_stored: Callable[[Any], None] | None = None) -> WorkersResult:
     """Run ``n`` worker processes on ``cfg``'s study until it has ``target`` finished trials (or the deadline,
-    or ``max_failures`` failed trials in one worker); ``progress.update(study, frozen_trial)`` and ``log(line)``
-    are called here as the workers report.  KeyboardInterrupt reaches every worker; the result then says
-    ``interrupted``."""
+    or ``max_failures`` failed trials in one worker); ``progress.update(study, frozen_trial)``,
+    ``on_stored(frozen_trial)`` (experiment trackers) and ``log(line)`` are called here as the workers report.
+    KeyboardInterrupt reaches every worker; the result then says ``interrupted``."""
     ctx = spawn_context()
     q = ctx.Queue()
     cfg_dict = cfg.to_dict()
@@ -119,7 +119,7 @@ def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int
     out = WorkersResult()
     finished: set[int] = set()
     try:
-        _drain(q, procs, finished, study, progress, log, out)
+        _drain(q, procs, finished, study, progress, log, out, on_stored)
     except KeyboardInterrupt:
         out.interrupted = True
         for p in procs:  # a terminal sends SIGINT to every worker; a signal to this process alone is passed on
@@ -127,7 +127,7 @@ def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p.pid, signal.SIGINT)
         try:
-            _drain(q, procs, finished, study, progress, log, out)
+            _drain(q, procs, finished, study, progress, log, out, on_stored)
         except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for them
             for p in procs:
                 p.kill()
@@ -145,7 +145,7 @@ def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int
 
 
 def _drain(q: Any, procs: list[Any], finished: set[int], study: Any, progress: Any, log: Callable[[str], None],
-           out: WorkersResult) -> None:
+           out: WorkersResult, on_stored: Callable[[Any], None] | None = None) -> None:
     """Handle the workers' messages until every worker has ended and the queue is empty."""
     while True:
         try:
@@ -165,7 +165,10 @@ def _drain(q: Any, procs: list[Any], finished: set[int], study: Any, progress: A
                 out.said_slow = True
             log(msg[1])
         elif kind == "trial":
-            progress.update(study, study._storage.get_trial(msg[1]))
+            frozen = study._storage.get_trial(msg[1])
+            progress.update(study, frozen)
+            if on_stored is not None:
+                on_stored(frozen)
         elif kind == "done":
             _, index, ran, failed, exhausted, stopped, interrupted = msg
             finished.add(index)
