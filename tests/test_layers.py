@@ -27,7 +27,7 @@ LAYERS: list[set[str]] = [
     {"report"},
     {"study"},
     {"evaluation"},
-    {"ablation"},
+    {"ablation", "scaling_curves"},
     {"bench"},
     {"doctor"},
     {"cli"},
