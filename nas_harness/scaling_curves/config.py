@@ -429,5 +429,11 @@ def load_scaling_curves(path: str | Path) -> ScalingCurvesConfig:
     return parse_scaling_curves(read_toml(path, "scaling-curves file"))
 
 
+def scaling_curves_sections() -> dict[str, type[ConfigModel]]:
+    """Section -> model of a scaling-curves file (for the key table)."""
+    return {"": ScalingCurvesConfig, "curves": CurvesConfig, "data": ProxyConfig, "train": TrainConfig,
+            "trial": CurvesTrial, "run": RunSettings, "ray": RayConfig}
+
+
 def scaling_curves_json_schema() -> dict[str, Any]:
     return json_schema(ScalingCurvesConfig, "nas-harness scaling-curves file")
