@@ -262,7 +262,7 @@ def write_figures(cfg: ScalingCurvesConfig, rep: CurvesReport, out: Path) -> lis
                       annotate=False)
             _axis(ax, xs_all, div, unit, ylabel)
             ax.set_title("width at fixed depth/resolution (Fig. 4)")
-            legend(ax, loc="lower right")
+            legend(ax, loc="best")
             paths += save(fig, out, "fig4_width_panel")
     if "compound" in rep.curves:
         with paper_style():
@@ -277,7 +277,7 @@ def write_figures(cfg: ScalingCurvesConfig, rep: CurvesReport, out: Path) -> lis
                       marker="s" if n == "compound" else "o")
             _axis(ax, xs_all, div, unit, ylabel)
             ax.set_title("compound vs single-dimension scaling (Fig. 8)")
-            legend(ax, loc="lower right")
+            legend(ax, loc="best")
             paths += save(fig, out, "fig8_compound")
     return paths
 
