@@ -199,8 +199,9 @@ def _band(ax: Any, xs: list[float], ss: list[Summary], labels: list[str], color:
         ax.fill_between([b[0] for b in band], [b[1] for b in band], [b[2] for b in band], color=color, alpha=0.18,
                         lw=0)
     elif band:
-        ax.errorbar([band[0][0]], [y[x.index(band[0][0])]], yerr=[[y[0] - band[0][1]], [band[0][2] - y[0]]],
-                    color=color, capsize=2)
+        bx, lo, hi = band[0]
+        by = y[x.index(bx)]
+        ax.errorbar([bx], [by], yerr=[[by - lo], [hi - by]], color=color, capsize=2)
     if annotate:
         for xi, yi, (_, _, lab) in zip(x, y, pts):
             ax.annotate(lab, (xi, yi), textcoords="offset points", xytext=(2, -7), fontsize=5, color=color)
