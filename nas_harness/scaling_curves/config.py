@@ -13,7 +13,8 @@ and the curves::
     seeds = 3                           # a count (0..N-1) or a list; every variant runs every seed (paired)
 
     [curves]
-    width = [1.0, 1.4, 1.8, 2.2, 2.6]   # width-only multipliers (each in [1, 4], at least 2)
+    width = [1.0, 1.4, 1.8, 2.2, 2.6]   # width-only multipliers (increasing, each in [1, 4], at least 2;
+                                        # leave a key out for no such curve, at least one curve)
     depth = [1.0, 2.0, 3.0, 4.0]        # depth-only multipliers
     resolution = [1.0, 1.25, 1.5, 1.75] # resolution-only multipliers of data.resolution (and of the
                                         # [trial] macs_resolution for the deployed MACs)
@@ -22,7 +23,7 @@ and the curves::
     alpha = 1.2                         # defaults: the paper's 1.2 / 1.1 / 1.15 ...
     beta = 1.1
     gamma = 1.15
-    from_study = "studies/x.toml"       # ... or the best triple of that study's `search --scaling` results
+    # from_study = "studies/x.toml"     # ... or (instead) the best triple of that study's `search --scaling`
     macs = "deployed"                   # x axis: "deployed" (macs_resolution px x multiplier, macs_num_classes
                                         # classes, 3-channel input, the arch's own stem) or "proxy" (the
                                         # trained network at its own resolution, classes, channels and stem)

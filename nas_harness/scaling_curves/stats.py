@@ -113,8 +113,11 @@ def stops_gaining(curve: CurveData, segments: Sequence[Segment]) -> str:
                 f"at this budget and number of seeds{tail}")
     last = gaining[-1]
     if last == len(segments) - 1:
+        losing = [s for s in segments if s.verdict == LOSES]
+        tail = (f"; earlier, {', '.join(f'{s.start} -> {s.end}' for s in losing)} lost accuracy (interval below 0)"
+                if losing else "")
         return (f"still gaining at {segments[-1].end}: the last step ({segments[-1].start} -> {segments[-1].end}) "
-                "gains with an interval above 0")
+                f"gains with an interval above 0{tail}")
     rest = segments[last + 1:]
     losing = [s for s in rest if s.verdict == LOSES]
     tail = f" ({len(losing)} of them below 0)" if losing else ""

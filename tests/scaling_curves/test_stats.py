@@ -53,6 +53,9 @@ def test_still_gaining_none_gaining_and_a_loss_are_said_as_such() -> None:
     segs = marginal_gains(flat)
     assert all(s.verdict == UNRESOLVED for s in segs)
     assert stops_gaining(flat, segs).startswith("no step's gain is resolved from 0")
+    dip = curve("width", [1e6, 2e6, 4e6], [0.6, 0.5, 0.6])
+    said = stops_gaining(dip, marginal_gains(dip))
+    assert said.startswith("still gaining at p2") and "p0 -> p1 lost accuracy" in said
     down = curve("width", [1e6, 2e6, 4e6], [0.6, 0.7, 0.6])
     segs = marginal_gains(down)
     assert [s.verdict for s in segs] == [GAINS, LOSES]
