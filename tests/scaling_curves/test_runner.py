@@ -83,7 +83,8 @@ def test_run_stores_every_pair_once_with_both_macs_and_reruns_nothing(in_tmp: Pa
 
 def test_sigkill_then_cli_resume_reruns_nothing_stored(in_tmp: Path) -> None:
     """Kill -9 the CLI once a run is stored; re-running the same command trains only what is missing."""
-    Path("tiny.toml").write_text(TOML.replace("steps = 3", "steps = 12"))
+    toml = tiny_curves(curves="width = [1.0, 2.0]\ncompound_phi = [0, 1]").replace("steps = 3", "steps = 12")
+    Path("tiny.toml").write_text(toml)
     code = "import sys; from nas_harness.cli import main; sys.exit(main(sys.argv[1:]))"
     proc = subprocess.Popen([sys.executable, "-c", code, "scaling-curves", "tiny.toml", "--no-progress",
                              "--no-figure"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -91,8 +92,8 @@ def test_sigkill_then_cli_resume_reruns_nothing_stored(in_tmp: Path) -> None:
     db = Path("results/tiny/curves.db")
     sigkill_after_first_complete(proc, db, timeout_s=120)
     stored = _complete(db)
-    cfg = parse_scaling_curves(tomllib.loads(TOML.replace("steps = 3", "steps = 12")))
-    assert 1 <= len(stored) < len(plan_jobs(cfg))
+    cfg = parse_scaling_curves(tomllib.loads(toml))
+    assert 1 <= len(stored) < len(plan_jobs(cfg)) == 3 * 2
     assert cli_main(["scaling-curves", "tiny.toml", "--no-progress", "--no-figure"]) == 0
     after = _complete(db)
     assert sorted(after) == sorted(plan_jobs(cfg))  # each pair exactly once: nothing stored ran again
