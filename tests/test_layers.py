@@ -29,7 +29,7 @@ LAYERS: list[set[str]] = [
     {"tracking"},
     {"study"},
     {"evaluation"},
-    {"ablation"},
+    {"ablation", "scaling_curves"},
     {"bench"},
     {"doctor"},
     {"cli"},

@@ -23,6 +23,7 @@ _COMMANDS: dict[str, str] = {
     "report": "_report",
     "export": "_export",
     "ablate": "_ablate",
+    "scaling-curves": "_scaling_curves",
     "confirm": "_confirm",
     "fidelity": "_fidelity",
     "bench": "_bench",

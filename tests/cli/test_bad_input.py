@@ -22,11 +22,12 @@ from typing import Any
 import pytest
 from helpers.fakes import study_folder
 from helpers.mounts import read_only_dir
-from helpers.studies import TINY_ARCH, tiny_ablation, tiny_dict, to_toml, with_run
+from helpers.studies import TINY_ARCH, tiny_ablation, tiny_curves, tiny_dict, to_toml, with_run
 
 from nas_harness.cli import main
 
 ABLATION = tiny_ablation()
+CURVES = tiny_curves()
 
 
 def study_toml(**sections: Any) -> Callable[[Path], str]:
@@ -209,6 +210,35 @@ CASES = [
     Case("ablate-one-class-folder", ["ablate", "a.toml"], "at least 2 class",
          {"a.toml": ABLATION.replace('dataset = "synthetic"', 'dataset = "folder"\nroot = "imgs"').replace(
              "val_size = 64", "val_size = 1"), **image_folder(["solo"])}),
+    # ---------------------------------------------------------------- scaling-curves
+    Case("curves-missing-file", ["scaling-curves", "none.toml"], "none.toml"),
+    Case("curves-seeds-0", ["scaling-curves", "c.toml", "--seeds", "0"], "argument --seeds", {"c.toml": CURVES}),
+    Case("curves-width-nan", ["scaling-curves", "c.toml"], "curves.width[1] = nan",
+         {"c.toml": CURVES.replace("width = [1.0, 2.0]", "width = [1.0, nan]")}),
+    Case("curves-depth-inf", ["scaling-curves", "c.toml", "--check"], "curves.depth[1] = inf",
+         {"c.toml": CURVES.replace("depth = [1.0, 2.0]", "depth = [1.0, inf]")}),
+    Case("curves-width-out-of-range", ["scaling-curves", "c.toml"], "curves.width[1] = 9.0",
+         {"c.toml": CURVES.replace("width = [1.0, 2.0]", "width = [1.0, 9.0]")}),
+    Case("curves-phi-negative", ["scaling-curves", "c.toml"], "curves.compound_phi[0]",
+         {"c.toml": CURVES.replace("compound_phi = [0, 1]", "compound_phi = [-1, 1]")}),
+    Case("curves-empty-curve", ["scaling-curves", "c.toml"], "curves.depth: an empty curve",
+         {"c.toml": CURVES.replace("depth = [1.0, 2.0]", "depth = []")}),
+    Case("curves-one-point", ["scaling-curves", "c.toml"], "curves.resolution: a curve needs at least 2",
+         {"c.toml": CURVES.replace("resolution = [1.0, 1.5]", "resolution = [1.5]")}),
+    Case("curves-resolution-data-cannot-give", ["scaling-curves", "c.toml"], "curves.resolution[1]",
+         {"c.toml": CURVES.replace("resolution = [1.0, 1.5]", "resolution = [1.0, 4.0]").replace(
+             "resolution = 16", "resolution = 512")}),
+    Case("curves-fit-pad", ["scaling-curves", "c.toml"], "data.fit",
+         {"c.toml": CURVES.replace('dataset = "synthetic"', 'dataset = "synthetic"\nfit = "pad"')}),
+    Case("curves-unknown-key", ["scaling-curves", "c.toml"], "curves.wdith",
+         {"c.toml": CURVES.replace("width = [1.0, 2.0]", "wdith = [1.0, 2.0]")}),
+    Case("curves-from-study-not-run", ["scaling-curves", "c.toml"], "curves.from_study",
+         {"c.toml": CURVES.replace("compound_phi = [0, 1]", 'compound_phi = [0, 1]\nfrom_study = "s.toml"'),
+          "s.toml": study_toml(name="tiny")}),
+    Case("curves-garbage-store", ["scaling-curves", "c.toml"], "curves.db",
+         {"c.toml": CURVES, "results/tiny/curves.db": b"not a database at all" * 100}),
+    Case("curves-report-only-nothing-run", ["scaling-curves", "c.toml", "--report-only"], "run.storage",
+         {"c.toml": CURVES}),
     # ---------------------------------------------------------------- plot
     Case("plot-missing-study", ["plot", "results/none"], "results/none"),
     Case("plot-ref-acc-2", ["plot", "results/fake", "--ref-acc", "2"], "argument --ref-acc",
@@ -331,5 +361,5 @@ class _nothing:
 
 def test_the_table_covers_every_command_and_more_than_20_cases_of_our_own() -> None:
     commands = {c.argv[0] for c in CASES}
-    assert commands == {"info", "scale", "search", "ablate", "plot", "report", "export", "bench"}
+    assert commands == {"info", "scale", "search", "ablate", "scaling-curves", "plot", "report", "export", "bench"}
     assert len(CASES) - 24 >= 20  # 24 rows are the inputs quoted in the issue

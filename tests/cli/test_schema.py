@@ -12,7 +12,8 @@ from nas_harness.cli import main
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-@pytest.mark.parametrize(("kind", "doc"), [("study", "study-file.md"), ("ablation", "ablation-file.md")])
+@pytest.mark.parametrize(("kind", "doc"), [("study", "study-file.md"), ("ablation", "ablation-file.md"),
+                                         ("scaling-curves", "scaling-curves.md")])
 def test_schema_and_the_docs_key_table_are_current(kind: str, doc: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", kind]) == 0
     schema = json.loads(capsys.readouterr().out)

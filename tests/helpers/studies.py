@@ -107,3 +107,30 @@ workers = 1
 def with_run(ablation: str, keys: str) -> str:
     """``ablation`` (from :func:`tiny_ablation`) with more ``[run]`` keys (TOML lines)."""
     return ablation.replace("[run]\n", "[run]\n" + keys.rstrip("\n") + "\n", 1)
+
+
+def tiny_curves(seeds: int = 2, curves: str = "", extra: str = "") -> str:
+    """A scaling-curves file: TINY_ARCH scaled by width, depth, resolution, width at (d=2, r=1.5) and compound
+    phi 0-1 on synthetic 16 px data, three steps per run (``curves`` replaces the [curves] body)."""
+    body = curves or ("width = [1.0, 2.0]\ndepth = [1.0, 2.0]\nresolution = [1.0, 1.5]\nwidth_at = [[2.0, 1.5]]\n"
+                      "compound_phi = [0, 1]")
+    return f"""
+name = "tiny"
+base = "{TINY_ARCH}"
+seeds = {seeds}
+[curves]
+{body}
+[trial]
+macs_resolution = 16
+[data]
+dataset = "synthetic"
+resolution = 16
+val_size = 64
+[train]
+steps = 3
+batch_size = 16
+lr = 0.05
+threads = 1
+[run]
+workers = 1
+{extra}"""
