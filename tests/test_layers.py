@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"latency"},
     {"records", "objectives"},
     {"evaluators"},
+    {"tables"},
     {"trial"},
     {"backends"},
     {"results"},
