@@ -30,6 +30,7 @@ LAYERS: list[set[str]] = [
     {"study"},
     {"evaluation"},
     {"ablation"},
+    {"benchmark"},
     {"bench"},
     {"doctor"},
     {"cli"},

@@ -34,6 +34,42 @@ def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return perm[:a], perm[a:b], perm[b:]
 
 
+class _Forest:
+    """The fitted trees as stacked arrays, walked for all trees at once (one row at a time in ~0.5 ms instead of
+    sklearn's ~25 ms per call for 1,000 trees).  Same arithmetic as sklearn's predictor: a row goes left when
+    ``x[feature] <= threshold``; the prediction is the baseline plus each tree's leaf value, summed in tree order.
+    :func:`fit_surrogate` checks it against ``model.predict`` on every table row and uses sklearn otherwise."""
+
+    def __init__(self, model: Any) -> None:
+        trees = [p[0].nodes for p in model._predictors]  # one tree per iteration (regression)
+        n = max(len(t) for t in trees)
+        shape = (len(trees), n)
+        self.feature = np.zeros(shape, dtype=np.intp)
+        self.threshold = np.zeros(shape)
+        self.left = np.zeros(shape, dtype=np.intp)
+        self.right = np.zeros(shape, dtype=np.intp)
+        self.leaf = np.ones(shape, dtype=bool)
+        self.value = np.zeros(shape)
+        for i, t in enumerate(trees):
+            k = len(t)
+            self.feature[i, :k], self.threshold[i, :k] = t["feature_idx"], t["num_threshold"]
+            self.left[i, :k], self.right[i, :k] = t["left"], t["right"]
+            self.leaf[i, :k], self.value[i, :k] = t["is_leaf"].astype(bool), t["value"]
+        self.depth = int(max(t["depth"].max() for t in trees))
+        self.baseline = float(np.ravel(model._baseline_prediction)[0])
+        self.rows = np.arange(len(trees))
+
+    def predict_one(self, x: np.ndarray) -> float:
+        node = np.zeros(len(self.rows), dtype=np.intp)
+        for _ in range(self.depth):
+            f = self.feature[self.rows, node]
+            go_left = x[f] <= self.threshold[self.rows, node]
+            nxt = np.where(go_left, self.left[self.rows, node], self.right[self.rows, node])
+            node = np.where(self.leaf[self.rows, node], node, nxt)
+        vals = np.concatenate(([self.baseline], self.value[self.rows, node]))
+        return float(np.add.accumulate(vals)[-1])
+
+
 @dataclass(frozen=True)
 class SurrogateFit:
     """A fitted surrogate: the model, its split and its held-out quality (Kendall tau, RMSE in accuracy)."""
@@ -44,6 +80,7 @@ class SurrogateFit:
     val_idx: np.ndarray
     test_idx: np.ndarray
     metrics: dict[str, float]
+    forest: _Forest | None = None
 
     def predict(self, features: np.ndarray) -> np.ndarray:
         """Predicted accuracies (fractions), shape (n,), for ``features`` of shape (n, d)."""
@@ -53,7 +90,11 @@ class SurrogateFit:
             return self.model.predict(np.asarray(features, dtype=float))
 
     def predict_arch(self, arch: Any) -> float:
-        return float(self.predict(np.array([arch_features(arch)]))[0])
+        """The predicted accuracy of one arch (the fast tree walk where it was verified at fit time)."""
+        x = np.array(arch_features(arch), dtype=float)
+        if self.forest is not None:
+            return self.forest.predict_one(x)
+        return float(self.predict(x[None, :])[0])
 
     def summary(self) -> dict[str, Any]:
         """JSON: the model, its settings, the split (seed, sizes, test rows) and the metrics."""
@@ -79,7 +120,19 @@ def fit_surrogate(table: BenchmarkTable, seed: int = 0) -> SurrogateFit:
             pred = model.predict(X[idx])
             metrics[f"{name}_kendall_tau"] = float(kendalltau(pred, y[idx]).statistic)
             metrics[f"{name}_rmse"] = float(np.sqrt(np.mean((pred - y[idx]) ** 2)))
-    return SurrogateFit(model, seed, tr, va, te, metrics)
+        full = model.predict(X)
+    forest = _fast_forest(model, X, full)
+    return SurrogateFit(model, seed, tr, va, te, metrics, forest)
+
+
+def _fast_forest(model: Any, X: np.ndarray, expected: np.ndarray) -> _Forest | None:
+    """The stacked-array trees when they reproduce sklearn's predictions on every row exactly, else None."""
+    try:
+        forest = _Forest(model)
+    except (AttributeError, KeyError, IndexError, ValueError, TypeError):  # another sklearn layout
+        return None
+    ok = all(forest.predict_one(x) == e for x, e in zip(X, expected))
+    return forest if ok else None
 
 
 @functools.cache
