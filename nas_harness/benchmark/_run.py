@@ -57,10 +57,7 @@ class Problem:
 
 def make_problem(cfg: BenchmarkConfig) -> Problem:
     """The problem of a benchmark file; ConfigError when a recorded table cannot be made."""
-    if cfg.source == "recorded":
-        table = recorded_table(cfg.recorded)
-    else:
-        table = accel_nasbench()
+    table = recorded_table(cfg.recorded) if cfg.source == "recorded" else accel_nasbench()
     if cfg.objective == "multi":
         if cfg.cost not in table.columns:
             raise ConfigError(f"cost: the {table.name} table has no {cfg.cost!r} column; it has "
@@ -183,7 +180,7 @@ def _run_table(table: BenchmarkTable, strategy: str, seed: int, trials: int, dir
     for _ in range(trials):
         trial = study.ask(dists)
         x = np.array([trial.params[n] for n in names])
-        d = (F != x).sum(axis=1).astype(float)
+        d = (x != F).sum(axis=1).astype(float)
         d[seen] = np.inf
         best = np.flatnonzero(d == d.min())
         i = int(best[0] if len(best) == 1 else rng.choice(best))
@@ -310,8 +307,9 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
             _PROBLEM = None
     runs = [done[j] for j in jobs]
     cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
-    log(f"benchmark {cfg.name}: {len(runs)} runs, {cpu:.0f} CPU s in the runs (about {cpu / max(1, workers_of(cfg)):.0f} s "
-        f"on {workers_of(cfg)} idle cores)")
+    n = workers_of(cfg)
+    log(f"benchmark {cfg.name}: {len(runs)} runs, {cpu:.0f} CPU s in the runs (about {cpu / n:.0f} s on {n} idle "
+        "cores)")
     return problem, runs
 
 
