@@ -270,6 +270,9 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
     """Run every (strategy, seed) pair not stored yet (in ``cfg.workers`` processes) and return all runs."""
     global _PROBLEM
     problem = problem or make_problem(cfg)
+    if problem.source != "surrogate" and cfg.trials > len(problem.table):
+        raise ConfigError(f"trials: {cfg.trials} > the table's {len(problem.table)} archs (a table run never repeats "
+                          "a record)")
     fp = cfg.fingerprint
     runs_dir = cfg.out_dir / "runs"
     jobs = [(s, seed) for s in cfg.strategies for seed in range(cfg.seeds)]

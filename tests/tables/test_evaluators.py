@@ -75,7 +75,7 @@ def test_the_surrogate_split_is_reproducible_from_its_seed_and_its_quality_is_re
 
 def _study(tmp_path: Path, kind: str, **kw: object) -> dict:
     d = tiny_dict(tmp_path, base_width=1.0, base_depth=1.0, space=SPACE, evaluator={"kind": kind},
-                  objective={"kind": "multi", "cost": "params"}, **kw)
+                  **{"objective": {"kind": "multi", "cost": "params"}, **kw})
     d["name"] = f"anb-{kind}"
     return d
 
@@ -111,3 +111,28 @@ def test_a_surrogate_study_on_ray(tmp_path: Path, ray_local: None) -> None:
     for t in optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials:
         assert t.user_attrs["backend"] == "ray" and t.user_attrs["evaluator"] == "surrogate"
         assert t.values[0] == fit.predict_arch(parse_arch(t.user_attrs["arch"]))
+
+
+@pytest.mark.slow
+def test_fidelity_ranks_a_study_against_the_tables_imagenet_accuracies(tmp_path: Path) -> None:
+    from nas_harness.evaluation.fidelity import FidelityConfig, run_fidelity
+
+    table = accel_nasbench()
+    d = _study(tmp_path, "surrogate", sampler={"kind": "random"}, run={"n_trials": 1},
+               objective={"kind": "accuracy"})
+    cfg = validate(d)
+    run_search(cfg)  # one random arch: not in the table
+    study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
+    space = cfg.search_space()
+    for a in table.archs[:5]:  # five of the table's archs as search trials
+        study.enqueue_trial(space.params_of(parse_arch(a)))
+    d["run"]["n_trials"] = 6
+    run_search(validate(d))
+    fid = run_fidelity(cfg.study_dir, FidelityConfig(top=3, random=3, against="table", zero_cost=False),
+                       progress=False, figure=False, log=lambda s: None)
+    s = fid.summary
+    assert s["n_archs"] == 5  # the arch outside the table is a recorded miss, not a substitute
+    assert len(fid.failed) == 1
+    stored = optuna.load_study(study_name=f"{cfg.name}-fidelity", storage=cfg.storage_url).trials
+    done = {t.user_attrs["arch"]: t.user_attrs["val_acc"] for t in stored if t.state.name == "COMPLETE"}
+    assert done == {a: table.row(i)["val_acc"] for i, a in enumerate(table.archs[:5])}
