@@ -82,7 +82,7 @@ def build(tarball: str | Path) -> bytes:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if not 1 <= len(args) <= 2:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print("usage: python -m nas_harness.tables._source anb_dataset_jsons.tar.gz [OUT]", file=sys.stderr)
         return 2
     out = Path(args[1]) if len(args) == 2 else Path(__file__).with_name("data") / "accel_nasbench.json.gz"
     data = build(args[0])
