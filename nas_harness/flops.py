@@ -12,6 +12,12 @@ and skips element-wise ops (activations, sigmoid, the SE multiply, the residual 
 reproduces those four buckets from the arch and resolution alone — thousands of times faster than tracing
 — and additionally reports what fvcore skips under :attr:`MacCount.elementwise` (not part of ``total``).
 
+``count_macs(..., convention="thop")`` gives the count of thop (``thop.profile``, the convention of most NAS
+benchmark tables, Accel-NASBench's ``macs`` among them): convolutions and linear layers as above (biases not
+counted), batch norm **4** operations per element (thop counts 2 per element and doubles it for an affine
+layer), adaptive average pooling input **plus output** elements.  It reproduces all 5,138 Accel-NASBench
+records exactly (``tests/tables``).
+
 The analytic counter needs only :mod:`nas_harness.arch` (no torch, no model module); :func:`fvcore_macs`
 imports torch and fvcore when called.
 """
@@ -60,6 +66,7 @@ class _Counter:
         self.ops = dict.fromkeys(FVCORE_OPS, 0)
         self.elem = {"activation": 0, "se_scale": 0, "residual_add": 0}
         self.params = 0
+        self.pool_outputs = 0  # output elements of the adaptive average pools (thop counts them)
         self.rows: list[StageCount] = []
 
     def mark(self, name: str, hw: tuple[int, int], channels: int) -> None:
@@ -98,6 +105,7 @@ def _count(arch: Arch, resolution: int | tuple[int, int], num_classes: int, in_c
             if st.se is not None:
                 sq = se_squeeze_channels(cin, st.se)
                 c.ops["adaptive_avg_pool2d"] += mid * hw[0] * hw[1]
+                c.pool_outputs += mid
                 c.ops["conv"] += 2 * mid * sq
                 c.params += 2 * mid * sq + mid + sq
                 c.elem["activation"] += sq + mid  # act + sigmoid
@@ -109,17 +117,32 @@ def _count(arch: Arch, resolution: int | tuple[int, int], num_classes: int, in_c
         c.mark(f"stage {si}", hw, st.channels)
     hw = c.conv_bn(cin, arch.head_channels, 1, 1, hw)
     c.ops["adaptive_avg_pool2d"] += arch.head_channels * hw[0] * hw[1]
+    c.pool_outputs += arch.head_channels
     c.ops["linear"] += arch.head_channels * num_classes
     c.params += arch.head_channels * num_classes + num_classes
     c.mark("head", (1, 1), num_classes)
     return c
 
 
+MAC_CONVENTIONS = ("fvcore", "thop")
+
+
 def count_macs(arch: Arch, resolution: int | tuple[int, int] = 224, num_classes: int = 1000,
-               in_channels: int = 3, stem_stride: int | None = None) -> MacCount:
-    """Analytic MACs of ``arch`` at ``resolution`` (batch 1, eval), identical to :func:`fvcore_macs`."""
+               in_channels: int = 3, stem_stride: int | None = None, convention: str = "fvcore") -> MacCount:
+    """Analytic MACs of ``arch`` at ``resolution`` (batch 1, eval).
+
+    ``convention="fvcore"`` (the default) is identical to :func:`fvcore_macs`; ``"thop"`` is thop's count
+    (batch norm 4 operations per element, pooling input + output elements; see the module docstring).
+    ValueError for another convention.
+    """
+    if convention not in MAC_CONVENTIONS:
+        raise ValueError(f"count_macs: convention {convention!r}; allowed: {', '.join(MAC_CONVENTIONS)}")
     c = _count(arch, resolution, num_classes, in_channels, stem_stride)
-    return MacCount(total=sum(c.ops.values()), by_op=dict(c.ops), elementwise=dict(c.elem))
+    ops = dict(c.ops)
+    if convention == "thop":
+        ops["batch_norm"] *= 2
+        ops["adaptive_avg_pool2d"] += c.pool_outputs
+    return MacCount(total=sum(ops.values()), by_op=ops, elementwise=dict(c.elem))
 
 
 def stage_table(arch: Arch, resolution: int | tuple[int, int] = 224, num_classes: int = 1000,

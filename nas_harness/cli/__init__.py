@@ -27,6 +27,7 @@ _COMMANDS: dict[str, str] = {
     "confirm": "_confirm",
     "fidelity": "_fidelity",
     "bench": "_bench",
+    "benchmark": "_benchmark",
     "doctor": "_doctor",
     "schema": "_schema",
     "latency": "_latency",

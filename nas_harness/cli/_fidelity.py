@@ -19,6 +19,7 @@ _OVERRIDES = {  # flag attribute -> [fidelity] key
     "random": "random",
     "seeds": "seeds",
     "seed": "seed",
+    "against": "against",
     "factor": "epochs_factor",
     "epochs": "train.epochs",
     "steps": "train.steps",
@@ -53,6 +54,9 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--references", action="store_true", default=None, help="also retrain the reference archs")
     p.add_argument("--test", action="store_true", default=None, help="also measure the test split (reported only)")
     p.add_argument("--no-zero-cost", action="store_true", help="skip the training-free predictors")
+    p.add_argument("--against", type=text(64), metavar="KIND",
+                   help="the high-fidelity evaluator: 'train' (default) or another kind, e.g. 'table' (the "
+                        "Accel-NASBench ImageNet accuracies of the study's archs; the study must search its space)")
     p.add_argument("--name", type=text(64),
                    help="store the runs as study <study>-<name> (default fidelity; one per recipe)")
     add_run_flags(p)

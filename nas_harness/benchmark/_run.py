@@ -1,0 +1,339 @@
+"""One benchmark run (a strategy, a seed, ``trials`` trials) in memory with Optuna's ask/tell, and the runner
+that executes every (strategy, seed) pair in parallel processes and stores each finished run durably.
+
+Rules (stated in the report):
+
+* ``source = "table"`` / ``"recorded"``: a strategy searches the table's records only.  ``random`` draws records
+  uniformly **without replacement** (a seeded permutation).  A model-based sampler proposes a point of the
+  table's space (one categorical per per-stage choice the table varies); the proposal is mapped onto the
+  **nearest unseen record by Hamming distance** (the number of differing choices; ties broken uniformly at
+  random with the run's seeded generator), so no record is counted twice.  The sampler is told the record it
+  got (its parameters and value), not its proposal (the proposal is told as failed, which Optuna's samplers
+  ignore).
+* ``source = "surrogate"``: the sampler's proposal (any arch of the space) is scored by the surrogate; archs may
+  repeat (a sampler that repeats itself pays for it).
+
+A stored run is one JSON file ``runs/<strategy>-<seed>.json`` written atomically (temp file + rename) as soon as
+it finishes: re-running skips stored runs, and ``kill -9`` loses only the runs in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from nas_harness.benchmark._config import BenchmarkConfig
+from nas_harness.errors import ConfigError
+from nas_harness.tables import BenchmarkTable, accel_nasbench, accel_nasbench_space, table_from_records
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a run searches: the table (reference, features, costs) and, for the surrogate, the scorer."""
+
+    source: str
+    table: BenchmarkTable
+    objective: str
+    cost: str
+    split_seed: int = 0
+
+    def cost_values(self) -> np.ndarray | None:
+        """The cost column of the table's archs (throughput negated: lower is better), or None."""
+        if self.objective != "multi":
+            return None
+        col = np.asarray(self.table.columns[self.cost], dtype=float)
+        return -col if self.cost.startswith("throughput") else col
+
+
+def make_problem(cfg: BenchmarkConfig) -> Problem:
+    """The problem of a benchmark file; ConfigError when a recorded table cannot be made."""
+    table = recorded_table(cfg.recorded) if cfg.source == "recorded" else accel_nasbench()
+    if cfg.objective == "multi":
+        if cfg.cost not in table.columns:
+            raise ConfigError(f"cost: the {table.name} table has no {cfg.cost!r} column; it has "
+                              f"{', '.join(sorted(table.columns))}")
+        keep = ~np.isnan(np.asarray(table.columns[cfg.cost], dtype=float))
+        if not keep.all():  # a record without this measurement cannot be a point of the front
+            table = _subset(table, np.flatnonzero(keep))
+    return Problem(cfg.source, table, cfg.objective, cfg.cost, cfg.split_seed)
+
+
+def _subset(table: BenchmarkTable, rows: np.ndarray) -> BenchmarkTable:
+    return BenchmarkTable(name=f"{table.name} ({len(rows)} archs measured)", archs=tuple(table.archs[i] for i in rows),
+                          val_acc=table.val_acc[rows], columns={k: v[rows] for k, v in table.columns.items()},
+                          record_ids=tuple(table.record_ids[i] for i in rows), val_n=table.val_n,
+                          source=table.source, mac_convention=table.mac_convention)
+
+
+def recorded_table(folders: list[str]) -> BenchmarkTable:
+    """A table from the finished trials in each folder's ``trials.csv`` (complete, full-budget, not rejected)."""
+    import pandas as pd
+
+    frames = []
+    for f in folders:
+        path = Path(f) / "trials.csv"
+        if not path.is_file():
+            raise ConfigError(f"recorded: {str(path)!r}: no such file (a study's results folder holds trials.csv; "
+                              "run `nas-harness report` on the study first)")
+        try:
+            df = pd.read_csv(path)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"recorded: {str(path)!r}: not a readable CSV ({' '.join(str(exc).split())[:120]})"
+                              ) from None
+        if "arch" not in df or "val_acc" not in df:
+            raise ConfigError(f"recorded: {str(path)!r}: no arch/val_acc columns (not a trials.csv)")
+        ok = df["state"].eq("COMPLETE") if "state" in df else True
+        if "full_budget" in df:
+            ok = ok & df["full_budget"].astype(str).eq("True")
+        if "rejected" in df:
+            ok = ok & df["rejected"].isna()
+        frames.append(df[ok])
+    rows = pd.concat(frames).to_dict("records")
+    for r in rows:
+        for k, v in list(r.items()):
+            if isinstance(v, float) and math.isnan(v):
+                r[k] = None
+    return table_from_records(rows, name="recorded", source=", ".join(folders))
+
+
+# ------------------------------------------------------------------------------------------ one run
+
+
+def _sampler(strategy: str, seed: int, multi: bool) -> Any:
+    import optuna
+
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed)
+    if strategy == "tpe_independent":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=False)  # Optuna 5: tpe is multivariate
+    if strategy == "nsgaii":
+        return optuna.samplers.NSGAIISampler(seed=seed)
+    if strategy == "nsgaiii":
+        return optuna.samplers.NSGAIIISampler(seed=seed)
+    if strategy == "gp":
+        return optuna.samplers.GPSampler(seed=seed)
+    raise ConfigError(f"strategies: {strategy!r} is not a strategy")
+
+
+def _table_space(table: BenchmarkTable) -> tuple[list[int], dict[str, Any]]:
+    """Feature columns the table varies, and one Optuna categorical per column."""
+    from optuna.distributions import CategoricalDistribution
+
+    F = table.features
+    cols = [j for j in range(F.shape[1]) if len(np.unique(F[:, j])) > 1]
+    dists = {f"f{j:02d}": CategoricalDistribution([float(v) for v in np.unique(F[:, j])]) for j in cols}
+    return cols, dists
+
+
+def run_one(problem: Problem, strategy: str, seed: int, trials: int) -> dict[str, Any]:
+    """One run: the accuracy (and cost) of each trial in order, the archs (table rows or strings), timings."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    t0, c0 = time.perf_counter(), time.process_time()
+    multi = problem.objective == "multi"
+    directions = ["maximize", "minimize"] if multi else ["maximize"]
+    cost_col = problem.cost_values()
+    table = problem.table
+    out: dict[str, Any] = {"strategy": strategy, "seed": seed}
+    if problem.source == "surrogate":
+        acc, cost, archs = _run_surrogate(problem, strategy, seed, trials, directions)
+        out["archs"] = archs
+    else:
+        if trials > len(table):
+            raise ConfigError(f"trials: {trials} > the table's {len(table)} archs (a table run never repeats a record)")
+        rows = _run_table(table, strategy, seed, trials, directions, cost_col)
+        acc = [float(table.val_acc[i]) for i in rows]
+        cost = [float(cost_col[i]) for i in rows] if multi else None
+        out["rows"] = rows
+    out.update(acc=acc, cost=cost, seconds=time.perf_counter() - t0, cpu_seconds=time.process_time() - c0)
+    return out
+
+
+def _run_table(table: BenchmarkTable, strategy: str, seed: int, trials: int, directions: list[str],
+               cost_col: np.ndarray | None) -> list[int]:
+    rng = np.random.default_rng([seed, 0x7AB1E])
+    if strategy == "random":
+        return [int(i) for i in rng.permutation(len(table))[:trials]]
+    import optuna
+    from optuna.trial import TrialState, create_trial
+
+    cols, dists = _table_space(table)
+    names = list(dists)
+    F = table.features[:, cols]
+    study = optuna.create_study(directions=directions, sampler=_sampler(strategy, seed, len(directions) > 1))
+    seen = np.zeros(len(table), dtype=bool)
+    rows: list[int] = []
+    for _ in range(trials):
+        trial = study.ask(dists)
+        x = np.array([trial.params[n] for n in names])
+        d = (x != F).sum(axis=1).astype(float)
+        d[seen] = np.inf
+        best = np.flatnonzero(d == d.min())
+        i = int(best[0] if len(best) == 1 else rng.choice(best))
+        seen[i] = True
+        rows.append(i)
+        study.tell(trial, state=TrialState.FAIL)
+        values = [float(table.val_acc[i])] + ([float(cost_col[i])] if cost_col is not None else [])
+        frozen = study._storage.get_trial(trial._trial_id)
+        study.add_trial(create_trial(params={n: float(v) for n, v in zip(names, F[i])}, distributions=dists,
+                                     values=values, system_attrs=frozen.system_attrs))
+    return rows
+
+
+def _run_surrogate(problem: Problem, strategy: str, seed: int, trials: int,
+                   directions: list[str]) -> tuple[list[float], list[float] | None, list[str]]:
+    import optuna
+
+    from nas_harness.flops import count_macs, count_params
+    from nas_harness.tables import accel_nasbench_surrogate
+
+    space = accel_nasbench_space()
+    fit = accel_nasbench_surrogate(problem.split_seed)
+    study = optuna.create_study(directions=directions, sampler=_sampler(strategy, seed, len(directions) > 1))
+    memo: dict[str, tuple[float, float]] = {}
+    acc, cost, archs = [], [], []
+    for _ in range(trials):
+        trial = study.ask()
+        arch = space.suggest(trial)
+        key = str(arch)
+        if key not in memo:
+            a = min(1.0, max(0.0, fit.predict_arch(arch)))
+            c = math.nan
+            if directions[1:]:
+                c = float(count_params(arch) if problem.cost == "params" else count_macs(
+                    arch, convention="thop" if problem.cost == "macs_thop" else "fvcore").total)
+            memo[key] = (a, c)
+        a, c = memo[key]
+        study.tell(trial, [a, c] if directions[1:] else a)
+        acc.append(a)
+        cost.append(c)
+        archs.append(key)
+    return acc, (cost if directions[1:] else None), archs
+
+
+# ------------------------------------------------------------------------------------------ the runner
+
+
+def _store(path: Path, doc: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(doc, f, separators=(",", ":"), allow_nan=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _load(path: Path, fingerprint: str) -> dict[str, Any] | None:
+    """A stored run, or None when absent/torn; ConfigError when it belongs to another benchmark identity."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(doc, dict) or "acc" not in doc:
+        return None
+    if doc.get("fingerprint") != fingerprint:
+        raise ConfigError(f"{path}: a run of another benchmark setup (source, trials, objective, cost or table "
+                          "differ); give this benchmark another name or remove the folder")
+    return doc
+
+
+_PROBLEM: Problem | None = None
+
+
+def _job(args: tuple[str, int, int]) -> dict[str, Any]:
+    strategy, seed, trials = args
+    assert _PROBLEM is not None
+    return run_one(_PROBLEM, strategy, seed, trials)
+
+
+def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
+                  problem: Problem | None = None) -> tuple[Problem, list[dict[str, Any]]]:
+    """Run every (strategy, seed) pair not stored yet (in ``cfg.workers`` processes) and return all runs."""
+    global _PROBLEM
+    problem = problem or make_problem(cfg)
+    if problem.source != "surrogate" and cfg.trials > len(problem.table):
+        raise ConfigError(f"trials: {cfg.trials} > the table's {len(problem.table)} archs (a table run never repeats "
+                          "a record)")
+    fp = cfg.fingerprint
+    runs_dir = cfg.out_dir / "runs"
+    jobs = [(s, seed) for s in cfg.strategies for seed in range(cfg.seeds)]
+    done: dict[tuple[str, int], dict[str, Any]] = {}
+    for s, seed in jobs:
+        doc = _load(runs_dir / f"{s}-{seed}.json", fp)
+        if doc is not None:
+            done[(s, seed)] = doc
+    todo = [(s, seed, cfg.trials) for s, seed in jobs if (s, seed) not in done]
+    if done:
+        log(f"benchmark {cfg.name}: {len(done)} of {len(jobs)} runs stored already")
+    if todo:
+        if problem.source == "surrogate":  # fit once here: forked workers inherit the fitted model
+            from nas_harness.tables import accel_nasbench_surrogate
+
+            fit = accel_nasbench_surrogate(problem.split_seed)
+            log(f"surrogate: held-out Kendall tau {fit.metrics['test_kendall_tau']:.3f}, RMSE "
+                f"{100 * fit.metrics['test_rmse']:.2f} pp (split seed {problem.split_seed})")
+        _ = problem.table.features  # computed once, inherited
+        workers = min(len(todo), workers_of(cfg))
+        log(f"benchmark {cfg.name}: {len(todo)} runs x {cfg.trials} trials on {workers} process(es)")
+        t0 = time.perf_counter()
+        _PROBLEM = problem
+        try:
+            results = _map(todo, workers)
+            for k, res in enumerate(results, start=1):
+                res["fingerprint"] = fp
+                _store(runs_dir / f"{res['strategy']}-{res['seed']}.json", res)
+                done[(res["strategy"], res["seed"])] = res
+                el = time.perf_counter() - t0
+                eta = el / k * (len(todo) - k)
+                log(f"  [{k}/{len(todo)}] {res['strategy']} seed {res['seed']}: best {100 * max(res['acc']):.2f}% "
+                    f"({res['seconds']:.1f} s); elapsed {el:.0f} s, ETA {eta:.0f} s")
+        finally:
+            _PROBLEM = None
+    runs = [done[j] for j in jobs]
+    cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
+    n = workers_of(cfg)
+    log(f"benchmark {cfg.name}: {len(runs)} runs, {cpu:.0f} CPU s in the runs (about {cpu / n:.0f} s on {n} idle "
+        "cores)")
+    return problem, runs
+
+
+def workers_of(cfg: BenchmarkConfig) -> int:
+    """The process count a benchmark uses (``workers``, or the CPUs when 0)."""
+    return cfg.workers or os.cpu_count() or 1
+
+
+def _map(todo: list[tuple[str, int, int]], workers: int) -> Any:
+    if workers <= 1:
+        return (_job(t) for t in todo)
+    import multiprocessing as mp
+
+    ctx = mp.get_context("fork")
+    pool = ctx.Pool(workers, maxtasksperchild=None)
+
+    def gen() -> Any:
+        try:
+            yield from pool.imap_unordered(_job, todo)
+        finally:
+            pool.terminate()
+            pool.join()
+
+    return gen()
