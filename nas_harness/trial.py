@@ -37,6 +37,12 @@ __all__ = ["ResultCache", "TrialSettings", "TrialSpec", "analytic_cost", "cache_
 class TrialSettings(ConfigModel):
     """``[trial]``: how a candidate is counted and evaluated (the same for every trial of a study)."""
 
+    def comparable(self, *, evaluate_test: bool = True) -> dict[str, Any]:
+        """The settings that make two runs comparable (``cache`` never changes a number; ``evaluate_test=False``
+        leaves out whether the test split is also measured, for stores whose runs choose it per command)."""
+        drop = ("cache",) if evaluate_test else ("cache", "evaluate_test")
+        return {k: v for k, v in self.to_dict().items() if k not in drop}
+
     stem_stride: Annotated[Literal[1, 2] | None, Field(
         description="stem stride of the trained proxy network (1 for 28-32 px); omit for the arch's own")] = None
     macs_resolution: Annotated[Int, Field(ge=8, le=4096, description="input size (px) at which MACs are counted")

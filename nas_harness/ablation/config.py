@@ -223,10 +223,9 @@ class AblationConfig(ConfigModel):
     def recipe(self) -> dict[str, Any]:
         """What must not change between a run and its resume (else stored runs are not comparable)."""
         return {
-            "data": {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")},
-            "train": {k: v for k, v in self.train.to_dict().items()
-                      if k not in ("seed", "device", "compile", "eval_batch_size")},
-            "trial": {k: v for k, v in self.trial.to_dict().items() if k != "cache"},
+            "data": self.data.comparable(),
+            "train": self.train.comparable(seed=False),
+            "trial": self.trial.comparable(),
         }
 
     def replace_train(self, train: TrainConfig) -> AblationConfig:

@@ -87,6 +87,13 @@ class ProxyConfig(ConfigModel):
             raise bad("root", f"required for dataset {self.dataset!r} (a local directory)")
         return self
 
+    #: Where the data lives and whether it may be fetched: not part of what is measured.
+    NOT_COMPARABLE: ClassVar[tuple[str, ...]] = ("root", "allow_download")
+
+    def comparable(self) -> dict[str, Any]:
+        """The options that make two runs' data the same experiment (everything but where the files live)."""
+        return {k: v for k, v in self.to_dict().items() if k not in self.NOT_COMPARABLE}
+
     @classmethod
     def from_dict(cls, d: Any, where: str = "data") -> ProxyConfig:
         """Build from a study-file table; unknown keys and bad values raise ConfigError naming the key."""
@@ -122,7 +129,7 @@ class ProxyData:
         """Stable id of the data content plus proxy options (not of where the files live), for caching."""
         if self._fingerprint is None:
             h = hashlib.blake2b(digest_size=16)
-            opts = {k: v for k, v in self.config.to_dict().items() if k not in ("root", "allow_download")}
+            opts = self.config.comparable()
             h.update(repr((self.name, self.synthetic, self.num_classes, sorted(opts.items()))).encode())
             for t in (self.train_x, self.train_y, self.val_x, self.val_y, self.test_x, self.test_y):
                 h.update(repr((tuple(t.shape), str(t.dtype))).encode())

@@ -26,7 +26,6 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "merge_candidates", "open_study_source", "reference_candidates",
            "search_candidates", "study_evaluator", "study_recipe"]
 
-_EXCLUDED_TRAIN = ("seed", "device", "compile", "eval_batch_size")
 
 
 @dataclass(frozen=True)
@@ -85,9 +84,9 @@ class StudyRecipe:
     def to_dict(self) -> dict[str, Any]:
         """What must not change between a run and its resume (stored with the runs and checked)."""
         return {
-            "data": {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")},
-            "train": {k: v for k, v in self.train.to_dict().items() if k not in _EXCLUDED_TRAIN},
-            "trial": {k: v for k, v in self.trial.to_dict().items() if k not in ("cache", "evaluate_test")},
+            "data": self.data.comparable(),
+            "train": self.train.comparable(seed=False),
+            "trial": self.trial.comparable(evaluate_test=False),
             **({"evaluator": self.evaluator.identity()} if self.evaluator is not None
                and self.evaluator.kind != "train" else {}),
         }

@@ -284,9 +284,8 @@ class StudyConfig(ConfigModel):
         and the repeats are not.  The evaluator (kind and options) is included unless it is the default training,
         so studies made before evaluators existed keep their fingerprint.
         """
-        data = {k: v for k, v in self.data.to_dict().items() if k not in ("root", "allow_download")}
-        train = {k: v for k, v in self.train_config().to_dict().items()
-                 if k not in ("device", "compile", "eval_batch_size")}
+        data = self.data.comparable()
+        train = self.train_config().comparable()
         objective = self.objective.to_dict()
         for key, default in (("target_ms", None), ("max_latency_ms", 0.0)):
             if objective.get(key) == default:  # studies made before latency existed stay comparable

@@ -97,6 +97,15 @@ class TrainConfig(ConfigModel):
             raise bad("", "epochs and steps are mutually exclusive; set one (train.epochs or train.steps)")
         return self
 
+    #: Keys that change how fast a run goes, not what it measures.
+    NOT_COMPARABLE: ClassVar[tuple[str, ...]] = ("device", "compile", "eval_batch_size")
+
+    def comparable(self, *, seed: bool = True) -> dict[str, Any]:
+        """The recipe keys that make two runs the same experiment (``seed=False``: the seed is set per run, as in
+        confirm, fidelity and ablations, so it is left out)."""
+        drop = self.NOT_COMPARABLE if seed else (*self.NOT_COMPARABLE, "seed")
+        return {k: v for k, v in self.to_dict().items() if k not in drop}
+
     def planned_epochs(self, n_train: int) -> float:
         """The budget in epochs over ``n_train`` training images (fractional for a step budget), so trials
         stopped early can be told apart from finished ones."""

@@ -276,8 +276,8 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfi
 
 def _recipe_key(cfg: TrainConfig, data: ProxyData) -> dict[str, Any]:
     """What a checkpoint must agree on to be resumed (device, threads, compile and CPU kernels may change)."""
-    d = cfg.to_dict()
-    for k in ("device", "threads", "compile", "eval_batch_size", "cpu_kernels"):
+    d = cfg.comparable()
+    for k in ("threads", "cpu_kernels"):  # the same numbers within chaos; a resumed run may change them
         d.pop(k, None)
     return {"train": d, "data": data.name, "n_train": len(data.train_y), "n_val": len(data.val_y)}
 
