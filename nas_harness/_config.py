@@ -14,7 +14,9 @@ What every table gets from :class:`ConfigModel`:
 Cross-field rules raise :func:`bad` from a ``model_validator``; options that have no effect in their context
 are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "custom"}``) and refused if given.
 :func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
-clear line naming the file; :func:`check_dir_writable` refuses an output folder that cannot be created or
+clear line naming the file; :func:`read_file` / :func:`open_regular` are the one way the harness reads any file
+(a FIFO, a device such as ``/dev/zero`` or a folder is refused in one line instead of blocking or reading
+forever, and every read is capped); :func:`check_dir_writable` refuses an output folder that cannot be created or
 written before anything is created.
 """
 
@@ -25,6 +27,7 @@ import contextvars
 import math
 import os
 import re
+import stat
 import tempfile
 import tomllib
 import typing
@@ -320,20 +323,74 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> typing.BinaryIO:
+    """``path`` opened for binary reading, refused in ONE ``error`` line starting with ``label`` (default: the
+    quoted path) unless it is a regular file (after symlinks): a FIFO is opened non-blocking and refused, so a
+    named pipe in a file's place never blocks the harness, and a device such as ``/dev/zero`` is never read.
+
+    Raises ``error`` also for a file that does not exist or cannot be opened (with the system's reason)."""
+    label = label or repr(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except OSError as exc:
+        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{label}: is {_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> None:
+    """Refuse (as :func:`open_regular`) a path that exists but is not a regular file; a missing path passes (for
+    files handed to a library that opens them itself: SQLite, Optuna's journal, ``torch.load``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise error(f"{label or repr(str(path))}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{label or repr(str(path))}: is {_file_kind(mode)}, not a regular file")
+
+
+def read_file(path: str | Path, limit: int, label: str | None = None, error: type[Exception] = ConfigError,
+              what: str = "such a file") -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_regular`), at most ``limit`` of them: a larger file
+    (also one that grows while it is read) is ONE ``error`` line naming it and the cap ("``what`` is at most")."""
+    label = label or repr(str(path))
+    with open_regular(path, label, error) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise error(f"{label}: {size:,} bytes; {what} is at most {limit:,}")
+        try:
+            raw = f.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise error(f"{label}: more than {limit:,} bytes; {what} is at most {limit:,}")
+    return raw
+
+
 def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     """Read a TOML file defensively; every failure is one ConfigError line naming ``what`` and the file."""
     p = Path(path)
     label = f"{what} {str(p)!r}"
-    try:
-        if p.is_dir():
-            raise ConfigError(f"{label}: is a folder, not a file")
-        if not p.is_file():
-            raise ConfigError(f"{label}: no such file")
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{label}: {p.stat().st_size:,} bytes; a study file is at most {MAX_FILE_BYTES:,}")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    raw = read_file(p, MAX_FILE_BYTES, label, what="a study file")
     if b"\x00" in raw:
         raise ConfigError(f"{label}: binary data (a NUL byte); expected a TOML text file")
     try:

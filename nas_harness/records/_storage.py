@@ -148,15 +148,14 @@ def check_writable(url: str, what: str = "run.storage") -> None:
         return
     import os
 
-    from nas_harness._config import check_dir_writable
+    from nas_harness._config import check_dir_writable, check_regular
 
     folder = path.parent if str(path.parent) else Path(".")
     if path.name and len(os.fsencode(path.name)) > 255:
         raise ConfigError(f"{what}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes; "
                           "at most 255")
     check_dir_writable(folder, what, target=path)
-    if path.is_dir():
-        raise ConfigError(f"{what}: {str(path)!r} is a folder, not a database file")
+    check_regular(path, f"{what}: {str(path)!r}")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
@@ -174,7 +173,11 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
     spath = sqlite_path(url)
     try:
         if not create:
+            from nas_harness._config import check_regular
+
             for path in (jpath, spath):
+                if path is not None:
+                    check_regular(path, f"{what}: {str(path)!r}")
                 if path is not None and not path.is_file():
                     raise ConfigError(f"{what}: {str(path)!r} does not exist")
         if jpath is not None:
@@ -299,8 +302,13 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
     """A file that exists but is not a SQLite database (truncated, garbage) is named, not tracebacked."""
+    from nas_harness._config import check_regular, open_regular
+
+    check_regular(path, f"{what}: {str(path)!r}")
+    for side in ("-wal", "-journal", "-shm"):  # SQLite opens these itself: a FIFO there would block it
+        check_regular(Path(f"{path}{side}"), f"{what}: {str(path)!r}{side}")
     if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as f:
+        with open_regular(path, f"{what}: {str(path)!r}") as f:
             head = f.read(16)
         if head != _SQLITE_MAGIC:
             raise ConfigError(f"{what}: {str(path)!r} is not a SQLite database (damaged or another kind of file); "
@@ -310,11 +318,14 @@ def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
 def _check_journal_file(path: Path, what: str = "run.storage") -> None:
     """An Optuna journal is UTF-8 JSON, one operation per line: a file that is not is named, not tracebacked
     (a torn last line, which a crash mid-write leaves, is Optuna's to skip)."""
+    from nas_harness._config import check_regular, open_regular
+
+    check_regular(path, f"{what}: {str(path)!r}")
     if not path.is_file() or path.stat().st_size == 0:
         return
     import json
 
-    with path.open("rb") as f:
+    with open_regular(path, f"{what}: {str(path)!r}") as f:
         head = f.read(1 << 16)
     lines = head.split(b"\n")
     complete = lines[:-1] if len(lines) > 1 else lines

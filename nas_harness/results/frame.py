@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas_harness._config import open_regular
 from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord
 
@@ -49,11 +50,8 @@ class StudySource:
 def _is_sqlite(path: Path) -> bool:
     if path.suffix.lower() in _SQLITE_SUFFIXES:
         return True
-    try:
-        with path.open("rb") as f:
-            return f.read(16) == _SQLITE_MAGIC
-    except OSError as exc:
-        raise ConfigError(f"storage: cannot read '{path}' ({exc.strerror or exc})") from None
+    with open_regular(path, f"storage: '{path}'") as f:
+        return f.read(16) == _SQLITE_MAGIC
 
 
 def _storage_for_path(path: Path, write: bool = False) -> tuple[Any, str]:
