@@ -18,6 +18,10 @@ def check_storage_url(url: str) -> str:
         raise bad("", f"{url!r} is not a storage URL; allowed: {', '.join(STORAGE_FORMS)}")
     if url.startswith("journal:") and not url[len("journal:"):].removeprefix("//").strip():
         raise bad("", "journal: needs a file path, e.g. journal:results/x/study.log")
+    from nas_harness.records._storage import MEMORY_REFUSED, in_memory, redact
+
+    if in_memory(url):
+        raise bad("", f"{redact(url)} {MEMORY_REFUSED}")
     return url
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_harness._config import open_regular
 from nas_harness.data._idx import read_idx
 from nas_harness.data._raw import RawDataset, check_labels
-from nas_harness._config import open_regular
 from nas_harness.errors import DataError
 
 ENV_VAR = "NAS_HARNESS_DATA"

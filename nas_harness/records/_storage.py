@@ -55,6 +55,20 @@ def scrub(text: str, url: str) -> str:
     return text
 
 
+def in_memory(url: str) -> bool:
+    """True for a SQLite URL that keeps nothing once the process ends (``sqlite://``, ``sqlite:///:memory:``,
+    ``?mode=memory``): every trial would be trained and lost."""
+    scheme, sep, rest = (url or "").partition("://")
+    if not sep or scheme.split("+")[0].lower() != "sqlite":
+        return False
+    db, _, query = rest.removeprefix("/").partition("?")
+    return db.strip() in ("", ":memory:") or db.startswith("file::memory:") or "mode=memory" in query
+
+
+MEMORY_REFUSED = ("keeps nothing (an in-memory SQLite database is lost when the process ends); use "
+                  "sqlite:///path.db, journal:path.log or a database server")
+
+
 def sqlalchemy_url(url: str) -> str:
     """The URL SQLAlchemy needs: ``postgresql://`` gets an installed driver (psycopg2, else psycopg 3)."""
     scheme, sep, rest = url.partition("://")
@@ -98,6 +112,8 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
     """Refuse, without creating or writing anything, a storage the run could not open: a SQLite/journal file
     that cannot be written (:func:`check_writable`), a database server that cannot be reached or refuses the
     login (a one-line ConfigError without the password)."""
+    if in_memory(url):
+        raise ConfigError(f"{what}: {redact(url)} {MEMORY_REFUSED}")
     if sqlite_path(url) is not None or journal_path(url) is not None:
         check_writable(url, what)
         return
@@ -167,8 +183,9 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
     ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
     """
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
+    if in_memory(url):
+        raise ConfigError(f"{what}: {redact(url)} {MEMORY_REFUSED}")
     jpath = journal_path(url)
     spath = sqlite_path(url)
     try:
@@ -184,8 +201,8 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
             if create:
                 check_writable(url, what)
                 jpath.parent.mkdir(parents=True, exist_ok=True)
-            _check_journal_file(jpath, what)
-            return JournalStorage(JournalFileBackend(str(jpath)))
+            _check_journal_file(jpath, what, repair=create)
+            return JournalStorage(_journal_backend(jpath, what))
         kwargs: dict[str, Any] = {}
         if spath is not None:
             if create:
@@ -306,7 +323,7 @@ def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
 
     check_regular(path, f"{what}: {str(path)!r}")
     for side in ("-wal", "-journal", "-shm"):  # SQLite opens these itself: a FIFO there would block it
-        check_regular(Path(f"{path}{side}"), f"{what}: {str(path)!r}{side}")
+        check_regular(Path(f"{path}{side}"), f"{what}: {str(path) + side!r}")
     if path.exists() and path.stat().st_size > 0:
         with open_regular(path, f"{what}: {str(path)!r}") as f:
             head = f.read(16)
@@ -315,30 +332,103 @@ def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
                               "move it away or choose another --storage")
 
 
-def _check_journal_file(path: Path, what: str = "run.storage") -> None:
-    """An Optuna journal is UTF-8 JSON, one operation per line: a file that is not is named, not tracebacked
-    (a torn last line, which a crash mid-write leaves, is Optuna's to skip)."""
+#: Largest journal file checked and opened (a journal of 10,000 trials is a few hundred MB).
+MAX_JOURNAL_BYTES = 1 << 32
+
+
+def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = False) -> None:
+    """An Optuna journal is UTF-8 JSON, one operation per line ending in a newline: a file that is not is named,
+    not tracebacked.  A torn last line (no newline: a crash or a full disk mid-append) is harmless to a reader
+    (Optuna skips it) but the next append would be written after the torn bytes and make the whole journal
+    unreadable: a writer (``repair``) first keeps a copy of the file (``<file>.torn-<time>``), cuts the torn
+    bytes off and says so in one warning line; all of this under Optuna's own journal lock, so that a line
+    another worker is writing at that moment is never taken for a torn one."""
     from nas_harness._config import check_regular, open_regular
 
-    check_regular(path, f"{what}: {str(path)!r}")
+    label = f"{what}: {str(path)!r}"
+    check_regular(path, label)
     if not path.is_file() or path.stat().st_size == 0:
         return
+    if path.stat().st_size > MAX_JOURNAL_BYTES:
+        raise ConfigError(f"{label}: {path.stat().st_size:,} bytes; a journal is at most {MAX_JOURNAL_BYTES:,}")
     import json
 
-    with open_regular(path, f"{what}: {str(path)!r}") as f:
-        head = f.read(1 << 16)
-    lines = head.split(b"\n")
-    complete = lines[:-1] if len(lines) > 1 else lines
-    for i, line in enumerate(complete[:50], start=1):
-        if not line.strip():
-            continue
-        try:
-            op = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            op = None
-        if not isinstance(op, dict) or "op_code" not in op:
-            raise ConfigError(f"{what}: {str(path)!r} is not an Optuna journal (line {i} is not a JSON operation); "
-                              "move it away or choose another --storage")
+    end = 0  # offset just past the last complete line
+    with open_regular(path, label) as f:
+        for i, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break  # the torn tail: only ever the last piece of the file
+            end += len(line)
+            if not line.strip():
+                continue
+            try:
+                op = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                op = None
+            if not isinstance(op, dict) or "op_code" not in op:
+                raise ConfigError(f"{label} is not a readable Optuna journal (line {i} is not a JSON operation; a "
+                                  "write cut short in the middle of the file?); move it away or choose another "
+                                  "--storage")
+    if repair and end < path.stat().st_size:
+        _cut_torn_tail(path, label)
+
+
+def _cut_torn_tail(path: Path, label: str) -> None:
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        _cut_torn_tail_locked(path, label)
+
+
+def _cut_torn_tail_locked(path: Path, label: str) -> None:
+    """With the journal's lock held: if the file does not end in a newline, keep a copy and cut the torn bytes."""
+    import os
+    import shutil
+
+    with path.open("rb") as f:
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    if end == len(data):
+        return  # nothing torn (or another worker repaired it meanwhile)
+    keep = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    shutil.copyfile(path, keep)
+    with path.open("r+b") as f:
+        f.truncate(end)
+        f.flush()
+        os.fsync(f.fileno())
+    warnings.warn(f"{label} ended in a torn line ({len(data) - end:,} bytes, a write cut short); a copy of the "
+                  f"whole file is kept as {str(keep)!r} and the torn bytes were removed from the journal",
+                  RuntimeWarning, stacklevel=4)
+
+
+def _journal_backend(path: Path, what: str) -> Any:
+    """Optuna's journal file backend whose every append first makes sure the file ends in a newline (a worker
+    killed mid-append on another process leaves torn bytes; appending after them would corrupt the journal)."""
+    import os
+
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+
+    class _Backend(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            import json
+
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with get_lock_file(self._lock):
+                with open(self._file_path, "rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    if size:
+                        f.seek(size - 1)
+                    torn = size > 0 and f.read(1) != b"\n"
+                if torn:
+                    _cut_torn_tail_locked(path, f"{what}: {str(path)!r}")
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    return _Backend(str(path))
 
 
 class StorageLock:

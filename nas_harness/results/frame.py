@@ -11,12 +11,13 @@ accuracy comes with its Wilson 95 % interval from its split size (``val_ci_low``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_harness._config import open_regular
+from nas_harness._config import check_regular, open_regular
 from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord
 
@@ -79,6 +80,7 @@ def _is_dir(path: Path) -> bool:
 
 def _folder_storage(folder: Path, write: bool = False) -> tuple[Any, str]:
     db = folder / "study.db"
+    check_regular(db, f"storage: '{db}'")
     if db.is_file():
         return _storage_for_path(db, write)
     candidates = sorted(
@@ -131,6 +133,8 @@ def resolve_source(source: str | Path, study_name: str | None = None, write: boo
             storage, label = _storage_for_path(path, write)
             folder = path.parent
         else:
+            with contextlib.suppress(OSError):  # a FIFO or a device: named as such (it is never read)
+                check_regular(path, f"storage: {text[:200]!r}")
             raise ConfigError(
                 f"storage: {text[:200]!r} is not a results folder, SQLite/journal file or storage URL"
             )

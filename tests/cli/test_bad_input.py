@@ -10,6 +10,7 @@ are not results and are left out of the comparison; the database file itself is 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import struct
@@ -66,6 +67,8 @@ def image_folder(classes: list[str], extra: dict[str, bytes] | None = None) -> d
 
 
 FAKE = "fake-study"  # a real study built by tests/helpers/fakes.py, copied into results/fake/
+FIFO = "named-pipe"  # a FIFO made in the file's place (reading it would block forever)
+ZERO = "dev-zero"  # a symlink to /dev/zero in the file's place (reading it would never end)
 
 
 @dataclass
@@ -250,6 +253,35 @@ CASES = [
     Case("bench-out-under-a-file", ["bench", "--suite", "flops", "--quick", "--out", "afile/b.json"], "--out",
          {"afile": "x"}),
     Case("bench-suite-control-char", ["bench", "--suite", "flops\n"], "argument --suite"),
+    # ---------------------------------------------------------------- issue #21: files that are not files
+    Case("search-journal-dev-zero", ["search", "s.toml", "--storage", "journal:/dev/zero"], "/dev/zero",
+         {"s.toml": study_toml()}),
+    Case("search-journal-fifo", ["search", "s.toml", "--storage", "journal:j.log"], "FIFO",
+         {"s.toml": study_toml(), "j.log": FIFO}),
+    Case("search-study-db-fifo", ["search", "s.toml"], "study.db",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db": FIFO}),
+    Case("search-study-db-wal-fifo", ["search", "s.toml"], "study.db-wal",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db-wal": FIFO}),
+    Case("search-study-toml-fifo", ["search", "s.toml"], "s.toml", {"s.toml": FIFO}),
+    Case("search-study-toml-dev-zero", ["search", "s.toml"], "character device", {"s.toml": ZERO}),
+    Case("check-latency-table-fifo", ["search", "s.toml", "--check"], "latency table",
+         {"s.toml": study_toml(objective={"kind": "budget", "cost": "latency", "max_latency_ms": 5.0},
+                               latency={"table": "t.json"}), "t.json": FIFO}),
+    Case("info-arch-file-dev-zero", ["info", "arch.txt"], "arch.txt", {"arch.txt": ZERO}),
+    Case("report-study-db-fifo", ["report", "results/fake/study.db"], "FIFO", {"results/fake/study.db": FIFO}),
+    Case("report-journal-dev-zero", ["report", "journal:z.log"], "z.log", {"z.log": ZERO}),
+    Case("ablate-file-fifo", ["ablate", "a.toml"], "a.toml", {"a.toml": FIFO}),
+    Case("data-idx-fifo", ["search", "s.toml"], "train-images",
+         {"s.toml": study_toml(data={"dataset": "fashion_mnist", "root": "fm"}),
+          "fm/train-images-idx3-ubyte": FIFO, "fm/train-labels-idx1-ubyte": FIFO,
+          "fm/t10k-images-idx3-ubyte": FIFO, "fm/t10k-labels-idx1-ubyte": FIFO}),
+    # ---------------------------------------------------------------- issue #21: storages that keep nothing
+    Case("search-storage-memory", ["search", "s.toml", "--storage", "sqlite:///:memory:"], "keeps nothing",
+         {"s.toml": study_toml()}),
+    Case("search-storage-sqlite-bare", ["search", "s.toml", "--storage", "sqlite://"], "keeps nothing",
+         {"s.toml": study_toml()}),
+    Case("ablate-storage-memory-uri", ["ablate", "a.toml", "--storage", "sqlite:///file:x?mode=memory&uri=true"],
+         "keeps nothing", {"a.toml": ABLATION}),
 ]
 
 
@@ -267,6 +299,8 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
             continue
         if p.is_dir():
             out[rel] = ("dir", 0, "")
+        elif not p.is_file():  # a FIFO or a device planted by the case: never read
+            out[rel] = ("special", 0, "")
         else:
             data = p.read_bytes()
             out[rel] = ("file", len(data), hashlib.sha256(data).hexdigest())
@@ -277,6 +311,12 @@ def write_files(root: Path, files: dict[str, Any]) -> None:
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        if content is FIFO:
+            os.mkfifo(path)
+            continue
+        if content is ZERO:
+            path.symlink_to("/dev/zero")
+            continue
         if content is FAKE:
             db = _study_db(root)
             if db != path:
