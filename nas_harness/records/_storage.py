@@ -132,16 +132,25 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
 
 def _sqlite_reader(path: Path, what: str) -> Any:
     """A connection factory (no arguments) for readers (plot, report, export): read-only, so that reading a
-    study changes nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only
-    mount) the file is opened as immutable (SQLite then needs no lock or WAL index beside it).  A file without
-    Optuna's tables is refused here, naming it."""
+    study changes nothing, not even an empty file.  In a folder that cannot be written (an archive, a read-only
+    mount, a copy without write permission) SQLite cannot open a WAL database read-only in place: the trials
+    still in ``<file>-wal`` (a search killed before its last checkpoint) would be missing.  Such a file is read
+    from a private temporary copy of the database and its WAL (removed at exit); without a WAL it is opened as
+    immutable.  A file without Optuna's tables is refused here, naming it."""
     import os
     import sqlite3
 
-    if path.stat().st_size == 0:
+    wal = Path(f"{path}-wal")
+    has_wal = wal.is_file() and wal.stat().st_size > 0
+    if path.stat().st_size == 0 and not has_wal:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (an empty file)")
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
-    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    if writable:
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+    elif has_wal:
+        uri = f"{_private_copy(path, wal, what).as_uri()}?mode=ro"
+    else:
+        uri = f"{path.absolute().as_uri()}?immutable=1"
 
     def connect() -> Any:
         return sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S, check_same_thread=False)
@@ -154,6 +163,29 @@ def _sqlite_reader(path: Path, what: str) -> Any:
     if not has_studies:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (a SQLite file without Optuna's tables)")
     return connect
+
+
+def _private_copy(path: Path, wal: Path, what: str) -> Path:
+    """``path`` and its WAL copied into a private temporary folder (0700, removed at exit): the copy is what
+    a reader opens when the original's folder cannot hold SQLite's WAL index."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from nas_harness._config import check_regular
+
+    check_regular(wal, f"{what}: {str(wal)!r}")
+    folder = Path(tempfile.mkdtemp(prefix="nas-harness-read-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / path.name
+    try:
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, Path(f"{copy}-wal"))
+    except OSError as exc:
+        raise ConfigError(f"{what}: {str(path)!r} keeps trials in its WAL file and cannot be read in place (a "
+                          f"read-only folder); copying it to {str(folder)!r} failed ({exc.strerror or exc}); "
+                          "copy the folder somewhere writable and read that") from None
+    return copy
 
 
 def check_writable(url: str, what: str = "run.storage") -> None:
