@@ -62,6 +62,34 @@ def quiet_ray_env(local: bool) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
+#: Seconds a Ray head gets to accept a TCP connection before ``ray.address`` is refused (Ray itself would retry
+#: an unreachable head for minutes).
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str, timeout: float | None = None) -> None:
+    """Refuse, in one ConfigError line, a Ray address (``host:port`` or ``ray://host:port``) whose port does not
+    accept a TCP connection within ``timeout`` seconds (:data:`RAY_PROBE_TIMEOUT_S`); ``auto``/``local`` and
+    addresses without a port are left to Ray."""
+    import socket
+
+    from nas_harness.errors import ConfigError
+
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    limit = RAY_PROBE_TIMEOUT_S if timeout is None else timeout
+    try:
+        with socket.create_connection((host, int(port)), timeout=limit):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+        raise ConfigError(f"ray.address: cannot reach the Ray head at {address!r} within {limit:g} s ({why}); is "
+                          "`ray start --head` running there, and is the port open?") from None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None) -> bool:
     """Connect to ``address`` (or ``$RAY_ADDRESS``), or start a quiet local Ray; returns True if started here.
 
@@ -84,6 +112,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         # left on this machine (/tmp/ray/ray_current_cluster), silently.
         ray.init(address="local", **kwargs)
     else:
+        probe_address(address)
         ray.init(address=address, **kwargs)
     return True
 

@@ -36,6 +36,8 @@ def cluster_nodes(address: str | None, num_cpus: int | None = None) -> list[Node
 
         try:
             ensure_ray(address)
+        except ConfigError:
+            raise
         except Exception as exc:  # unreachable head, wrong token
             raise ConfigError(f"ray.address: cannot join the Ray cluster at {address!r}: "
                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None

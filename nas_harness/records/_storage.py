@@ -29,6 +29,25 @@ from nas_harness.errors import ConfigError
 
 _URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@.*)$")
 _SQLITE_TIMEOUT_S = 60
+#: Seconds a database server gets to accept a connection and answer the login (libpq's and MySQL's
+#: ``connect_timeout``): a host that drops packets or a port that accepts and never answers is one line after it.
+CONNECT_TIMEOUT_S = 10
+#: A PostgreSQL server whose host is gone after login is noticed within about this many seconds (TCP keepalives
+#: and ``tcp_user_timeout``): no query then waits for ever.
+PG_DEAD_PEER_S = 60
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """The DB-API ``connect_args`` that bound every network wait of a database server URL (see
+    :data:`CONNECT_TIMEOUT_S`, :data:`PG_DEAD_PEER_S`); nothing for SQLite."""
+    scheme = (url or "").partition("://")[0].split("+")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": PG_DEAD_PEER_S // 3,
+                "keepalives_interval": PG_DEAD_PEER_S // 12, "keepalives_count": 4,
+                "tcp_user_timeout": PG_DEAD_PEER_S * 1000}
+    if scheme == "mysql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
 
 
 def redact(url: str) -> str:
@@ -120,7 +139,7 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(sqlalchemy_url(url))
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url), connect_args=connect_args(url))
         try:
             with engine.connect():
                 pass
@@ -243,6 +262,8 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
             _check_sqlite_file(spath, what)
             creator = functools.partial(_sqlite_connect, str(spath)) if create else _sqlite_reader(spath, what)
             kwargs["engine_kwargs"] = {"creator": creator}
+        elif connect_args(url):
+            kwargs["engine_kwargs"] = {"connect_args": connect_args(url)}
         if not create:
             kwargs["skip_table_creation"] = True  # a reader never writes, not even the schema
         return _rdb_storage(sqlalchemy_url(url), kwargs)
@@ -337,6 +358,8 @@ def _read_only(path: Path) -> bool:
 
 
 def _cannot_open(url: str, what: str, exc: BaseException) -> str:
+    while type(exc).__name__ == "StorageInternalError" and exc.__cause__ is not None:  # Optuna's wrapper: the
+        exc = exc.__cause__  # database's own reason is underneath
     detail = scrub(" ".join(str(exc).split()), url)
     detail = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", detail)[:300]
     damaged = ("malformed", "not a database", "file is encrypted", "no such table", "JSONDecodeError",
@@ -522,7 +545,8 @@ class StorageLock:
             import sqlalchemy
 
             if self._engine is None:
-                self._engine = sqlalchemy.create_engine(sqlalchemy_url(self.url), poolclass=sqlalchemy.pool.NullPool)
+                self._engine = sqlalchemy.create_engine(sqlalchemy_url(self.url), poolclass=sqlalchemy.pool.NullPool,
+                                                        connect_args=connect_args(self.url))
             con = self._engine.connect()
             if self._kind == "mysql":
                 con.execute(sqlalchemy.text("SELECT GET_LOCK(:k, 3600)"), {"k": f"nas-harness:{self._key}"})

@@ -151,6 +151,8 @@ CASES = [
     Case("info-arch-file-json-nan", ["info", "arch.json"], "arch.json",
          {"arch.json": '{"stages": [{"repeats": 1, "kernel": 3, "stride": 1, "expand": NaN, "channels": 16}], '
                        '"stem_channels": 32, "stem_stride": 2, "head_channels": 64}'}),
+    Case("info-fvcore-16384", ["info", "b0", "--resolution", "16384", "--fvcore"], "--fvcore"),
+    Case("info-fvcore-b7-4096", ["info", "b7", "--resolution", "4096", "--fvcore"], "GiB"),
     Case("info-arch-control-chars", ["info", "b0\x1b[2J"], "argument ARCH"),
     # ---------------------------------------------------------------- scale
     Case("scale-alpha-below-1", ["scale", "b0", "--alpha", "0.5"], "argument --alpha"),
