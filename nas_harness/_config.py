@@ -51,9 +51,69 @@ MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 16
 
 
+# ---------------------------------------------------------------------------------------------- text safety
+
+#: Characters refused in every name, path and URL: C0 controls (but tab), DEL, C1 controls, the line and paragraph
+#: separators, and the bidirectional overrides/isolates/marks that make text display as something it is not.
+_UNSAFE = frozenset([*range(0, 9), *range(10, 32), 127, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+                     *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+UNSAFE_RULE = "control characters (NUL, newline, escapes, C1) or bidirectional overrides"
+
+
+def unsafe_chars(value: str) -> bool:
+    """True when ``value`` holds a character of :data:`_UNSAFE` (see :data:`UNSAFE_RULE`)."""
+    return any(ord(c) in _UNSAFE for c in value)
+
+
+# The password of a URL's user info runs to the LAST '@' (a raw '@', ':', '/' or space in it is still the password;
+# a URL without a password but with an '@' further on is over-redacted, never under-redacted).
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*:)(?P<pw>.*)(?P<tail>@[^@]*)$", re.DOTALL)
+# A secret in the query string (``?password=X``, libpq's ``sslpassword``, ``&token=...``).
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<key>[?&;](?:[a-z_]*pass(?:word|wd)?|pwd|secret|token|api_?key)=)(?P<value>[^&;#]*)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every password replaced by ``***``: the user info's (``postgresql://user:secret@host/db``,
+    also one holding a raw '@' or a space) and the query string's (``?password=secret``, ``&sslpassword=``)."""
+    text = url or ""
+    m = _URL_PASSWORD.match(text)
+    if m and m["pw"]:
+        text = f"{m['head']}***{m['tail']}"
+    return _QUERY_SECRET.sub(lambda q: q["key"] + ("***" if q["value"] else ""), text) if text else url
+
+
+def _secrets(url: str) -> set[str]:
+    """Every password a URL holds, as written and percent-decoded."""
+    from urllib.parse import unquote, unquote_plus
+
+    found = []
+    m = _URL_PASSWORD.match(url or "")
+    if m and m["pw"]:
+        found.append(m["pw"])
+    found += [q["value"] for q in _QUERY_SECRET.finditer(url or "") if q["value"]]
+    out = set()
+    for secret in {form for raw in found for form in (raw, unquote(raw), unquote_plus(raw))}:
+        out.add(secret)
+        # a raw '@' makes drivers split the password: its pieces then turn up as host or user names
+        segments = secret.split("@")
+        out |= {"@".join(segments[a:b]) for a in range(len(segments)) for b in range(a + 1, len(segments) + 1)
+                if len("@".join(segments[a:b])) >= 3}
+        out |= {piece for piece in re.split(r"[\s:/]", secret) if len(piece) >= 4}
+    return out - {""}
+
+
+def scrub_url(text: str, url: str) -> str:
+    """``text`` with every password of ``url`` (raw, percent-decoded, and the pieces a driver makes of one with a
+    raw '@' or space) replaced by ``***``, and any URL in it redacted."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _QUERY_SECRET.sub(lambda q: q["key"] + ("***" if q["value"] else ""), text)
+
+
 def _no_control(value: str) -> str:
-    if any((ord(c) < 32 and c not in "\t") or ord(c) == 127 for c in value):
-        raise PydanticCustomError("control_chars", "must not contain control characters (NUL, newline, escapes)")
+    if unsafe_chars(value):
+        raise PydanticCustomError("control_chars", "must not contain " + UNSAFE_RULE)
     return value
 
 
@@ -63,12 +123,12 @@ def _finite(value: float) -> float:
     return value
 
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always .fullmatch: '$' would accept a final newline
 NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
 def _name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise PydanticCustomError("name", "{value} is not a valid name: {rule}",
                                   {"value": _short(value), "rule": NAME_RULE})
     return value
@@ -196,7 +256,7 @@ def _kind(v: Any) -> str:
 
 
 def _short(v: Any, limit: int = 60) -> str:
-    text = repr(v)
+    text = repr(redact_url(v) if isinstance(v, str) else v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

@@ -140,6 +140,19 @@ def outcome_from_result(result: dict | None, error: bool) -> Outcome:
     return Outcome(state if state in ("complete", "pruned", "fail") else "fail", values, record, cons)
 
 
+def _detached(kind: str) -> Any:
+    """What a pickled searcher or callback of a search becomes (Tune writes both into ``ray/tuner.pkl``): an
+    empty one.  The study storage is the state of a search, and its URL (with its password) and the objects
+    holding it stay in the driver's memory, never in a file."""
+    if kind == "searcher":
+        from ray.tune.search import Searcher
+
+        return Searcher()
+    from ray.tune import Callback
+
+    return Callback()
+
+
 def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
                    log: Any) -> Any:
     from ray.tune.search import Searcher
@@ -148,6 +161,9 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
 
     class _StudySearch(OptunaSearch):
         """OptunaSearch that takes trials through the study's slots and tells outcomes through records.tell."""
+
+        def __reduce__(self) -> Any:
+            return _detached, ("searcher",)
 
         def _setup_study(self, mode: Any) -> None:
             super()._setup_study(mode)
@@ -308,6 +324,9 @@ def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
     from ray.tune.experiment import Trial
 
     class _Watch(Callback):
+        def __reduce__(self) -> Any:
+            return _detached, ("callback",)
+
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             running = sum(t.status == Trial.RUNNING for t in trials)
             stats["max_concurrent"] = max(stats.get("max_concurrent", 0), running)

@@ -109,7 +109,7 @@ def device_fingerprint(device: str, threads: int | None = 1) -> Fingerprint:
 
 # ------------------------------------------------------------------------------------------------- keys
 
-_KEY_TOKEN = re.compile(r"^(se|res|i|o|k|s|e|r|b)(.+)$")
+_KEY_TOKEN = re.compile(r"^(se|res|i|o|k|s|e|r|b)(.+)\Z")
 
 
 def _num(x: float) -> str:
@@ -235,7 +235,7 @@ MAX_MS = 1e7
 MAX_SLOPE = 1e3
 
 
-_CONTEXT = re.compile(r"^r[1-9]\d*_b[1-9]\d*_c[1-9]\d*_i[1-9]\d*$")
+_CONTEXT = re.compile(r"^r[1-9]\d*_b[1-9]\d*_c[1-9]\d*_i[1-9]\d*\Z")
 
 
 def _context_key(key: Any) -> str:

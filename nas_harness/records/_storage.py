@@ -25,9 +25,9 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import redact_url, scrub_url
 from nas_harness.errors import ConfigError
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@.*)$")
 _SQLITE_TIMEOUT_S = 60
 #: Seconds a database server gets to accept a connection and answer the login (libpq's and MySQL's
 #: ``connect_timeout``): a host that drops packets or a port that accepts and never answers is one line after it.
@@ -51,27 +51,15 @@ def connect_args(url: str) -> dict[str, Any]:
 
 
 def redact(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (anything else unchanged)."""
-    m = _URL_PASSWORD.match(url or "")
-    return f"{m['head']}***{m['tail']}" if m and m["pw"] else url
-
-
-def _password(url: str) -> str | None:
-    m = _URL_PASSWORD.match(url or "")
-    if not (m and m["pw"]):
-        return None
-    from urllib.parse import unquote
-
-    return unquote(m["pw"])
+    """``url`` with every password replaced by ``***``: the user info's (``postgresql://user:secret@host/db``,
+    also one holding a raw '@' or a space) and the query string's (``?password=secret``, ``&sslpassword=``)."""
+    return redact_url(url)
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (raw and percent-decoded) replaced by ``***``."""
-    pw = _password(url)
-    raw = _URL_PASSWORD.match(url or "")
-    for secret in {pw, raw["pw"] if raw else None} - {None, ""}:
-        text = text.replace(secret, "***")  # type: ignore[arg-type]
-    return text
+    """``text`` with every password of ``url`` (raw, percent-decoded, and the pieces a driver makes of one with a
+    raw '@') replaced by ``***``, and any query-string password in it redacted."""
+    return scrub_url(text, url)
 
 
 def in_memory(url: str) -> bool:

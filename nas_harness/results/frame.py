@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_harness._config import check_regular, open_regular
+from nas_harness._config import check_regular, open_regular, unsafe_chars
 from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord
 
@@ -108,8 +108,8 @@ def resolve_source(source: str | Path, study_name: str | None = None, write: boo
 
     text = str(source)
     folder: Path | None
-    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text) or len(text) > 4096:
-        raise ConfigError(f"storage: {text[:60]!r} is not a results folder, SQLite/journal file or storage URL")
+    if unsafe_chars(text) or len(text) > 4096:
+        raise ConfigError(f"storage: {redact(text)[:60]!r} is not a results folder, SQLite/journal file or storage URL")
     if text.startswith("journal:"):  # the search's spelling of a journal-file storage
         text = text[len("journal:"):].removeprefix("//")
         if not _is_file(Path(text)):

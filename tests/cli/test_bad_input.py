@@ -284,6 +284,27 @@ CASES = [
          {"s.toml": study_toml()}),
     Case("ablate-storage-memory-uri", ["ablate", "a.toml", "--storage", "sqlite:///file:x?mode=memory&uri=true"],
          "keeps nothing", {"a.toml": ABLATION}),
+    # ---------------------------------------------------------------- issue #21: names, paths and URLs
+    Case("study-name-final-newline", ["search", "s.toml"], "name",
+         {"s.toml": lambda r: study_toml()(r).replace('name = "tiny"', 'name = "tiny\\n"')}),
+    Case("report-study-final-newline", ["report", "results/fake", "--study", "fake\n"], "argument --study",
+         {"results/fake/study.db": FAKE}),
+    Case("search-fork-final-newline", ["search", "s.toml", "--fork", "x\n"], "argument --fork",
+         {"s.toml": study_toml()}),
+    Case("search-storage-c1-control", ["search", "s.toml", "--storage", "sqlite:///a\x9b2J.db"], "argument --storage",
+         {"s.toml": study_toml()}),
+    Case("search-storage-bidi-override", ["search", "s.toml", "--storage", "sqlite:///a\u202egpj.db"],
+         "argument --storage", {"s.toml": study_toml()}),
+    Case("study-results-dir-bidi", ["search", "s.toml"], "run.results_dir",
+         {"s.toml": lambda r: study_toml()(r).replace('results_dir = "results"', 'results_dir = "res\\u2067ults"')}),
+    Case("study-data-root-c1", ["search", "s.toml"], "data.root",
+         {"s.toml": study_toml(data={"dataset": "folder", "root": "im\u0085gs"})}),
+    Case("report-path-bidi", ["report", "results/\u202efake"], "argument STUDY"),
+    Case("latency-device-final-newline", ["search", "s.toml"], "latency.device",
+         {"s.toml": lambda r: study_toml(objective={"kind": "budget", "cost": "latency", "max_latency_ms": 5.0},
+                                         latency={"device": "cpuX"})(r).replace('"cpuX"', '"cpu\\n"')}),
+    Case("storage-password-in-error-line", ["search", "s.toml", "--storage", "sqlite:///a\x07.db?password=hunter2"],
+         "argument --storage", {"s.toml": study_toml()}),
 ]
 
 
