@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -59,6 +60,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         with one_line_warnings(args.command):
+            if "NAS_HARNESS_NATIVE" in os.environ:  # a value that is neither on nor off: one line, before anything
+                from nas_harness.kernels._native import check_setting
+
+                check_setting()
             return int(args.func(args) or 0)
     except ValueError as exc:  # ConfigError, DataError and plain ValueErrors from input parsing
         msg = " ".join(str(exc).split())
@@ -68,8 +73,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `nas-harness schema study | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a full disk, a read-only folder: one line; anything else is a bug (traceback)
