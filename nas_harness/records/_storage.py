@@ -123,6 +123,11 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
         raise ConfigError(f"{what}: {redact(url)} {MEMORY_REFUSED}")
     if sqlite_path(url) is not None or journal_path(url) is not None:
         check_writable(url, what)
+        spath, jpath = sqlite_path(url), journal_path(url)
+        if spath is not None:
+            _check_sqlite_file(spath, what)
+        if jpath is not None:
+            _check_journal_file(jpath, what)
         return
     import sqlalchemy
 
@@ -373,6 +378,43 @@ def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
         if head != _SQLITE_MAGIC:
             raise ConfigError(f"{what}: {str(path)!r} is not a SQLite database (damaged or another kind of file); "
                               "move it away or choose another --storage")
+        foreign = _foreign_tables(path)
+        if foreign:
+            raise ConfigError(f"{what}: {str(path)!r} is another application's database (it has tables Optuna does "
+                              f"not make: {', '.join(sorted(foreign)[:5])}); nothing was added to it; choose another "
+                              "--storage")
+
+
+#: The tables Optuna's RDB storage makes (SQLite's own ``sqlite_*`` tables aside).
+OPTUNA_TABLES = frozenset({
+    "alembic_version", "studies", "study_directions", "study_system_attributes", "study_user_attributes",
+    "trial_heartbeats", "trial_intermediate_values", "trial_params", "trial_system_attributes",
+    "trial_user_attributes", "trial_values", "trials", "version_info"})
+
+
+def _foreign_tables(path: Path) -> set[str]:
+    """Tables of the SQLite file ``path`` that are not Optuna's (read without writing anything); a file with
+    tables but not Optuna's ``version_info`` counts as foreign as a whole."""
+    import os
+    import sqlite3
+
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S)
+        try:
+            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table' "
+                                                "and name not like 'sqlite\\_%' escape '\\'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()  # damaged: Optuna's open names it
+    if not tables:
+        return set()
+    extra = tables - OPTUNA_TABLES
+    if not extra and "version_info" not in tables and "studies" in tables:
+        extra = {"studies (not Optuna's: no version_info)"}
+    return extra
 
 
 #: Largest journal file checked and opened (a journal of 10,000 trials is a few hundred MB).

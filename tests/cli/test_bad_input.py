@@ -66,6 +66,48 @@ def image_folder(classes: list[str], extra: dict[str, bytes] | None = None) -> d
     return {**files, **(extra or {})}
 
 
+def sqlite_bytes(*sql: str) -> Callable[[Path], bytes]:
+    """A SQLite file made by running ``sql`` (another application's database)."""
+
+    def make(root: Path) -> bytes:
+        tmp = root / ".made.db"
+        con = sqlite3.connect(tmp)
+        for statement in sql:
+            con.execute(statement)
+        con.commit()
+        con.close()
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data
+
+    return make
+
+
+def optuna_study_bytes(name: str = "tiny", **user_attrs: Any) -> Callable[[Path], bytes]:
+    """A SQLite file holding a study of ``name`` made with plain Optuna (one finished trial), with ``user_attrs``."""
+
+    def make(root: Path) -> bytes:
+        import optuna
+
+        tmp = root / ".made.db"
+        study = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
+        for k, v in user_attrs.items():
+            study.set_user_attr(k, v)
+        study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+        del study
+        import gc
+
+        gc.collect()
+        with sqlite3.connect(tmp) as con:  # WAL mode, as a storage opened by a search leaves it (switching the
+            con.execute("PRAGMA journal_mode=WAL")  # mode is no change to what is stored)
+        con.close()
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data
+
+    return make
+
+
 FAKE = "fake-study"  # a real study built by tests/helpers/fakes.py, copied into results/fake/
 FIFO = "named-pipe"  # a FIFO made in the file's place (reading it would block forever)
 ZERO = "dev-zero"  # a symlink to /dev/zero in the file's place (reading it would never end)
@@ -305,6 +347,24 @@ CASES = [
                                          latency={"device": "cpuX"})(r).replace('"cpuX"', '"cpu\\n"')}),
     Case("storage-password-in-error-line", ["search", "s.toml", "--storage", "sqlite:///a\x07.db?password=hunter2"],
          "argument --storage", {"s.toml": study_toml()}),
+    # ---------------------------------------------------------------- issue #21: foreign and tampered storages
+    Case("search-plain-optuna-study-same-name", ["search", "s.toml"], "not created by nas-harness",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db": optuna_study_bytes()}),
+    Case("search-tampered-comparable", ["search", "s.toml"], "comparable",
+         {"s.toml": study_toml(name="tiny"),
+          "results/tiny/study.db": optuna_study_bytes(comparable="x", config={"name": "tiny"})}),
+    Case("search-foreign-sqlite-app", ["search", "s.toml", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer, name text)",
+                                                         "insert into users values (1, 'ann')")}),
+    Case("search-foreign-sqlite-own-studies-table", ["search", "s.toml", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table studies(id integer, owner text)")}),
+    Case("check-foreign-sqlite-app", ["search", "s.toml", "--check", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer)")}),
+    Case("report-foreign-sqlite-app", ["report", "app.db"], "another application's database",
+         {"app.db": sqlite_bytes("create table users(id integer)")}),
 ]
 
 
