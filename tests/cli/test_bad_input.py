@@ -108,6 +108,30 @@ def optuna_study_bytes(name: str = "tiny", **user_attrs: Any) -> Callable[[Path]
     return make
 
 
+def tampered(key: str, value: Any) -> Callable[[Path], bytes]:
+    """The fake study with one stored attribute changed behind nas-harness's back: ``trial.KEY`` (trial 5's
+    user attribute) or ``study.KEY``."""
+
+    def make(root: Path) -> bytes:
+        import json
+
+        db = study_folder(root / ".made", "fake") / "study.db"
+        con = sqlite3.connect(db)
+        scope, name = key.split(".", 1)
+        if scope == "trial":
+            con.execute("update trial_user_attributes set value_json = ? where key = ? and trial_id = "
+                        "(select trial_id from trials where number = 5)", (json.dumps(value), name))
+        else:
+            con.execute("update study_user_attributes set value_json = ? where key = ?", (json.dumps(value), name))
+        con.commit()
+        con.close()
+        data = db.read_bytes()
+        shutil.rmtree(root / ".made")
+        return data
+
+    return make
+
+
 FAKE = "fake-study"  # a real study built by tests/helpers/fakes.py, copied into results/fake/
 FIFO = "named-pipe"  # a FIFO made in the file's place (reading it would block forever)
 ZERO = "dev-zero"  # a symlink to /dev/zero in the file's place (reading it would never end)
@@ -365,6 +389,21 @@ CASES = [
          {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer)")}),
     Case("report-foreign-sqlite-app", ["report", "app.db"], "another application's database",
          {"app.db": sqlite_bytes("create table users(id integer)")}),
+    # ---------------------------------------------------------------- issue #21: stored values trusted
+    Case("report-val-acc-string", ["report", "results/fake"], "trial 5: stored val_acc = 'abc'",
+         {"results/fake/study.db": tampered("trial.val_acc", "abc")}),
+    Case("plot-val-acc-1e308", ["plot", "results/fake"], "trial 5: stored val_acc = 1e+308",
+         {"results/fake/study.db": tampered("trial.val_acc", 1e308)}),
+    Case("export-macs-negative", ["export", "results/fake"], "stored macs = -5",
+         {"results/fake/study.db": tampered("trial.macs", -5)}),
+    Case("report-arch-number", ["report", "results/fake"], "stored arch = 5",
+         {"results/fake/study.db": tampered("trial.arch", 5)}),
+    Case("report-full-budget-text", ["report", "results/fake"], "stored full_budget = 'yes'",
+         {"results/fake/study.db": tampered("trial.full_budget", "yes")}),
+    Case("report-config-string", ["report", "results/fake"], "study 'fake': stored config = 'x'",
+         {"results/fake/study.db": tampered("study.config", "x")}),
+    Case("plot-metric-names-number", ["plot", "results/fake"], "stored metric_names = 7",
+         {"results/fake/study.db": tampered("study.metric_names", 7)}),
 ]
 
 
