@@ -389,6 +389,11 @@ CASES = [
          {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer)")}),
     Case("report-foreign-sqlite-app", ["report", "app.db"], "another application's database",
          {"app.db": sqlite_bytes("create table users(id integer)")}),
+    # ---------------------------------------------------------------- issue #21: what info refuses, search does
+    Case("check-base-too-wide-head", ["search", "s.toml", "--check"], "base: ",
+         {"s.toml": study_toml(base="stem_c32_s2,ir_r1_k3_s1_e6_c16,head_c200000_do0_dp0_silu")}),
+    Case("search-base-too-wide", ["search", "s.toml"], "base: ",
+         {"s.toml": study_toml(base="stem_c32_s2,ir_r1_k3_s1_e6_c900000,head_c64_do0_dp0_silu")}),
     # ---------------------------------------------------------------- issue #21: stored values trusted
     Case("report-val-acc-string", ["report", "results/fake"], "trial 5: stored val_acc = 'abc'",
          {"results/fake/study.db": tampered("trial.val_acc", "abc")}),
