@@ -24,6 +24,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -138,6 +139,21 @@ def outcome_from_result(result: dict | None, error: bool) -> Outcome:
     values = json.loads(result[_VALUES]) if result.get(_VALUES) else None
     cons = json.loads(result[_CONS]) if result.get(_CONS) else None
     return Outcome(state if state in ("complete", "pruned", "fail") else "fail", values, record, cons)
+
+
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM end the search like Ctrl-C (KeyboardInterrupt: finished trials kept, one line, exit 130)
+    instead of Ray's native handler (a signal dump and an abort); returns the handler it replaced (None off
+    the main thread, where handlers cannot be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def _detached(kind: str) -> Any:
@@ -386,9 +402,12 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
         run_config=tune.RunConfig(name="ray", storage_path=str(study_dir.resolve()), verbose=0,
                                   callbacks=callbacks, log_to_file=False),
     )
+    previous = _sigterm_as_interrupt()
     try:
         tuner.fit()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         slots = getattr(searcher, "slots", None)
         if slots is not None:
             slots.heartbeat.close()
