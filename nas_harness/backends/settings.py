@@ -36,8 +36,9 @@ class RunSettings(ConfigModel):
     progress: Annotated[Bool, Field(description="terminal progress bar")] = True
     plots: Annotated[Bool, Field(description="write figures at the end")] = True
     heartbeat_s: Annotated[Int, Field(ge=1, le=3600, description=(
-        "seconds between a worker's heartbeats for its running trials; a trial whose worker is gone (same host: "
-        "its process ended; other hosts: 6 heartbeats missed) is failed with a reason and its arch queued again"))
+        "seconds between a worker's heartbeats for its running trials; a trial whose worker is gone (same host and "
+        "PID namespace: its process ended; elsewhere: its heartbeat seen unchanged for 6 intervals of the observer's "
+        "clock) is failed with a reason and its arch queued again"))
     ] = 10
 
     @field_validator("storage")
