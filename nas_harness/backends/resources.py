@@ -31,6 +31,10 @@ def cluster_nodes(address: str | None, num_cpus: int | None = None) -> list[Node
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        from nas_harness.backends.ray import probe_address
+
+        probe_address(address)  # a dead head is one line within RAY_PROBE_TIMEOUT_S, whatever Ray is running
     if address is not None and not ray.is_initialized():
         from nas_harness.backends.ray import ensure_ray
 
