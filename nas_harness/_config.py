@@ -14,7 +14,9 @@ What every table gets from :class:`ConfigModel`:
 Cross-field rules raise :func:`bad` from a ``model_validator``; options that have no effect in their context
 are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "custom"}``) and refused if given.
 :func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
-clear line naming the file; :func:`check_dir_writable` refuses an output folder that cannot be created or
+clear line naming the file; :func:`read_file` / :func:`open_regular` are the one way the harness reads any file
+(a FIFO, a device such as ``/dev/zero`` or a folder is refused in one line instead of blocking or reading
+forever, and every read is capped); :func:`check_dir_writable` refuses an output folder that cannot be created or
 written before anything is created.
 """
 
@@ -25,6 +27,7 @@ import contextvars
 import math
 import os
 import re
+import stat
 import tempfile
 import tomllib
 import typing
@@ -50,9 +53,69 @@ MAX_FILE_BYTES = 1 << 20
 MAX_DEPTH = 16
 
 
+# ---------------------------------------------------------------------------------------------- text safety
+
+#: Characters refused in every name, path and URL: C0 controls (but tab), DEL, C1 controls, the line and paragraph
+#: separators, and the bidirectional overrides/isolates/marks that make text display as something it is not.
+_UNSAFE = frozenset([*range(0, 9), *range(10, 32), 127, *range(0x80, 0xA0), 0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+                     *range(0x202A, 0x202F), *range(0x2066, 0x206A)])
+UNSAFE_RULE = "control characters (NUL, newline, escapes, C1) or bidirectional overrides"
+
+
+def unsafe_chars(value: str) -> bool:
+    """True when ``value`` holds a character of :data:`_UNSAFE` (see :data:`UNSAFE_RULE`)."""
+    return any(ord(c) in _UNSAFE for c in value)
+
+
+# The password of a URL's user info runs to the LAST '@' (a raw '@', ':', '/' or space in it is still the password;
+# a URL without a password but with an '@' further on is over-redacted, never under-redacted).
+_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@?#]*:)(?P<pw>.*)(?P<tail>@[^@]*)$", re.DOTALL)
+# A secret in the query string (``?password=X``, libpq's ``sslpassword``, ``&token=...``).
+_QUERY_SECRET = re.compile(
+    r"(?i)(?P<key>[?&;](?:[a-z_]*pass(?:word|wd)?|pwd|secret|token|api_?key)=)(?P<value>[^&;#]*)")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with every password replaced by ``***``: the user info's (``postgresql://user:secret@host/db``,
+    also one holding a raw '@' or a space) and the query string's (``?password=secret``, ``&sslpassword=``)."""
+    text = url or ""
+    m = _URL_PASSWORD.match(text)
+    if m and m["pw"]:
+        text = f"{m['head']}***{m['tail']}"
+    return _QUERY_SECRET.sub(lambda q: q["key"] + ("***" if q["value"] else ""), text) if text else url
+
+
+def _secrets(url: str) -> set[str]:
+    """Every password a URL holds, as written and percent-decoded."""
+    from urllib.parse import unquote, unquote_plus
+
+    found = []
+    m = _URL_PASSWORD.match(url or "")
+    if m and m["pw"]:
+        found.append(m["pw"])
+    found += [q["value"] for q in _QUERY_SECRET.finditer(url or "") if q["value"]]
+    out = set()
+    for secret in {form for raw in found for form in (raw, unquote(raw), unquote_plus(raw))}:
+        out.add(secret)
+        # a raw '@' makes drivers split the password: its pieces then turn up as host or user names
+        segments = secret.split("@")
+        out |= {"@".join(segments[a:b]) for a in range(len(segments)) for b in range(a + 1, len(segments) + 1)
+                if len("@".join(segments[a:b])) >= 3}
+        out |= {piece for piece in re.split(r"[\s:/]", secret) if len(piece) >= 4}
+    return out - {""}
+
+
+def scrub_url(text: str, url: str) -> str:
+    """``text`` with every password of ``url`` (raw, percent-decoded, and the pieces a driver makes of one with a
+    raw '@' or space) replaced by ``***``, and any URL in it redacted."""
+    for secret in sorted(_secrets(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _QUERY_SECRET.sub(lambda q: q["key"] + ("***" if q["value"] else ""), text)
+
+
 def _no_control(value: str) -> str:
-    if any((ord(c) < 32 and c not in "\t") or ord(c) == 127 for c in value):
-        raise PydanticCustomError("control_chars", "must not contain control characters (NUL, newline, escapes)")
+    if unsafe_chars(value):
+        raise PydanticCustomError("control_chars", "must not contain " + UNSAFE_RULE)
     return value
 
 
@@ -62,12 +125,12 @@ def _finite(value: float) -> float:
     return value
 
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")  # always .fullmatch: '$' would accept a final newline
 NAME_RULE = "1-64 letters, digits, '_', '.', '-', starting with a letter or digit"
 
 
 def _name(value: str) -> str:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise PydanticCustomError("name", "{value} is not a valid name: {rule}",
                                   {"value": _short(value), "rule": NAME_RULE})
     return value
@@ -195,7 +258,7 @@ def _kind(v: Any) -> str:
 
 
 def _short(v: Any, limit: int = 60) -> str:
-    text = repr(v)
+    text = repr(redact_url(v) if isinstance(v, str) else v)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
@@ -322,20 +385,74 @@ def _depth(obj: Any, limit: int) -> int:
     return deepest
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISCHR, "a character device"),
+          (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
+
+
+def _file_kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def open_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> typing.BinaryIO:
+    """``path`` opened for binary reading, refused in ONE ``error`` line starting with ``label`` (default: the
+    quoted path) unless it is a regular file (after symlinks): a FIFO is opened non-blocking and refused, so a
+    named pipe in a file's place never blocks the harness, and a device such as ``/dev/zero`` is never read.
+
+    Raises ``error`` also for a file that does not exist or cannot be opened (with the system's reason)."""
+    label = label or repr(str(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{label}: no such file") from None
+    except OSError as exc:
+        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{label}: is {_file_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def check_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> None:
+    """Refuse (as :func:`open_regular`) a path that exists but is not a regular file; a missing path passes (for
+    files handed to a library that opens them itself: SQLite, Optuna's journal, ``torch.load``)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise error(f"{label or repr(str(path))}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(mode):
+        raise error(f"{label or repr(str(path))}: is {_file_kind(mode)}, not a regular file")
+
+
+def read_file(path: str | Path, limit: int, label: str | None = None, error: type[Exception] = ConfigError,
+              what: str = "such a file") -> bytes:
+    """The bytes of the regular file ``path`` (:func:`open_regular`), at most ``limit`` of them: a larger file
+    (also one that grows while it is read) is ONE ``error`` line naming it and the cap ("``what`` is at most")."""
+    label = label or repr(str(path))
+    with open_regular(path, label, error) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > limit:
+            raise error(f"{label}: {size:,} bytes; {what} is at most {limit:,}")
+        try:
+            raw = f.read(limit + 1)
+        except OSError as exc:
+            raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if len(raw) > limit:
+        raise error(f"{label}: more than {limit:,} bytes; {what} is at most {limit:,}")
+    return raw
+
+
 def read_toml(path: str | Path, what: str = "file") -> dict[str, Any]:
     """Read a TOML file defensively; every failure is one ConfigError line naming ``what`` and the file."""
     p = Path(path)
     label = f"{what} {str(p)!r}"
-    try:
-        if p.is_dir():
-            raise ConfigError(f"{label}: is a folder, not a file")
-        if not p.is_file():
-            raise ConfigError(f"{label}: no such file")
-        if p.stat().st_size > MAX_FILE_BYTES:
-            raise ConfigError(f"{label}: {p.stat().st_size:,} bytes; a study file is at most {MAX_FILE_BYTES:,}")
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    raw = read_file(p, MAX_FILE_BYTES, label, what="a study file")
     if b"\x00" in raw:
         raise ConfigError(f"{label}: binary data (a NUL byte); expected a TOML text file")
     try:

@@ -252,7 +252,7 @@ _NUM = r"(\d+(?:\.\d+)?)"
 _SCI = r"(\d+(?:\.\d+)?(?:e-?\d+)?)"  # also 1e-05 (how repr writes a small eps)
 _STEM_RE = re.compile(r"stem_c(\d+)_s(\d+)")
 _HEAD_RE = re.compile(rf"head_c(\d+)_do{_NUM}_dp{_NUM}_([a-z]+)(?:_bneps{_SCI})?(?:_bnmom{_SCI})?")
-_BLOCK_OPT_RE = re.compile(r"(r|k|s|e|c|se)(\d+(?:\.\d+)?)$")
+_BLOCK_OPT_RE = re.compile(r"(r|k|s|e|c|se)(\d+(?:\.\d+)?)\Z")
 
 
 def _parse_block(tok: str) -> Stage:

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from nas_harness._config import read_file
 from nas_harness.arch import BN_EPS, BN_MOMENTUM, Arch, Stage, _quote, parse_arch
 from nas_harness.errors import ConfigError
 from nas_harness.scaling import ScaledArch, scale_arch
@@ -111,12 +112,7 @@ def _read_arch_file(p: Path) -> Arch:
 
     where = f"arch file {_quote(str(p))}"
     try:
-        size = p.stat().st_size
-        if size > MAX_ARCH_FILE_BYTES:
-            raise ConfigError(f"{where}: {size:,} bytes; an arch file is at most {MAX_ARCH_FILE_BYTES:,}")
-        content = p.read_bytes().decode("utf-8").strip()
-    except OSError as exc:
-        raise ConfigError(f"{where}: cannot read ({exc.strerror or exc})") from None
+        content = read_file(p, MAX_ARCH_FILE_BYTES, where, what="an arch file").decode("utf-8").strip()
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{where}: not UTF-8 text (byte {exc.start}); expected an arch string or JSON spec"
                           ) from None

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from nas_harness._config import Bool, ConfigModel, Int
+from nas_harness._config import Bool, ConfigModel, Int, read_file
 from nas_harness.evaluators import TrialSpec, library_versions
 from nas_harness.evaluators._train import train_cfg as _train_cfg
 from nas_harness.records import TrialRecord
@@ -111,10 +111,8 @@ class ResultCache:
             return None
         path = self.directory / f"{key}.json"
         try:
-            if path.stat().st_size > 1 << 20:
-                return None
-            value = json.loads(path.read_bytes().decode("utf-8"), parse_constant=_no_constant)
-        except (OSError, ValueError, RecursionError):
+            value = json.loads(read_file(path, 1 << 20).decode("utf-8"), parse_constant=_no_constant)
+        except (OSError, ValueError, RecursionError):  # ConfigError too: a FIFO or device in its place is a miss
             return None
         if not valid_entry(value, arch):
             return None

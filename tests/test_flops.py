@@ -87,3 +87,14 @@ def test_proxy_stem_stride_quadruples_spatial_macs():
     s2 = count_macs(arch, 32, num_classes=10)
     s1 = count_macs(arch, 32, num_classes=10, stem_stride=1)
     assert s1.by_op["conv"] > 3 * s2.by_op["conv"]
+
+
+def test_fvcore_memory_bound_admits_every_named_variant_at_its_own_resolution_and_refuses_huge_inputs() -> None:
+    """Issue #21: ``info --fvcore`` is refused (one line) when the trace would exceed FVCORE_MAX_BYTES."""
+    from nas_harness.flops import FVCORE_MAX_BYTES, trace_bytes
+    from nas_harness.presets import NAMED_VARIANTS, resolve_arch
+
+    for key, variant in NAMED_VARIANTS.items():
+        assert trace_bytes(resolve_arch(key), variant[2]) < FVCORE_MAX_BYTES, key
+    assert trace_bytes(resolve_arch("b0"), 16384) > 50 * FVCORE_MAX_BYTES
+    assert 3.5 < trace_bytes(resolve_arch("b0"), 448) / trace_bytes(resolve_arch("b0"), 224) < 4.5  # ~ pixels

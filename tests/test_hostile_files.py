@@ -256,3 +256,25 @@ def test_zip_bomb_like_checkpoint_is_refused_quickly(tmp_path):
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00." + b"\x00" * 1_000_000)
     with pytest.warns(RuntimeWarning, match="ignored"):
         assert _load_checkpoint(ck, {}) is None
+
+
+@pytest.mark.parametrize("kind", ["fifo", "dev-zero", "folder"])
+def test_a_cache_entry_or_checkpoint_that_is_not_a_file_is_never_read(tmp_path: Path, kind: str) -> None:
+    """Issue #21: a FIFO (would block for ever), /dev/zero (would never end) or a folder in the place of a trial
+    cache entry is a miss, and in the place of a checkpoint it is ignored: nothing blocks."""
+    import os
+
+    def make(path: Path) -> None:
+        if kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "dev-zero":
+            path.symlink_to("/dev/zero")
+        else:
+            path.mkdir()
+
+    make(tmp_path / "k.json")
+    assert ResultCache(tmp_path).get("k", "A") is None
+    make(tmp_path / "ck.pt")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert _load_checkpoint(tmp_path / "ck.pt", {}) is None

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,34 @@ def quiet_ray_env(local: bool) -> None:
         os.environ["PYTHONPATH"] = os.pathsep.join([root, *paths])
 
 
+#: Seconds a Ray head gets to accept a TCP connection before ``ray.address`` is refused (Ray itself would retry
+#: an unreachable head for minutes).
+RAY_PROBE_TIMEOUT_S = 5.0
+
+
+def probe_address(address: str, timeout: float | None = None) -> None:
+    """Refuse, in one ConfigError line, a Ray address (``host:port`` or ``ray://host:port``) whose port does not
+    accept a TCP connection within ``timeout`` seconds (:data:`RAY_PROBE_TIMEOUT_S`); ``auto``/``local`` and
+    addresses without a port are left to Ray."""
+    import socket
+
+    from nas_harness.errors import ConfigError
+
+    text = address.split("://", 1)[-1].rstrip("/")
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        return
+    host = host.strip("[]")
+    limit = RAY_PROBE_TIMEOUT_S if timeout is None else timeout
+    try:
+        with socket.create_connection((host, int(port)), timeout=limit):
+            pass
+    except OSError as exc:
+        why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or type(exc).__name__
+        raise ConfigError(f"ray.address: cannot reach the Ray head at {address!r} within {limit:g} s ({why}); is "
+                          "`ray start --head` running there, and is the port open?") from None
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus: float | None = None) -> bool:
     """Connect to ``address`` (or ``$RAY_ADDRESS``), or start a quiet local Ray; returns True if started here.
 
@@ -93,6 +122,7 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
         # left on this machine (/tmp/ray/ray_current_cluster), silently.
         ray.init(address="local", **kwargs)
     else:
+        probe_address(address)
         ray.init(address=address, **kwargs)
     return True
 
@@ -120,6 +150,34 @@ def outcome_from_result(result: dict | None, error: bool) -> Outcome:
     return Outcome(state if state in ("complete", "pruned", "fail") else "fail", values, record, cons)
 
 
+def _sigterm_as_interrupt() -> Any:
+    """Make SIGTERM end the search like Ctrl-C (KeyboardInterrupt: finished trials kept, one line, exit 130)
+    instead of Ray's native handler (a signal dump and an abort); returns the handler it replaced (None off
+    the main thread, where handlers cannot be set)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("SIGTERM")
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _detached(kind: str) -> Any:
+    """What a pickled searcher or callback of a search becomes (Tune writes both into ``ray/tuner.pkl``): an
+    empty one.  The study storage is the state of a search, and its URL (with its password) and the objects
+    holding it stay in the driver's memory, never in a file."""
+    if kind == "searcher":
+        from ray.tune.search import Searcher
+
+        return Searcher()
+    from ray.tune import Callback
+
+    return Callback()
+
+
 def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
                    log: Any, on_stored: Any = None) -> Any:
     from ray.tune.search import Searcher
@@ -128,6 +186,9 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
 
     class _StudySearch(OptunaSearch):
         """OptunaSearch that takes trials through the study's slots and tells outcomes through records.tell."""
+
+        def __reduce__(self) -> Any:
+            return _detached, ("searcher",)
 
         def _setup_study(self, mode: Any) -> None:
             super()._setup_study(mode)
@@ -290,6 +351,9 @@ def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
     from ray.tune.experiment import Trial
 
     class _Watch(Callback):
+        def __reduce__(self) -> Any:
+            return _detached, ("callback",)
+
         def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
             running = sum(t.status == Trial.RUNNING for t in trials)
             stats["max_concurrent"] = max(stats.get("max_concurrent", 0), running)
@@ -351,9 +415,12 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
         run_config=tune.RunConfig(name="ray", storage_path=str(study_dir.resolve()), verbose=0,
                                   callbacks=callbacks, log_to_file=False),
     )
+    previous = _sigterm_as_interrupt()
     try:
         tuner.fit()
     finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
         slots = getattr(searcher, "slots", None)
         if slots is not None:
             slots.heartbeat.close()

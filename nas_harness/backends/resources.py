@@ -31,11 +31,17 @@ def cluster_nodes(address: str | None, num_cpus: int | None = None) -> list[Node
     import ray
 
     address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        from nas_harness.backends.ray import probe_address
+
+        probe_address(address)  # a dead head is one line within RAY_PROBE_TIMEOUT_S, whatever Ray is running
     if address is not None and not ray.is_initialized():
         from nas_harness.backends.ray import ensure_ray
 
         try:
             ensure_ray(address)
+        except ConfigError:
+            raise
         except Exception as exc:  # unreachable head, wrong token
             raise ConfigError(f"ray.address: cannot join the Ray cluster at {address!r}: "
                               f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}") from None

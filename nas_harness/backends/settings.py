@@ -20,6 +20,10 @@ def check_storage_url(url: str) -> str:
         raise bad("", f"{url!r} is not a storage URL; allowed: {', '.join(STORAGE_FORMS)}")
     if url.startswith("journal:") and not url[len("journal:"):].removeprefix("//").strip():
         raise bad("", "journal: needs a file path, e.g. journal:results/x/study.log")
+    from nas_harness.records._storage import MEMORY_REFUSED, in_memory, redact
+
+    if in_memory(url):
+        raise bad("", f"{redact(url)} {MEMORY_REFUSED}")
     return url
 
 
@@ -58,8 +62,9 @@ class RunSettings(ConfigModel):
     progress: Annotated[Bool, Field(description="terminal progress bar")] = True
     plots: Annotated[Bool, Field(description="write figures at the end")] = True
     heartbeat_s: Annotated[Int, Field(ge=1, le=3600, description=(
-        "seconds between a worker's heartbeats for its running trials; a trial whose worker is gone (same host: "
-        "its process ended; other hosts: 6 heartbeats missed) is failed with a reason and its arch queued again"))
+        "seconds between a worker's heartbeats for its running trials; a trial whose worker is gone (same host and "
+        "PID namespace: its process ended; elsewhere: its heartbeat seen unchanged for 6 intervals of the observer's "
+        "clock) is failed with a reason and its arch queued again"))
     ] = 10
 
     @field_validator("storage")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
@@ -52,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, argument checks): one line, not a traceback
+        name = next((a for a in (sys.argv[1:] if argv is None else argv) if a in _COMMANDS), "")
+        print(f"nas-harness{' ' + name if name else ''}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -60,13 +70,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from nas_harness.cli._checks import environment_error, one_line_warnings
 
     try:
-        import os
-
         from nas_harness.backends.settings import passive_wait_env
 
         # idle OpenMP threads sleep instead of spinning (a shared machine stays fair); before torch is imported
         os.environ.update(passive_wait_env())
         with one_line_warnings(args.command):
+            if "NAS_HARNESS_NATIVE" in os.environ:  # a value that is neither on nor off: one line, before anything
+                from nas_harness.kernels._native import check_setting
+
+                check_setting()
             return int(args.func(args) or 0)
     except ValueError as exc:  # ConfigError, DataError and plain ValueErrors from input parsing
         msg = " ".join(str(exc).split())
@@ -76,8 +88,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `nas-harness schema study | head`: the reader left; not an error of ours
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except Exception as exc:  # a full disk, a read-only folder: one line; anything else is a bug (traceback)

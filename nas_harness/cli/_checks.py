@@ -59,7 +59,9 @@ def _interval(lo: float | None, hi: float | None, lo_open: bool, hi_open: bool) 
 
 
 def _short(text: str, limit: int = 40) -> str:
-    r = repr(text)
+    from nas_harness._config import redact_url
+
+    r = repr(redact_url(text))
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
@@ -98,8 +100,10 @@ def text(max_length: int = 4096, *, empty: bool = False) -> Callable[[str], str]
             raise argparse.ArgumentTypeError("expected a non-empty value")
         if len(value) > max_length:
             raise argparse.ArgumentTypeError(f"{len(value):,} characters; at most {max_length:,}")
-        if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in value):
-            raise argparse.ArgumentTypeError(f"{_short(value)} contains control characters (NUL, newline, escapes)")
+        from nas_harness._config import UNSAFE_RULE, unsafe_chars
+
+        if unsafe_chars(value):
+            raise argparse.ArgumentTypeError(f"{_short(value)} contains {UNSAFE_RULE}")
         return value
 
     parse.__name__ = "text"
@@ -110,7 +114,7 @@ def study_name(value: str) -> str:
     """argparse ``type=``: a study name (see ``nas_harness._config.NAME_RULE``)."""
     from nas_harness._config import NAME_PATTERN, NAME_RULE
 
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise argparse.ArgumentTypeError(f"{_short(value)} is not a valid study name: {NAME_RULE}")
     return value
 

@@ -18,7 +18,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--in-channels", type=integer(1, 1024), default=3, help="1-1024 (default 3)")
     p.add_argument("--stem-stride", type=int, choices=(1, 2), default=None,
                    help="proxy option: override the stem stride (1 for 28-32 px inputs)")
-    p.add_argument("--fvcore", action="store_true", help="also count with fvcore on a built model (slower)")
+    p.add_argument("--fvcore", action="store_true", help=(
+        "also count with fvcore on a built model (slower; refused when the trace would need more than 8 GiB)"))
     p.set_defaults(func=run)
 
 
@@ -31,12 +32,20 @@ def _resolve(text: str) -> tuple[object, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nas_harness.flops import count_macs, count_params, fvcore_macs, stage_table
+    from nas_harness.flops import FVCORE_MAX_BYTES, count_macs, count_params, fvcore_macs, stage_table, trace_bytes
 
     arch, default_res = _resolve(args.arch)
     res = args.resolution or default_res
     check_arch_size(arch, "arch")
     kw = dict(num_classes=args.num_classes, in_channels=args.in_channels)
+    if args.fvcore:  # refused before anything is printed or built
+        need = trace_bytes(arch, res, stem_stride=args.stem_stride, **kw)
+        if need > FVCORE_MAX_BYTES:
+            from nas_harness.errors import ConfigError
+
+            raise ConfigError(f"--fvcore traces the model on one {res}x{res} image: about {need / 2**30:,.1f} GiB "
+                              f"of activations; at most {FVCORE_MAX_BYTES >> 30} GiB (use a smaller --resolution, or "
+                              "leave out --fvcore: the analytic count needs no memory)")
     macs = count_macs(arch, res, stem_stride=args.stem_stride, **kw)
     params = count_params(arch, **kw)
     print(f"arch:       {arch}")

@@ -97,6 +97,10 @@ def run(args: argparse.Namespace) -> int:
     if args.no_plots:
         overrides["run.plots"] = False
     cfg = load_study(args.study, overrides)
+    from nas_harness.presets import resolve_arch
+
+    check_arch_size(resolve_arch(cfg.base), "base")  # what `info` refuses as too large is refused here too
+    check_arch_size(cfg.base_arch(), "base (scaled by base_width/base_depth)")
     if args.check:
         from nas_harness.study.search import check_study
 

@@ -14,6 +14,7 @@ from typing import BinaryIO
 
 import numpy as np
 
+from nas_harness._config import open_regular
 from nas_harness.errors import DataError
 
 _UBYTE = 0x08
@@ -38,7 +39,7 @@ def _read_capped(f: BinaryIO) -> bytes:
 def read_idx(path: Path, expect_ndim: int) -> np.ndarray:
     """Read an IDX file of unsigned bytes with ``expect_ndim`` dimensions; raise DataError naming it."""
     try:
-        with path.open("rb") as f:
+        with open_regular(path, str(path), DataError) as f:
             magic = f.read(2)
             f.seek(0)
             if magic == b"\x1f\x8b":

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from nas_harness._config import read_file
 from nas_harness.data._raw import RawDataset, check_labels
 from nas_harness.errors import DataError
 
@@ -45,22 +46,16 @@ class _SafeUnpickler(pickle.Unpickler):
         raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
 
 
-def _check_size(path: Path) -> None:
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if size > MAX_FILE_BYTES:
-        raise DataError(f"{path}: {size:,} bytes; a CIFAR batch file is at most {MAX_FILE_BYTES:,}")
+def _read(path: Path) -> bytes:
+    return read_file(path, MAX_FILE_BYTES, str(path), DataError, what="a CIFAR batch file")
 
 
 def safe_unpickle(path: Path) -> Any:
     """Unpickle ``path`` allowing only numpy array reconstruction; DataError on anything else (a global
     other than numpy's array reconstructors, a truncated or malformed pickle, a file too large)."""
-    _check_size(path)
+    raw = _read(path)
     try:
-        with path.open("rb") as f:
-            return _SafeUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+        return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
             ImportError, OSError, RecursionError, MemoryError, OverflowError) as exc:
         detail = " ".join(str(exc).split())[:200]
@@ -68,11 +63,7 @@ def safe_unpickle(path: Path) -> Any:
 
 
 def _read_binary(path: Path, label_bytes: int) -> tuple[np.ndarray, np.ndarray]:
-    _check_size(path)
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
+    raw = np.frombuffer(_read(path), dtype=np.uint8)
     rec = label_bytes + _PIXELS
     if raw.size == 0 or raw.size % rec:
         raise DataError(f"{path}: {raw.size} bytes is not a whole number of {rec}-byte CIFAR records "

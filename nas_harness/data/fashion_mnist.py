@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_harness._config import open_regular
 from nas_harness.data._idx import read_idx
 from nas_harness.data._raw import RawDataset, check_labels
 from nas_harness.errors import DataError
@@ -102,7 +103,7 @@ def _missing(root: Path) -> str:
 
 def _md5(path: Path) -> str:
     h = hashlib.md5(usedforsecurity=False)
-    with path.open("rb") as f:
+    with open_regular(path, str(path), DataError) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()

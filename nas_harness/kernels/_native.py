@@ -10,9 +10,15 @@ OpenMP runtime PyTorch already loaded (same soname), so both share one thread po
 
 The build is cached under ``$XDG_CACHE_HOME/nas-harness/native/`` (``~/.cache``), keyed by the source,
 the compiler and the CPU, and written atomically, so concurrent processes (Ray workers) never load a
-half-written file.  Where there is no compiler, or ``NAS_HARNESS_NATIVE=0`` is set, :func:`library`
-returns ``None`` (and :func:`unavailable_reason` says why) and callers take their stock PyTorch path:
-results are the same, only slower.
+half-written file.  A library is code: one is only loaded from a folder created private (0700) and owned by
+this user, never group- or world-writable (nor any folder above it but a sticky one), when the file is owned
+by this user, not writable by others, and its SHA-256 equals the one recorded beside it, at build time, by
+the process that built it.  Anything else there (a planted library, a changed one) is never loaded: it is
+rebuilt, with one warning; an unsafe cache folder is not used at all (the library is built into a private
+temporary folder for this process).  The file that was checked is the file that is loaded (by its open file
+descriptor).  Where there is no compiler, or ``NAS_HARNESS_NATIVE=0`` is set, :func:`library` returns
+``None`` (and :func:`unavailable_reason` says why) and callers take their stock PyTorch path: results are the
+same, only slower; any other value of ``NAS_HARNESS_NATIVE`` than 0/1, off/on, false/true, no/yes is refused.
 
 The C functions take raw pointers and trust them: a wrong dtype, layout or size would read or write out
 of bounds.  So nothing calls them directly: each has a wrapper here that checks every tensor (type,
@@ -23,11 +29,14 @@ duration of the call.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import ctypes
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -66,27 +75,138 @@ def _cpu_flags() -> str:
         return ""
 
 
-def _build(cc: str) -> Path:
+def _unsafe_dir(path: Path) -> str | None:
+    """Why ``path`` (a folder) could be written by someone other than this user, else None: it, or a folder
+    above it without the sticky bit, is group/world-writable, or it is not owned by this user (or root)."""
+    me = os.geteuid()
+    try:
+        st = os.lstat(path)
+    except OSError as exc:
+        return f"{path}: {exc.strerror or exc}"
+    if not stat.S_ISDIR(st.st_mode):
+        return f"{path} is not a folder"
+    if st.st_uid != me or st.st_mode & 0o077:
+        return f"{path} is not private to this user (owner uid {st.st_uid}, mode {stat.S_IMODE(st.st_mode):o})"
+    for parent in path.resolve().parents:
+        try:
+            pst = os.stat(parent)
+        except OSError as exc:
+            return f"{parent}: {exc.strerror or exc}"
+        if pst.st_uid not in (me, 0):
+            return f"{parent} is owned by another user (uid {pst.st_uid})"
+        if pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX:
+            return f"{parent} is writable by others (mode {stat.S_IMODE(pst.st_mode):o})"
+    return None
+
+
+def _private_dir(path: Path) -> Path:
+    """``path`` created 0700 where missing; the same folder if it is safe, else a fresh private temporary one
+    (warned): a library is never loaded from a folder others can write."""
+    with contextlib.suppress(OSError):
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(path)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and not st.st_mode & 0o022:
+            os.chmod(path, 0o700)  # readable by others (an older cache): nobody else could write it; make it ours
+    why = _unsafe_dir(path)
+    if why is None:
+        return path
+    if "fallback" not in _state:
+        _state["fallback"] = Path(tempfile.mkdtemp(prefix="nas-harness-native-"))  # 0700, ours
+        atexit.register(shutil.rmtree, _state["fallback"], True)
+        warnings.warn(f"nas_harness.kernels: the kernel cache is not used ({why}); building into a private "
+                      "temporary folder instead", RuntimeWarning, stacklevel=4)
+    return _state["fallback"]  # type: ignore[return-value]
+
+
+def _digest_path(lib: Path) -> Path:
+    return lib.with_name(lib.name + ".sha256")
+
+
+def _open_verified(lib: Path) -> int | None:
+    """An open descriptor of ``lib`` when it is this user's, not writable by others, and its content hashes to
+    the SHA-256 recorded by the process that built it; None otherwise (missing, foreign, changed)."""
+    try:
+        fd = os.open(lib, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            raise ValueError("not a private regular file")
+        dfd = os.open(_digest_path(lib), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            dst = os.fstat(dfd)
+            if not stat.S_ISREG(dst.st_mode) or dst.st_uid != os.geteuid() or dst.st_mode & 0o022:
+                raise ValueError("digest not private")
+            recorded = os.read(dfd, 128).decode("ascii", "replace").strip()
+        finally:
+            os.close(dfd)
+        h = hashlib.sha256()
+        with os.fdopen(os.dup(fd), "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
+        if h.hexdigest() != recorded:
+            raise ValueError("digest mismatch")
+        os.lseek(fd, 0, os.SEEK_SET)
+        return fd
+    except (OSError, ValueError):
+        os.close(fd)
+        return None
+
+
+def _library_key(cc: str) -> str:
     version = subprocess.run([cc, "--version"], capture_output=True, text=True, timeout=30).stdout
     texts = [src.read_text() for src in _SOURCES]
-    key = hashlib.sha256("\0".join([*texts, cc, version, " ".join(_FLAGS), platform.machine(),
-                                    _cpu_flags()]).encode()).hexdigest()[:16]
-    out = cache_dir() / f"kernels-{key}.so"
-    if out.exists():
+    return hashlib.sha256("\0".join([*texts, cc, version, " ".join(_FLAGS), platform.machine(),
+                                     _cpu_flags()]).encode()).hexdigest()[:16]
+
+
+def _build(cc: str) -> Path:
+    """The verified library for this compiler, sources and CPU: the cached one when it checks out, else a new
+    build (written atomically, with its SHA-256 beside it)."""
+    out = _private_dir(cache_dir()) / f"kernels-{_library_key(cc)}.so"
+    fd = _open_verified(out)
+    if fd is not None:
+        os.close(fd)
         return out
-    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.exists() or out.is_symlink():
+        warnings.warn(f"nas_harness.kernels: {out} has no checksum of this user's build (planted, changed, or "
+                      "left by an older version); it is not loaded but rebuilt", RuntimeWarning, stacklevel=3)
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=out.parent)
     os.close(fd)
+    dfd, dtmp = tempfile.mkstemp(suffix=".sha256", dir=out.parent)
     try:
         proc = subprocess.run([cc, *_FLAGS, "-o", tmp, *map(str, _SOURCES), "-lm"], capture_output=True,
                               text=True, timeout=300)
         if proc.returncode != 0:
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
+        os.chmod(tmp, 0o700)
+        with open(tmp, "rb") as f:
+            digest = hashlib.file_digest(f, "sha256").hexdigest()
+        with os.fdopen(dfd, "w") as f:
+            dfd = -1
+            f.write(digest + "\n")
+        os.replace(dtmp, _digest_path(out))  # first the digest: a library without its own digest never loads
         os.replace(tmp, out)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        if dfd >= 0:
+            os.close(dfd)
+        for leftover in (tmp, dtmp):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
     return out
+
+
+def _load(path: Path) -> ctypes.CDLL:
+    """Load ``path`` through the descriptor that was verified (never re-resolved by name)."""
+    fd = _open_verified(path)
+    if fd is None:
+        raise RuntimeError(f"{path} changed after it was built; not loaded")
+    try:
+        return ctypes.CDLL(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
 
 
 _p, _i64, _f64, _i32 = ctypes.c_void_p, ctypes.c_int64, ctypes.c_double, ctypes.c_int
@@ -107,8 +227,22 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     return lib
 
 
+_OFF, _ON = ("0", "false", "no", "off"), ("", "1", "true", "yes", "on")
+
+
+def check_setting() -> None:
+    """Refuse (one ConfigError line) a value of ``NAS_HARNESS_NATIVE`` that is neither on nor off."""
+    value = os.environ.get(ENV_VAR, "1").strip().lower()
+    if value not in _OFF + _ON:
+        from nas_harness.errors import ConfigError
+
+        raise ConfigError(f"{ENV_VAR}={os.environ.get(ENV_VAR)!r} is not a setting: allowed 0/off/false/no (stock "
+                          "PyTorch ops) or 1/on/true/yes (the compiled CPU kernels, the default)")
+
+
 def _switched_off() -> bool:
-    return os.environ.get(ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off")
+    check_setting()
+    return os.environ.get(ENV_VAR, "1").strip().lower() in _OFF
 
 
 def library() -> ctypes.CDLL | None:
@@ -124,7 +258,7 @@ def library() -> ctypes.CDLL | None:
             try:
                 if cc is None:
                     raise RuntimeError("no C compiler found (set CC)")
-                lib = _declare(ctypes.CDLL(str(_build(cc))))
+                lib = _declare(_load(_build(cc)))
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
                 _state["error"] = " ".join(str(exc).split())[:300]
                 warnings.warn(f"nas_harness.kernels: CPU kernels unavailable, using stock PyTorch ops "

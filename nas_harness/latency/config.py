@@ -20,7 +20,7 @@ from pydantic import Field, field_validator
 from nas_harness._config import RESULTS_DIR, ConfigModel, Int, Rules, Text, allowed, bad, inert
 from nas_harness.errors import ConfigError
 
-DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})$")
+DEVICE_PATTERN = re.compile(r"^(cpu|cuda|cuda:\d{1,2})\Z")
 DEVICE_FORMS = "'cpu', 'cuda' or 'cuda:N'"
 MEMORY_FORMATS = ("channels_last", "contiguous")
 

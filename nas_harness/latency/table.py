@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import read_file
 from nas_harness.arch import ACTIVATIONS
 from nas_harness.errors import ConfigError
 
@@ -108,7 +109,7 @@ def device_fingerprint(device: str, threads: int | None = 1) -> Fingerprint:
 
 # ------------------------------------------------------------------------------------------------- keys
 
-_KEY_TOKEN = re.compile(r"^(se|res|i|o|k|s|e|r|b)(.+)$")
+_KEY_TOKEN = re.compile(r"^(se|res|i|o|k|s|e|r|b)(.+)\Z")
 
 
 def _num(x: float) -> str:
@@ -234,7 +235,7 @@ MAX_MS = 1e7
 MAX_SLOPE = 1e3
 
 
-_CONTEXT = re.compile(r"^r[1-9]\d*_b[1-9]\d*_c[1-9]\d*_i[1-9]\d*$")
+_CONTEXT = re.compile(r"^r[1-9]\d*_b[1-9]\d*_c[1-9]\d*_i[1-9]\d*\Z")
 
 
 def _context_key(key: Any) -> str:
@@ -336,13 +337,7 @@ class LatencyTable:
     def read(cls, path: str | Path) -> LatencyTable:
         """Load a table file; a damaged one is ONE ConfigError line naming the file."""
         p = Path(path)
-        try:
-            if p.stat().st_size > MAX_TABLE_BYTES:
-                raise ConfigError(f"latency table {str(p)!r}: {p.stat().st_size:,} bytes, more than a table can be "
-                                  f"({MAX_TABLE_BYTES:,}); is it the right file?")
-            raw = p.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"latency table {str(p)!r}: cannot read ({exc.strerror or exc})") from None
+        raw = read_file(p, MAX_TABLE_BYTES, f"latency table {str(p)!r}", what="a latency table")
         try:
             doc = json.loads(raw.decode("utf-8"))
             return cls.from_json(doc, p)

@@ -22,7 +22,7 @@ from nas_harness.records._lease import (
     recover_stale,
     stale_reason,
 )
-from nas_harness.records._record import INTERRUPTED, REJECTED_OVER_BUDGET, Outcome, TrialRecord
+from nas_harness.records._record import INTERRUPTED, REJECTED_OVER_BUDGET, Outcome, TrialRecord, stored_problem
 from nas_harness.records._storage import (
     StorageLock,
     check_reachable,
@@ -59,6 +59,7 @@ __all__ = [
     "scrub",
     "sqlalchemy_url",
     "stale_reason",
+    "stored_problem",
     "tell",
     "write_attrs",
 ]

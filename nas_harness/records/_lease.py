@@ -9,8 +9,12 @@ The rules every runner follows (the local loop, each Ray driver):
    no free slot waits while other workers' trials run (one of them may fail) and stops when the study is full.
 2. **Ownership.**  A new trial records its owner (host, boot id, pid, process start time) and the owner
    refreshes a heartbeat every ``heartbeat_s`` from a background thread.
-3. **Dead owners.**  Before creating a trial, a worker fails every RUNNING trial whose owner is gone: on
-   the same machine when its process no longer exists (immediately), elsewhere when it missed 6 heartbeats.
+3. **Dead owners.**  Before creating a trial, a worker fails every RUNNING trial whose owner is gone: in the
+   same PID namespace of the same machine (same host name, boot id and ``/proc/self/ns/pid``) when its
+   process no longer exists (immediately); anywhere else (another machine, another container) when this
+   worker has seen the owner's heartbeat value stay unchanged for 6 heartbeat intervals *of its own monotonic
+   clock*.  No two machines' clocks are ever compared: the heartbeat is only a value that changes, and a
+   worker whose clock is minutes ahead or behind is judged exactly like one whose clock agrees.
    The trial gets a ``fail_reason`` starting with ``interrupted:`` and its arch is queued again with the
    parameters it was *given* (Optuna's fixed parameters, or its recorded arch string; never a partial set),
    tagged ``retry_of`` and keeping its ``reference`` name; at most :data:`MAX_RETRIES` times per arch.
@@ -19,7 +23,6 @@ The rules every runner follows (the local loop, each Ray driver):
 
 from __future__ import annotations
 
-import datetime
 import os
 import socket
 import threading
@@ -51,6 +54,15 @@ def _boot_id() -> str:
         return ""
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace (``pid:[4026531836]``), '' where it cannot be read: two containers on one
+    host share its host name and boot id but not their process ids."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _proc_start(pid: int) -> int | None:
     """Start time of process ``pid`` in clock ticks since boot (/proc/<pid>/stat field 22), None if gone."""
     try:
@@ -73,30 +85,37 @@ class WorkerId:
     pid: int
     start: int | None
     interval: int
+    pidns: str = ""  # PID namespace ('' = unknown: never judged by its process id)
 
     @classmethod
     def this(cls, interval: int) -> WorkerId:
         pid = os.getpid()
-        return cls(socket.gethostname(), _boot_id(), pid, _proc_start(pid), int(interval))
+        return cls(socket.gethostname(), _boot_id(), pid, _proc_start(pid), int(interval), _pid_namespace())
 
     @classmethod
     def from_attr(cls, d: Any) -> WorkerId | None:
         try:
+            interval = int(d.get("interval", 10))
+            if not 1 <= interval <= 3600:
+                return None
             return cls(str(d["host"]), str(d.get("boot", "")), int(d["pid"]),
-                       int(d["start"]) if d.get("start") is not None else None, int(d.get("interval", 10)))
-        except (KeyError, TypeError, ValueError, AttributeError):
+                       int(d["start"]) if d.get("start") is not None else None, interval, str(d.get("pidns", "")))
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             return None
 
     def to_attr(self) -> dict[str, Any]:
-        return {"host": self.host, "boot": self.boot, "pid": self.pid, "start": self.start, "interval": self.interval}
+        return {"host": self.host, "boot": self.boot, "pid": self.pid, "start": self.start, "interval": self.interval,
+                "pidns": self.pidns}
 
     @property
     def label(self) -> str:
         return f"{self.host}:{self.pid}"
 
     def alive_here(self, trial_id: int) -> bool | None:
-        """True/False where it can be known from this machine (same host and boot), else None."""
+        """True/False where it can be known from this process (same host, boot and PID namespace), else None."""
         if self.host != socket.gethostname() or not self.boot or self.boot != _boot_id():
+            return None
+        if not self.pidns or self.pidns != _pid_namespace():  # another container: its pids are not ours
             return None
         if self.pid == os.getpid() and self.start == _proc_start(os.getpid()):
             with _ACTIVE_LOCK:
@@ -171,30 +190,49 @@ class Heartbeat:
                     pass
 
 
+# What this process saw of other workers' heartbeats: trial -> (heartbeat value, when it was first seen with
+# that value, in seconds of this process's monotonic clock).
+_SEEN: dict[tuple[Any, ...], tuple[Any, float]] = {}
+_SEEN_LOCK = threading.Lock()
+
+
+def _unchanged_for(key: tuple[Any, ...], value: Any, now: float) -> float:
+    """Seconds of this process's monotonic clock for which the trial's heartbeat has been seen at ``value``."""
+    with _SEEN_LOCK:
+        seen = _SEEN.get(key)
+        if seen is None or seen[0] != value:
+            _SEEN[key] = (value, now)
+            return 0.0
+        return now - seen[1]
+
+
 def stale_reason(trial: Any, now: float | None = None) -> str | None:
-    """Why a RUNNING trial's worker is considered gone, or None while it may be alive."""
-    now = time.time() if now is None else now
+    """Why a RUNNING trial's worker is considered gone, or None while it may be alive.
+
+    ``now``: this process's :func:`time.monotonic` (a seam for tests).  Only evidence that holds across PID
+    namespaces and clock differences is used: a process known to be gone (same host, boot and PID namespace), or
+    a heartbeat value this process has watched stay unchanged for ``MISSED_BEATS`` heartbeat intervals of its
+    own clock (so a worker is declared dead at the earliest that long after this process first looked)."""
+    now = time.monotonic() if now is None else now
     owner = WorkerId.from_attr(trial.system_attrs.get(OWNER_KEY))
-    if owner is None:
-        start = trial.datetime_start
-        age = (datetime.datetime.now() - start).total_seconds() if start is not None else float("inf")
-        if age > MISSED_BEATS * 10:
+    key = (trial._trial_id, trial.number, str(trial.datetime_start))
+    if owner is None:  # an older nas-harness or another tool: no heartbeat to watch, only how long it stays so
+        quiet = _unchanged_for(key, "no owner", now)
+        if quiet > MISSED_BEATS * 10:
             return (f"{INTERRUPTED}: left RUNNING by a process that recorded no owner (an older nas-harness or "
-                    "another tool), started {:.0f} s ago".format(age))
+                    f"another tool); still so after {quiet:.0f} s of watching")
         return None
     alive = owner.alive_here(trial._trial_id)
     if alive is False:
         return f"{INTERRUPTED}: its worker {owner.label} is gone (the process ended: crash, kill or Ctrl-C)"
     if alive is True:
         return None
-    try:
-        beat = float(trial.system_attrs.get(BEAT_KEY))
-    except (TypeError, ValueError):
-        beat = 0.0
+    beat = trial.system_attrs.get(BEAT_KEY)
+    quiet = _unchanged_for(key, repr(beat), now)
     grace = MISSED_BEATS * owner.interval
-    if now - beat > grace:
-        return (f"{INTERRUPTED}: its worker {owner.label} sent no heartbeat for {now - beat:.0f} s "
-                f"(more than {MISSED_BEATS} x {owner.interval} s): machine or process lost")
+    if quiet > grace:
+        return (f"{INTERRUPTED}: its worker {owner.label} sent no heartbeat for {quiet:.0f} s of this worker's "
+                f"watch (more than {MISSED_BEATS} x {owner.interval} s): machine or process lost")
     return None
 
 

@@ -176,6 +176,51 @@ def _coerce(value: Any, kind: str) -> Any:
         return None
 
 
+#: Ranges of the stored values readers rank and plot: a value outside is not a measurement (a tampered or
+#: damaged database), and is refused by :func:`stored_problem`.
+_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("val_acc", "val_acc_final", "test_acc"), (0.0, 1.0)),
+    **dict.fromkeys(("macs", "params", "peak_mem_bytes"), (0.0, 1e18)),
+    **dict.fromkeys(("val_n", "test_n", "steps", "threads", "macs_resolution", "retry_of", "retry_count", "seed"),
+                    (0.0, 1e12)),
+    **dict.fromkeys(("epochs", "epochs_planned"), (0.0, 1e9)),
+    **dict.fromkeys(("latency_ms", "wall_time_s", "train_time_s", "train_wall_s", "images_per_s"), (0.0, 1e15)),
+    "reward": (-1e15, 1e15),
+}
+
+
+def stored_problem(attrs: Any) -> tuple[str, Any, str] | None:
+    """The first stored trial attribute that is not what nas-harness writes: ``(key, value, what is allowed)``;
+    None when every known key has its type (a number for a number, never a bool or text) and range."""
+    if not isinstance(attrs, dict):
+        return "user_attrs", attrs, "a table"
+    for name, kind in _TYPES.items():
+        if name not in attrs or attrs[name] is None:
+            continue
+        value = attrs[name]
+        if kind in ("float", "int"):
+            if isinstance(value, str) and kind == "float" and name not in _RANGES:
+                try:  # a non-finite loss is stored as 'inf' / '-inf' (JSON has no infinity)
+                    if not math.isfinite(float(value)):
+                        continue
+                except ValueError:
+                    pass
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                return name, value, "a finite number"
+            if kind == "int" and not float(value).is_integer():
+                return name, value, "an integer"
+            lo, hi = _RANGES.get(name, (-math.inf, math.inf))
+            if not lo <= value <= hi:
+                return name, value, f"a number in [{lo:g}, {hi:g}]"
+        elif kind == "bool" and not isinstance(value, bool):
+            return name, value, "true or false"
+        elif kind == "dict" and not isinstance(value, dict):
+            return name, value, "a table"
+        elif kind == "str" and not isinstance(value, str):
+            return name, value, "text"
+    return None
+
+
 @dataclass
 class Outcome:
     """How one trial ended: ``state``, its objective ``values`` (complete only), the record and the

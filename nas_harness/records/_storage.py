@@ -25,34 +25,55 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import redact_url, scrub_url
 from nas_harness.errors import ConfigError
 
-_URL_PASSWORD = re.compile(r"^(?P<head>[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)(?P<pw>[^@\s]*)(?P<tail>@.*)$")
 _SQLITE_TIMEOUT_S = 60
+#: Seconds a database server gets to accept a connection and answer the login (libpq's and MySQL's
+#: ``connect_timeout``): a host that drops packets or a port that accepts and never answers is one line after it.
+CONNECT_TIMEOUT_S = 10
+#: A PostgreSQL server whose host is gone after login is noticed within about this many seconds (TCP keepalives
+#: and ``tcp_user_timeout``): no query then waits for ever.
+PG_DEAD_PEER_S = 60
+
+
+def connect_args(url: str) -> dict[str, Any]:
+    """The DB-API ``connect_args`` that bound every network wait of a database server URL (see
+    :data:`CONNECT_TIMEOUT_S`, :data:`PG_DEAD_PEER_S`); nothing for SQLite."""
+    scheme = (url or "").partition("://")[0].split("+")[0].lower()
+    if scheme in ("postgresql", "postgres"):
+        return {"connect_timeout": CONNECT_TIMEOUT_S, "keepalives": 1, "keepalives_idle": PG_DEAD_PEER_S // 3,
+                "keepalives_interval": PG_DEAD_PEER_S // 12, "keepalives_count": 4,
+                "tcp_user_timeout": PG_DEAD_PEER_S * 1000}
+    if scheme == "mysql":
+        return {"connect_timeout": CONNECT_TIMEOUT_S}
+    return {}
 
 
 def redact(url: str) -> str:
-    """``postgresql://user:secret@host/db`` -> ``postgresql://user:***@host/db`` (anything else unchanged)."""
-    m = _URL_PASSWORD.match(url or "")
-    return f"{m['head']}***{m['tail']}" if m and m["pw"] else url
-
-
-def _password(url: str) -> str | None:
-    m = _URL_PASSWORD.match(url or "")
-    if not (m and m["pw"]):
-        return None
-    from urllib.parse import unquote
-
-    return unquote(m["pw"])
+    """``url`` with every password replaced by ``***``: the user info's (``postgresql://user:secret@host/db``,
+    also one holding a raw '@' or a space) and the query string's (``?password=secret``, ``&sslpassword=``)."""
+    return redact_url(url)
 
 
 def scrub(text: str, url: str) -> str:
-    """``text`` with the URL's password (raw and percent-decoded) replaced by ``***``."""
-    pw = _password(url)
-    raw = _URL_PASSWORD.match(url or "")
-    for secret in {pw, raw["pw"] if raw else None} - {None, ""}:
-        text = text.replace(secret, "***")  # type: ignore[arg-type]
-    return text
+    """``text`` with every password of ``url`` (raw, percent-decoded, and the pieces a driver makes of one with a
+    raw '@') replaced by ``***``, and any query-string password in it redacted."""
+    return scrub_url(text, url)
+
+
+def in_memory(url: str) -> bool:
+    """True for a SQLite URL that keeps nothing once the process ends (``sqlite://``, ``sqlite:///:memory:``,
+    ``?mode=memory``): every trial would be trained and lost."""
+    scheme, sep, rest = (url or "").partition("://")
+    if not sep or scheme.split("+")[0].lower() != "sqlite":
+        return False
+    db, _, query = rest.removeprefix("/").partition("?")
+    return db.strip() in ("", ":memory:") or db.startswith("file::memory:") or "mode=memory" in query
+
+
+MEMORY_REFUSED = ("keeps nothing (an in-memory SQLite database is lost when the process ends); use "
+                  "sqlite:///path.db, journal:path.log or a database server")
 
 
 def sqlalchemy_url(url: str) -> str:
@@ -98,13 +119,20 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
     """Refuse, without creating or writing anything, a storage the run could not open: a SQLite/journal file
     that cannot be written (:func:`check_writable`), a database server that cannot be reached or refuses the
     login (a one-line ConfigError without the password)."""
+    if in_memory(url):
+        raise ConfigError(f"{what}: {redact(url)} {MEMORY_REFUSED}")
     if sqlite_path(url) is not None or journal_path(url) is not None:
         check_writable(url, what)
+        spath, jpath = sqlite_path(url), journal_path(url)
+        if spath is not None:
+            _check_sqlite_file(spath, what)
+        if jpath is not None:
+            _check_journal_file(jpath, what)
         return
     import sqlalchemy
 
     try:
-        engine = sqlalchemy.create_engine(sqlalchemy_url(url))
+        engine = sqlalchemy.create_engine(sqlalchemy_url(url), connect_args=connect_args(url))
         try:
             with engine.connect():
                 pass
@@ -116,16 +144,25 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
 
 def _sqlite_reader(path: Path, what: str) -> Any:
     """A connection factory (no arguments) for readers (plot, report, export): read-only, so that reading a
-    study changes nothing, not even an empty file; in a folder that cannot be written (an archive, a read-only
-    mount) the file is opened as immutable (SQLite then needs no lock or WAL index beside it).  A file without
-    Optuna's tables is refused here, naming it."""
+    study changes nothing, not even an empty file.  In a folder that cannot be written (an archive, a read-only
+    mount, a copy without write permission) SQLite cannot open a WAL database read-only in place: the trials
+    still in ``<file>-wal`` (a search killed before its last checkpoint) would be missing.  Such a file is read
+    from a private temporary copy of the database and its WAL (removed at exit); without a WAL it is opened as
+    immutable.  A file without Optuna's tables is refused here, naming it."""
     import os
     import sqlite3
 
-    if path.stat().st_size == 0:
+    wal = Path(f"{path}-wal")
+    has_wal = wal.is_file() and wal.stat().st_size > 0
+    if path.stat().st_size == 0 and not has_wal:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (an empty file)")
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)
-    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    if writable:
+        uri = f"{path.absolute().as_uri()}?mode=ro"
+    elif has_wal:
+        uri = f"{_private_copy(path, wal, what).as_uri()}?mode=ro"
+    else:
+        uri = f"{path.absolute().as_uri()}?immutable=1"
 
     def connect() -> Any:
         return sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S, check_same_thread=False)
@@ -140,6 +177,29 @@ def _sqlite_reader(path: Path, what: str) -> Any:
     return connect
 
 
+def _private_copy(path: Path, wal: Path, what: str) -> Path:
+    """``path`` and its WAL copied into a private temporary folder (0700, removed at exit): the copy is what
+    a reader opens when the original's folder cannot hold SQLite's WAL index."""
+    import atexit
+    import shutil
+    import tempfile
+
+    from nas_harness._config import check_regular
+
+    check_regular(wal, f"{what}: {str(wal)!r}")
+    folder = Path(tempfile.mkdtemp(prefix="nas-harness-read-"))
+    atexit.register(shutil.rmtree, folder, True)
+    copy = folder / path.name
+    try:
+        shutil.copyfile(path, copy)
+        shutil.copyfile(wal, Path(f"{copy}-wal"))
+    except OSError as exc:
+        raise ConfigError(f"{what}: {str(path)!r} keeps trials in its WAL file and cannot be read in place (a "
+                          f"read-only folder); copying it to {str(folder)!r} failed ({exc.strerror or exc}); "
+                          "copy the folder somewhere writable and read that") from None
+    return copy
+
+
 def check_writable(url: str, what: str = "run.storage") -> None:
     """Refuse, before anything is created, a SQLite/journal file whose folder cannot be made or written (or a
     file name too long, a folder in the file's place, a read-only file system)."""
@@ -148,15 +208,14 @@ def check_writable(url: str, what: str = "run.storage") -> None:
         return
     import os
 
-    from nas_harness._config import check_dir_writable
+    from nas_harness._config import check_dir_writable, check_regular
 
     folder = path.parent if str(path.parent) else Path(".")
     if path.name and len(os.fsencode(path.name)) > 255:
         raise ConfigError(f"{what}: the file name {path.name[:40]!r}... is {len(os.fsencode(path.name))} bytes; "
                           "at most 255")
     check_dir_writable(folder, what, target=path)
-    if path.is_dir():
-        raise ConfigError(f"{what}: {str(path)!r} is a folder, not a database file")
+    check_regular(path, f"{what}: {str(path)!r}")
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
@@ -168,21 +227,26 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
     ``create=False`` (readers: plot, report, export): the file must exist; nothing is created.
     """
     from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
 
+    if in_memory(url):
+        raise ConfigError(f"{what}: {redact(url)} {MEMORY_REFUSED}")
     jpath = journal_path(url)
     spath = sqlite_path(url)
     try:
         if not create:
+            from nas_harness._config import check_regular
+
             for path in (jpath, spath):
+                if path is not None:
+                    check_regular(path, f"{what}: {str(path)!r}")
                 if path is not None and not path.is_file():
                     raise ConfigError(f"{what}: {str(path)!r} does not exist")
         if jpath is not None:
             if create:
                 check_writable(url, what)
                 jpath.parent.mkdir(parents=True, exist_ok=True)
-            _check_journal_file(jpath, what)
-            return JournalStorage(JournalFileBackend(str(jpath)))
+            _check_journal_file(jpath, what, repair=create)
+            return JournalStorage(_journal_backend(jpath, what))
         kwargs: dict[str, Any] = {}
         if spath is not None:
             if create:
@@ -191,6 +255,8 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
             _check_sqlite_file(spath, what)
             creator = functools.partial(_sqlite_connect, str(spath)) if create else _sqlite_reader(spath, what)
             kwargs["engine_kwargs"] = {"creator": creator}
+        elif connect_args(url):
+            kwargs["engine_kwargs"] = {"connect_args": connect_args(url)}
         if not create:
             kwargs["skip_table_creation"] = True  # a reader never writes, not even the schema
         return _rdb_storage(sqlalchemy_url(url), kwargs)
@@ -285,6 +351,8 @@ def _read_only(path: Path) -> bool:
 
 
 def _cannot_open(url: str, what: str, exc: BaseException) -> str:
+    while type(exc).__name__ == "StorageInternalError" and exc.__cause__ is not None:  # Optuna's wrapper: the
+        exc = exc.__cause__  # database's own reason is underneath
     detail = scrub(" ".join(str(exc).split()), url)
     detail = re.sub(r"\s*\(Background on this error at: [^)]*\)", "", detail)[:300]
     damaged = ("malformed", "not a database", "file is encrypted", "no such table", "JSONDecodeError",
@@ -299,35 +367,153 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 def _check_sqlite_file(path: Path, what: str = "run.storage") -> None:
     """A file that exists but is not a SQLite database (truncated, garbage) is named, not tracebacked."""
+    from nas_harness._config import check_regular, open_regular
+
+    check_regular(path, f"{what}: {str(path)!r}")
+    for side in ("-wal", "-journal", "-shm"):  # SQLite opens these itself: a FIFO there would block it
+        check_regular(Path(f"{path}{side}"), f"{what}: {str(path) + side!r}")
     if path.exists() and path.stat().st_size > 0:
-        with path.open("rb") as f:
+        with open_regular(path, f"{what}: {str(path)!r}") as f:
             head = f.read(16)
         if head != _SQLITE_MAGIC:
             raise ConfigError(f"{what}: {str(path)!r} is not a SQLite database (damaged or another kind of file); "
                               "move it away or choose another --storage")
+        foreign = _foreign_tables(path)
+        if foreign:
+            raise ConfigError(f"{what}: {str(path)!r} is another application's database (it has tables Optuna does "
+                              f"not make: {', '.join(sorted(foreign)[:5])}); nothing was added to it; choose another "
+                              "--storage")
 
 
-def _check_journal_file(path: Path, what: str = "run.storage") -> None:
-    """An Optuna journal is UTF-8 JSON, one operation per line: a file that is not is named, not tracebacked
-    (a torn last line, which a crash mid-write leaves, is Optuna's to skip)."""
+#: The tables Optuna's RDB storage makes (SQLite's own ``sqlite_*`` tables aside).
+OPTUNA_TABLES = frozenset({
+    "alembic_version", "studies", "study_directions", "study_system_attributes", "study_user_attributes",
+    "trial_heartbeats", "trial_intermediate_values", "trial_params", "trial_system_attributes",
+    "trial_user_attributes", "trial_values", "trials", "version_info"})
+
+
+def _foreign_tables(path: Path) -> set[str]:
+    """Tables of the SQLite file ``path`` that are not Optuna's (read without writing anything); a file with
+    tables but not Optuna's ``version_info`` counts as foreign as a whole."""
+    import os
+    import sqlite3
+
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+    try:
+        con = sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S)
+        try:
+            tables = {r[0] for r in con.execute("select name from sqlite_master where type = 'table' "
+                                                "and name not like 'sqlite\\_%' escape '\\'")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return set()  # damaged: Optuna's open names it
+    if not tables:
+        return set()
+    extra = tables - OPTUNA_TABLES
+    if not extra and "version_info" not in tables and "studies" in tables:
+        extra = {"studies (not Optuna's: no version_info)"}
+    return extra
+
+
+#: Largest journal file checked and opened (a journal of 10,000 trials is a few hundred MB).
+MAX_JOURNAL_BYTES = 1 << 32
+
+
+def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = False) -> None:
+    """An Optuna journal is UTF-8 JSON, one operation per line ending in a newline: a file that is not is named,
+    not tracebacked.  A torn last line (no newline: a crash or a full disk mid-append) is harmless to a reader
+    (Optuna skips it) but the next append would be written after the torn bytes and make the whole journal
+    unreadable: a writer (``repair``) first keeps a copy of the file (``<file>.torn-<time>``), cuts the torn
+    bytes off and says so in one warning line; all of this under Optuna's own journal lock, so that a line
+    another worker is writing at that moment is never taken for a torn one."""
+    from nas_harness._config import check_regular, open_regular
+
+    label = f"{what}: {str(path)!r}"
+    check_regular(path, label)
     if not path.is_file() or path.stat().st_size == 0:
         return
+    if path.stat().st_size > MAX_JOURNAL_BYTES:
+        raise ConfigError(f"{label}: {path.stat().st_size:,} bytes; a journal is at most {MAX_JOURNAL_BYTES:,}")
     import json
 
+    end = 0  # offset just past the last complete line
+    with open_regular(path, label) as f:
+        for i, line in enumerate(f, start=1):
+            if not line.endswith(b"\n"):
+                break  # the torn tail: only ever the last piece of the file
+            end += len(line)
+            if not line.strip():
+                continue
+            try:
+                op = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                op = None
+            if not isinstance(op, dict) or "op_code" not in op:
+                raise ConfigError(f"{label} is not a readable Optuna journal (line {i} is not a JSON operation; a "
+                                  "write cut short in the middle of the file?); move it away or choose another "
+                                  "--storage")
+    if repair and end < path.stat().st_size:
+        _cut_torn_tail(path, label)
+
+
+def _cut_torn_tail(path: Path, label: str) -> None:
+    from optuna.storages.journal import JournalFileSymlinkLock
+    from optuna.storages.journal._file import get_lock_file
+
+    with get_lock_file(JournalFileSymlinkLock(str(path))):
+        _cut_torn_tail_locked(path, label)
+
+
+def _cut_torn_tail_locked(path: Path, label: str) -> None:
+    """With the journal's lock held: if the file does not end in a newline, keep a copy and cut the torn bytes."""
+    import os
+    import shutil
+
     with path.open("rb") as f:
-        head = f.read(1 << 16)
-    lines = head.split(b"\n")
-    complete = lines[:-1] if len(lines) > 1 else lines
-    for i, line in enumerate(complete[:50], start=1):
-        if not line.strip():
-            continue
-        try:
-            op = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            op = None
-        if not isinstance(op, dict) or "op_code" not in op:
-            raise ConfigError(f"{what}: {str(path)!r} is not an Optuna journal (line {i} is not a JSON operation); "
-                              "move it away or choose another --storage")
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    if end == len(data):
+        return  # nothing torn (or another worker repaired it meanwhile)
+    keep = path.with_name(f"{path.name}.torn-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
+    shutil.copyfile(path, keep)
+    with path.open("r+b") as f:
+        f.truncate(end)
+        f.flush()
+        os.fsync(f.fileno())
+    warnings.warn(f"{label} ended in a torn line ({len(data) - end:,} bytes, a write cut short); a copy of the "
+                  f"whole file is kept as {str(keep)!r} and the torn bytes were removed from the journal",
+                  RuntimeWarning, stacklevel=4)
+
+
+def _journal_backend(path: Path, what: str) -> Any:
+    """Optuna's journal file backend whose every append first makes sure the file ends in a newline (a worker
+    killed mid-append on another process leaves torn bytes; appending after them would corrupt the journal)."""
+    import os
+
+    from optuna.storages.journal import JournalFileBackend
+    from optuna.storages.journal._file import get_lock_file
+
+    class _Backend(JournalFileBackend):
+        def append_logs(self, logs: list[dict[str, Any]]) -> None:
+            import json
+
+            text = "\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n"
+            with get_lock_file(self._lock):
+                with open(self._file_path, "rb") as f:
+                    size = f.seek(0, os.SEEK_END)
+                    if size:
+                        f.seek(size - 1)
+                    torn = size > 0 and f.read(1) != b"\n"
+                if torn:
+                    _cut_torn_tail_locked(path, f"{what}: {str(path)!r}")
+                with open(self._file_path, "ab") as f:
+                    f.write(text.encode("utf-8"))
+                    f.flush()
+                    os.fsync(f.fileno())
+
+    return _Backend(str(path))
 
 
 class StorageLock:
@@ -389,7 +575,8 @@ class StorageLock:
             import sqlalchemy
 
             if self._engine is None:
-                self._engine = sqlalchemy.create_engine(sqlalchemy_url(self.url), poolclass=sqlalchemy.pool.NullPool)
+                self._engine = sqlalchemy.create_engine(sqlalchemy_url(self.url), poolclass=sqlalchemy.pool.NullPool,
+                                                        connect_args=connect_args(self.url))
             con = self._engine.connect()
             if self._kind == "mysql":
                 con.execute(sqlalchemy.text("SELECT GET_LOCK(:k, 3600)"), {"k": f"nas-harness:{self._key}"})

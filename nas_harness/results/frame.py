@@ -11,14 +11,15 @@ accuracy comes with its Wilson 95 % interval from its split size (``val_ci_low``
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_harness._config import RESULTS_DIR
+from nas_harness._config import RESULTS_DIR, check_regular, open_regular, unsafe_chars
 from nas_harness.errors import ConfigError
-from nas_harness.records import TrialRecord
+from nas_harness.records import TrialRecord, stored_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -55,11 +56,8 @@ class StudySource:
 def _is_sqlite(path: Path) -> bool:
     if path.suffix.lower() in _SQLITE_SUFFIXES:
         return True
-    try:
-        with path.open("rb") as f:
-            return f.read(16) == _SQLITE_MAGIC
-    except OSError as exc:
-        raise ConfigError(f"storage: cannot read '{path}' ({exc.strerror or exc})") from None
+    with open_regular(path, f"storage: '{path}'") as f:
+        return f.read(16) == _SQLITE_MAGIC
 
 
 def _storage_for_path(path: Path, write: bool = False) -> tuple[Any, str]:
@@ -87,6 +85,7 @@ def _is_dir(path: Path) -> bool:
 
 def _folder_storage(folder: Path, write: bool = False) -> tuple[Any, str]:
     db = folder / "study.db"
+    check_regular(db, f"storage: '{db}'")
     if db.is_file():
         return _storage_for_path(db, write)
     candidates = sorted(
@@ -114,8 +113,8 @@ def resolve_source(source: str | Path, study_name: str | None = None, write: boo
 
     text = str(source)
     folder: Path | None
-    if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text) or len(text) > 4096:
-        raise ConfigError(f"storage: {text[:60]!r} is not a results folder, SQLite/journal file or storage URL")
+    if unsafe_chars(text) or len(text) > 4096:
+        raise ConfigError(f"storage: {redact(text)[:60]!r} is not a results folder, SQLite/journal file or storage URL")
     if text.startswith("journal:"):  # the search's spelling of a journal-file storage
         text = text[len("journal:"):].removeprefix("//")
         if not _is_file(Path(text)):
@@ -139,6 +138,8 @@ def resolve_source(source: str | Path, study_name: str | None = None, write: boo
             storage, label = _storage_for_path(path, write)
             folder = path.parent
         else:
+            with contextlib.suppress(OSError):  # a FIFO or a device: named as such (it is never read)
+                check_regular(path, f"storage: {text[:200]!r}")
             raise ConfigError(
                 f"storage: {text[:200]!r} is not a results folder, SQLite/journal file or storage URL"
             )
@@ -213,8 +214,15 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     param_names: list[str] = []
+    check_stored_study(study)
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
+        problem = stored_problem(a)
+        if problem is not None:
+            key, value, allowed = problem
+            raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}, trial {t.number}: stored "
+                              f"{key} = {_short(value)} is not {allowed} (changed outside nas-harness?); nothing is "
+                              "reported from a damaged study")
         rec = TrialRecord.from_attrs(a)
         state = t.state.name
         ref = rec.reference or None
@@ -282,6 +290,40 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         choice_columns=[k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names],
     )
     return df
+
+
+#: Study attributes readers use, and what each must be.
+_STUDY_ATTRS = {"config": (dict, "a table"), "comparable": (dict, "a table"), "objective": (str, "text"),
+                "metric_names": (list, "a list of names")}
+
+
+def storage_label(study: Any) -> str:
+    """The storage of an open study as it may be shown: a URL without its password, or a journal file."""
+    from nas_harness.records import redact
+
+    storage = study._storage
+    for layer in (storage, getattr(storage, "_backend", None)):  # Optuna's cache wraps the RDB storage
+        url = getattr(layer, "url", None) or getattr(getattr(layer, "_backend", None), "_file_path", None)
+        if url:
+            return redact(str(url))
+    return type(storage).__name__
+
+
+def check_stored_study(study: Any) -> None:
+    """Refuse (one ConfigError line naming storage, study and key) a study attribute that is not what
+    nas-harness stores."""
+    for key, (kind, allowed) in _STUDY_ATTRS.items():
+        value = study.user_attrs.get(key)
+        ok = value is None or (isinstance(value, kind) and (
+            kind is not list or all(isinstance(v, str) for v in value)))
+        if not ok:
+            raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: stored {key} = "
+                              f"{_short(value)} is not {allowed} (changed outside nas-harness?)")
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def add_intervals(df: pd.DataFrame) -> pd.DataFrame:

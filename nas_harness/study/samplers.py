@@ -13,7 +13,7 @@ from typing import Any
 from nas_harness.errors import ConfigError
 from nas_harness.objectives import Objective
 
-_REF_RE = re.compile(r"^(b0|base)(?:-(w|d)(\d+(?:\.\d+)?)|-(nose|k3|k5|e3|e4))?$")
+_REF_RE = re.compile(r"^(b0|base)(?:-(w|d)(\d+(?:\.\d+)?)|-(nose|k3|k5|e3|e4))?\Z")
 
 
 def make_sampler(cfg: Any, objective: Objective | None, seed: int, space: Any = None) -> Any:

@@ -100,16 +100,49 @@ def open_study(cfg: StudyConfig, storage: Any, sampler: Any = None, pruner: Any 
 
     Returns the study and the thread count its trials use (fixed at creation, reused on resume).
     """
-    import optuna
-
     log = log or (lambda msg: None)
     comparable = cfg.comparable()
+    content = data_identity(cfg)
+    if content is not None:
+        comparable["data"]["content"] = content
+    with StorageLock(cfg.storage_url):  # two workers starting a new study together: one creates and records it
+        return _open_study(cfg, storage, sampler, pruner, log, comparable)
+
+
+def data_identity(cfg: StudyConfig) -> str | None:
+    """The content fingerprint of the data a study trains on (:meth:`ProxyData.fingerprint`: the images and
+    labels of every split, not where they live) where the data comes from a folder the user names
+    (``data.root``: image folders, CIFAR, a Fashion-MNIST copy); None for the built-in data sets, whose studies
+    keep their comparability records unchanged."""
+    if cfg.data.root is None:
+        return None
+    from nas_harness.data import load_proxy
+
+    return load_proxy(cfg.data).fingerprint()
+
+
+def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: Any,
+                comparable: dict[str, Any]) -> tuple[Any, int | str]:
+    import optuna
+
     wanted = cfg.train.threads
     existing = cfg.name in optuna.get_all_study_names(storage)
     if existing:
         study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
+        where = f"study {cfg.name!r} in {redact(cfg.storage_url)}"
         stored = study.user_attrs.get("comparable")
+        if stored is None and not isinstance(study.user_attrs.get("config"), dict):
+            raise ConfigError(f"name: {where} was not created by nas-harness (it has no comparability record or "
+                              "study settings); choose another name or another --storage")
+        if stored is not None and not isinstance(stored, dict):
+            raise ConfigError(f"comparable: {where} holds a damaged comparability record ({_short(stored)}, "
+                              "expected a table); nothing was changed")
         if isinstance(stored, dict):
+            if "content" in comparable["data"] and isinstance(stored.get("data"), dict) \
+                    and "content" not in stored["data"]:
+                stored = {**stored, "data": {**stored["data"], "content": comparable["data"]["content"]}}
+                study.set_user_attr("comparable", stored)
+                log(f"study {cfg.name!r} predates data identities: recording this data's now")
             stored_threads = (stored.get("train") or {}).get("threads")
             threads = wanted if wanted is not None else stored_threads
             comparable["train"]["threads"] = threads

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_harness import kernels
+from nas_harness._config import open_regular
 from nas_harness.data import ProxyData
 from nas_harness.errors import ConfigError, NonFiniteLossError, TrialOutOfMemoryError
 from nas_harness.train.augment import BatchMaker
@@ -366,7 +367,8 @@ def _load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
     except OSError:
         return None
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=True)
+        with open_regular(path) as f:  # a FIFO or device in its place is refused, never read
+            ck = torch.load(f, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated, foreign or hostile file: name it, never execute it
         detail = " ".join(str(exc).split())[:160]
         problem = f"cannot be loaded safely ({type(exc).__name__}: {detail})"

@@ -10,6 +10,7 @@ are not results and are left out of the comparison; the database file itself is 
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import sqlite3
 import struct
@@ -66,7 +67,75 @@ def image_folder(classes: list[str], extra: dict[str, bytes] | None = None) -> d
     return {**files, **(extra or {})}
 
 
+def sqlite_bytes(*sql: str) -> Callable[[Path], bytes]:
+    """A SQLite file made by running ``sql`` (another application's database)."""
+
+    def make(root: Path) -> bytes:
+        tmp = root / ".made.db"
+        con = sqlite3.connect(tmp)
+        for statement in sql:
+            con.execute(statement)
+        con.commit()
+        con.close()
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data
+
+    return make
+
+
+def optuna_study_bytes(name: str = "tiny", **user_attrs: Any) -> Callable[[Path], bytes]:
+    """A SQLite file holding a study of ``name`` made with plain Optuna (one finished trial), with ``user_attrs``."""
+
+    def make(root: Path) -> bytes:
+        import optuna
+
+        tmp = root / ".made.db"
+        study = optuna.create_study(storage=f"sqlite:///{tmp}", study_name=name, direction="maximize")
+        for k, v in user_attrs.items():
+            study.set_user_attr(k, v)
+        study.add_trial(optuna.trial.create_trial(value=0.5, params={}, distributions={}))
+        del study
+        import gc
+
+        gc.collect()
+        with sqlite3.connect(tmp) as con:  # WAL mode, as a storage opened by a search leaves it (switching the
+            con.execute("PRAGMA journal_mode=WAL")  # mode is no change to what is stored)
+        con.close()
+        data = tmp.read_bytes()
+        tmp.unlink()
+        return data
+
+    return make
+
+
+def tampered(key: str, value: Any) -> Callable[[Path], bytes]:
+    """The fake study with one stored attribute changed behind nas-harness's back: ``trial.KEY`` (trial 5's
+    user attribute) or ``study.KEY``."""
+
+    def make(root: Path) -> bytes:
+        import json
+
+        db = study_folder(root / ".made", "fake") / "study.db"
+        con = sqlite3.connect(db)
+        scope, name = key.split(".", 1)
+        if scope == "trial":
+            con.execute("update trial_user_attributes set value_json = ? where key = ? and trial_id = "
+                        "(select trial_id from trials where number = 5)", (json.dumps(value), name))
+        else:
+            con.execute("update study_user_attributes set value_json = ? where key = ?", (json.dumps(value), name))
+        con.commit()
+        con.close()
+        data = db.read_bytes()
+        shutil.rmtree(root / ".made")
+        return data
+
+    return make
+
+
 FAKE = "fake-study"  # a real study built by tests/helpers/fakes.py, copied into results/fake/
+FIFO = "named-pipe"  # a FIFO made in the file's place (reading it would block forever)
+ZERO = "dev-zero"  # a symlink to /dev/zero in the file's place (reading it would never end)
 
 
 @dataclass
@@ -149,6 +218,8 @@ CASES = [
     Case("info-arch-file-json-nan", ["info", "arch.json"], "arch.json",
          {"arch.json": '{"stages": [{"repeats": 1, "kernel": 3, "stride": 1, "expand": NaN, "channels": 16}], '
                        '"stem_channels": 32, "stem_stride": 2, "head_channels": 64}'}),
+    Case("info-fvcore-16384", ["info", "b0", "--resolution", "16384", "--fvcore"], "--fvcore"),
+    Case("info-fvcore-b7-4096", ["info", "b7", "--resolution", "4096", "--fvcore"], "GiB"),
     Case("info-arch-control-chars", ["info", "b0\x1b[2J"], "argument ARCH"),
     # ---------------------------------------------------------------- scale
     Case("scale-alpha-below-1", ["scale", "b0", "--alpha", "0.5"], "argument --alpha"),
@@ -280,6 +351,94 @@ CASES = [
     Case("bench-out-under-a-file", ["bench", "--suite", "flops", "--quick", "--out", "afile/b.json"], "--out",
          {"afile": "x"}),
     Case("bench-suite-control-char", ["bench", "--suite", "flops\n"], "argument --suite"),
+    # ---------------------------------------------------------------- issue #21: files that are not files
+    Case("search-journal-dev-zero", ["search", "s.toml", "--storage", "journal:/dev/zero"], "/dev/zero",
+         {"s.toml": study_toml()}),
+    Case("search-journal-fifo", ["search", "s.toml", "--storage", "journal:j.log"], "FIFO",
+         {"s.toml": study_toml(), "j.log": FIFO}),
+    Case("search-study-db-fifo", ["search", "s.toml"], "study.db",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db": FIFO}),
+    Case("search-study-db-wal-fifo", ["search", "s.toml"], "study.db-wal",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db-wal": FIFO}),
+    Case("search-study-toml-fifo", ["search", "s.toml"], "s.toml", {"s.toml": FIFO}),
+    Case("search-study-toml-dev-zero", ["search", "s.toml"], "character device", {"s.toml": ZERO}),
+    Case("check-latency-table-fifo", ["search", "s.toml", "--check"], "latency table",
+         {"s.toml": study_toml(objective={"kind": "budget", "cost": "latency", "max_latency_ms": 5.0},
+                               latency={"table": "t.json"}), "t.json": FIFO}),
+    Case("info-arch-file-dev-zero", ["info", "arch.txt"], "arch.txt", {"arch.txt": ZERO}),
+    Case("report-study-db-fifo", ["report", "results/fake/study.db"], "FIFO", {"results/fake/study.db": FIFO}),
+    Case("report-journal-dev-zero", ["report", "journal:z.log"], "z.log", {"z.log": ZERO}),
+    Case("ablate-file-fifo", ["ablate", "a.toml"], "a.toml", {"a.toml": FIFO}),
+    Case("data-idx-fifo", ["search", "s.toml"], "train-images",
+         {"s.toml": study_toml(data={"dataset": "fashion_mnist", "root": "fm"}),
+          "fm/train-images-idx3-ubyte": FIFO, "fm/train-labels-idx1-ubyte": FIFO,
+          "fm/t10k-images-idx3-ubyte": FIFO, "fm/t10k-labels-idx1-ubyte": FIFO}),
+    # ---------------------------------------------------------------- issue #21: storages that keep nothing
+    Case("search-storage-memory", ["search", "s.toml", "--storage", "sqlite:///:memory:"], "keeps nothing",
+         {"s.toml": study_toml()}),
+    Case("search-storage-sqlite-bare", ["search", "s.toml", "--storage", "sqlite://"], "keeps nothing",
+         {"s.toml": study_toml()}),
+    Case("ablate-storage-memory-uri", ["ablate", "a.toml", "--storage", "sqlite:///file:x?mode=memory&uri=true"],
+         "keeps nothing", {"a.toml": ABLATION}),
+    # ---------------------------------------------------------------- issue #21: names, paths and URLs
+    Case("study-name-final-newline", ["search", "s.toml"], "name",
+         {"s.toml": lambda r: study_toml()(r).replace('name = "tiny"', 'name = "tiny\\n"')}),
+    Case("report-study-final-newline", ["report", "results/fake", "--study", "fake\n"], "argument --study",
+         {"results/fake/study.db": FAKE}),
+    Case("search-fork-final-newline", ["search", "s.toml", "--fork", "x\n"], "argument --fork",
+         {"s.toml": study_toml()}),
+    Case("search-storage-c1-control", ["search", "s.toml", "--storage", "sqlite:///a\x9b2J.db"], "argument --storage",
+         {"s.toml": study_toml()}),
+    Case("search-storage-bidi-override", ["search", "s.toml", "--storage", "sqlite:///a\u202egpj.db"],
+         "argument --storage", {"s.toml": study_toml()}),
+    Case("study-results-dir-bidi", ["search", "s.toml"], "run.results_dir",
+         {"s.toml": lambda r: study_toml()(r).replace('results_dir = "results"', 'results_dir = "res\\u2067ults"')}),
+    Case("study-data-root-c1", ["search", "s.toml"], "data.root",
+         {"s.toml": study_toml(data={"dataset": "folder", "root": "im\u0085gs"})}),
+    Case("report-path-bidi", ["report", "results/\u202efake"], "argument STUDY"),
+    Case("latency-device-final-newline", ["search", "s.toml"], "latency.device",
+         {"s.toml": lambda r: study_toml(objective={"kind": "budget", "cost": "latency", "max_latency_ms": 5.0},
+                                         latency={"device": "cpuX"})(r).replace('"cpuX"', '"cpu\\n"')}),
+    Case("storage-password-in-error-line", ["search", "s.toml", "--storage", "sqlite:///a\x07.db?password=hunter2"],
+         "argument --storage", {"s.toml": study_toml()}),
+    # ---------------------------------------------------------------- issue #21: foreign and tampered storages
+    Case("search-plain-optuna-study-same-name", ["search", "s.toml"], "not created by nas-harness",
+         {"s.toml": study_toml(name="tiny"), "results/tiny/study.db": optuna_study_bytes()}),
+    Case("search-tampered-comparable", ["search", "s.toml"], "comparable",
+         {"s.toml": study_toml(name="tiny"),
+          "results/tiny/study.db": optuna_study_bytes(comparable="x", config={"name": "tiny"})}),
+    Case("search-foreign-sqlite-app", ["search", "s.toml", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer, name text)",
+                                                         "insert into users values (1, 'ann')")}),
+    Case("search-foreign-sqlite-own-studies-table", ["search", "s.toml", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table studies(id integer, owner text)")}),
+    Case("check-foreign-sqlite-app", ["search", "s.toml", "--check", "--storage", "sqlite:///app.db"],
+         "another application's database",
+         {"s.toml": study_toml(), "app.db": sqlite_bytes("create table users(id integer)")}),
+    Case("report-foreign-sqlite-app", ["report", "app.db"], "another application's database",
+         {"app.db": sqlite_bytes("create table users(id integer)")}),
+    # ---------------------------------------------------------------- issue #21: what info refuses, search does
+    Case("check-base-too-wide-head", ["search", "s.toml", "--check"], "base: ",
+         {"s.toml": study_toml(base="stem_c32_s2,ir_r1_k3_s1_e6_c16,head_c200000_do0_dp0_silu")}),
+    Case("search-base-too-wide", ["search", "s.toml"], "base: ",
+         {"s.toml": study_toml(base="stem_c32_s2,ir_r1_k3_s1_e6_c900000,head_c64_do0_dp0_silu")}),
+    # ---------------------------------------------------------------- issue #21: stored values trusted
+    Case("report-val-acc-string", ["report", "results/fake"], "trial 5: stored val_acc = 'abc'",
+         {"results/fake/study.db": tampered("trial.val_acc", "abc")}),
+    Case("plot-val-acc-1e308", ["plot", "results/fake"], "trial 5: stored val_acc = 1e+308",
+         {"results/fake/study.db": tampered("trial.val_acc", 1e308)}),
+    Case("export-macs-negative", ["export", "results/fake"], "stored macs = -5",
+         {"results/fake/study.db": tampered("trial.macs", -5)}),
+    Case("report-arch-number", ["report", "results/fake"], "stored arch = 5",
+         {"results/fake/study.db": tampered("trial.arch", 5)}),
+    Case("report-full-budget-text", ["report", "results/fake"], "stored full_budget = 'yes'",
+         {"results/fake/study.db": tampered("trial.full_budget", "yes")}),
+    Case("report-config-string", ["report", "results/fake"], "study 'fake': stored config = 'x'",
+         {"results/fake/study.db": tampered("study.config", "x")}),
+    Case("plot-metric-names-number", ["plot", "results/fake"], "stored metric_names = 7",
+         {"results/fake/study.db": tampered("study.metric_names", 7)}),
 ]
 
 
@@ -297,6 +456,8 @@ def snapshot(root: Path) -> dict[str, tuple[str, int, str]]:
             continue
         if p.is_dir():
             out[rel] = ("dir", 0, "")
+        elif not p.is_file():  # a FIFO or a device planted by the case: never read
+            out[rel] = ("special", 0, "")
         else:
             data = p.read_bytes()
             out[rel] = ("file", len(data), hashlib.sha256(data).hexdigest())
@@ -307,6 +468,12 @@ def write_files(root: Path, files: dict[str, Any]) -> None:
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        if content is FIFO:
+            os.mkfifo(path)
+            continue
+        if content is ZERO:
+            path.symlink_to("/dev/zero")
+            continue
         if content is FAKE:
             db = _study_db(root)
             if db != path:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from nas_harness.records import (
     recover_stale,
     stale_reason,
 )
-from nas_harness.records._lease import BEAT_KEY, OWNER_KEY, _boot_id, _proc_start
+from nas_harness.records._lease import BEAT_KEY, OWNER_KEY, _boot_id, _pid_namespace, _proc_start
 
 DIST = {"s1_kernel": CategoricalDistribution([3, 5]), "s1_se": CategoricalDistribution([True, False])}
 
@@ -118,15 +120,74 @@ def test_live_workers_are_never_failed(tmp_path: Path) -> None:
     assert study.get_trials()[0].state == TrialState.RUNNING
 
 
-def test_another_machine_is_dead_after_six_missed_heartbeats(tmp_path: Path) -> None:
+def test_another_machine_is_dead_after_its_heartbeat_stayed_unchanged_for_six_intervals_of_our_clock(
+        tmp_path: Path) -> None:
     study = _study(tmp_path)
     t = study.ask(DIST)
     _owned_by(study, t, host="elsewhere", boot="x", pid=1, start=1, interval=10)
-    study._storage.set_trial_system_attr(t._trial_id, BEAT_KEY, time.time() - 59)
-    assert stale_reason(study._storage.get_trial(t._trial_id)) is None
-    study._storage.set_trial_system_attr(t._trial_id, BEAT_KEY, time.time() - 61)
-    reason = stale_reason(study._storage.get_trial(t._trial_id))
-    assert reason is not None and "sent no heartbeat" in reason and "elsewhere" in reason
+    study._storage.set_trial_system_attr(t._trial_id, BEAT_KEY, time.time() - 10_000)  # its clock: irrelevant
+    get = study._storage.get_trial
+    assert stale_reason(get(t._trial_id), now=1000.0) is None  # first look
+    assert stale_reason(get(t._trial_id), now=1059.0) is None
+    study._storage.set_trial_system_attr(t._trial_id, BEAT_KEY, time.time() - 9_990)  # it beat: alive
+    assert stale_reason(get(t._trial_id), now=1100.0) is None
+    assert stale_reason(get(t._trial_id), now=1159.0) is None
+    reason = stale_reason(get(t._trial_id), now=1161.0)
+    assert reason is not None and "sent no heartbeat for 61 s" in reason and "elsewhere" in reason
+
+
+@pytest.mark.parametrize("skew_s", [-3600.0, -120.0, 120.0, 86_400.0])
+def test_a_live_worker_whose_clock_is_off_is_never_failed(tmp_path: Path, skew_s: float) -> None:
+    """Issue #21: a second host whose clock runs 120 s ahead (or behind, or a day off) beats every 10 s; an
+    observer watching for ten minutes of its own time never fails its trial."""
+    study = _study(tmp_path)
+    t = study.ask(DIST)
+    _owned_by(study, t, host="elsewhere", boot="x", pid=1, start=1, interval=10)
+    for step in range(60):
+        study._storage.set_trial_system_attr(t._trial_id, BEAT_KEY, time.time() + skew_s + 10 * step)
+        assert stale_reason(study._storage.get_trial(t._trial_id), now=5000.0 + 10 * step) is None
+    assert recover_stale(study, None) == []
+
+
+NAMESPACED_WORKER = """
+import sys, time, optuna
+from nas_harness.records import Heartbeat, open_storage
+storage = open_storage(sys.argv[1])
+study = optuna.load_study(storage=storage, study_name="s")
+t = study.ask()
+Heartbeat(storage, 1).own(t._trial_id)
+print(t._trial_id, flush=True)
+sys.stdin.read()  # runs until the test closes its stdin
+"""
+
+
+def test_a_live_worker_in_another_pid_namespace_is_never_failed(tmp_path: Path) -> None:
+    """Issue #21: two workers on one host in different PID namespaces (containers with host networking: same
+    host name and boot id) never judge each other by process id; a gone one is failed from its heartbeat."""
+    unshare = ["unshare", "--pid", "--fork", "--mount-proc"]
+    if shutil.which("unshare") is None or subprocess.run([*unshare, "true"], capture_output=True,
+                                                         check=False).returncode != 0:
+        pytest.skip("needs unshare --pid (root)")
+    study = _study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sub' / 'study.db'}"
+    root = str(Path(__file__).resolve().parents[2])
+    proc = subprocess.Popen([*unshare, sys.executable, "-c", NAMESPACED_WORKER, url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": root})
+    try:
+        tid = int(proc.stdout.readline())
+        owner = WorkerId.from_attr(study._storage.get_trial(tid).system_attrs[OWNER_KEY])
+        assert owner.host == socket.gethostname() and owner.boot == _boot_id()
+        assert owner.pidns and owner.pidns != _pid_namespace() and owner.pid != proc.pid
+        for _ in range(3):  # its pid means another process (or none) here: that is no evidence
+            assert stale_reason(study._storage.get_trial(tid)) is None
+            assert recover_stale(study, None) == []
+            time.sleep(0.5)
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+    t0 = time.monotonic()  # gone now: its heartbeat stops changing; 6 x 1 s of our clock later it is failed
+    reason = stale_reason(study._storage.get_trial(tid), now=t0 + 6.5)
+    assert reason is not None and "sent no heartbeat" in reason
 
 
 def test_a_trial_of_this_process_that_nobody_runs_is_stale(tmp_path: Path) -> None:
@@ -151,7 +212,8 @@ def test_heartbeat_thread_refreshes_and_stops_on_finished_trials(tmp_path: Path)
         time.sleep(0.2)
     assert study._storage.get_trial(t._trial_id).system_attrs[BEAT_KEY] > first
     owner = WorkerId.from_attr(study._storage.get_trial(t._trial_id).system_attrs[OWNER_KEY])
-    assert owner == WorkerId(socket.gethostname(), _boot_id(), os.getpid(), _proc_start(os.getpid()), 1)
+    assert owner == WorkerId(socket.gethostname(), _boot_id(), os.getpid(), _proc_start(os.getpid()), 1,
+                             _pid_namespace())
     study.tell(t, 1.0)
     hb.close()
 

@@ -1,0 +1,35 @@
+"""Issue #21: Ctrl-C at any moment of a command's start-up (imports, argument and study checks, data loading)
+is one line and exit 130, never a traceback; the moments are spread over the first seconds, and whatever the
+machine's speed each one must give the same kind of ending."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers.studies import tiny_dict, to_toml
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.4, 0.8, 1.5, 3.0])
+def test_sigint_during_start_up_is_one_line(tmp_path: Path, delay_s: float) -> None:
+    (tmp_path / "s.toml").write_text(to_toml(tiny_dict(tmp_path, run={"n_trials": 50})))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", "s.toml", "--no-progress"],
+                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay_s)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=300)
+    assert "Traceback" not in err, err[-3000:]
+    lines = [ln for ln in err.splitlines() if "interrupted" in ln]
+    if proc.returncode == -signal.SIGINT:  # ended by the signal itself (before Python's handler was installed)
+        assert len(lines) <= 1, err[-2000:]
+        return
+    assert proc.returncode == 130, (proc.returncode, err[-2000:])
+    assert len(lines) == 1 and err.splitlines()[-1] == lines[0], err[-2000:]
