@@ -81,12 +81,15 @@ def _finish_and_count(path: Path, cfg) -> list[TrialState]:
 
 
 def test_sigkill_of_search_kills_its_workers_and_loses_nothing(tmp_path: Path) -> None:
-    d = tiny_dict(tmp_path, **GRID, run={"n_trials": 5, "workers": 2})
+    d = tiny_dict(tmp_path, **GRID, run={"n_trials": 8, "workers": 2})
     path = tmp_path / "tiny.toml"
     path.write_text(to_toml(d))
     cfg = validate(d)
     proc = _cli(path)
-    sigkill_after_first_complete(proc, cfg.study_dir / "study.db")
+    try:
+        sigkill_after_first_complete(proc, cfg.study_dir / "study.db")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: exit {proc.returncode}, stderr {proc.stderr.read()[-3000:]}") from None
     time.sleep(1.0)  # the workers die with their parent (no orphan keeps training)
     ps = subprocess.run(["pgrep", "-f", f"nas-harness-worker|{path}"], capture_output=True, text=True)
     assert not [p for p in ps.stdout.split() if int(p) != os.getpid()], ps.stdout
