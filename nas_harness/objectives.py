@@ -204,8 +204,8 @@ class Objective(ConfigModel):
         if self.kind == "reward":
             alpha, beta = self.exponents
             name, unit = ("latency", " ms") if self.cost == "latency" else ("MACs", "")
-            return (f"reward = ACC x ({name}/{self.target:.3g}{unit})^w, w = {alpha:g} if {name} <= T "
-                    f"else {beta:g}")
+            w = f"{alpha:g}" if alpha == beta else f"{alpha:g} if {name} <= T else {beta:g}"
+            return f"reward = ACC x ({name}/{self.target:.3g}{unit})^w, w = {w}"
         b = self.budget
         lim = ", ".join(x for x in (f"MACs <= {b.max_macs:.3g}" if b.max_macs else "",
                                     f"params <= {b.max_params:.3g}" if b.max_params else "",

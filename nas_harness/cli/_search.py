@@ -67,7 +67,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                         "machine: start one with --device cuda:0, one with cuda:1, ... on the same study")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
-    p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")
+    p.add_argument("--check", action="store_true",
+                   help="validate the study file (data, folders, storage, resources) and print a one-line verdict; "
+                        "run nothing")
+    p.add_argument("--show-config", action="store_true",
+                   help="with --check: also print the resolved study file (every default filled in) as JSON")
     p.add_argument("--scaling", action="store_true",
                    help="compound-scaling search instead: grid over alpha, beta, gamma ([scaling] table)")
     p.add_argument("--base", type=text(10_000),
@@ -89,11 +93,16 @@ def run(args: argparse.Namespace) -> int:
     if args.no_plots:
         overrides["run.plots"] = False
     cfg = load_study(args.study, overrides)
+    if args.show_config and not args.check:
+        from nas_harness.errors import ConfigError
+
+        raise ConfigError("--show-config: only with --check (it prints the resolved study file instead of running)")
     if args.check:
         from nas_harness.study.search import check_study
 
         check_study(cfg)  # data, folders, storage, resources: what a real run checks before it writes
-        print(json.dumps(cfg.to_dict(), indent=2, default=str))
+        if args.show_config:
+            print(json.dumps(cfg.to_dict(), indent=2, default=str))
         print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",
               file=sys.stderr)
         return 0
