@@ -49,10 +49,8 @@ def run(args: argparse.Namespace) -> int:
                                  "files written so far were removed")
     with output_dir(out, "--out"):
         paths = exp.write(out, stem)
-    m = exp.metrics
-    acc = f"val_acc {m['val_acc']:.2%}" if "val_acc" in m else "no val_acc"
-    macs = f", {m['macs'] / 1e6:.2f} MMACs" if "macs" in m else ""
-    print(f"# {exp.study_name} trial {exp.trial} ({exp.name}): {acc}{macs}")
+    print(exp.header)
+    print(f"# {exp.params_note}")
     print(exp.arch_string)
     print()
     print(exp.builder_code())

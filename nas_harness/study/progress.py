@@ -65,3 +65,44 @@ class StudyProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+#: Study user attribute holding why the latest run stopped (read by ``nas-harness report``).
+STOP_ATTR = "last_stop"
+
+
+def stop_reason(*, finished: int, target: int, interrupted: bool = False, stopped_by_failures: bool = False,
+                max_failures: int = 0, grid_exhausted: bool = False, grid_size: int = 0,
+                timeout_s: float = 0.0, timed_out: bool = False, running_elsewhere: int = 0) -> str:
+    """Why a run of ``search`` ended, in one line that says what to do next.
+
+    ``finished``: complete + pruned trials of the study after the run, ``target``: the trials it should have
+    (``run.n_trials``, or the grid's size if smaller).  The first cause that applies wins: Ctrl-C, too many
+    failed trials, the grid ran out, ``run.n_trials`` reached, ``run.timeout_s`` passed.
+    """
+    of = f"{finished} of {target} trials finished"
+    again = "run the same command to continue"
+    if interrupted:
+        return f"stopped: interrupted (Ctrl-C) with {of}; {again}"
+    if stopped_by_failures:
+        return (f"stopped: run.max_failures = {max_failures} failed trials in this run, with {of}; see their "
+                f"fail_reason in trials.csv, then {again}")
+    if grid_exhausted:
+        return f"stopped: grid exhausted: all {grid_size} archs of the space evaluated ({finished} trials finished)"
+    if finished >= target:
+        return f"stopped: run.n_trials = {target} reached ({finished} trials finished)"
+    if timed_out:
+        return f"stopped: run.timeout_s = {timeout_s:g} s reached with {of}; {again}"
+    if running_elsewhere:
+        return f"stopped: {of}; the other {running_elsewhere} are running in other workers"
+    return f"stopped with {of}; {again}"
+
+
+def record_stop(study: Any, reason: str) -> None:
+    """Store ``reason`` (and when) as the study's :data:`STOP_ATTR`, overwriting the previous run's; a storage
+    that refuses the write costs the note, never the run."""
+    import contextlib
+    from datetime import UTC, datetime
+
+    with contextlib.suppress(Exception):  # the trials are stored already; the note is a convenience
+        study.set_user_attr(STOP_ATTR, {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
