@@ -41,7 +41,9 @@ def importance_caveat(importances: dict[str, float], n_trials: int) -> str | Non
     if n_trials < FEW_TRIALS:
         parts.append(f"only {n_trials} trials")
     if ties:
-        parts += [f"{n} choices tied at {v:.3f}" for v, n in sorted(ties.items(), reverse=True)]
+        (value, most), *rest = sorted(ties.items(), key=lambda kv: (-kv[1], -kv[0]))
+        parts.append(f"{most} choices tied at {value:.3f}"
+                     + (f" (and {sum(n for _, n in rest)} more in {len(rest)} other ties)" if rest else ""))
     if not parts:
         return None
     return "Caveat: " + "; ".join(parts) + ": too little data to rank these choices"

@@ -54,8 +54,7 @@ def objective_rows(objective: Mapping[str, Any], cost: str) -> list[list[str]]:
     rows = [["kind", obj.kind], ["objective", obj.describe()], ["cost", f"{obj.cost} ({COST_NAMES[obj.cost_key]})"]]
     if obj.kind == "reward":
         alpha, beta = obj.exponents
-        unit = "ms" if obj.cost == "latency" else "MACs"
-        rows += [["target T", f"{obj.target:,.6g} {unit}"],
+        rows += [["target T", cost_text(obj.target, obj.cost_key)],
                  ["exponent w", f"{alpha:g}" if alpha == beta else f"{alpha:g} if cost <= T, else {beta:g}"],
                  ["constraint", obj.constraint]]
     else:
