@@ -55,11 +55,12 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(exp.builder_code())
     if exp.family:
-        print("# compound-scaled family (phi, resolution, width, depth, MMACs, arch)")
+        print("# compound-scaled family (phi, resolution, width, depth, MMACs, params, arch)")
         for f in exp.family:
             mm = f"{f['macs'] / 1e6:.1f}" if "macs" in f else "?"
+            pm = f"{f['params']:,}" if "params" in f else "?"
             print(f"phi={f['phi']:g}  {f['resolution']}px  w={f['width']:.3f}  d={f['depth']:.3f}  {mm} MMACs  "
-                  f"{f['arch']}")
+                  f"{pm} params  {f['arch']}")
         print()
     for p in paths:
         print(p)

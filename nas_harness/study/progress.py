@@ -106,3 +106,20 @@ def record_stop(study: Any, reason: str) -> None:
 
     with contextlib.suppress(Exception):  # the trials are stored already; the note is a convenience
         study.set_user_attr(STOP_ATTR, {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
+
+
+def note_stop(study: Any, summary: Any, cfg: Any, target: int, grid_size: int, deadline: float | None) -> str:
+    """Why a ``run_search`` call ended (its ``SearchSummary``, ``StudyConfig``, trial target, grid size and
+    deadline), as :func:`stop_reason` words it; stored with the study (:func:`record_stop`) and returned."""
+    import time
+
+    from nas_harness.records import counts
+
+    now = counts(study)
+    reason = stop_reason(finished=now.finished, target=target, interrupted=summary.interrupted,
+                         stopped_by_failures=summary.stopped_by_failures,
+                         max_failures=cfg.run.max_failures or cfg.run.n_trials,
+                         grid_exhausted=summary.grid_exhausted, grid_size=grid_size, timeout_s=cfg.run.timeout_s,
+                         timed_out=deadline is not None and time.time() >= deadline, running_elsewhere=now.running)
+    record_stop(study, reason)
+    return reason

@@ -32,7 +32,7 @@ from nas_harness.records import (
     redact,
 )
 from nas_harness.study.config import StudyConfig
-from nas_harness.study.progress import StudyProgress, record_stop, stop_reason
+from nas_harness.study.progress import StudyProgress, note_stop
 from nas_harness.study.samplers import make_pruner, make_sampler, reference_trials
 
 MAX_DEFAULT_THREADS = 8
@@ -290,23 +290,10 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         log(f"grid exhausted: every arch of the space has been evaluated ({len(grid or [])} archs)")
     summary.wall_s = time.perf_counter() - t0
     _summarise(study, summary, before.finished + before.failed)
-    summary.stop_reason = _stop(study, summary, cfg, target, len(grid or []), deadline)
+    summary.stop_reason = note_stop(study, summary, cfg, target, len(grid or []), deadline)
     summary.best = [_trial_summary(t) for t in best_trials(study)]
     summary.outputs = write_outputs(study, cfg, log)
     return summary
-
-
-def _stop(study: Any, summary: SearchSummary, cfg: StudyConfig, target: int, grid_size: int,
-          deadline: float | None) -> str:
-    """Why this run ended (:func:`~nas_harness.study.progress.stop_reason`), stored with the study."""
-    now = counts(study)
-    reason = stop_reason(finished=now.finished, target=target, interrupted=summary.interrupted,
-                         stopped_by_failures=summary.stopped_by_failures,
-                         max_failures=cfg.run.max_failures or cfg.run.n_trials,
-                         grid_exhausted=summary.grid_exhausted, grid_size=grid_size, timeout_s=cfg.run.timeout_s,
-                         timed_out=deadline is not None and time.time() >= deadline, running_elsewhere=now.running)
-    record_stop(study, reason)
-    return reason
 
 
 def _note_idle_gpus(cfg: StudyConfig, say: Any) -> None:
