@@ -87,10 +87,11 @@ def stop_reason(*, finished: int, target: int, interrupted: bool = False, stoppe
     if stopped_by_failures:
         return (f"stopped: run.max_failures = {max_failures} failed trials in this run, with {of}; see their "
                 f"fail_reason in trials.csv, then {again}")
+    done = f"{finished} trial{'' if finished == 1 else 's'} finished"
     if grid_exhausted:
-        return f"stopped: grid exhausted: all {grid_size} archs of the space evaluated ({finished} trials finished)"
+        return f"stopped: grid exhausted: all {grid_size} archs of the space evaluated ({done})"
     if finished >= target:
-        return f"stopped: run.n_trials = {target} reached ({finished} trials finished)"
+        return f"stopped: run.n_trials = {target} reached ({done})"
     if timed_out:
         return f"stopped: run.timeout_s = {timeout_s:g} s reached with {of}; {again}"
     if running_elsewhere:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import optuna
@@ -29,16 +30,16 @@ def test_each_cause_in_words() -> None:
 
 @pytest.mark.slow
 def test_search_prints_and_stores_why_it_stopped(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    path = write_study(tmp_path, run={"n_trials": 2, "progress": False, "plots": False, "timeout_s": 0.001})
-    assert main(["search", str(path)]) == 0  # the deadline passes before the first trial starts
+    path = write_study(tmp_path, run={"n_trials": 3, "progress": False, "plots": False, "timeout_s": 0.001})
+    assert main(["search", str(path)]) == 0  # the deadline passes before (or right after) the first trial
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == ("stopped: run.timeout_s = 0.001 s reached with 0 of 2 trials finished; run the same command "
-                       "to continue")
+    assert re.fullmatch(r"stopped: run\.timeout_s = 0\.001 s reached with [01] of 3 trials finished; run the same "
+                        r"command to continue", out[-1]), out[-1]
     folder = tmp_path / "results" / "tiny"
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}")
     assert study.user_attrs[STOP_ATTR]["reason"] == out[-1]
-    assert main(["search", str(path), "--timeout", "0"]) == 0  # continue, no limit
+    assert main(["search", str(path), "--timeout", "0", "--n-trials", "1"]) == 0  # continue, no time limit
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "stopped: run.n_trials = 2 reached (2 trials finished)"
+    assert out[-1] == "stopped: run.n_trials = 1 reached (1 trial finished)"
     md = write_report(folder, figures=False).markdown.read_text()
-    assert "| last run | stopped: run.n_trials = 2 reached (2 trials finished) (" in md
+    assert "| last run | stopped: run.n_trials = 1 reached (1 trial finished) (" in md
