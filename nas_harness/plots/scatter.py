@@ -41,7 +41,6 @@ _HALO = [patheffects.withStroke(linewidth=2.0, foreground="white")]  # labels st
 _LABEL_BOX = {"boxstyle": "square,pad=0.1", "facecolor": "white", "edgecolor": "none", "alpha": 0.85}
 _METRIC_LABEL = {"val_acc": "Validation accuracy (%)", "val_acc_final": "Final validation accuracy (%)",
                  "test_acc": "Test accuracy (%)", "reward": "Reward"}
-_COST_NAME = COST_NAMES
 #: [objective] key of each cost's hard budget.
 _BUDGET_KEY = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_latency_ms"}
 
@@ -103,7 +102,7 @@ class _Bars:
 
 
 def _draw_front(ax: Any, front: pd.DataFrame, cost: str, metric: str, div: float, color: str,
-                label: str | None, xmax: float, bars: _Bars | None = None) -> None:
+                label: str | None, xmax: float, bars: _Bars) -> None:
     if front.empty:
         return
     x = front[cost].to_numpy(float) / div
@@ -112,19 +111,15 @@ def _draw_front(ax: Any, front: pd.DataFrame, cost: str, metric: str, div: float
     # point's, hence a post-step; it runs on to the right edge of the data.
     ax.step(np.append(x, xmax), np.append(y, y[-1]), where="post", color=color, lw=1.2, zorder=3, label=label)
     ax.scatter(x, y, s=22, facecolor="none", edgecolor=color, linewidth=1.0, zorder=4)
-    if bars is not None:
-        bars(front, cost, div, color, 3.5)
-    else:
-        _error_bars(ax, x, y, _yerr(front, metric), color, 3.5)
+    bars(front, cost, div, color, 3.5)
 
 
-def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float,
-                     bars: _Bars | None = None) -> list[Any]:
+def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, bars: _Bars) -> list[Any]:
     refs = eligible(df, cost, metric, include_reference=True)
     refs = refs[refs["is_reference"]]
     if refs.empty:
         return []
-    (bars or _Bars(ax, df, metric))(refs, cost, div, PALETTE["reference"], 5.5)
+    bars(refs, cost, div, PALETTE["reference"], 5.5)
     ax.scatter(refs[cost] / div, _y(refs, metric), marker="*", s=70, color=PALETTE["reference"],
                edgecolor="white", linewidth=0.4, zorder=6, label="reference (B0 family)")
     return [ax.annotate(str(r["name"]), (r[cost] / div, _y(r.to_frame().T, metric)[0]), xytext=(5, -7),
@@ -133,16 +128,11 @@ def _draw_references(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: flo
             for _, r in refs.iterrows()]
 
 
-def _stopped(df: pd.DataFrame, cost: str, metric: str) -> pd.DataFrame:
-    return df[df[cost].notna() & df[metric].notna() & ~df["full_budget"] & df["state"].isin(["PRUNED", "COMPLETE"])]
-
-
-def _draw_others(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, bars: _Bars | None = None) -> None:
+def _draw_others(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, bars: _Bars) -> None:
     has_cost = df[cost].notna()
-    stopped = _stopped(df, cost, metric)
+    stopped = df[has_cost & df[metric].notna() & ~df["full_budget"] & df["state"].isin(["PRUNED", "COMPLETE"])]
     if not stopped.empty:
-        if bars is not None:
-            bars(stopped, cost, div, PALETTE["stopped"], 0.9)
+        bars(stopped, cost, div, PALETTE["stopped"], 0.9)
         ax.scatter(stopped[cost] / div, _y(stopped, metric), s=12, facecolor="none",
                    edgecolor=PALETTE["stopped"], linewidth=0.7, zorder=1, label="pruned / stopped early")
     rejected = df[has_cost & df["rejected"].notna()] if "rejected" in df else df.iloc[:0]
@@ -195,7 +185,7 @@ def plot_accuracy_vs_cost(df: pd.DataFrame, cost: str = "macs", metric: str = "v
             ax.scatter(infeasible[cost] / div, _y(infeasible, metric), s=12, color=PALETTE["infeasible"],
                        linewidth=0, zorder=2, label="over budget (infeasible)")
         _draw_others(ax, df, cost, metric, div, bars)
-        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {_COST_NAME[cost]}")
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {COST_NAMES[cost]}")
         front = pareto_front(df, cost, metric)
         _draw_front(ax, front, cost, metric, div, PALETTE["front"], f"Pareto front ({len(front)})",
                     ax.get_xlim()[1], bars)
@@ -294,7 +284,7 @@ def plot_by_choice(df: pd.DataFrame, choice: str, cost: str = "macs", metric: st
         colors = dict(zip([str(v) for v in values], sns.color_palette(STUDY_PALETTE, len(values))))
         front = pareto_front(df, cost, metric)
         bars = _Bars(ax, df, metric)
-        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {_COST_NAME[cost]} by {choice}")
+        _finish(ax, df, cost, metric, div, unit, title or f"{_study(df)}: accuracy vs {COST_NAMES[cost]} by {choice}")
         _draw_front(ax, front, cost, metric, div, "#999999", "Pareto front", ax.get_xlim()[1], bars)
         for v in values:
             sub = ok[ok[choice] == v]

@@ -118,7 +118,17 @@ def test_importance_of_a_small_study_carries_a_caveat(tmp_path: Path) -> None:
     assert "8 trials" in fig.axes[0].get_xlabel()
 
 
-def test_stale_figures_of_an_earlier_run_are_removed(tmp_path: Path) -> None:
+def test_stale_figures_of_an_earlier_run_are_removed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import nas_harness.plots.study as study_figures
+
+    def quick_save(fig, out, stem, formats):  # the files' pixels do not matter here, only which files exist
+        out.mkdir(parents=True, exist_ok=True)
+        paths = [out / f"{stem}.{fmt}" for fmt in formats]
+        for p in paths:
+            p.write_text(stem)
+        return paths
+
+    monkeypatch.setattr(study_figures, "save", quick_save)
     folder = tmp_path / "faults"
     folder.mkdir()
     _study(f"sqlite:///{folder / 'study.db'}")
