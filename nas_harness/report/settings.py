@@ -102,6 +102,10 @@ def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
         rows = _rows(table)
         if key == "space":
             rows = _rows(cfg, ("base", "base_width", "base_depth")) + rows
+        if key == "train" and table.get("threads") is None and "threads" in df:
+            fixed = sorted({int(v) for v in df["threads"].dropna()})
+            if len(fixed) == 1:  # omitted in the file: fixed when the study was created, recorded by every trial
+                rows.append(["threads", f"{fixed[0]} (fixed when the study was created)"])
         if rows:
             blocks += [Heading(f"{title} ([{key}])", 3), Table(["setting", "value"], rows)]
     res = df["macs_resolution"].dropna().unique()
