@@ -208,8 +208,8 @@ class Objective(ConfigModel):
         if self.kind == "reward":
             alpha, beta = self.exponents
             name, unit = ("latency", " ms") if self.cost == "latency" else ("MACs", "")
-            return (f"reward = ACC x ({name}/{self.target:.3g}{unit})^w, w = {alpha:g} if {name} <= T "
-                    f"else {beta:g}")
+            w = f"{alpha:g}" if alpha == beta else f"{alpha:g} if {name} <= T else {beta:g}"
+            return f"reward = ACC x ({name}/{self.target:.3g}{unit})^w, w = {w}"
         if self.kind == "accuracy":
             return "maximise val_acc"
         b = self.budget

@@ -69,3 +69,10 @@ def test_describe_mentions_budget() -> None:
     b = Objective.from_config({"kind": "budget", "max_macs": 2e7, "max_params": 0.0})
     assert "MACs <= 2e+07" in b.describe()
     assert math.isclose(Objective(kind="reward").target_macs, 400e6)
+
+
+def test_describe_reward_exponent_once_when_alpha_equals_beta() -> None:
+    soft = Objective.from_config({"kind": "reward", "target_macs": 2e7})
+    assert soft.describe() == "reward = ACC x (MACs/2e+07)^w, w = -0.07"
+    hard = Objective.from_config({"kind": "reward", "target_macs": 2e7, "constraint": "hard"})
+    assert hard.describe().endswith("w = 0 if MACs <= T else -1")

@@ -49,19 +49,18 @@ def run(args: argparse.Namespace) -> int:
                                  "files written so far were removed")
     with output_dir(out, "--out"):
         paths = exp.write(out, stem)
-    m = exp.metrics
-    acc = f"val_acc {m['val_acc']:.2%}" if "val_acc" in m else "no val_acc"
-    macs = f", {m['macs'] / 1e6:.2f} MMACs" if "macs" in m else ""
-    print(f"# {exp.study_name} trial {exp.trial} ({exp.name}): {acc}{macs}")
+    print(exp.header)
+    print(f"# {exp.params_note}")
     print(exp.arch_string)
     print()
     print(exp.builder_code())
     if exp.family:
-        print("# compound-scaled family (phi, resolution, width, depth, MMACs, arch)")
+        print("# compound-scaled family (phi, resolution, width, depth, MMACs, params, arch)")
         for f in exp.family:
             mm = f"{f['macs'] / 1e6:.1f}" if "macs" in f else "?"
+            pm = f"{f['params']:,}" if "params" in f else "?"
             print(f"phi={f['phi']:g}  {f['resolution']}px  w={f['width']:.3f}  d={f['depth']:.3f}  {mm} MMACs  "
-                  f"{f['arch']}")
+                  f"{pm} params  {f['arch']}")
         print()
     for p in paths:
         print(p)

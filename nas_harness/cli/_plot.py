@@ -10,7 +10,7 @@ from nas_harness.cli._checks import number, text
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
-    p = sub.add_parser(name, help="accuracy-vs-MACs/Pareto, progress and importance figures of a study",
+    p = sub.add_parser(name, help="accuracy-vs-cost/Pareto, progress and importance figures of a study",
                        description="Write figures into <study folder>/figures and print their paths.")
     p.add_argument("studies", nargs="*", metavar="STUDY", type=text(),
                    help="results/<study> folder, SQLite/journal file or storage URL (several with --compare)")
@@ -33,9 +33,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
 
 
 def add_reference(p: argparse.ArgumentParser) -> None:
-    """--ref-macs / --ref-acc: the hypervolume reference point (shared by plot and report)."""
-    p.add_argument("--ref-macs", type=number(0, 1e15, lo_open=True),
-                   help="hypervolume reference MACs, in (0, 1e15] (default 1.1 x the largest)")
+    """--ref-cost (old name --ref-macs) / --ref-acc: the hypervolume reference point (shared by plot and report),
+    in the study's cost units."""
+    p.add_argument("--ref-cost", "--ref-macs", dest="ref_cost", type=number(0, 1e15, lo_open=True),
+                   help="hypervolume reference cost in the study's cost units (MACs, parameters or ms, as its "
+                        "[objective] cost), in (0, 1e15] (default 1.1 x the largest); --ref-macs is the old name")
     p.add_argument("--ref-acc", type=number(0, 1, hi_open=True), default=0.0,
                    help="hypervolume reference accuracy in [0, 1) (default 0)")
 
@@ -69,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_harness.results import ReferencePoint, resolve_source
 
     pairs = sources(args)
-    ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
+    ref = ReferencePoint(args.ref_cost, args.ref_acc) if args.ref_cost else None
     if args.compare:
         out = Path(args.out) if args.out else Path(RESULTS_DIR) / "compare"
         keep(args, writing=out, kept="the studies are unchanged (plot only reads them); the figures written so "

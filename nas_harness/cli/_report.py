@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_harness.report import write_report
     from nas_harness.results import ReferencePoint, resolve_source
 
-    ref = ReferencePoint(args.ref_macs, args.ref_acc) if args.ref_macs else None
+    ref = ReferencePoint(args.ref_cost, args.ref_acc) if args.ref_cost else None
     src = resolve_source(args.study, args.study_name)
     out = Path(args.out) if args.out else src.out_dir
     keep(args, writing=out, kept=f"the study in {src.label} is unchanged (report only reads it); the report "

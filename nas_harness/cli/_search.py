@@ -73,7 +73,11 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     add_tracking_flags(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-plots", action="store_true", help="do not write figures at the end")
-    p.add_argument("--check", action="store_true", help="validate the study file and print it; run nothing")
+    p.add_argument("--check", action="store_true",
+                   help="validate the study file (data, folders, storage, resources) and print a one-line verdict; "
+                        "run nothing")
+    p.add_argument("--show-config", action="store_true",
+                   help="with --check: also print the resolved study file (every default filled in) as JSON")
     p.add_argument("--scaling", action="store_true",
                    help="compound-scaling search instead: grid over alpha, beta, gamma ([scaling] table)")
     p.add_argument("--base", type=text(10_000),
@@ -97,6 +101,10 @@ def run(args: argparse.Namespace) -> int:
     if args.no_plots:
         overrides["run.plots"] = False
     cfg = load_study(args.study, overrides)
+    if args.show_config and not args.check:
+        from nas_harness.errors import ConfigError
+
+        raise ConfigError("--show-config: only with --check (it prints the resolved study file instead of running)")
     from nas_harness.presets import resolve_arch
 
     check_arch_size(resolve_arch(cfg.base), "base")  # what `info` refuses as too large is refused here too
@@ -105,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
         from nas_harness.study.search import check_study
 
         check_study(cfg)  # data, folders, storage, resources: what a real run checks before it writes
-        print(json.dumps(cfg.to_dict(), indent=2, default=str))
+        if args.show_config:
+            print(json.dumps(cfg.to_dict(), indent=2, default=str))
         print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",
               file=sys.stderr)
         return 0
@@ -123,16 +132,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"study {summary.study_name}: {summary.n_complete} complete, {summary.n_pruned} pruned{rejected}, "
           f"{summary.n_fail} failed; storage {summary.storage}")
     for b in summary.best[:10]:
-        extra = f" reward={b['reward']:.4f}" if "reward" in b else ""
-        extra = (f" latency={b['latency_ms']:.3g}ms" if "latency_ms" in b else "") + extra
-        ref = f" [{b['reference']}]" if "reference" in b else ""
-        acc = b["val_acc"] if b["val_acc"] is not None else float("nan")
-        print(f"  best #{b['number']}{ref}: val_acc={acc:.4f} macs={b['macs'] or 0:,}{extra}  {b['arch']}")
+        print(best_line(b, cfg.objective.cost_key))
     for path in summary.outputs:
         print(f"  wrote {path}")
+    if summary.stop_reason:
+        print(summary.stop_reason)
     if summary.interrupted:
-        print("interrupted: completed trials are saved; run the same command again to continue",
-              file=sys.stderr)
         return 130
     if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0 and summary.n_rejected == 0:
         print("error: every trial failed (see fail_reason above)", file=sys.stderr)
@@ -140,6 +145,22 @@ def run(args: argparse.Namespace) -> int:
     if summary.stopped_by_failures:
         return 1
     return 0
+
+
+def best_line(best: dict, cost: str) -> str:
+    """One best trial of the end summary, with the study's cost (``cost``: its trial-record key, ``macs``,
+    ``params`` or ``latency_ms``): ``  best #2 [base]: val_acc=0.3820 params=473,210 reward=0.39  ARCH``."""
+    value = best.get(cost)
+    if value is None:
+        shown = f" {cost}=n/a"
+    elif cost == "latency_ms":
+        shown = f" latency={value:.3g}ms"
+    else:
+        shown = f" {cost}={int(value):,}"
+    extra = f" reward={best['reward']:.4f}" if "reward" in best else ""
+    ref = f" [{best['reference']}]" if "reference" in best else ""
+    acc = best["val_acc"] if best.get("val_acc") is not None else float("nan")
+    return f"  best #{best['number']}{ref}: val_acc={acc:.4f}{shown}{extra}  {best['arch']}"
 
 
 def _check_outputs(cfg) -> None:

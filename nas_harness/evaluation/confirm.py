@@ -11,7 +11,7 @@ changes), and reports:
   its 95 % interval and p-value (``scipy.stats.ttest_rel``) and the wording rule of
   :func:`nas_harness.results.stats.verdict`: **beats** when the interval is above 0, **worse** when below,
   **tied within noise** otherwise; likewise against the arch with the best mean;
-- the Pareto front (mean accuracy vs MACs) recomputed on the means.
+- the Pareto front (mean accuracy vs the study's cost: MACs, parameters or latency) recomputed on the means.
 
 The seeds are new (the search's own seed is skipped): the archs were chosen *because* of that seed's results,
 so re-using it would carry the selection bias into the confirmation.  The validation split is the search's, so
@@ -51,6 +51,7 @@ from nas_harness.evaluation.recipe import (
     study_recipe,
 )
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
+from nas_harness.results import COST_NAMES
 from nas_harness.results.stats import (
     ACCURACY,
     PairedDelta,
@@ -71,7 +72,8 @@ class ConfirmSettings(ConfigModel):
     seeds: Annotated[Int, Field(ge=1, le=1000, description="fresh seeds per arch (the search's seed is skipped)")
                      ] = 3
     by: Annotated[Literal["pareto", "val_acc", "reward"], Field(description=(
-        "validation ranking the top archs are taken from (pareto: the val_acc/MACs front, most accurate first)"))
+        "validation ranking the top archs are taken from (pareto: the front of val_acc vs the study's cost, most "
+        "accurate first)"))
     ] = "pareto"
     references: Annotated[Bool, Field(description="also retrain the study's reference archs")] = True
     evaluate_test: Annotated[Bool, Field(description="also measure the test split (reported, never used to rank)")
@@ -107,6 +109,7 @@ class ConfirmAnalysis:
     references: list[str]
     best: str | None
     seeds: list[int]
+    cost: str = "macs"  # the study's cost column: the front of the means is on it
 
 
 def _seed_map(runs: list[StoredRun], key: str, seeds: set[int]) -> dict[int, float]:
@@ -114,9 +117,9 @@ def _seed_map(runs: list[StoredRun], key: str, seeds: set[int]) -> dict[int, flo
             if r.state == "ok" and r.seed in seeds and r.metrics.get(key) is not None}
 
 
-def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int]) -> ConfirmAnalysis:
+def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int], cost: str = "macs") -> ConfirmAnalysis:
     """Means, intervals, paired differences (vs every reference and vs the best mean) and the front of the
-    means, from the stored runs of the planned seeds."""
+    means on ``cost`` (the study's cost column), from the stored runs of the planned seeds."""
     from nas_harness.results import pareto_mask
 
     wanted = set(seeds)
@@ -134,7 +137,7 @@ def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int]) -> 
     vals = {row.cand.job: _seed_map(by_job.get(row.cand.job, []), "val_acc", wanted) for row in rows}
     refs = [row for row in rows if row.cand.kind == "reference"]
     scored = [row for row in rows if row.val.n > 0]
-    scored.sort(key=lambda r: (-r.val.mean, r.cand.macs if r.cand.macs == r.cand.macs else math.inf))
+    scored.sort(key=lambda r: (-r.val.mean, r.cand.cost(cost) if r.cand.cost(cost) == r.cand.cost(cost) else math.inf))
     for i, row in enumerate(scored, start=1):
         row.rank = i
     best = scored[0] if scored else None
@@ -145,12 +148,13 @@ def analyze(cands: list[Candidate], runs: list[StoredRun], seeds: list[int]) -> 
             row.vs[ref.cand.label] = paired_delta(vals[row.cand.job], vals[ref.cand.job])
         if best is not None and best is not row:
             row.vs_best = paired_delta(vals[row.cand.job], vals[best.cand.job])
-    finite = [r for r in scored if r.cand.macs == r.cand.macs]
+    finite = [r for r in scored if r.cand.cost(cost) == r.cand.cost(cost)]
     if finite:
-        mask = pareto_mask(np.array([r.cand.macs for r in finite]), np.array([r.val.mean for r in finite]))
+        mask = pareto_mask(np.array([r.cand.cost(cost) for r in finite]), np.array([r.val.mean for r in finite]))
         for r, on in zip(finite, mask):
             r.on_front = bool(on)
-    return ConfirmAnalysis(rows, [r.cand.label for r in refs], best.cand.label if best else None, list(seeds))
+    return ConfirmAnalysis(rows, [r.cand.label for r in refs], best.cand.label if best else None, list(seeds),
+                           cost)
 
 
 @dataclass
@@ -188,17 +192,19 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     """Retrain the selected archs over fresh seeds (resuming), then write ``confirm.csv``, ``confirm.md`` and
     the figure into ``out_dir`` (default: the study's results folder)."""
     from nas_harness.data import load_proxy
-    from nas_harness.results import trials_frame
+    from nas_harness.results import study_cost, trials_frame
 
     st = settings or ConfirmSettings()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
     src, study = open_study_source(source, study_name, st.scaling)
     recipe = study_recipe(study)
+    cost = "macs"  # the scaling search's groups are compared on MACs
     if st.scaling:
         cands = _scaling_candidates(study, st.top)
     else:
         df = trials_frame(study)
+        cost = study_cost(df)
         top = search_candidates(df, st.top, st.by)
         if len(top) < st.top:
             say(f"note: only {len(top)} search arch(s) qualify for --top {st.top} by {st.by}"
@@ -235,7 +241,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
         workers=st.workers,
         progress=progress, checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)
     runs, ran, skipped = jobs.runs, jobs.ran, jobs.skipped
-    analysis = analyze(cands, runs, seeds)
+    analysis = analyze(cands, runs, seeds, cost)
     train_s = sum(float(r.metrics.get("wall_time_s") or 0.0) for r in runs if r.state == "ok")
     result = ConfirmResult(src.study_name, store.name, recipe, analysis, ran, skipped,
                            jobs.failed, time.perf_counter() - t0, out, train_s=train_s)
@@ -275,7 +281,8 @@ def arch_table(a: ConfirmAnalysis) -> list[dict[str, Any]]:
         slo, shi = accuracy_interval(c.search_val, c.search_val_n)
         d: dict[str, Any] = {
             "rank": row.rank or None, "label": c.name, "kind": c.kind, "search_trial": c.number,
-            "macs": c.macs, "params": c.params, "search_val_acc": c.search_val, "search_val_n": c.search_val_n,
+            "macs": c.macs, "params": c.params, "latency_ms": c.latency_ms, "search_val_acc": c.search_val,
+            "search_val_n": c.search_val_n,
             "search_val_ci_low": slo, "search_val_ci_high": shi, "n_seeds": row.val.n, "seeds": " ".join(
                 map(str, row.seeds)), "failed": row.failed, "val_mean": row.val.mean, "val_std": row.val.std,
             "val_ci_low": row.val.ci_low, "val_ci_high": row.val.ci_high, "test_mean": row.test.mean,
@@ -338,17 +345,26 @@ def _conclusions(res: ConfirmResult) -> list[str]:
             ref_drop = float(np.mean([r.cand.search_val - r.val.mean for r in refs]))
             line += f"; the references, which were not selected, {100 * ref_drop:+.2f} pp"
         lines.append(line + ".")
-    front = [r.cand.name for r in sorted(a.rows, key=lambda r: r.cand.macs) if r.on_front]
+    front = [r.cand.name for r in sorted(a.rows, key=lambda r: r.cand.cost(a.cost)) if r.on_front]
     if front:
-        lines.append(f"Pareto front of the means (accuracy up, MACs down): {', '.join(front)}.")
+        lines.append(f"Pareto front of the means (accuracy up, {COST_NAMES[a.cost]} down): {', '.join(front)}.")
     return lines
+
+
+_COST_HEAD = {"macs": "MMACs", "params": "params (M)", "latency_ms": "latency ms"}
+
+
+def _cost_cell(v: float, cost: str) -> str:
+    if v != v:
+        return ""
+    return f"{v:.3g}" if cost == "latency_ms" else f"{v / 1e6:.3f}" if cost == "params" else f"{v / 1e6:.2f}"
 
 
 def markdown(res: ConfirmResult) -> str:
     """``confirm.md``: settings, the conclusions in words, the per-arch table and the paired differences."""
     a = res.analysis
     rec = res.recipe
-    head = ["rank", "arch", "kind", "MMACs", "search val % [95% CI]", "seeds", "val % mean ± std", "95% CI",
+    head = ["rank", "arch", "kind", _COST_HEAD[a.cost], "search val % [95% CI]", "seeds", "val % mean ± std", "95% CI",
             "vs best (paired) pp [95% CI]", "front of means"]
     has_test = any(r.test.n for r in a.rows)
     if has_test:
@@ -359,7 +375,7 @@ def markdown(res: ConfirmResult) -> str:
         slo, shi = accuracy_interval(c.search_val, c.search_val_n)
         best = "best" if row.rank == 1 else (f"{_delta(row.vs_best)} ({row.vs_best.verdict})" if row.vs_best and
                                               row.vs_best.n >= 2 else _delta(row.vs_best))
-        cells = [str(row.rank or "–"), c.name, c.kind, f"{c.macs / 1e6:.2f}" if c.macs == c.macs else "",
+        cells = [str(row.rank or "–"), c.name, c.kind, _cost_cell(c.cost(a.cost), a.cost),
                  f"{_pct(c.search_val)} {_ci(slo, shi)}".strip(), f"{row.val.n}" + (f" (+{row.failed} failed)"
                                                                                     if row.failed else ""),
                  f"{_pct(row.val.mean)} ± {_pct(row.val.std)}" if row.val.n > 1 else _pct(row.val.mean),
@@ -415,6 +431,7 @@ def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:
         from nas_harness.plots._style import save
         from nas_harness.plots.evaluation import plot_confirm
 
-        fig = plot_confirm(arch, pairs, title=f"{res.study_name}: {len(res.analysis.seeds)} fresh seeds")
+        fig = plot_confirm(arch, pairs, title=f"{res.study_name}: {len(res.analysis.seeds)} fresh seeds",
+                           cost=res.analysis.cost)
         paths += save(fig, out, stem)
     return paths

@@ -182,10 +182,16 @@ class Candidate:
     macs_resolution: int | None = None
     aliases: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
+    latency_ms: float = math.nan
 
     @property
     def name(self) -> str:
         return " = ".join((self.label, *self.aliases))
+
+    def cost(self, key: str = "macs") -> float:
+        """The search's cost of this arch in column ``key`` (``macs``, ``params`` or ``latency_ms``; NaN if
+        unknown)."""
+        return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}[key]
 
 
 def _num(v: Any) -> float:
@@ -199,12 +205,13 @@ def _num(v: Any) -> float:
 def _candidate(r: Any, kind: str) -> Candidate:
     return Candidate(job=str(r["arch"]), label=str(r["name"]), kind=kind, arch=str(r["arch"]), macs=_num(r["macs"]),
                      params=_num(r["params"]), search_val=_num(r["val_acc"]), search_val_n=_num(r["val_n"]),
-                     number=int(r["number"]))
+                     number=int(r["number"]), latency_ms=_num(r.get("latency_ms")))
 
 
 def search_candidates(df: pd.DataFrame, top: int, by: str = "pareto") -> list[Candidate]:
     """The ``top`` best search archs by the *validation* metric ``by`` ('pareto': the Pareto front of
-    val_acc vs MACs, most accurate first; 'val_acc'; 'reward'), each arch once."""
+    val_acc vs the study's cost (:func:`~nas_harness.results.study_cost`), most accurate first; 'val_acc';
+    'reward'), each arch once."""
     from nas_harness.results import rank_trials
 
     if by not in ("pareto", "val_acc", "reward"):
@@ -216,9 +223,9 @@ def search_candidates(df: pd.DataFrame, top: int, by: str = "pareto") -> list[Ca
 
 def reference_candidates(df: pd.DataFrame) -> list[Candidate]:
     """Every reference arch of the study that trained its full budget (each arch once)."""
-    from nas_harness.results import eligible
+    from nas_harness.results import eligible, study_cost
 
-    refs = eligible(df, "macs", "val_acc", include_reference=True)
+    refs = eligible(df, study_cost(df), "val_acc", include_reference=True)
     refs = refs[refs["is_reference"]].sort_values("number").drop_duplicates(subset=["arch"], keep="first")
     return [_candidate(r, "reference") for _, r in refs.iterrows()]
 

@@ -1,4 +1,5 @@
-"""Paper-ready seaborn figures of studies: accuracy vs MACs with the Pareto front, progress, importance.
+"""Paper-ready seaborn figures of studies: accuracy vs cost (the study's MACs, params or latency) with the Pareto
+front, progress over trial numbers, importance.
 
 All plotting functions return ``matplotlib.figure.Figure`` objects built without pyplot (Agg canvas), so
 they work headless and in notebooks alike; :func:`write_study_figures` writes the standard set as PNG + SVG.

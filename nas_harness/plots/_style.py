@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 SINGLE_COLUMN = (3.5, 2.6)  # inches; a one-column figure in a two-column paper
+SINGLE_COLUMN_LEGEND = (3.5, 3.3)  # the same with its legend under the axes
 WIDE = (7.0, 2.8)
 PALETTE = {
     "search": "#4C72B0",  # completed, full-budget search trials
@@ -64,17 +65,59 @@ def cost_unit(cost: str, values: Sequence[float]) -> tuple[float, str]:
 
 
 def log_cost_axis(ax: Any, lo: float, hi: float) -> None:
-    """Log x axis with plain-number ticks; short ranges get 2/5 sub-ticks so there are always labels."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+    """Log x axis whose tick labels are plain numbers, at least four of them on any range: 1-2-5 per decade
+    on wide ranges, and 'nice' linear steps (1, 2, 2.5 or 5 x 10^k) inside a short range, where a log locator
+    would label only one or two values."""
+    import numpy as np
+    from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
     ax.set_xscale("log")
     pad = (hi / lo) ** 0.06 if hi > lo > 0 else 1.3
-    ax.set_xlim(lo / pad, hi * pad)
-    decades = (hi * pad) / (lo / pad)
-    subs = (1.0,) if decades > 300 else (1.0, 2.0, 5.0) if decades > 8 else (1.0, 1.5, 2.0, 3.0, 5.0, 7.0)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    left, right = lo / pad, hi * pad
+    ax.set_xlim(left, right)
+    ratio = right / left
+    if ratio > 1000:
+        ticks = LogLocator(base=10, subs=(1.0,)).tick_values(left, right)
+    elif ratio > 20:
+        ticks = LogLocator(base=10, subs=(1.0, 2.0, 5.0)).tick_values(left, right)
+    else:
+        ticks = []
+        for n in (6, 8, 10, 14):  # the fewest linear steps that give >= 4 labels inside the range
+            ticks = MaxNLocator(nbins=n, steps=[1, 2, 2.5, 5, 10]).tick_values(left, right)
+            if np.sum((ticks >= left) & (ticks <= right) & (ticks > 0)) >= 4:
+                break
+    ticks = [t for t in ticks if t > 0]
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
     ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def visible_ticks(ax: Any) -> list[str]:
+    """The labelled major x ticks inside the axis limits (what a reader sees), as drawn text."""
+    lo, hi = sorted(ax.get_xlim())
+    fmt = ax.xaxis.get_major_formatter()
+    return [fmt(t, i) for i, t in enumerate(ax.get_xticks()) if lo <= t <= hi and fmt(t, i)]
+
+
+def pad_ylim(ax: Any, lo: float, hi: float, bottom: float = 0.06, top: float = 0.06) -> None:
+    """Y limits from ``lo`` to ``hi`` (whiskers included) with a margin, so no bar is cut at the plot edge."""
+    span = max(hi - lo, 1e-3)
+    ax.set_ylim(lo - bottom * span, hi + top * span)
+
+
+def legend_below(ax: Any, ncol: int = 2, **kw: Any) -> Any:
+    """The axes' legend as a figure legend under the plot (below the x label), outside the data area, so it
+    never hides a point or a label; the constrained layout makes room for it.  None when nothing has a label."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return None
+    return ax.figure.legend(handles, labels, loc="outside lower center", ncol=ncol, frameon=False,
+                            handletextpad=0.4, columnspacing=1.0, **kw)
+
+
+def figure_legend(fig: Any) -> Any:
+    """The figure's legend (:func:`legend_below`), or None."""
+    return fig.legends[0] if fig.legends else None
 
 
 def save(fig: Any, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "svg")) -> list[Path]:

@@ -34,16 +34,21 @@ def _err(mid: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(err), np.clip(err, 0, None), 0.0)
 
 
-def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm") -> Figure:
-    """Left: mean validation accuracy over the seeds ± its 95 % interval vs MACs (hollow: the single search
-    run each arch was selected on), the Pareto front of the means as a step line, references starred.
-    Right: paired differences vs each reference (or vs the best mean) with their 95 % intervals."""
+_COST_AXIS = {"macs": (1e6, "MACs (M, log scale)"), "params": (1e6, "Parameters (M, log scale)"),
+              "latency_ms": (1.0, "Latency (ms, log scale)")}
+
+
+def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm", cost: str = "macs") -> Figure:
+    """Left: mean validation accuracy over the seeds ± its 95 % interval vs the study's cost ``cost`` (hollow:
+    the single search run each arch was selected on), the Pareto front of the means as a step line, references
+    starred.  Right: paired differences vs each reference (or vs the best mean) with their 95 % intervals."""
     import seaborn as sns
 
+    div, xlabel = _COST_AXIS[cost]
     with paper_style():
         fig, (ax, bx) = new_figure((WIDE[0], 3.0), ncols=2)
         ok = arch[arch["n_seeds"] > 0].copy()
-        x = ok["macs"].to_numpy(float) / 1e6
+        x = ok[cost].to_numpy(float) / div
         y = ok["val_mean"].to_numpy(float) * 100
         err = _err(y, ok["val_ci_low"].to_numpy(float) * 100, ok["val_ci_high"].to_numpy(float) * 100)
         ref = (ok["kind"] == "reference").to_numpy()
@@ -58,9 +63,9 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
         if ref.any():
             ax.errorbar(x[ref], y[ref], yerr=err[:, ref], fmt="*", ms=7, color=PALETTE["reference"],
                         elinewidth=0.8, capsize=2, zorder=5, label="reference")
-        front = ok[ok["front_of_means"].astype(bool)].sort_values("macs")
+        front = ok[ok["front_of_means"].astype(bool)].sort_values(cost)
         if not front.empty:
-            fx = front["macs"].to_numpy(float) / 1e6
+            fx = front[cost].to_numpy(float) / div
             fy = front["val_mean"].to_numpy(float) * 100
             ax.step(np.append(fx, fx[-1] * 1.5), np.append(fy, fy[-1]), where="post", color=PALETTE["front"],
                     lw=1.0, zorder=3, label="front of the means")
@@ -71,7 +76,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
         texts = [ax.annotate(str(lbl).split(" = ")[0], (xi, yi), xytext=(4, 3), textcoords="offset points",
                              fontsize=5.5, color="#333333", zorder=7)
                  for lbl, xi, yi in zip(ok["label"], x, y) if np.isfinite(xi) and np.isfinite(yi)]
-        ax.set_xlabel("MACs (M, log scale)")
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("Validation accuracy (%)")
         ax.set_title(title)
         legend(ax, loc="best", frameon=True, framealpha=0.85)

@@ -20,6 +20,35 @@ if TYPE_CHECKING:  # pragma: no cover
 EVALUATORS = ("ped_anova", "fanova", "mdi")
 
 
+#: Fewer usable trials than this and the importance figure carries a caveat.
+FEW_TRIALS = 20
+
+
+def usable_trials(study: optuna.Study, target: str = "val_acc") -> list[optuna.trial.FrozenTrial]:
+    """COMPLETE full-budget trials with ``target`` and parameters: what the importances are computed from."""
+    from optuna.trial import TrialState
+
+    return [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get(target) is not None and t.user_attrs.get("full_budget", True) and t.params]
+
+
+def importance_caveat(importances: dict[str, float], n_trials: int) -> str | None:
+    """A warning for the figure when the ranking cannot be trusted: fewer than :data:`FEW_TRIALS` trials, or
+    choices tied at the same importance (to 3 decimals); None otherwise."""
+    values = [round(v, 3) for v in importances.values()]
+    ties = {v: values.count(v) for v in values if values.count(v) > 1}
+    parts = []
+    if n_trials < FEW_TRIALS:
+        parts.append(f"only {n_trials} trials")
+    if ties:
+        (value, most), *rest = sorted(ties.items(), key=lambda kv: (-kv[1], -kv[0]))
+        parts.append(f"{most} choices tied at {value:.3f}"
+                     + (f" (and {sum(n for _, n in rest)} more in {len(rest)} other ties)" if rest else ""))
+    if not parts:
+        return None
+    return "Caveat: " + "; ".join(parts) + ": too little data to rank these choices"
+
+
 def param_importances(study: optuna.Study, target: str = "val_acc", evaluator: str = "ped_anova",
                       seed: int = 0) -> dict[str, float]:
     """Normalised importances of the study's params for user attr ``target`` (largest first).
@@ -27,12 +56,10 @@ def param_importances(study: optuna.Study, target: str = "val_acc", evaluator: s
     Raises ConfigError when fewer than 2 usable trials exist or the evaluator is unknown/unavailable.
     """
     import optuna
-    from optuna.trial import TrialState
 
     if evaluator not in EVALUATORS:
         raise ConfigError(f"importance evaluator: '{evaluator}' is not allowed (allowed: {', '.join(EVALUATORS)})")
-    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-              if t.user_attrs.get(target) is not None and t.user_attrs.get("full_budget", True) and t.params]
+    trials = usable_trials(study, target)
     if len(trials) < 2:
         raise ConfigError(f"importance: need >= 2 completed full-budget trials with '{target}', got {len(trials)}")
     varying = sorted({k for t in trials for k in t.params if len({repr(u.params.get(k)) for u in trials}) > 1})
@@ -64,13 +91,19 @@ def plot_importance(study: optuna.Study, target: str = "val_acc", evaluator: str
                     title: str | None = None, size: tuple[float, float] = SINGLE_COLUMN) -> Figure:
     """Horizontal bars of the ``top`` most important search choices."""
     imp = param_importances(study, target, evaluator)
+    n = sum(all(k in t.params for k in imp) for t in usable_trials(study, target))  # the trials it was drawn from
+    caveat = importance_caveat(imp, n)
     items = list(imp.items())[:top]
     with paper_style():
-        fig, ax = new_figure((size[0], max(size[1], 0.9 + 0.14 * len(items))))
+        fig, ax = new_figure((size[0], max(size[1], 0.9 + 0.14 * len(items)) + (0.3 if caveat else 0.0)))
         names = [k for k, _ in items][::-1]
         ax.barh(names, [v for _, v in items][::-1], color=PALETTE["search"], height=0.7)
-        ax.set_xlabel(f"Importance for {target} ({evaluator.replace('_', '-')}, normalised)")
+        ax.set_xlabel(f"Importance for {target} ({evaluator.replace('_', '-')}, normalised; {n} trials)")
         ax.set_title(title or f"{study.study_name}: which choices matter")
         ax.grid(axis="y", visible=False)
         ax.tick_params(axis="y", length=0)
+        if caveat:
+            import textwrap
+
+            fig.supxlabel("\n".join(textwrap.wrap(caveat, 70)), fontsize=6, color="#B22222")
     return fig

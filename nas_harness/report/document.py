@@ -75,16 +75,32 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def code_html(s: str) -> str:
+    """Escaped code whose lines may wrap only after commas: each comma-separated piece of a line is one
+    unbreakable span followed by a <wbr> (an arch string wraps between its blocks, never inside one; copying
+    the text gives it back unchanged)."""
+    out = []
+    for line in s.split("\n"):
+        pieces = line.split(",")
+        spans = [f"<span class='nb'>{html.escape(p)}{',' if i < len(pieces) - 1 else ''}</span>"
+                 for i, p in enumerate(pieces)]
+        out.append("<wbr>".join(spans))
+    return "\n".join(out)
+
+
 def _inline(s: str) -> str:
     """Escape, then turn `code` spans into <code>."""
     parts = s.split("`")
-    return "".join(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
+    return "".join(f"<code>{code_html(p)}</code>" if i % 2 else html.escape(p) for i, p in enumerate(parts))
 
 
+# Code never breaks inside a piece (.nb), only at the <wbr> after a comma; pre blocks wrap instead of scrolling.
 _CSS = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;
-text-align:left;vertical-align:top}th{background:#f3f3f3}code{font-size:.8rem;word-break:break-all}
-pre{background:#f6f6f6;padding:.6rem;overflow-x:auto}img{max-width:32rem;margin:.5rem 1rem .5rem 0}"""
+text-align:left;vertical-align:top}th{background:#f3f3f3}
+code{font-size:.8rem;overflow-wrap:normal;word-break:keep-all}.nb{white-space:nowrap}
+pre{background:#f6f6f6;padding:.6rem;white-space:pre-wrap;overflow-wrap:normal;word-break:keep-all}
+pre{overflow-x:auto}pre .nb{white-space:pre}img{max-width:32rem;margin:.5rem 1rem .5rem 0}"""
 
 
 def to_html(blocks: list[Block], title: str) -> str:
@@ -100,12 +116,12 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Table):
             head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
             body = "".join(
-                "<tr>" + "".join(f"<td><code>{html.escape(c)}</code></td>" if i in b.code_columns and c
+                "<tr>" + "".join(f"<td><code>{code_html(c)}</code></td>" if i in b.code_columns and c
                                  else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
                 for row in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Code):
-            out.append(f"<pre><code>{html.escape(b.text.rstrip())}</code></pre>")
+            out.append(f"<pre><code>{code_html(b.text.rstrip())}</code></pre>")
         elif isinstance(b, Image):
             out.append(f"<img src='{html.escape(b.path)}' alt='{html.escape(b.alt)}'>")
     out.append("</body></html>")

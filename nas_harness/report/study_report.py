@@ -4,7 +4,6 @@ CSV/Parquet, so the numbers behind every figure ship with it)."""
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,8 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.report.document import Block, Bullets, Code, Heading, Image, Para, Table, to_html, to_markdown
+from nas_harness.report.settings import settings_blocks
 from nas_harness.results import (
+    COST_NAMES,
     ReferencePoint,
+    cost_text,
     default_reference_point,
     dominated_by,
     eligible,
@@ -22,9 +24,10 @@ from nas_harness.results import (
     load_study,
     pareto_front,
     resolve_source,
+    study_cost,
     trials_frame,
 )
-from nas_harness.results.export import study_data_settings
+from nas_harness.results.export import counted_classes, study_data_settings
 from nas_harness.results.stats import BEATS, TIED, AccuracyDifference, accuracy_difference
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,21 +70,6 @@ def _ms(v: Any) -> str:
     return "" if v is None or v != v else f"{float(v):.3g}"
 
 
-def study_cost(df: pd.DataFrame) -> str:
-    """The cost the study optimised ([objective] cost): ``latency_ms`` when it is latency and recorded, else MACs."""
-    objective = (df.attrs.get("config") or {}).get("objective") or {}
-    wanted = {"latency": "latency_ms", "params": "params"}.get(objective.get("cost"), "macs")
-    return wanted if wanted in df and df[wanted].notna().any() else "macs"
-
-
-def _cost_text(v: Any, cost: str) -> str:
-    """A cost value with its unit, for sentences."""
-    if cost == "latency_ms":
-        return f"{_ms(v)} ms"
-    return f"{_mparams(v)}M params" if cost == "params" else f"{_mmacs(v)} MMACs"
-
-
-_COST_WORD = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
 
 
 _SPLIT = {"val_acc": "val", "val_acc_final": "val", "test_acc": "test"}
@@ -161,7 +149,7 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: s
         best = ranked.iloc[0]
         ci = _ci(best[f"{split}_ci_low"], best[f"{split}_ci_high"]) if split else ""
         line = (f"Most accurate search arch: {best['name']} with {_pct(best[metric])}% {metric}"
-                f"{' ' + ci if ci else ''} at {_cost_text(best[cost], cost)}.")
+                f"{' ' + ci if ci else ''} at {cost_text(best[cost], cost)}.")
         tied = [str(r["name"]) for _, r in ranked.iloc[1:].iterrows()
                 if _difference(best, r, metric).verdict == TIED]
         if tied:
@@ -172,17 +160,17 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: s
     for _, r in refs.iterrows():
         beat, tied = _beaten_by(front, r, metric, cost)
         ci = _ci(r[f"{split}_ci_low"], r[f"{split}_ci_high"]) if split else ""
-        head = f"Reference {r['name']} ({_pct(r[metric])}%{' ' + ci if ci else ''} at {_cost_text(r[cost], cost)})"
+        head = f"Reference {r['name']} ({_pct(r[metric])}%{' ' + ci if ci else ''} at {cost_text(r[cost], cost)})"
         names = {str(x["name"]): x for _, x in front.iterrows()}
         if beat:
-            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_cost_text(names[n][cost], cost)}"
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {cost_text(names[n][cost], cost)}"
                                for n in beat)
-            lines.append(f"{head}: beaten: {detail} (no more {_COST_WORD[cost]}, more accurate beyond noise).")
+            lines.append(f"{head}: beaten: {detail} (no more {COST_NAMES[cost]}, more accurate beyond noise).")
         elif tied:
-            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {_cost_text(names[n][cost], cost)}"
+            detail = "; ".join(f"{n} {_pp(_difference(names[n], r, metric))} at {cost_text(names[n][cost], cost)}"
                                for n in tied)
             lines.append(f"{head}: not beaten beyond noise; tied within noise: {detail} (as accurate within noise "
-                         f"at no more {_COST_WORD[cost]}).")
+                         f"at no more {COST_NAMES[cost]}).")
             undecided = True
         else:
             lines.append(f"{head}: not dominated by any search arch.")
@@ -217,31 +205,35 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: s
     return lines
 
 
-def _settings(df: pd.DataFrame, storage: str) -> list[str]:
-    cfg = df.attrs.get("config") or {}
-    counts = df["outcome"].value_counts().to_dict()
-    full = int((df["full_budget"] & ~df["is_reference"]).sum())
-    res = df["macs_resolution"].dropna().unique()
-    items = [
-        f"Study `{df.attrs.get('study_name')}` in `{storage}`",
-        f"Objective: {df.attrs.get('objective') or 'unknown'} (metrics: "
-        f"{', '.join(df.attrs.get('metric_names') or []) or 'n/a'}; directions: {', '.join(df.attrs['directions'])})",
-        "Trials: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        + f"; {full} search trials ran their full budget; {int(df['is_reference'].sum())} reference archs",
-    ]
-    if cfg.get("sampler"):
-        items.append(f"Sampler: `{json.dumps(cfg['sampler'], sort_keys=True)}`")
-    if cfg.get("data"):
-        items.append(f"Proxy data: `{json.dumps(cfg['data'], sort_keys=True)}`")
-    if cfg.get("train"):
-        items.append(f"Training recipe: `{json.dumps(cfg['train'], sort_keys=True)}`")
-    if len(res) == 1:
-        items.append(f"MACs are analytic, counted at {int(res[0])} px input (fvcore convention: 1 MAC = 1 FLOP)")
-    if "latency_ms" in df and df["latency_ms"].notna().any():
-        lat = cfg.get("latency") or {}
-        items.append("Latency (ms) is predicted from the per-device lookup table before training (nas_harness.latency)"
-                     + (f": `{json.dumps(lat, sort_keys=True)}`" if lat else " with the default [latency] settings"))
-    return items
+def arch_chunks(arch: str, width: int = 64) -> list[str]:
+    """An arch string cut after commas into pieces of at most ``width`` characters (a block longer than that
+    stays whole): for code a reader can see without scrolling, never cut inside a block."""
+    out: list[str] = []
+    for block in arch.split(","):
+        piece = block if not out else out[-1] + block
+        if out and len(piece) <= width:
+            out[-1] = piece
+        else:
+            out.append(block)
+        out[-1] += ","
+    out[-1] = out[-1][:-1]
+    return out
+
+
+def info_command(arch: str) -> str:
+    """``nas-harness info '<arch>'`` in lines short enough to read without scrolling (bash ``+=``)."""
+    parts = arch_chunks(arch)
+    if len(parts) == 1:
+        return f"nas-harness info '{arch}'"
+    lines = [f"arch='{parts[0]}'"] + [f"arch+='{p}'" for p in parts[1:]]
+    return "\n".join([*lines, 'nas-harness info "$arch"'])
+
+
+def _pretty(d: dict[str, Any]) -> str:
+    """A dict literal in lines of at most ~88 characters, continuation lines indented for the call it sits in."""
+    import pprint
+
+    return pprint.pformat(d, width=80, sort_dicts=False).replace("\n", "\n" + " " * 8)
 
 
 def _retrain_code(df: pd.DataFrame, arch: str) -> str:
@@ -256,9 +248,10 @@ def _retrain_code(df: pd.DataFrame, arch: str) -> str:
         "from nas_harness.data import ProxyConfig\n"
         "from nas_harness.train import TrainConfig\n"
         "from nas_harness.trial import TrialSpec, run_trial\n\n"
-        f"spec = TrialSpec(\n    arch=parse_arch({arch!r}),\n"
-        f"    data=ProxyConfig.from_dict({cfg.get('data') or {}!r}),\n"
-        f"    train=TrainConfig.from_dict({train!r}),  # 4x the search budget\n"
+        "spec = TrialSpec(\n    arch=parse_arch(\n" + "".join(f"        {p!r}\n" for p in arch_chunks(arch, 60))
+        + "    ),\n"
+        f"    data=ProxyConfig.from_dict({_pretty(cfg.get('data') or {})}),\n"
+        f"    train=TrainConfig.from_dict({_pretty(train)}),  # 4x the search budget\n"
         f"    seed={cfg.get('seed', 0)!r}, stem_stride={settings['stem_stride']!r},\n"
         f"    macs_resolution={trial.get('macs_resolution', 224)!r}, "
         f"macs_num_classes={trial.get('macs_num_classes', 1000)!r},\n"
@@ -277,7 +270,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     name = str(df.attrs.get("study_name"))
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     blocks: list[Block] = [Heading(f"Study report: {name}", 1), Para(f"Generated {stamp} by `nas-harness report`.")]
-    blocks += [Heading("Settings"), Bullets(_settings(df, storage))]
+    blocks += settings_blocks(df, storage)
     cost = study_cost(df)
     blocks += [Heading("Result at a glance"), Bullets(_verdict(df, metric, study_arg or str(base), cost))]
     if eligible(df, cost, metric, include_reference=True).shape[0]:
@@ -286,13 +279,15 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
         refs = df[df["is_reference"]]
         hv_ref = hypervolume(refs, ref, cost=cost, include_reference=True) if not refs.empty else None
         blocks.append(Para(
-            f"Hypervolume (accuracy up, {_COST_WORD[cost]} down; fraction of the box up to the reference point "
-            f"{_cost_text(ref.cost, cost)}, accuracy {ref.acc:.0%}): search front {hv:.4f}"
+            f"Hypervolume (accuracy up, {COST_NAMES[cost]} down; fraction of the box up to the reference point "
+            f"{cost_text(ref.cost, cost)}, accuracy {ref.acc:.0%}): search front {hv:.4f}"
             + (f", reference archs alone {hv_ref:.4f}." if hv_ref is not None else ".")))
     blocks += [Heading("Pareto front (search trials, complete, full budget)"),
-               Para(f"Maximise {metric}, minimise {_COST_WORD[cost]}. `#N` is Optuna trial N; rank 1 is the most "
+               Para(f"Maximise {metric}, minimise {COST_NAMES[cost]}. `#N` is Optuna trial N; rank 1 is the most "
                     "accurate. 95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
-                    "one training run per arch)."),
+                    "one training run per arch). MACs and params are those of the deployed network "
+                    f"({counted_classes(df):,} classes, 3 input channels), not of the smaller proxy network trained "
+                    "on the data set's classes and channels (see Settings)."),
                pareto_table(df, metric, cost)]
     ref_table = reference_table(df, metric, cost)
     if ref_table.rows:
@@ -311,7 +306,7 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     folder = study_arg or str(base)
     blocks += [
         Para("Inspect the most accurate front arch (layers, MACs, params):"),
-        Code(f"nas-harness info '{arch}'", "sh"),
+        Code(info_command(arch), "bash"),
         Para("Export it (arch string, JSON spec, `build_model` call; optionally its compound-scaled family):"),
         Code(f"nas-harness export {folder} --by pareto --rank 1 --family 1 2 3", "sh"),
         Para("Train it longer with the study's proxy recipe and evaluate once on the test split:"),

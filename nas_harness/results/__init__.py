@@ -17,8 +17,11 @@ from nas_harness.results.frame import (
     trials_frame,
 )
 from nas_harness.results.pareto import (
+    COST_NAMES,
+    COSTS,
     ReferencePoint,
     best_so_far,
+    cost_text,
     default_reference_point,
     dominated_by,
     eligible,
@@ -27,6 +30,7 @@ from nas_harness.results.pareto import (
     hypervolume_history,
     pareto_front,
     pareto_mask,
+    study_cost,
 )
 from nas_harness.results.stats import (
     BEATS,
@@ -48,6 +52,8 @@ from nas_harness.results.stats import (
 __all__ = [
     "BEATS",
     "CONFIDENCE",
+    "COSTS",
+    "COST_NAMES",
     "TIED",
     "WORSE",
     "ExportedArch",
@@ -59,6 +65,7 @@ __all__ = [
     "best_so_far",
     "choice_columns",
     "compound_family",
+    "cost_text",
     "default_reference_point",
     "dominated_by",
     "eligible",
@@ -77,6 +84,7 @@ __all__ = [
     "regret",
     "resolve_source",
     "spearman_rho",
+    "study_cost",
     "study_frame",
     "summarize",
     "top_k_recall",

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
-from nas_harness.results.pareto import pareto_front
+from nas_harness.results.pareto import cost_text, pareto_front, study_cost
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -38,11 +38,38 @@ def study_data_settings(df: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
+def counted_classes(df: pd.DataFrame) -> int:
+    """Classifier size at which the study's trials counted MACs and params (``[trial] macs_num_classes``,
+    1000 by default): the records describe the *deployed* network, 3-channel input, not the trained proxy."""
+    trial = (df.attrs.get("config") or {}).get("trial") or {}
+    n = trial.get("macs_num_classes") if isinstance(trial, dict) else None
+    return int(n) if isinstance(n, (int, float)) and n >= 1 else 1000
+
+
+def params_note(df: pd.DataFrame, build_params: int | None = None, num_classes: int | None = None,
+                in_channels: int | None = None) -> str:
+    """Why two parameter counts of one arch differ: the study's records count the deployed network
+    (``counted_classes`` outputs, 3 input channels); the trained proxy (and the exported ``build_model`` call)
+    has the data set's classes and channels.  ``build_params`` etc. describe the latter when known."""
+    settings = study_data_settings(df)
+    nc = num_classes or settings["num_classes"]
+    ch = in_channels or settings["in_channels"]
+    text = (f"Parameter counts in the study's records are of the deployed network: {counted_classes(df):,} classes, "
+            "3 input channels (like MACs, counted at the cost the arch would have in use)")
+    if nc and ch:
+        built = f" ({build_params:,} parameters)" if build_params is not None else ""
+        text += (f"; the proxy network trained in the search, and the exported build_model call{built}, has the "
+                 f"data set's {int(nc):,} classes and {int(ch)} input channel{'s' if int(ch) != 1 else ''}, so its "
+                 "count is smaller")
+    return text + "."
+
+
 def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
     """Eligible search trials (COMPLETE, full budget, feasible, not a reference), best first.
 
     ``auto`` ranks by reward for a reward study, along the Pareto front (most accurate first) for a
-    multi-objective study, and by validation accuracy otherwise.
+    multi-objective study, and by validation accuracy otherwise.  The front and the tie-break are on the
+    study's own cost (:func:`~nas_harness.results.study_cost`).
     """
     if by not in RANK_BY:
         raise ConfigError(f"rank_by: '{by}' is not allowed (allowed: {', '.join(RANK_BY)})")
@@ -53,10 +80,11 @@ def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
             by = "val_acc"
     base = df[(df["state"] == "COMPLETE") & df["full_budget"] & df["feasible"] & ~df["is_reference"]
               & df["arch"].notna()]
+    cost = study_cost(df)
     if by == "pareto":
-        return pareto_front(base).sort_values("front_rank")
+        return pareto_front(base, cost).sort_values("front_rank")
     base = base[base[by].notna()]
-    return base.sort_values([by, "macs", "number"], ascending=[False, True, True])
+    return base.sort_values([by, cost, "number"], ascending=[False, True, True])
 
 
 @dataclass
@@ -72,6 +100,17 @@ class ExportedArch:
     in_channels: int
     stem_stride: int | None = None
     family: list[dict[str, Any]] = field(default_factory=list)
+    cost: str = "macs"  # the study's cost column (study_cost)
+    build_params: int | None = None  # parameters of the builder call's network (its classes and channels)
+    params_note: str = ""  # why build_params differs from metrics["params"]
+
+    @property
+    def header(self) -> str:
+        """One line: study, trial, accuracy and the study's cost (``# s trial 3 (#3): val_acc 81.20%, ...``)."""
+        m = self.metrics
+        acc = f"val_acc {m['val_acc']:.2%}" if "val_acc" in m else "no val_acc"
+        cost = cost_text(m.get(self.cost), self.cost)
+        return f"# {self.study_name} trial {self.trial} ({self.name}): {acc}" + (f", {cost}" if cost else "")
 
     @property
     def arch_string(self) -> str:
@@ -80,8 +119,15 @@ class ExportedArch:
     def builder_code(self) -> str:
         """Python that rebuilds the network (what to paste into a notebook)."""
         extra = f", stem_stride={self.stem_stride}" if self.stem_stride else ""
+        note = ""
+        if self.build_params is not None:
+            recorded = self.metrics.get("params")
+            note = (f"# {self.build_params:,} parameters at {self.num_classes:,} classes, {self.in_channels} input "
+                    f"channel(s)" + (f"; the study's records count {int(recorded):,} for the deployed network "
+                                     "(see params_note)" if recorded is not None else "") + "\n")
         return (
-            "from nas_harness.arch import parse_arch\n"
+            note
+            + "from nas_harness.arch import parse_arch\n"
             "from nas_harness.model import build_model\n\n"
             f'model = build_model(parse_arch("{self.arch_string}"), num_classes={self.num_classes}, '
             f"in_channels={self.in_channels}{extra})\n"
@@ -92,6 +138,7 @@ class ExportedArch:
             "study": self.study_name, "trial": self.trial, "name": self.name, "arch": self.arch_string,
             "spec": self.arch.to_dict(), "metrics": self.metrics, "num_classes": self.num_classes,
             "in_channels": self.in_channels, "stem_stride": self.stem_stride, "family": self.family,
+            "cost": self.cost, "build_params": self.build_params, "params_note": self.params_note,
         }
 
     def write(self, out_dir: str | Path, stem: str) -> list[Path]:
@@ -154,12 +201,17 @@ def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: s
     nc = num_classes or settings["num_classes"] or 1000
     ch = in_channels or settings["in_channels"] or 3
     arch = parse_arch(row["arch"])
-    metrics = {k: float(row[k]) for k in ("val_acc", "val_acc_final", "test_acc", "reward", "macs", "params")
-               if not (isinstance(row[k], float) and math.isnan(row[k]))}
+    metrics = {k: float(row[k]) for k in ("val_acc", "val_acc_final", "test_acc", "reward", "macs", "params",
+                                          "latency_ms")
+               if k in row and not (isinstance(row[k], float) and math.isnan(row[k]))}
     stem_stride = settings["stem_stride"]
+    from nas_harness.flops import count_params
+
+    built = int(count_params(arch, num_classes=int(nc), in_channels=int(ch)))
     return ExportedArch(
         study_name=str(df.attrs.get("study_name")), trial=int(row["number"]), name=str(row["name"]),
         arch=arch, metrics=metrics, num_classes=int(nc), in_channels=int(ch),
         stem_stride=int(stem_stride) if stem_stride else None,
         family=compound_family(arch, family, base_resolution, int(nc), int(ch)) if family else [],
+        cost=study_cost(df), build_params=built, params_note=params_note(df, built, int(nc), int(ch)),
     )

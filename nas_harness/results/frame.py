@@ -286,6 +286,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         objective=attrs.get("objective"),
         metric_names=list(attrs.get("metric_names") or []),
         config=attrs.get("config") or {},
+        last_stop=attrs.get("last_stop"),  # why the latest search run ended (written by the search at its end)
         directions=[d.name.lower() for d in study.directions],
         choice_columns=[k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names],
     )

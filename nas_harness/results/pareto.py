@@ -13,17 +13,22 @@ the reference point.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import COST_KEYS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-COSTS = ("macs", "params", "latency_ms")
+#: The cost columns of a study frame: the trial-record keys of the objective's costs (MACs, params, latency).
+COSTS = tuple(COST_KEYS.values())
+#: How each cost is named in sentences and axis titles.
+COST_NAMES = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
 METRICS = ("val_acc", "val_acc_final", "test_acc", "reward")
 
 
@@ -39,6 +44,27 @@ class ReferencePoint:
             raise ConfigError(f"reference point: cost must be > 0, got {self.cost}")
         if not (0.0 <= self.acc < 1.0):
             raise ConfigError(f"reference point: acc must be in [0, 1), got {self.acc}")
+
+
+def study_cost(df: pd.DataFrame) -> str:
+    """The cost column a study is judged on, from its ``[objective] cost`` (``macs``, ``params`` or
+    ``latency_ms``, mapped by :data:`nas_harness.objectives.COST_KEYS`): the one place every summary line,
+    figure, front, hypervolume, report, export and confirmation takes its cost axis from.  MACs when the study
+    did not record its objective (an older or foreign study) or no trial has the wanted cost yet."""
+    objective = (df.attrs.get("config") or {}).get("objective") or {}
+    wanted = COST_KEYS.get(str(objective.get("cost", "macs")), "macs") if isinstance(objective, dict) else "macs"
+    return wanted if wanted in df and df[wanted].notna().any() else "macs"
+
+
+def cost_text(value: float | None, cost: str) -> str:
+    """A cost with its unit, for sentences and headers: ``50.31 MMACs``, ``0.473M params``, ``3.21 ms``
+    ('' for a missing value)."""
+    if value is None or value != value:
+        return ""
+    v = float(value)
+    if cost == "latency_ms":
+        return f"{v:.3g} ms"
+    return f"{v / 1e6:.3f}M params" if cost == "params" else f"{v / 1e6:.2f} MMACs"
 
 
 def _check(cost: str, metric: str) -> None:
@@ -169,7 +195,11 @@ def hypervolume_history(df: pd.DataFrame, reference: ReferencePoint | None = Non
 
 
 def best_so_far(df: pd.DataFrame, metric: str = "reward", include_reference: bool = False) -> pd.DataFrame:
-    """Best ``metric`` among eligible (COMPLETE, full-budget) trials after each trial, in number order."""
+    """Best ``metric`` among eligible (COMPLETE, full-budget) trials after each trial, in number order.
+
+    Columns: ``number``, ``step`` (1-based), ``metric`` and ``best_number`` (the trial holding that best, the
+    first one on ties; NaN before any trial counted), so a plot can show the best trial's own interval.
+    """
     import pandas as pd
 
     _check("macs", metric)
@@ -177,8 +207,13 @@ def best_so_far(df: pd.DataFrame, metric: str = "reward", include_reference: boo
     rows = rows.sort_values("number")
     ok = (rows["state"] == "COMPLETE") & rows["full_budget"] & rows[metric].notna()
     values = rows[metric].where(ok).cummax().ffill()  # cummax leaves NaN where a trial did not count
+    best_number, holder, top = [], math.nan, -math.inf
+    for good, value, number in zip(ok.to_numpy(), rows[metric].to_numpy(float), rows["number"].to_numpy()):
+        if good and value > top:
+            holder, top = float(number), value
+        best_number.append(holder)
     return pd.DataFrame({"number": rows["number"].to_numpy(), "step": np.arange(1, len(rows) + 1),
-                         metric: values.to_numpy()})
+                         metric: values.to_numpy(), "best_number": best_number})
 
 
 def dominated_by(front: pd.DataFrame, cost_value: float, acc_value: float, cost: str = "macs",

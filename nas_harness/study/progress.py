@@ -65,3 +65,62 @@ class StudyProgress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+#: Study user attribute holding why the latest run stopped (read by ``nas-harness report``).
+STOP_ATTR = "last_stop"
+
+
+def stop_reason(*, finished: int, target: int, interrupted: bool = False, stopped_by_failures: bool = False,
+                max_failures: int = 0, grid_exhausted: bool = False, grid_size: int = 0,
+                timeout_s: float = 0.0, timed_out: bool = False, running_elsewhere: int = 0) -> str:
+    """Why a run of ``search`` ended, in one line that says what to do next.
+
+    ``finished``: complete + pruned trials of the study after the run, ``target``: the trials it should have
+    (``run.n_trials``, or the grid's size if smaller).  The first cause that applies wins: Ctrl-C, too many
+    failed trials, the grid ran out, ``run.n_trials`` reached, ``run.timeout_s`` passed.
+    """
+    of = f"{finished} of {target} trials finished"
+    again = "run the same command to continue"
+    if interrupted:
+        return f"stopped: interrupted (Ctrl-C) with {of}; {again}"
+    if stopped_by_failures:
+        return (f"stopped: run.max_failures = {max_failures} failed trials in this run, with {of}; see their "
+                f"fail_reason in trials.csv, then {again}")
+    done = f"{finished} trial{'' if finished == 1 else 's'} finished"
+    if grid_exhausted:
+        return f"stopped: grid exhausted: all {grid_size} archs of the space evaluated ({done})"
+    if finished >= target:
+        return f"stopped: run.n_trials = {target} reached ({done})"
+    if timed_out:
+        return f"stopped: run.timeout_s = {timeout_s:g} s reached with {of}; {again}"
+    if running_elsewhere:
+        return f"stopped: {of}; the other {running_elsewhere} are running in other workers"
+    return f"stopped with {of}; {again}"
+
+
+def record_stop(study: Any, reason: str) -> None:
+    """Store ``reason`` (and when) as the study's :data:`STOP_ATTR`, overwriting the previous run's; a storage
+    that refuses the write costs the note, never the run."""
+    import contextlib
+    from datetime import UTC, datetime
+
+    with contextlib.suppress(Exception):  # the trials are stored already; the note is a convenience
+        study.set_user_attr(STOP_ATTR, {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
+
+
+def note_stop(study: Any, summary: Any, cfg: Any, target: int, grid_size: int, deadline: float | None) -> str:
+    """Why a ``run_search`` call ended (its ``SearchSummary``, ``StudyConfig``, trial target, grid size and
+    deadline), as :func:`stop_reason` words it; stored with the study (:func:`record_stop`) and returned."""
+    import time
+
+    from nas_harness.records import counts
+
+    now = counts(study)
+    reason = stop_reason(finished=now.finished, target=target, interrupted=summary.interrupted,
+                         stopped_by_failures=summary.stopped_by_failures,
+                         max_failures=cfg.run.max_failures or cfg.run.n_trials,
+                         grid_exhausted=summary.grid_exhausted, grid_size=grid_size, timeout_s=cfg.run.timeout_s,
+                         timed_out=deadline is not None and time.time() >= deadline, running_elsewhere=now.running)
+    record_stop(study, reason)
+    return reason

@@ -32,7 +32,7 @@ from nas_harness.records import (
     redact,
 )
 from nas_harness.study.config import StudyConfig
-from nas_harness.study.progress import StudyProgress
+from nas_harness.study.progress import StudyProgress, note_stop
 from nas_harness.study.samplers import make_pruner, make_sampler, reference_trials
 
 MAX_DEFAULT_THREADS = 8
@@ -59,6 +59,7 @@ class SearchSummary:
     max_concurrent: int = 0
     best: list[dict[str, Any]] = field(default_factory=list)
     outputs: list[Path] = field(default_factory=list)
+    stop_reason: str = ""  # one line: why the run ended (also the study's 'last_stop' user attribute)
 
 
 def default_threads(cfg: StudyConfig) -> int:
@@ -351,6 +352,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         log(f"grid exhausted: every arch of the space has been evaluated ({len(grid or [])} archs)")
     summary.wall_s = time.perf_counter() - t0
     _summarise(study, summary, before.finished + before.failed)
+    summary.stop_reason = note_stop(study, summary, cfg, target, len(grid or []), deadline)
     summary.best = [_trial_summary(t) for t in best_trials(study)]
     tracking.sync(study.get_trials(deepcopy=False))  # trials stored by a worker that died before logging them
     summary.outputs = write_outputs(study, cfg, log)

@@ -62,7 +62,7 @@ def test_accuracy_vs_macs_shows_front_references_and_failures(df) -> None:
     assert "MMACs" in ax.get_xlabel() and "32 px" in ax.get_xlabel()
     assert "%" in ax.get_ylabel() and "fake" in ax.get_title()
     front = pareto_front(df)
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert f"Pareto front ({len(front)})" in labels
     assert {"reference (B0 family)", "failed (2)", "pruned / stopped early", "search trials (25)"} <= set(labels)
     # the step line passes through every front point (x in MMACs, y in %)
@@ -83,7 +83,7 @@ def test_accuracy_vs_macs_shows_front_references_and_failures(df) -> None:
 
 def test_by_choice_colours_each_value_and_rejects_unknown_choice(df) -> None:
     fig = plot_by_choice(df, "s5_se")
-    leg = fig.axes[0].get_legend()
+    leg = fig.legends[0]
     assert leg.get_title().get_text() == "s5_se"
     labels = [t.get_text() for t in leg.get_texts()]
     full = df[(df["state"] == "COMPLETE") & df["full_budget"] & ~df["is_reference"]]

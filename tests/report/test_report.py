@@ -8,6 +8,7 @@ import pytest
 
 from nas_harness.cli import main
 from nas_harness.report import reference_table, write_report
+from nas_harness.report.study_report import info_command
 from nas_harness.results import pareto_front, study_frame
 
 
@@ -65,13 +66,13 @@ def test_report_tables_figures_and_reproduction(study_dir: Path, tmp_path: Path)
     refs = _md_table(md, "| reference |")
     assert [r[0] for r in refs] == ["b0", "b0-w0.5"]
     # the verdict names the reference and whether the search beat it
-    assert "Reference b0 (" in md and "Study `fake`" in md and "Objective: multi" in md
-    assert f"nas-harness info '{front.iloc[0]['arch']}'" in md
+    assert "Reference b0 (" in md and "| study | fake |" in md and "| kind | multi |" in md
+    assert info_command(front.iloc[0]["arch"]) in md
     assert "evaluate_test=True" in md and "run_trial(spec)" in md
     # HTML carries the same tables and the PNG figures, relative to the report
     parser = _Tables()
     parser.feed(paths.html.read_text())
-    pareto_html = parser.tables[0]
+    pareto_html = next(t for t in parser.tables if t[0][:2] == ["rank", "trial"])
     assert [r[1] for r in pareto_html[1:]] == front["name"].tolist()
     assert "figures/accuracy_vs_macs.png" in parser.imgs
     assert all((out / src).is_file() for src in parser.imgs)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -197,4 +198,19 @@ def test_check_refuses_what_the_run_would_refuse(tmp_path: Path, capsys: pytest.
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("nas-harness search: error: "), err
     assert all(w in err[0] for w in words), err[0]
+    assert not (tmp_path / "results").exists()
+
+
+def test_check_prints_one_line_unless_the_config_is_asked_for(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """`search --check` says its verdict in one line; the resolved study file only with --show-config."""
+    path = write_study(tmp_path)
+    assert main(["search", str(path), "--check"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and err.startswith(f"ok: {path} is a valid study")
+    assert main(["search", str(path), "--check", "--show-config"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["name"] == "tiny" and err.startswith("ok: ")
+    assert main(["search", str(path), "--show-config"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--show-config" in err[0]
     assert not (tmp_path / "results").exists()
