@@ -21,6 +21,7 @@ LAYERS: list[set[str]] = [
     {"latency"},
     {"records", "objectives"},
     {"evaluators"},
+    {"supernet"},
     {"trial"},
     {"backends"},
     {"results"},
