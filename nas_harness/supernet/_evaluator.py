@@ -83,7 +83,8 @@ class SupernetEvaluator(Evaluator):
 
     def new_net(self, data: Any) -> Supernet:
         torch.manual_seed(self.recipe.seed)
-        return Supernet(self.space, data.num_classes, data.in_channels, self.stem_stride)
+        return Supernet(self.space, data.num_classes, data.in_channels, self.stem_stride,
+                        zero_init_residual=self.recipe.zero_init_residual)
 
     def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:
         """Train the supernet unless its finished checkpoint exists (resuming a partial one); idempotent."""
@@ -112,10 +113,11 @@ class SupernetEvaluator(Evaluator):
 
     def load(self, data: Any) -> _Loaded:
         """The trained supernet (trained first if need be), cached per process."""
-        path = self._ensure_trained(data, None)
+        path = self.checkpoint_path(data)
         hit = _LOADED.get(str(path))
         if hit is not None:
             return hit
+        self._ensure_trained(data, None)
         ck = load_checkpoint(path, self.key(data))
         assert ck is not None
         net = self.new_net(data)
@@ -144,7 +146,8 @@ class SupernetEvaluator(Evaluator):
         loaded = self.load(data)
         model = build_model(arch, data.num_classes, data.in_channels, self.stem_stride)
         model.load_state_dict(subnet_state_dict(loaded.net, arch), strict=True)
-        maker = BatchMaker(loaded.bn_x, data.mean, data.std, torch.device("cpu"), False)
+        model.to(memory_format=torch.channels_last)  # as evaluation runs it (faster depthwise kernels on CPU)
+        maker = BatchMaker(loaded.bn_x, data.mean, data.std, torch.device("cpu"), True)
         size = min(self.settings.bn_batch_size, len(loaded.bn_x))
         recalibrate_bn(model, maker, self.settings.bn_batches, size)
         model.eval()
@@ -162,10 +165,11 @@ class SupernetEvaluator(Evaluator):
         data = load_proxy(spec.data)
         threads = cpu_threads(spec.train.threads)
         cfg = spec.train.replace(device="cpu")
+        norm = {"mean": tuple(data.mean), "std": tuple(data.std)}
         with torch.no_grad():
             model = self.subnet(spec.arch, data)
-            acc, loss = evaluate(model, data.val_x, data.val_y, cfg, mean=tuple(data.mean), std=tuple(data.std))
-            test = evaluate(model, data.test_x, data.test_y, cfg, mean=tuple(data.mean), std=tuple(data.std)) if spec.evaluate_test else None
+            acc, loss = evaluate(model, data.val_x, data.val_y, cfg, **norm)
+            test = evaluate(model, data.test_x, data.test_y, cfg, **norm) if spec.evaluate_test else None
         loaded = self.load(data)
         s = self.settings
         record = TrialRecord(

@@ -106,7 +106,7 @@ class Supernet(nn.Module):
     space) on ``x`` of shape ``(N, in_channels, H, W)`` and returns logits ``(N, num_classes)``."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3,
-                 stem_stride: int | None = None) -> None:
+                 stem_stride: int | None = None, zero_init_residual: bool = True) -> None:
         super().__init__()
         base = space.base
         self.space = space
@@ -137,6 +137,12 @@ class Supernet(nn.Module):
                 bound = 1.0 / (m.out_features ** 0.5)
                 nn.init.uniform_(m.weight, -bound, bound)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:  # blocks residual in every subnet start as the identity (as the trainer does);
+            # a stage's first block is left alone: it is not residual in the subnets that change the width there
+            for st, blocks in zip(base.stages, self.features[1:-1]):
+                for blk in list(blocks)[1:]:
+                    if st.skip:
+                        nn.init.zeros_(blk.project[1].weight)
 
     def check(self, arch: Arch) -> None:
         """ConfigError unless ``arch`` is a member of the supernet's space."""
