@@ -55,7 +55,7 @@ class SupernetConfig(ConfigModel):
     @model_validator(mode="after")
     def _one_budget(self) -> SupernetConfig:
         if self.epochs is not None and self.steps is not None:
-            raise bad("", "epochs and steps are mutually exclusive; set one (supernet.epochs or supernet.steps)")
+            raise bad("steps", "epochs and steps are mutually exclusive; set one of them")
         return self
 
     def recipe(self, train: Any) -> Any:
