@@ -11,7 +11,6 @@ import sys
 import time
 from pathlib import Path
 
-import optuna
 import pytest
 import torch
 from helpers.studies import tiny_dict
@@ -178,3 +177,77 @@ def test_bad_supernet_keys_are_one_line(tmp_path: Path, table: dict, message: st
     with pytest.raises(ConfigError, match=message) as err:
         validate(tiny_dict(tmp_path, evaluator={"kind": "supernet"}, supernet=table))
     assert "\n" not in str(err.value)
+
+
+def _check_search(cfg, n: int) -> list:
+    import optuna
+
+    trials = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials
+    done = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(done) == n, [t.user_attrs.get("fail_reason") for t in trials]
+    ids = {t.user_attrs["supernet_id"] for t in done}
+    assert len(ids) == 1  # one supernet, trained once, shared by every trial
+    for t in done:
+        ua = t.user_attrs
+        assert ua["evaluator"] == "supernet" and ua["val_n"] == 100 and ua["epochs"] == 1.0 and ua["full_budget"]
+        assert ua["bn_batches"] == 2 and ua["bn_batch_size"] == 64 and ua["supernet_sampling"] == "uniform"
+        assert "inherited-weight" in ua["accuracy_note"] and 0.0 <= ua["val_acc"] <= 1.0
+    return done
+
+
+def test_a_supernet_study_searches_exports_confirms_and_is_audited(tmp_path: Path, capsys) -> None:
+    from nas_harness.cli import main
+    from nas_harness.evaluation.confirm import ConfirmSettings, run_confirm
+    from nas_harness.evaluation.fidelity import FidelityConfig, run_fidelity
+    from nas_harness.study.search import run_search
+    from nas_harness.train import evaluate
+
+    cfg = validate(_real(tmp_path))
+    assert run_search(cfg).n_complete == 4
+    done = _check_search(cfg, 4)
+    ck = next((cfg.study_dir / "supernet").glob("supernet-*.pt"))
+    stamp = ck.stat().st_mtime_ns
+    assert run_search(validate(_real(tmp_path, run={"n_trials": 5}))).n_complete == 5
+    assert ck.stat().st_mtime_ns == stamp  # the finished supernet is reused, not trained again
+
+    # export: the inherited weights load into build_model(arch) and give the recorded accuracy
+    out = tmp_path / "w.pt"
+    assert main(["export", str(cfg.study_dir), "--rank", "1", "--by", "val_acc", "--weights", str(out)]) == 0
+    arch_line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("stem_"))
+    from nas_harness.data import load_proxy
+    from nas_harness.presets import parse_arch
+
+    arch = parse_arch(arch_line)
+    model = build_model(arch, num_classes=10, in_channels=1, stem_stride=1)
+    model.load_state_dict(torch.load(out, weights_only=True), strict=True)
+    data = load_proxy(cfg.data)
+    acc, _ = evaluate(model, data.val_x, data.val_y, cfg.train_config(), mean=data.mean, std=data.std)
+    best = max(done, key=lambda t: t.user_attrs["val_acc"])
+    assert acc == pytest.approx(best.user_attrs["val_acc"], abs=1e-9)
+
+    # confirm retrains from scratch; the audit retrains a sample from scratch and compares the rankings
+    conf = run_confirm(cfg.study_dir, ConfirmSettings(top=1, seeds=1, by="val_acc"), progress=False, figure=False,
+                       log=print)
+    assert conf.analysis.rows
+    fid = run_fidelity(cfg.study_dir, FidelityConfig(top=2, random=2, train={"epochs": 1}, zero_cost=False),
+                       progress=False, figure=False, log=print)
+    assert fid.summary["proxy_evaluator"] == "supernet" and fid.summary["n_archs"] >= 3
+    assert -1.0 <= fid.summary["kendall_tau"] <= 1.0
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_a_supernet_study_on_ray(tmp_path: Path, ray_local: None) -> None:
+    from nas_harness.evaluation.fidelity import FidelityConfig, run_fidelity
+    from nas_harness.study.search import run_search
+
+    d = _real(tmp_path, ray={"cpus_per_trial": 1.0, "max_concurrent": 2})
+    d["run"]["backend"] = "ray"
+    d["supernet"]["job"] = "ray"  # the supernet trains as one Ray job too
+    cfg = validate(d)
+    assert run_search(cfg).n_complete == 4
+    done = _check_search(cfg, 4)
+    assert {t.user_attrs["backend"] for t in done} == {"ray"}
+    fid = run_fidelity(cfg.study_dir, FidelityConfig(top=2, random=1, train={"epochs": 1}, zero_cost=False),
+                       backend="ray", progress=False, figure=False, log=print)
+    assert fid.summary["proxy_evaluator"] == "supernet" and fid.summary["n_archs"] >= 2
