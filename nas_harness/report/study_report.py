@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from nas_harness.report.document import Block, Bullets, Code, Heading, Image, Para, Table, to_html, to_markdown
 from nas_harness.results import (
     ReferencePoint,
+    accuracy_note,
     default_reference_point,
     dominated_by,
     eligible,
@@ -235,6 +236,11 @@ def _settings(df: pd.DataFrame, storage: str) -> list[str]:
         items.append(f"Proxy data: `{json.dumps(cfg['data'], sort_keys=True)}`")
     if cfg.get("train"):
         items.append(f"Training recipe: `{json.dumps(cfg['train'], sort_keys=True)}`")
+    note = accuracy_note(df)
+    if note:
+        ev = cfg.get("evaluator") or {}
+        items.append(f"Evaluator: `{json.dumps(ev, sort_keys=True)}`; its accuracies are {note}: "
+                     "`nas-harness fidelity` measures how well they rank, `nas-harness confirm` retrains from scratch")
     if len(res) == 1:
         items.append(f"MACs are analytic, counted at {int(res[0])} px input (fvcore convention: 1 MAC = 1 FLOP)")
     if "latency_ms" in df and df["latency_ms"].notna().any():
@@ -292,7 +298,8 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
     blocks += [Heading("Pareto front (search trials, complete, full budget)"),
                Para(f"Maximise {metric}, minimise {_COST_WORD[cost]}. `#N` is Optuna trial N; rank 1 is the most "
                     "accurate. 95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
-                    "one training run per arch)."),
+                    "one training run per arch)." + (f" Accuracies are {accuracy_note(df)}." if accuracy_note(df)
+                                                     else "")),
                pareto_table(df, metric, cost)]
     ref_table = reference_table(df, metric, cost)
     if ref_table.rows:

@@ -8,6 +8,7 @@ written by any backend (local Optuna, Ray) and by older versions of the search c
 from nas_harness.results.export import ExportedArch, compound_family, export_arch, rank_trials
 from nas_harness.results.frame import (
     StudySource,
+    accuracy_note,
     add_intervals,
     choice_columns,
     export_frame,
@@ -56,6 +57,7 @@ __all__ = [
     "StudySource",
     "accuracy_difference",
     "accuracy_interval",
+    "accuracy_note",
     "add_intervals",
     "best_so_far",
     "choice_columns",

@@ -11,7 +11,7 @@ from nas_harness.supernet._evaluator import ACCURACY_NOTE, SupernetEvaluator
 from nas_harness.supernet._net import Supernet, largest_arch, smallest_arch, subnet_state_dict
 from nas_harness.supernet._train import step_archs, train_supernet
 
-register_evaluator("supernet", lambda options, ctx: SupernetEvaluator(options, ctx), SupernetConfig)
+register_evaluator("supernet", SupernetEvaluator, SupernetConfig)  # the class is its factory
 
 __all__ = ["ACCURACY_NOTE", "Supernet", "SupernetConfig", "SupernetEvaluator", "largest_arch", "smallest_arch",
            "step_archs", "subnet_state_dict", "train_supernet"]

@@ -232,7 +232,17 @@ def test_a_supernet_study_searches_exports_confirms_and_is_audited(tmp_path: Pat
     fid = run_fidelity(cfg.study_dir, FidelityConfig(top=2, random=2, train={"epochs": 1}, zero_cost=False),
                        progress=False, figure=False, log=print)
     assert fid.summary["proxy_evaluator"] == "supernet" and fid.summary["n_archs"] >= 3
-    assert -1.0 <= fid.summary["kendall_tau"] <= 1.0
+    assert -1.0 <= fid.summary["kendall_tau"] <= 1.0 and fid.summary["sample"] == "stratified by MACs"
+    audit = fid.summary["audit"]
+    assert audit["verdict_vs_macs"] in ("beats", "tied within noise", "worse") and audit["macs_buckets"]
+    assert {"kendall_tau", "spearman_rho", "top_k_recall", "regret"} <= set(audit["macs"]) <= set(audit["params"])
+    assert "Verdict:" in next(p for p in fid.outputs if p.suffix == ".md").read_text()
+
+    # the report says what the accuracies are
+    from nas_harness.report.study_report import write_report
+
+    write_report(cfg.study_dir, figures=False)
+    assert "inherited-weight estimates" in (cfg.study_dir / "report.md").read_text()
 
 
 @pytest.mark.ray
