@@ -261,3 +261,40 @@ def test_a_supernet_study_on_ray(tmp_path: Path, ray_local: None) -> None:
     fid = run_fidelity(cfg.study_dir, FidelityConfig(top=2, random=1, train={"epochs": 1}, zero_cost=False),
                        backend="ray", progress=False, figure=False, log=print)
     assert fid.summary["proxy_evaluator"] == "supernet" and fid.summary["n_archs"] >= 2
+
+
+def test_the_training_lock_makes_a_second_process_wait(tmp_path: Path) -> None:
+    """Two holders of the supernet's lock file never overlap: the second waits (and says so) until the first
+    releases it, then finds the finished checkpoint instead of training again."""
+    import threading
+
+    from nas_harness.supernet._train import file_lock
+
+    lock = tmp_path / "s.lock"
+    held, release, order, said = threading.Event(), threading.Event(), [], []
+
+    def first() -> None:
+        with file_lock(lock):
+            order.append("first in")
+            held.set()
+            release.wait(30)
+            order.append("first out")
+
+    t = threading.Thread(target=first)
+    t.start()
+    assert held.wait(30)
+
+    def second() -> None:
+        with file_lock(lock, said.append):
+            order.append("second in")
+
+    u = threading.Thread(target=second)
+    u.start()
+    deadline = time.time() + 30
+    while not said and time.time() < deadline:  # the second has found the lock taken
+        time.sleep(0.01)
+    assert said and "waiting" in said[0] and order == ["first in"]
+    release.set()
+    t.join(30)
+    u.join(30)
+    assert order == ["first in", "first out", "second in"]
