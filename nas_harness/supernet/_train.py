@@ -149,7 +149,8 @@ def train_supernet(net: Supernet, data: Any, recipe: Any, sampling: str, n_rando
             opt.zero_grad(set_to_none=True)
             soft = None
             step_loss = 0.0
-            for n, arch in enumerate(step_archs(net.space, sampling, n_random, recipe.seed, step)):
+            archs = step_archs(net.space, sampling, n_random, recipe.seed, step)
+            for n, arch in enumerate(archs):
                 logits = net(xb, arch)
                 if soft is not None:
                     loss = F.cross_entropy(logits, soft)
@@ -164,7 +165,7 @@ def train_supernet(net: Supernet, data: Any, recipe: Any, sampling: str, n_rando
             if recipe.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(net.parameters(), recipe.grad_clip)
             opt.step()
-            losses.append(step_loss)
+            losses.append(step_loss / len(archs))  # mean over the step's subnets (sandwich: distillation losses)
             step += 1
         train_time += time.perf_counter() - t0
         history.append({"epoch": epoch, "train_loss": sum(losses) / len(losses), "elapsed_s": train_time})
