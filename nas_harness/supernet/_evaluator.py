@@ -119,8 +119,10 @@ class SupernetEvaluator(Evaluator):
             return hit
         self._ensure_trained(data, None)
         ck = load_checkpoint(path, self.key(data))
-        assert ck is not None
-        net = self.new_net(data)
+        if ck is None or ck["step"] < ck["total"]:
+            raise TrialError(f"supernet checkpoint {str(path)!r} is missing or unfinished")
+        with torch.random.fork_rng():  # the initial weights are replaced: leave this process's RNG as it was
+            net = self.new_net(data)
         net.load_state_dict(ck["model"])
         net.eval()
         sha = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in ck["model"].values())).hexdigest()[:16]
