@@ -22,22 +22,24 @@ from nas_harness.bench import Suite
 _QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
 
 
-def _config(results: Path, sampling: str, epochs: float, threads: int) -> Any:
+def _config(results: Path, sampling: str, epochs: float, threads: int, lr: float | None) -> Any:
     from nas_harness.study.config import load_study
 
     return load_study(_QUICKSTART, {"run.results_dir": str(results), "train.threads": threads,
                                     "evaluator.kind": "supernet", "supernet.epochs": epochs,
-                                    "supernet.sampling": sampling})
+                                    "supernet.sampling": sampling, "supernet.lr": lr})
 
 
-def _one(sampling: str, quick: bool, results: Path, trained: dict[str, float], threads: int,
-         log: Any) -> dict[str, Any]:
+def measure(sampling: str, epochs: float, n_eval: int, k: int, results: Path, trained: dict[str, float],
+            threads: int = 1, lr: float | None = None, log: Any = None) -> dict[str, Any]:
+    """Train the quickstart's supernet (``sampling``, ``epochs``, ``lr``: None = the recipe's), score ``n_eval``
+    sampled subnets, and audit the ranking on the top ``k`` + ``k`` MACs-stratified subnets trained from scratch
+    (their accuracies are cached in ``trained``, by arch string)."""
     from nas_harness.evaluation.fidelity import audit
     from nas_harness.results.stats import rank_agreement
     from nas_harness.trial import TrialSpec, run_trial
 
-    epochs, n_eval, k = (2.0, 60, 3) if quick else (10.0, 1000, 6)
-    cfg = _config(results / sampling, sampling, epochs, threads)
+    cfg = _config(results / sampling, sampling, epochs, threads, lr)
     train = cfg.train_config()
     ev = cfg.make_evaluator(train)
     t0 = time.perf_counter()
@@ -72,7 +74,7 @@ def _one(sampling: str, quick: bool, results: Path, trained: dict[str, float], t
     vs_macs = audit(rows, k)
     accs = sorted(r.val_acc for r in records)
     return {
-        "sampling": sampling, "supernet_epochs": epochs, "train_s": round(train_s, 1),
+        "sampling": sampling, "supernet_epochs": epochs, "supernet_lr": lr or train.lr, "train_s": round(train_s, 1),
         "subnets": len(archs), "eval_s": round(eval_s, 1),
         "subnets_per_min": round(len(archs) / eval_s * 60, 1),
         "train_plus_1000_min": round((train_s + eval_s * 1000 / len(archs)) / 60, 2),
@@ -100,7 +102,8 @@ def run(quick: bool) -> dict[str, Any]:
     trained: dict[str, float] = {}  # from-scratch accuracies, shared by the two audits
     with tempfile.TemporaryDirectory() as tmp:
         for sampling in ("uniform", "sandwich"):
-            out[sampling] = _one(sampling, quick, Path(tmp), trained, threads, log)
+            epochs, n_eval, k = (2.0, 60, 3) if quick else (10.0, 1000, 6)
+            out[sampling] = measure(sampling, epochs, n_eval, k, Path(tmp), trained, threads, None, log)
             log(f"supernet {sampling}: {out[sampling]}")
     out["load_average_1min_end"] = os.getloadavg()[0]
     out["from_scratch_runs"] = len(trained)
