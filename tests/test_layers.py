@@ -21,7 +21,7 @@ LAYERS: list[set[str]] = [
     {"latency"},
     {"records", "objectives"},
     {"evaluators"},
-    {"tables"},
+    {"supernet", "tables"},
     {"trial"},
     {"backends"},
     {"results"},

@@ -39,6 +39,16 @@ def _summary(name: str, res: dict) -> str:
     if name == "flops":
         return "flops: " + ", ".join(f"{c['case']} {c['speed_ratio']:.0f}x faster analytic "
                                      f"(diff {c['rel_diff']:.1e})" for c in res["cases"])
+    if name == "supernet":
+        def tau(v: object, ci: object) -> str:
+            show = lambda x: "?" if x is None else f"{x:.2f}"  # noqa: E731
+            return f"{show(v)} [{', '.join(show(x) for x in (ci or [None, None]))}]"
+
+        return "supernet: " + "; ".join(
+            f"{s}: train {res[s]['train_s']:.0f} s, {res[s]['subnets_per_min']:.0f} subnets/min, train + 1,000 "
+            f"{res[s]['train_plus_1000_min']:.1f} min, tau {tau(res[s]['kendall_tau'], res[s]['kendall_tau_ci'])} vs "
+            f"MACs {tau(res[s]['macs_kendall_tau'], res[s]['macs_kendall_tau_ci'])} ({res[s]['verdict_vs_macs']})"
+            for s in ("uniform", "sandwich"))
     keys = [k for k, v in res.items() if isinstance(v, (int, float))][:4]
     return f"{name}: " + ", ".join(f"{k}={res[k]}" for k in keys)
 

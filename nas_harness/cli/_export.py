@@ -7,6 +7,7 @@ from pathlib import Path
 
 from nas_harness.cli._checks import integer, number, text
 from nas_harness.cli._format import add_study_source
+from nas_harness.errors import ConfigError
 
 
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
@@ -28,6 +29,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--in-channels", type=integer(1, 1024),
                    help="input channels of the builder call (default: the study's)")
     p.add_argument("--out", type=text(), help="output folder (default: <study folder>/export)")
+    p.add_argument("--weights", type=text(), metavar="FILE.pt",
+                   help="supernet studies: also write the arch's inherited weights (BatchNorm re-estimated) as a "
+                        "state dict that build_model(arch, num_classes, in_channels, stem_stride) loads")
+    p.add_argument("--finetune", type=number(0, 100_000), default=0.0, metavar="EPOCHS",
+                   help="with --weights: fine-tune the inherited weights this many epochs with the study's recipe "
+                        "first (default 0)")
     p.set_defaults(func=run)
 
 
@@ -41,6 +48,12 @@ def run(args: argparse.Namespace) -> int:
     df = study_frame(src)
     pick = dict(rank=args.rank, trial=args.trial, by=args.by, num_classes=args.num_classes,
                 in_channels=args.in_channels, base_resolution=args.base_resolution)
+    if args.finetune and not args.weights:
+        raise ConfigError("--finetune: applies with --weights only")
+    weights = Path(args.weights) if args.weights else None
+    if weights is not None:
+        check_dir_writable(weights.parent, "--weights")
+        evaluator = _study_evaluator(src)
     if args.family:  # the family is counted: first check the stored arch is one the counter is meant for
         check_arch_size(export_arch(df, **pick).arch, "the study's arch")
     exp = export_arch(df, family=args.family, **pick)
@@ -64,4 +77,30 @@ def run(args: argparse.Namespace) -> int:
         print()
     for p in paths:
         print(p)
+    if weights is not None:
+        info = evaluator.export(exp.arch, weights, float(args.finetune))
+        tuned = f", fine-tuned {args.finetune:g} epochs (val_acc {info['finetuned_val_acc']:.2%})" \
+            if args.finetune else ""
+        print(f"{weights}  (inherited weights of supernet {info['supernet_id']}{tuned}; load with "
+              f"build_model(arch, num_classes={info['num_classes']}, in_channels={info['in_channels']}, "
+              f"stem_stride={info['stem_stride']}))")
     return 0
+
+
+def _study_evaluator(src: object):
+    """The supernet evaluator of a stored supernet study (ConfigError for a study of another evaluator)."""
+    from nas_harness.evaluation.recipe import study_evaluator, study_recipe
+    from nas_harness.evaluators import EvalContext, EvaluatorConfig
+    from nas_harness.results import load_study
+    from nas_harness.study.config import validate
+
+    study = load_study(src)
+    kind = study_evaluator(study)
+    if kind != "supernet":
+        raise ConfigError(f"--weights: the study's trials were scored by evaluator {kind!r}, not 'supernet'; only a "
+                          "supernet study has weights to export (retrain the arch with `nas-harness confirm`)")
+    recipe = study_recipe(study)
+    cfg = validate(study.user_attrs["config"])
+    ctx = EvalContext(space=cfg.search_space(), data=recipe.data, train=recipe.train, trial=recipe.trial,
+                      seed=recipe.seed, study_dir=src.folder)  # type: ignore[attr-defined]
+    return EvaluatorConfig(**cfg.evaluator.to_dict()).make(ctx)

@@ -27,6 +27,7 @@ _OVERRIDES = {  # flag attribute -> [fidelity] key
     "val_size": "data.val_size",
     "resolution": "data.resolution",
     "name": "name",
+    "stratify": "stratify",
 }
 
 
@@ -55,8 +56,12 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--test", action="store_true", default=None, help="also measure the test split (reported only)")
     p.add_argument("--no-zero-cost", action="store_true", help="skip the training-free predictors")
     p.add_argument("--against", type=text(64), metavar="KIND",
-                   help="the high-fidelity evaluator: 'train' (default) or another kind, e.g. 'table' (the "
-                        "Accel-NASBench ImageNet accuracies of the study's archs; the study must search its space)")
+                   help="the high-fidelity side's evaluator: train (from scratch, the default) or another kind, "
+                        "e.g. 'table' (the Accel-NASBench ImageNet accuracies of the study's archs; the study must "
+                        "search its space); other kinds' options go in the --config file's [fidelity.options]")
+    p.add_argument("--stratify", choices=["auto", "macs", "none"],
+                   help="draw the random archs stratified by MACs (auto = for studies not scored by training, "
+                        "e.g. a supernet study; the default)")
     p.add_argument("--name", type=text(64),
                    help="store the runs as study <study>-<name> (default fidelity; one per recipe)")
     add_run_flags(p)

@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -50,7 +50,15 @@ from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_evaluator, study_recipe
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
-from nas_harness.results.stats import ACCURACY, accuracy_interval, rank_agreement, summarize
+from nas_harness.results.stats import (
+    ACCURACY,
+    accuracy_interval,
+    kendall_tau,
+    kendall_tau_difference,
+    rank_agreement,
+    summarize,
+    verdict,
+)
 
 __all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
            "select_archs", "write_fidelity"]
@@ -81,6 +89,10 @@ class FidelityConfig(ConfigModel):
         "evaluator kind (e.g. 'table'), whose options go in [fidelity.options]"))] = "train"
     options: Annotated[dict[str, Any], Field(description="applies with against other than 'train' only: the "
                                                          "evaluator's options")] = Field(default_factory=dict)
+    stratify: Annotated[Literal["auto", "macs", "none"], Field(description=(
+        "how the random archs are drawn from the rest: macs = one from each of `random` equal-count MACs bins "
+        "(stratified), none = uniformly; auto = macs for a study scored by another evaluator than 'train' "
+        "(e.g. a supernet), none otherwise"))] = "auto"
 
     _inert: ClassVar[Rules] = inert(epochs_factor=lambda t: "epochs" in t.train or "steps" in t.train,
                                     options=lambda t: t.against == "train")
@@ -114,8 +126,10 @@ class FidelityConfig(ConfigModel):
             return float(self.epochs_factor)
         return 1.0 if self.data else 5.0
 
-    def high_fidelity(self, proxy: StudyRecipe) -> StudyRecipe:
-        """The study's recipe with this table's changes; refuses one that equals the proxy's."""
+    def high_fidelity(self, proxy: StudyRecipe, scored_by: str = "train") -> StudyRecipe:
+        """The study's recipe with this table's changes; refuses one that equals the proxy's (unless the study's
+        values came from another evaluator, ``scored_by``: training from scratch with the study's own recipe is
+        then a different measurement)."""
         train = dict(self.train)
         f = self.factor()
         if f != 1.0:
@@ -130,7 +144,7 @@ class FidelityConfig(ConfigModel):
 
             ev = EvaluatorConfig(kind=self.against, options=dict(self.options))
             hifi = hifi.with_evaluator(ev.make(hifi.eval_context()))
-        if hifi.to_dict() == proxy.to_dict():
+        if hifi.to_dict() == proxy.to_dict() and scored_by == "train":
             raise ConfigError("fidelity: the high-fidelity recipe equals the search's; give more epochs, data or "
                               "resolution (fidelity.train / fidelity.data / epochs_factor)")
         return hifi
@@ -158,9 +172,10 @@ def load_fidelity(path: str | Path | None = None, overrides: dict[str, Any] | No
     return FidelityConfig.from_dict(d, "fidelity")
 
 
-def select_archs(df: Any, cfg: FidelityConfig) -> list[Candidate]:
+def select_archs(df: Any, cfg: FidelityConfig, stratified: bool = False) -> list[Candidate]:
     """The proxy's top K search archs (by validation accuracy), K more drawn at random (seeded) from the rest,
-    and the references when asked; each arch once."""
+    and the references when asked; each arch once.  ``stratified``: the random ones are one from each of K
+    equal-count bins of the rest sorted by MACs, so small and large archs are both in the sample."""
     from nas_harness.evaluation.recipe import merge_candidates, reference_candidates, search_candidates
 
     ranked = search_candidates(df, 10**9, "val_acc")
@@ -168,6 +183,10 @@ def select_archs(df: Any, cfg: FidelityConfig) -> list[Candidate]:
     rest = ranked[cfg.top:]
     rng = np.random.default_rng(cfg.seed)
     pick = sorted(rng.choice(len(rest), size=min(cfg.random, len(rest)), replace=False).tolist()) if rest else []
+    if stratified and rest and cfg.random:
+        by_macs = sorted(range(len(rest)), key=lambda i: (_num(rest[i].macs), i))
+        bins = np.array_split(np.asarray(by_macs), min(cfg.random, len(rest)))
+        pick = sorted(int(rng.choice(b)) for b in bins if len(b))
     chosen = top + [rest[i] for i in pick]
     if cfg.references:
         chosen += reference_candidates(df)
@@ -261,6 +280,48 @@ def analyze_fidelity(cands: list[Candidate], runs: list[StoredRun], seeds: list[
     return rows, summary
 
 
+#: MACs buckets (equal-count) in which the audit measures the ranking within similar cost.
+MACS_BUCKETS = 3
+
+
+def _num(v: Any) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def audit(rows: list[dict[str, Any]], top: int, n_resamples: int = 2000, seed: int = 0) -> dict[str, Any]:
+    """Does the proxy rank the archs better than their cost alone?  MACs and params as predictors of the
+    high-fidelity accuracy (tau, rho, top-k recall, regret), the proxy's Kendall tau within equal-count MACs
+    buckets (does it rank archs of similar cost, where MACs cannot), and the paired-bootstrap interval of
+    tau(proxy) - tau(MACs) over archs with its verdict ('beats', 'tied within noise', 'worse')."""
+    proxy = [_num(r["proxy_val_acc"]) for r in rows]
+    hifi = [_num(r["hifi_val_acc"]) for r in rows]
+    macs = [_num(r["macs"]) for r in rows]
+    params = [_num(r["params"]) for r in rows]
+    k = min(top, len(rows))
+    out: dict[str, Any] = {"macs": rank_agreement(macs, hifi, k, n_resamples=n_resamples, seed=seed),
+                           "params": rank_agreement(params, hifi, k, n_resamples=n_resamples, seed=seed)}
+    order = sorted((i for i in range(len(rows)) if math.isfinite(macs[i])), key=lambda i: (macs[i], i))
+    buckets = []
+    for b in np.array_split(np.asarray(order, dtype=int), min(MACS_BUCKETS, max(1, len(order)))):
+        idx = [int(i) for i in b]
+        if not idx:
+            continue
+        t = kendall_tau([proxy[i] for i in idx], [hifi[i] for i in idx], n_resamples=n_resamples, seed=seed)
+        buckets.append({"macs_low": macs[idx[0]], "macs_high": macs[idx[-1]], "n_archs": t.n,
+                        "kendall_tau": None if not math.isfinite(t.statistic) else t.statistic,
+                        "kendall_tau_ci": [None if not math.isfinite(v) else v for v in (t.low, t.high)]})
+    out["macs_buckets"] = buckets
+    d = kendall_tau_difference(proxy, macs, hifi, n_resamples=n_resamples, seed=seed)
+    ci = [None if not math.isfinite(v) else v for v in (d.low, d.high)]
+    out["tau_minus_macs"] = None if not math.isfinite(d.statistic) else d.statistic
+    out["tau_minus_macs_ci"] = ci
+    out["verdict_vs_macs"] = verdict(d.low, d.high)
+    return out
+
+
 def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study_name: str | None = None,
                  out_dir: str | Path | None = None, backend: str = "local", ray: RayConfig | None = None,
                  retry_failed: bool = False, progress: bool = True, figure: bool = True,
@@ -277,11 +338,12 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     t0 = time.perf_counter()
     src, study = open_study_source(source, study_name)
     proxy = study_recipe(study)
-    hifi = cfg.high_fidelity(proxy)
     scored_by = study_evaluator(study)
+    hifi = cfg.high_fidelity(proxy, scored_by)
     proxy_text = proxy.describe() if scored_by == "train" else f"the study's evaluator {scored_by!r}"
     df = trials_frame(study)
-    cands = select_archs(df, cfg)
+    stratified = cfg.stratify == "macs" or (cfg.stratify == "auto" and scored_by != "train")
+    cands = select_archs(df, cfg, stratified)
     if len(cands) < 2:
         raise ConfigError(f"study {src.study_name!r} has {len(cands)} complete full-budget search arch(s); a ranking "
                           "needs at least 2")
@@ -321,6 +383,8 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
                                                threads=threads) for c in cands}
         zc_s = time.perf_counter() - tz
     rows, summary = analyze_fidelity(cands, runs, seeds, cfg.top, predictors, cfg.bootstrap, cfg.seed)
+    summary["audit"] = audit(rows, cfg.top, cfg.bootstrap, cfg.seed)
+    summary["sample"] = "stratified by MACs" if stratified else "uniform"
     summary.update(
         study=src.study_name, store=store.name, seeds=seeds, proxy_recipe=proxy.to_dict(), proxy=proxy_text,
         proxy_evaluator=scored_by,
@@ -373,6 +437,32 @@ def _reading(s: dict[str, Any]) -> str:
     return f"On these {s['n_archs']} archs the proxy {strength} (tau {tau:.2f} [{lo:.2f}, {hi:.2f}]); {width}."
 
 
+def _audit_markdown(s: dict[str, Any]) -> str:
+    a = s.get("audit")
+    if not a:
+        return ""
+    who = "the supernet" if s.get("proxy_evaluator") == "supernet" else "the proxy"
+    rows = ["| ranker | Kendall tau [95% CI] | Spearman rho [95% CI] | top-k recall | regret (pp) |",
+            "|---|---|---|---|---|",
+            f"| {who} | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} | {_f(s['spearman_rho'])}"
+            f"{_ci(s['spearman_rho_ci'])} | {_f(s['top_k_recall'])} | {_pct(s['regret'])} |"]
+    for name in ("macs", "params"):
+        m = a[name]
+        label = "MACs" if name == "macs" else "params"
+        rows.append(f"| {label} alone | {_f(m['kendall_tau'])}{_ci(m['kendall_tau_ci'])} "
+                    f"| {_f(m['spearman_rho'])}{_ci(m['spearman_rho_ci'])} | {_f(m['top_k_recall'])} | "
+                    f"{_pct(m['regret'])} |")
+    buckets = "; ".join(f"{b['macs_low'] / 1e6:.1f}-{b['macs_high'] / 1e6:.1f} MMACs: tau {_f(b['kendall_tau'])}"
+                        f"{_ci(b['kendall_tau_ci'])} (n={b['n_archs']})" for b in a["macs_buckets"])
+    d, ci = a["tau_minus_macs"], a["tau_minus_macs_ci"]
+    word = {"beats": "ranks better than MACs alone", "worse": "ranks worse than MACs alone"}.get(
+        a["verdict_vs_macs"], "cannot be told apart from MACs alone (within noise)")
+    return (f"\n\n### Audit: {who} against cost alone\n\nSample: the top archs and others drawn "
+            f"{s.get('sample', 'uniform')}.\n\n" + "\n".join(rows) +
+            f"\n\nWithin MACs buckets: {buckets or '–'}.\n\n**Verdict:** {who} {word}: tau({who}) - tau(MACs) = "
+            f"{_f(d)}{_ci(ci)} (paired bootstrap over archs).")
+
+
 def markdown(res: FidelityResult) -> str:
     s = res.summary
     k = s.get("top_k", 0)
@@ -404,6 +494,7 @@ def markdown(res: FidelityResult) -> str:
         text += ("\n\n### Cheap predictors on the same archs\n\n" + "\n".join(rows) +
                  "\n\nparams / MACs: the deployed network's counts; synflow, naswot, grad_norm: training-free "
                  "scores at initialisation (see nas_harness.evaluation.zero_cost for definitions and papers).")
+    text += _audit_markdown(s)
     table = ["| arch | proxy rank | proxy val % [95% CI] | high-fidelity rank | high-fidelity val % [95% CI] | runs |",
              "|---|---|---|---|---|---|"]
     for r in sorted(res.archs, key=lambda r: r["proxy_rank"] if math.isfinite(r["proxy_rank"]) else math.inf):

@@ -31,7 +31,7 @@ from nas_harness.plots._style import (
     paper_style,
     spread_labels,
 )
-from nas_harness.results import COST_NAMES, choice_columns, eligible, pareto_front
+from nas_harness.results import COST_NAMES, accuracy_note, choice_columns, eligible, pareto_front
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -159,7 +159,8 @@ def _finish(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, unit:
         ax.set_xlabel(f"Latency ({unit}, log scale)")
     else:
         ax.set_xlabel(f"MACs{at} ({unit}, log scale)" if cost == "macs" else f"Parameters ({unit}, log scale)")
-    ax.set_ylabel(_METRIC_LABEL[metric])
+    note = accuracy_note(df)
+    ax.set_ylabel(_METRIC_LABEL[metric] + (f"\n{note}" if note else ""))
     ax.set_title(title)
 
 

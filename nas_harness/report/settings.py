@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.report.document import Block, Heading, Para, Table
-from nas_harness.results import COST_NAMES, cost_text, study_cost
+from nas_harness.results import COST_NAMES, accuracy_note, cost_text, study_cost
 from nas_harness.results.export import params_note
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 #: Sections shown as tables, in this order, with a heading each.
 _SECTIONS = (("space", "Search space"), ("sampler", "Sampler"), ("pruner", "Pruner"), ("data", "Proxy data"),
-             ("train", "Training recipe"), ("trial", "Trial"), ("latency", "Latency table"))
+             ("train", "Training recipe"), ("trial", "Trial"), ("evaluator", "Evaluator"), ("latency", "Latency table"))
 #: [run] keys worth a row (the rest are machine-specific: storage, results_dir, progress, heartbeat).
 _RUN_KEYS = ("n_trials", "timeout_s", "max_failures", "backend")
 
@@ -117,5 +117,10 @@ def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
                      "(nas_harness.latency).")
     if df["params"].notna().any():
         notes.append(params_note(df))
+    note = accuracy_note(df)
+    if note:
+        ev = cfg.get("evaluator") if isinstance(cfg.get("evaluator"), Mapping) else {}
+        notes.append(f"Evaluator {ev.get('kind')!r}: its accuracies are {note}; `nas-harness fidelity` measures how "
+                     "well they rank, `nas-harness confirm` retrains from scratch.")
     blocks += [Para(n) for n in notes]
     return blocks

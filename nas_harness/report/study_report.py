@@ -15,6 +15,7 @@ from nas_harness.report.settings import settings_blocks
 from nas_harness.results import (
     COST_NAMES,
     ReferencePoint,
+    accuracy_note,
     cost_text,
     default_reference_point,
     dominated_by,
@@ -287,7 +288,8 @@ def build_report(df: pd.DataFrame, storage: str, figures: list[Path], base: Path
                     "accurate. 95% CI: Wilson interval of the accuracy on its split (sampling noise of the split only; "
                     "one training run per arch). MACs and params are those of the deployed network "
                     f"({counted_classes(df):,} classes, 3 input channels), not of the smaller proxy network trained "
-                    "on the data set's classes and channels (see Settings)."),
+                    "on the data set's classes and channels (see Settings)."
+                    + (f" Accuracies are {accuracy_note(df)}." if accuracy_note(df) else "")),
                pareto_table(df, metric, cost)]
     ref_table = reference_table(df, metric, cost)
     if ref_table.rows:

@@ -8,6 +8,7 @@ written by any backend (local Optuna, Ray) and by older versions of the search c
 from nas_harness.results.export import ExportedArch, compound_family, export_arch, rank_trials
 from nas_harness.results.frame import (
     StudySource,
+    accuracy_note,
     add_intervals,
     choice_columns,
     export_frame,
@@ -40,6 +41,7 @@ from nas_harness.results.stats import (
     accuracy_difference,
     accuracy_interval,
     kendall_tau,
+    kendall_tau_difference,
     paired_delta,
     rank_agreement,
     regret,
@@ -61,6 +63,7 @@ __all__ = [
     "StudySource",
     "accuracy_difference",
     "accuracy_interval",
+    "accuracy_note",
     "add_intervals",
     "best_so_far",
     "choice_columns",
@@ -75,6 +78,7 @@ __all__ = [
     "hypervolume_2d",
     "hypervolume_history",
     "kendall_tau",
+    "kendall_tau_difference",
     "load_study",
     "paired_delta",
     "pareto_front",

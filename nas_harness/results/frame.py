@@ -382,3 +382,19 @@ def export_frame(df: pd.DataFrame, path: str | Path) -> Path:
                     out[col] = out[col].map(lambda v: None if v is None else str(v))
         out.to_parquet(path, index=False)
     return path
+
+
+def accuracy_note(df: pd.DataFrame) -> str:
+    """How a study's accuracies must be read, from its evaluator ("" for accuracies trained from scratch; e.g.
+    a supernet study's are inherited-weight estimates)."""
+    ev = (df.attrs.get("config") or {}).get("evaluator")
+    kind = ev.get("kind") if isinstance(ev, dict) else None
+    if not isinstance(kind, str) or kind in ("", "train"):
+        return ""
+    from nas_harness.evaluators import lookup
+
+    try:
+        factory = lookup(kind).factory
+    except ConfigError:
+        return f"scored by evaluator {kind!r}"
+    return str(getattr(factory, "accuracy_note", "") or f"scored by evaluator {kind!r}")

@@ -122,3 +122,22 @@ def test_fidelity_cli_bad_input(real_study: Path, capsys: pytest.CaptureFixture[
     assert cli_main(["fidelity", str(real_study), "--val-size", "70000"]) == 2
     assert "validation images requested" in capsys.readouterr().err
     assert not (real_study / "fidelity.json").exists()
+
+
+def test_stratified_selection_draws_one_arch_from_each_macs_bin() -> None:
+    import pandas as pd
+
+    from nas_harness.evaluation.fidelity import FidelityConfig, select_archs
+
+    n = 30
+    macs = [(7 * i) % n + 1 for i in range(n)]  # a permutation of 1..30, unrelated to the accuracy order
+    df = pd.DataFrame({"state": "COMPLETE", "full_budget": True, "feasible": True, "is_reference": False,
+                       "arch": [f"a{i}" for i in range(n)], "name": [f"#{i}" for i in range(n)],
+                       "val_acc": [1.0 - i / 100 for i in range(n)], "val_n": 100, "macs": macs,
+                       "params": macs, "number": list(range(n))})
+    for seed in range(5):
+        cands = select_archs(df, FidelityConfig(top=3, random=3, seed=seed, zero_cost=False), stratified=True)
+        assert [c.arch for c in cands[:3]] == ["a0", "a1", "a2"]  # the proxy's top 3
+        rest = sorted(m for i, m in enumerate(macs) if i >= 3)
+        bins = [rest[:9], rest[9:18], rest[18:]]  # the rest's 27 archs in three equal-count MACs bins
+        assert sorted(next(j for j, b in enumerate(bins) if c.macs in b) for c in cands[3:]) == [0, 1, 2]

@@ -190,3 +190,23 @@ def test_too_few_items_get_no_rank_interval() -> None:
     tau = kendall_tau([1, 2, 3, 4], [1, 2, 3, 4], n_resamples=200)  # a perfect ranking, 1 chance in 24
     assert tau.statistic == pytest.approx(1.0) and math.isnan(tau.low) and math.isnan(tau.high)
     assert 0 < tau.p_value < 0.1
+
+
+def test_kendall_tau_difference_is_paired_and_agrees_with_scipy() -> None:
+    import random
+
+    from scipy.stats import kendalltau
+
+    from nas_harness.results.stats import BEATS, TIED, kendall_tau_difference, verdict
+
+    truth = list(range(12))
+    d = kendall_tau_difference(truth, truth[::-1], truth, n_resamples=300, seed=0)
+    assert d.statistic == pytest.approx(2.0) and d.low == pytest.approx(2.0) and verdict(d.low, d.high) == BEATS
+    same = kendall_tau_difference(truth, truth, truth, n_resamples=300, seed=0)
+    assert (same.statistic, same.low, same.high) == (0.0, 0.0, 0.0) and verdict(same.low, same.high) == TIED
+    rng = random.Random(3)
+    a, b, t = ([rng.random() for _ in range(15)] for _ in range(3))
+    r = kendall_tau_difference(a, b, t, n_resamples=300, seed=1)
+    assert r.statistic == pytest.approx(kendalltau(a, t).statistic - kendalltau(b, t).statistic)
+    assert r.low <= r.statistic <= r.high and r.n == 15
+    assert math.isnan(kendall_tau_difference(a[:5], b[:5], t[:5]).low)  # too few items for an interval
