@@ -41,3 +41,22 @@ class TrialOutOfMemoryError(TrialError):
         msg = f"out of memory at step {step}"
         super().__init__(f"{msg}: {detail}" if detail else msg)
         self.step = step
+
+
+# --- Ctrl-C that Python could not deliver -----------------------------------------------------------------
+# A SIGINT that arrives while Python runs a weakref or garbage-collector callback raises KeyboardInterrupt there,
+# and Python only prints "Exception ignored" and goes on.  The command line's handler notes every Ctrl-C here;
+# long loops call raise_if_interrupted() at their safe points, so a swallowed Ctrl-C still stops the run.
+_interrupted = False
+
+
+def note_interrupt() -> None:
+    """Record that the user pressed Ctrl-C (called from the SIGINT handler)."""
+    global _interrupted
+    _interrupted = True
+
+
+def raise_if_interrupted() -> None:
+    """Raise KeyboardInterrupt if a Ctrl-C was noted (a safe point of a long loop)."""
+    if _interrupted:
+        raise KeyboardInterrupt

@@ -29,10 +29,19 @@ def interrupt_once() -> None:
     KeyboardInterrupt, later ones are ignored so the worker's clean-up finishes."""
 
     def handler(signum: int, frame: Any) -> None:
+        from nas_harness.errors import note_interrupt
+
+        note_interrupt()
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+
+    def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed
+        if not isinstance(info.exc_value, KeyboardInterrupt):
+            sys.__unraisablehook__(info)
+
+    sys.unraisablehook = unraisable
 
 
 def worker_setup(parent: int) -> None:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas_harness.errors import raise_if_interrupted
 from nas_harness.evaluators import Evaluator
 from nas_harness.objectives import Objective
 from nas_harness.records import REJECTED_OVER_BUDGET, Outcome, TrialRecord
@@ -111,6 +112,7 @@ class StudyTask:
         progress: dict[str, Any] = {"best": 0.0, "last": 0.0, "epochs": 0}
 
         def report(ep: Any) -> None:
+            raise_if_interrupted()
             acc = float(ep.val_acc)
             progress.update(best=max(progress["best"], acc), last=acc, epochs=ep.epoch)
             if on_epoch is not None:

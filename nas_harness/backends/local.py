@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nas_harness.backends._task import StudyTask, TrialStopped, reason
+from nas_harness.errors import raise_if_interrupted
 from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, mark_running, tell
 
 
@@ -96,11 +97,13 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
     slow = SlowTrials(study)
     try:
         while deadline is None or time.time() < deadline:
+            raise_if_interrupted()
             trial = slots.acquire(deadline)
             if trial is None:
                 break
             tid = trial._trial_id
             outcome = evaluate_trial(trial, task)
+            raise_if_interrupted()  # a Ctrl-C Python swallowed during the trial: the trial is failed, not told
             told = tell(study, tid, outcome)
             slots.release(tid)
             out.ran += 1

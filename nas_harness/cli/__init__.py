@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.abc
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 # Sub-command name -> module in this package.  Modules are imported lazily so `nas-harness info` does not
 # pay for importing Ray or seaborn.
@@ -51,8 +53,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _catch_interrupts() -> None:
+    """Ctrl-C raises KeyboardInterrupt as usual and is also noted (``errors.note_interrupt``): one that lands in
+    a callback Python cannot raise from is not lost (the run stops at its next safe point) and is not printed
+    as an "Exception ignored" traceback."""
+    import signal
+    import threading
+
+    from nas_harness.errors import note_interrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        note_interrupt()
+        raise KeyboardInterrupt
+
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            return  # noted: raised again at the next safe point
+        sys.__unraisablehook__(info)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    sys.unraisablehook = unraisable
+
+
+class _ImportsWithoutInterrupt(importlib.abc.MetaPathFinder):
+    """Ctrl-C while torch is being imported would land inside one of its C++ callbacks and abort the process
+    (``terminate called after throwing ... KeyboardInterrupt``, exit -6).  This finder wraps the import of the
+    listed top-level packages: a SIGINT during it is held back and raised as KeyboardInterrupt right after."""
+
+    PACKAGES = frozenset({"torch", "torchvision"})
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name not in self.PACKAGES:
+            return None
+        import importlib.machinery
+
+        spec = importlib.machinery.PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        spec.loader = _DeferInterrupt(spec.loader)
+        return spec
+
+
+class _DeferInterrupt:
+    def __init__(self, loader: Any) -> None:
+        self.loader = loader
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            self.loader.exec_module(module)
+            return
+        held: list[int] = []
+        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        try:
+            self.loader.exec_module(module)
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        if held:
+            raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
+    if not any(isinstance(f, _ImportsWithoutInterrupt) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ImportsWithoutInterrupt())
+    _catch_interrupts()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # Ctrl-C while starting up (imports, argument checks): one line, not a traceback
