@@ -179,7 +179,8 @@ def _detached(kind: str) -> Any:
 
 
 def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
-                   log: Any, on_stored: Any = None) -> Any:
+                   log: Any, on_stored: Any = None, max_failures: int = 0, stats: dict[str, Any] | None = None
+                   ) -> Any:
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.utils.util import unflatten_dict
@@ -197,6 +198,8 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
         def suggest(self, trial_id: str) -> dict | str | None:
             if deadline is not None and time.time() >= deadline:
                 return Searcher.FINISHED
+            if max_failures and self.__dict__.get("_failed", 0) >= max_failures:
+                return Searcher.FINISHED  # as the local loop: stop starting trials after that many failures
             if time.time() < getattr(self, "_next_try", 0.0):
                 return None  # Tune asks in a tight loop: look at the storage at most once a second when full
             got = self.slots.try_acquire()
@@ -260,6 +263,12 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
             else:
                 if outcome.state == "fail":
                     log(f"trial {ot_trial.number} failed: {outcome.record.fail_reason}")
+                    self._failed = self.__dict__.get("_failed", 0) + 1
+                    if max_failures and self._failed == max_failures:
+                        log(f"stopping: {self._failed} trials failed in this run (run.max_failures = "
+                            f"{max_failures}); see their fail_reason in trials.csv")
+                        if stats is not None:
+                            stats["stopped_by_failures"] = True
                 if on_stored is not None:
                     on_stored(self._ot_study._storage.get_trial(tid))
             self.slots.release(tid)
@@ -373,18 +382,20 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
             deadline: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
             max_concurrent: int = 0, address: str | None = None, num_cpus: int | None = None,
             scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print,
-            on_stored: Any = None) -> dict[str, Any]:
+            on_stored: Any = None, max_failures: int = 0) -> dict[str, Any]:
     """Run trials of ``study`` with Ray Tune until the study is full or the deadline passes.
 
     ``slots_factory(study) -> TrialSlots`` hands out the trials; ``scheduler``: ``{"kind": "asha", "grace":
     g, "reduction_factor": r}`` or ``{"kind": "median", "grace": g}`` (median stopping rule), or None.
-    ``on_stored(frozen_trial)`` is called in the driver after each trial it stored (experiment trackers).
-    Returns run statistics: ``max_concurrent`` (most trials Ray ran at once).
+    ``on_stored(frozen_trial)`` is called in the driver after each trial it stored (experiment trackers);
+    ``max_failures`` (> 0): no new trial starts after that many failed in this run, as on the local backend.
+    Returns run statistics: ``max_concurrent`` (most trials Ray ran at once), ``stopped_by_failures``.
     """
     from ray import tune
 
     ensure_ray(address, num_cpus=num_cpus)
-    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log, on_stored)
+    stats: dict[str, Any] = {"max_concurrent": 0, "stopped_by_failures": False}
+    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log, on_stored, max_failures, stats)
     metric, mode = task.objective.metric_names[0], task.objective.modes[0]
     sched = None
     if scheduler:
@@ -406,7 +417,6 @@ def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, st
     # start per trial; let it request as many as can run at once (the searcher's constant liar covers them).
     os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_fits_at_once(cpus_per_trial, gpus_per_trial,
                                                                           max_concurrent)))
-    stats: dict[str, Any] = {"max_concurrent": 0}
     callbacks = [_callback(study, progress, stats)]
     tuner = tune.Tuner(
         trainable,

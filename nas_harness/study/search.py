@@ -338,8 +338,9 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
             stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
                             cpus_per_trial=ray_cpus, gpus_per_trial=r.gpus_per_trial,
                             max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
-                            scheduler=sched, progress=bar, log=say, on_stored=on_stored)
+                            scheduler=sched, progress=bar, log=say, on_stored=on_stored, max_failures=max_failures)
             summary.max_concurrent = int(stats.get("max_concurrent", 0))
+            summary.stopped_by_failures = bool(stats.get("stopped_by_failures"))
             slots = made[-1] if made else None
     except KeyboardInterrupt:
         summary.interrupted = True

@@ -181,7 +181,7 @@ class SupernetEvaluator(Evaluator):
             versions=library_versions(), cached=False, macs_resolution=int(spec.macs_resolution))
         if test is not None:
             record = record.replace(test_acc=float(test[0]), test_loss=float(test[1]), test_n=len(data.test_y))
-        return record.replace(supernet_id=self.supernet_id(data), supernet_weights=loaded.sha,
+        return record.with_extra(supernet_id=self.supernet_id(data), supernet_weights=loaded.sha,
                               supernet_epochs=loaded.epochs, supernet_sampling=s.sampling, bn_batches=s.bn_batches,
                               bn_batch_size=s.bn_batch_size, accuracy_note=ACCURACY_NOTE)
 

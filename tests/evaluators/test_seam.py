@@ -117,3 +117,30 @@ def test_a_toy_evaluator_on_ray(tmp_path: Path, ray_local: None) -> None:
                                                       ray={"cpus_per_trial": 1.0}), progress=False, figure=False,
                        log=print)
     assert conf.analysis.rows
+
+
+class Broken(Evaluator):
+    kind = "broken"
+    uses_data = False
+
+    def evaluate(self, spec, report=None, checkpoint=None):  # type: ignore[no-untyped-def]
+        from nas_harness.errors import TrialError
+
+        raise TrialError("this evaluator always fails")
+
+
+register_evaluator("broken", lambda options, ctx: Broken())
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_ray_stops_after_max_failures_like_the_local_loop(tmp_path: Path, ray_local: None) -> None:
+    import ray.cloudpickle
+
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    d = tiny_dict(tmp_path, sampler={"kind": "random"}, evaluator={"kind": "broken"},
+                  run={"n_trials": 20, "max_failures": 2, "backend": "ray"}, ray={"cpus_per_trial": 1.0})
+    summary = run_search(validate(d))
+    assert summary.stopped_by_failures and summary.n_complete == 0
+    # no trial starts after the second failure; those Tune had already started or queued still end (failed)
+    assert 2 <= summary.n_fail <= 8
