@@ -148,7 +148,7 @@ def test_channel_arithmetic():
 LAYERS = {
     "arch": {"arch", "errors"},
     "scaling": {"arch", "errors", "scaling"},
-    "presets": {"arch", "errors", "scaling", "presets"},
+    "presets": {"_config", "arch", "errors", "scaling", "presets"},  # arch files are read through _config.read_file
     "space": {"_config", "arch", "errors", "scaling", "presets", "space"},
     "flops": {"arch", "errors", "flops"},
     "model": {"arch", "errors", "model"},

@@ -37,7 +37,7 @@ def passive_wait_env(env: dict[str, str] | None = None) -> dict[str, str]:
     spinning, so a busy machine is shared fairly), unless ``$NAS_HARNESS_SPIN_WAIT=1`` opts out or the user
     set the variable.  Must be in the environment before the OpenMP runtime starts (before torch is imported)."""
     env = dict(os.environ if env is None else env)
-    value = env.get(SPIN_OPT_OUT, "0")
+    value = env.get(SPIN_OPT_OUT, "") or "0"  # set but empty = unset
     if value not in ("0", "1"):
         raise ConfigError(f"${SPIN_OPT_OUT} = {value[:40]!r}: allowed values: 1 (idle OpenMP threads spin), 0 or "
                           "unset (they wait passively)")

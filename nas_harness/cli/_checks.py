@@ -313,6 +313,7 @@ def kept_in_storage(url: str, study: str, noun: str = "trial",
 
     n = finished_trials(url, study, states)
     what = (f"the finished {noun}s are" if n is None else
+            f"{n} finished {noun}(s) are" if n.startswith("at least") else
             f"the {n} finished {noun}{'' if n == '1' else 's'} {'is' if n == '1' else 'are'}")
     return f"{what} safe in {redact(url)}; free some space and run the same command again to continue"
 
@@ -327,8 +328,10 @@ def finished_trials(url: str, study: str, states: tuple[str, ...] = ("COMPLETE",
     try:
         s = optuna.load_study(study_name=study, storage=open_storage(url, create=False))
         return str(sum(t.state.name in states for t in s.get_trials(deepcopy=False)))
-    except Exception:  # the line that uses this count is written anyway, without the number
-        return None
+    except Exception:  # a full disk: the storage layer reads its file directly, writing nothing
+        from nas_harness.records._storage import finished_in_file
+
+        return finished_in_file(url, study, states)
 
 
 # ---------------------------------------------------------------------------------------------- warnings

@@ -608,3 +608,27 @@ class StorageLock:
 def wait(seconds: float) -> None:
     """Sleep (a seam for tests)."""
     time.sleep(seconds)
+
+
+def finished_in_file(url: str, study: str, states: tuple[str, ...] = ("COMPLETE", "PRUNED")) -> str | None:
+    """'N' (or 'at least N') trials of ``study`` in ``states`` read straight from a SQLite storage file without
+    writing anything, for when even a read-only Optuna storage cannot be opened (a full disk); None when the file
+    cannot be read.  ``immutable`` (the last resort) skips the WAL, hence "at least"."""
+    import sqlite3
+
+    path = sqlite_path(url)
+    if path is None:
+        return None
+    query = (f"SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id WHERE s.study_name = ? AND "
+             f"t.state IN ({', '.join('?' for _ in states)})")
+    for mode, exact in (("mode=ro", True), ("immutable=1", False)):
+        try:
+            con = sqlite3.connect(f"file:{path.resolve()}?{mode}", uri=True, timeout=5)
+            try:
+                (n,), = con.execute(query, (study, *states)).fetchall()
+            finally:
+                con.close()
+        except (sqlite3.Error, OSError, ValueError):
+            continue
+        return str(n) if exact else f"at least {n}"
+    return None

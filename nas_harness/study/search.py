@@ -326,6 +326,9 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
 
             if cfg.pruner.kind != "none":
                 say(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
+            if cfg.run.workers > 1:
+                say(f"note: run.workers = {cfg.run.workers} applies to the local backend; on Ray, trials run as "
+                    "many at once as ray.max_concurrent and the CPUs allow")
             r = cfg.ray
             sched = ({"kind": r.scheduler, "grace": r.grace_epochs, "reduction_factor": r.reduction_factor}
                      if r.scheduler != "none" else None)

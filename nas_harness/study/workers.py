@@ -159,6 +159,8 @@ def _drain(q: Any, procs: list[Any], finished: set[int], study: Any, progress: A
             continue
         kind = msg[0]
         if kind == "log":
+            if msg[1].startswith("waiting: "):  # near the end, siblings' trials fill the study: nothing to say
+                continue
             if msg[1].startswith(SLOW_WARNING):  # every worker would say it: once is enough
                 if out.said_slow:
                     continue
