@@ -248,9 +248,20 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     storage = open_storage(cfg.storage_url)
     study, threads = open_study(cfg, storage, sampler, pruner, log)
     task = build_task(cfg, threads)
+    offset = sampler_offset(study)
+    if offset:  # a continued study: a sampler seeded as on the first run would draw the same archs again
+        sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed + offset, task.space)
+        study.sampler = sampler
     if task.evaluator is not None:  # one-time work of the evaluator (a supernet's training, a surrogate's fit)
         task.evaluator.prepare(cfg.eval_context(task.train), log)
     return study, task, sampler
+
+
+def sampler_offset(study: Any) -> int:
+    """What a run adds to the study's seed for its sampler: the number of trials the study already holds, so a
+    continued study (or each of several workers) does not draw the archs of an earlier run again.  A new study
+    (0) samples exactly as before; results never depend on it (a trial's numbers depend on its arch and seed)."""
+    return len(study.get_trials(deepcopy=False))
 
 
 def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = None) -> SearchSummary:

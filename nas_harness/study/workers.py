@@ -55,7 +55,7 @@ class _QueueProgress:
 
 def _worker_main(cfg_dict: dict[str, Any], threads: int | str, index: int, target: int,
                  grid: list[dict[str, Any]] | None, deadline: float | None, max_failures: int, q: Any,
-                 parent: int) -> None:
+                 parent: int, first: int = 0) -> None:
     """One worker process: the study's trial loop until the study has its trials, the deadline, or Ctrl-C."""
     worker_setup(parent)
     import optuna
@@ -76,10 +76,10 @@ def _worker_main(cfg_dict: dict[str, Any], threads: int | str, index: int, targe
         task = build_task(cfg, threads)
         if task.evaluator is not None:  # idempotent: finds what the parent prepared
             task.evaluator.prepare(cfg.eval_context(task.train), lambda msg: None)
-        sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed + index, task.space)
         pruner = make_pruner(cfg.pruner) if cfg.objective.kind != "multi" else None
-        study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url), sampler=sampler,
-                                  pruner=pruner)
+        study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url), pruner=pruner)
+        # each worker its own draws, and a continued study new ones (see search.sampler_offset)
+        study.sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed + index + first, task.space)
         slots = TrialSlots(study, target, StorageLock(cfg.storage_url), Heartbeat(study._storage, cfg.run.heartbeat_s),
                            task.params_of_arch, candidates=grid, key=lambda p: str(task.space.arch_from_params(p)),
                            log=log)
@@ -112,7 +112,8 @@ def run_workers(cfg: Any, study: Any, n: int, threads: int | str, *, target: int
         cfg_dict["run"]["storage"] = ""
     with worker_environment():
         procs = [ctx.Process(target=_worker_main, name=f"nas-harness-worker-{i}",
-                             args=(cfg_dict, threads, i, target, grid, deadline, max_failures, q, os.getpid()))
+                             args=(cfg_dict, threads, i, target, grid, deadline, max_failures, q, os.getpid(),
+                                   len(study.get_trials(deepcopy=False))))
                  for i in range(n)]
         for p in procs:
             p.start()

@@ -214,3 +214,15 @@ def test_check_prints_one_line_unless_the_config_is_asked_for(tmp_path: Path, ca
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--show-config" in err[0]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_continued_study_draws_new_archs(tmp_path: Path) -> None:
+    """A resumed run's sampler is seeded past the trials the study holds: it does not re-draw the first run's
+    archs (found by a fresh user: 6 'finished' trials held 4 distinct archs)."""
+    d = tiny_dict(tmp_path, sampler={"kind": "random"}, run={"n_trials": 3})
+    run_search(validate(d))
+    d["run"]["n_trials"] = 6
+    cfg = validate(d)
+    run_search(cfg)
+    archs = [t.user_attrs["arch"] for t in optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials]
+    assert len(archs) == 6 and not set(archs[:3]) & set(archs[3:])
