@@ -47,6 +47,23 @@ def norm_factory(arch: Arch) -> LayerFactory:
     return partial(nn.BatchNorm2d, eps=arch.bn_eps, momentum=arch.bn_momentum)
 
 
+
+def init_weights(net: nn.Module) -> None:
+    """torchvision's EfficientNet initialisation of every conv, BatchNorm and linear layer of ``net``, in module
+    order (so trained-from-scratch results are comparable with it; the supernet starts its largest net so too)."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.out_features)
+            nn.init.uniform_(m.weight, -bound, bound)
+            nn.init.zeros_(m.bias)
+
 class ConvBNAct(nn.Sequential):
     """conv (no bias) → BN → optional activation: torchvision's ``Conv2dNormActivation`` (same children)."""
 
@@ -150,19 +167,7 @@ class EfficientNet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # torchvision's initialisation, so trained-from-scratch results are comparable with it.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.avgpool(self.features(x))

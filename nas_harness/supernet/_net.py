@@ -27,7 +27,7 @@ from torch import nn
 
 from nas_harness.arch import Arch, Stage, expanded_channels, make_divisible, se_squeeze_channels
 from nas_harness.errors import ConfigError
-from nas_harness.model import ConvBNAct, SqueezeExcitation, act_factory, norm_factory
+from nas_harness.model import ConvBNAct, SqueezeExcitation, act_factory, init_weights, norm_factory
 from nas_harness.space import SearchSpace
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var")
@@ -124,19 +124,7 @@ class Supernet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(base.dropout), nn.Linear(base.head_channels, num_classes))
         self.act = act()
-        # the largest net's initialisation (torchvision's, as build_model)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / (m.out_features ** 0.5)
-                nn.init.uniform_(m.weight, -bound, bound)
-                nn.init.zeros_(m.bias)
+        init_weights(self)  # the largest net's initialisation (torchvision's, as build_model)
         if zero_init_residual:  # blocks residual in every subnet start as the identity (as the trainer does);
             # a stage's first block is left alone: it is not residual in the subnets that change the width there
             for st, blocks in zip(base.stages, self.features[1:-1]):
