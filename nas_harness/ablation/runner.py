@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nas_harness.backends.settings import fixed_jobs_threads, stored_settings
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
 from nas_harness.records import TrialRecord
@@ -77,11 +78,11 @@ class AblationStore(JobStore):
         threads = cfg.train.threads
         if threads is None:
             stored_threads = ((stored or {}).get("train") or {}).get("threads") if isinstance(stored, dict) else None
-            threads = stored_threads if stored_threads is not None else _default_threads(cfg)
+            threads = stored_threads if stored_threads is not None else fixed_jobs_threads(cfg)
         train = cfg.train.replace(threads=threads)
         try:
             super().bind(cfg.replace_train(train).recipe(), {v: str(a) for v, a in cfg.archs.items()},
-                         kind="ablation", attrs={"config": _stored_config(cfg)}, what="runs of ablation")
+                         kind="ablation", attrs={"config": stored_settings(cfg)}, what="runs of ablation")
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg.replace("variant ", "variants: ", 1) if msg.startswith("variant ") else msg) from None
@@ -97,21 +98,6 @@ class AblationStore(JobStore):
         return RunRecord.of(super().add(variant, seed, record, error, arch, **extra))
 
 
-def _default_threads(cfg: AblationConfig) -> int:
-    if cfg.run.backend == "ray":
-        return max(1, int(cfg.ray.cpus_per_trial))
-    from nas_harness.train.trainer import usable_cores
-
-    return max(1, min(8, usable_cores()))
-
-
-def _stored_config(cfg: AblationConfig) -> dict[str, Any]:
-    from nas_harness.records import redact
-
-    d = cfg.to_dict()
-    d["run"]["storage"] = redact(d["run"]["storage"])
-    d["ray"]["address"] = redact(d["ray"]["address"])
-    return d
 
 
 def plan_jobs(cfg: AblationConfig) -> list[tuple[str, int]]:

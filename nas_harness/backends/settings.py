@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 
@@ -82,3 +82,26 @@ class RayConfig(ConfigModel):
     address: Annotated[Text, Field(max_length=1024, description="cluster to join; '' = $RAY_ADDRESS or a local Ray")
                        ] = ""
     num_cpus: Annotated[Int, Field(ge=0, le=100_000, description="local Ray only: CPUs to give it (0 = all)")] = 0
+
+
+def stored_settings(cfg: Any) -> dict[str, Any]:
+    """A validated file (study, ablation, scaling curves) as it is stored with its runs: ``run.storage``,
+    ``ray.address`` and a tracking URI where the file has one, with their credentials redacted."""
+    from nas_harness.records import redact
+
+    d = cfg.to_dict()
+    d["run"]["storage"] = redact(d["run"]["storage"])
+    d["ray"]["address"] = redact(d["ray"]["address"])
+    if isinstance(d.get("tracking"), dict) and d["tracking"].get("mlflow_uri"):
+        d["tracking"]["mlflow_uri"] = redact(d["tracking"]["mlflow_uri"])
+    return d
+
+
+def fixed_jobs_threads(cfg: Any) -> int:
+    """The thread count a new ablation or scaling-curves store fixes when ``train.threads`` is omitted: a Ray
+    job's whole CPUs, else this process's cores (at most 8); stored and reused on every resume."""
+    if cfg.run.backend == "ray":
+        return max(1, int(cfg.ray.cpus_per_trial))
+    from nas_harness.train.trainer import usable_cores
+
+    return max(1, min(8, usable_cores()))

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from nas_harness.backends.settings import fixed_jobs_threads, stored_settings
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.store import JobStore, StoredRun, run_stored_jobs
 
@@ -40,28 +41,13 @@ class CurvesStore(JobStore):
         threads = cfg.train.threads
         if threads is None:
             stored_threads = ((stored or {}).get("train") or {}).get("threads") if isinstance(stored, dict) else None
-            threads = stored_threads if stored_threads is not None else _default_threads(cfg)
+            threads = stored_threads if stored_threads is not None else fixed_jobs_threads(cfg)
         train = cfg.train.replace(threads=threads)
         super().bind(cfg.replace_train(train).recipe(), {k: str(p.arch) for k, p in cfg.networks().items()},
-                     kind="scaling_curves", attrs={"config": _stored_config(cfg)}, what="runs of scaling curves")
+                     kind="scaling_curves", attrs={"config": stored_settings(cfg)}, what="runs of scaling curves")
         return train
 
 
-def _default_threads(cfg: ScalingCurvesConfig) -> int:
-    if cfg.run.backend == "ray":
-        return max(1, int(cfg.ray.cpus_per_trial))
-    from nas_harness.train.trainer import usable_cores
-
-    return max(1, min(8, usable_cores()))
-
-
-def _stored_config(cfg: ScalingCurvesConfig) -> dict[str, Any]:
-    from nas_harness.records import redact
-
-    d = cfg.to_dict()
-    d["run"]["storage"] = redact(d["run"]["storage"])
-    d["ray"]["address"] = redact(d["ray"]["address"])
-    return d
 
 
 def plan_jobs(cfg: ScalingCurvesConfig) -> list[tuple[str, int]]:

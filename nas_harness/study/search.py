@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness.backends._task import StudyTask
+from nas_harness.backends.settings import stored_settings
 from nas_harness.errors import ConfigError
 from nas_harness.records import (
     Heartbeat,
@@ -85,14 +86,6 @@ def first_difference(old: Any, new: Any, path: str = "") -> tuple[str, Any, Any]
         return None
     return None if old == new else (path, old, new)
 
-
-def _stored_config(cfg: StudyConfig) -> dict[str, Any]:
-    """The study file as stored in the study: credentials redacted."""
-    d = cfg.to_dict()
-    d["run"]["storage"] = redact(d["run"]["storage"])
-    d["ray"]["address"] = redact(d["ray"]["address"])
-    d["tracking"]["mlflow_uri"] = redact(d["tracking"]["mlflow_uri"])
-    return d
 
 
 def open_study(cfg: StudyConfig, storage: Any, sampler: Any = None, pruner: Any = None,
@@ -166,7 +159,7 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
                           f"other objective directions; use another name")
     comparable["train"]["threads"] = threads
     study.set_user_attr("comparable", comparable)
-    study.set_user_attr("config", _stored_config(cfg))
+    study.set_user_attr("config", stored_settings(cfg))
     study.set_user_attr("objective", cfg.objective.kind)
     study.set_user_attr("metric_names", cfg.objective.metric_names)
     with warnings.catch_warnings():
@@ -407,7 +400,7 @@ def start_tracking(cfg: StudyConfig, log: Any, out_dir: Path | None = None) -> A
     tracking = open_tracking(cfg.tracking.settings(out_dir or cfg.study_dir), cfg.name,
                              secrets=[cfg.storage_url, cfg.ray.address], log=log)
     if tracking.active:
-        params = flat_params(_stored_config(cfg))
+        params = flat_params(stored_settings(cfg))
         tags = {"nas.objective": cfg.objective.kind, "nas.storage": redact(cfg.storage_url),
                 "nas.backend": cfg.run.backend}
         tracking.start(params, tags, value_names=cfg.objective.metric_names)
