@@ -6,12 +6,12 @@ it at any time (e.g. for a partially finished ablation).
 
 from __future__ import annotations
 
-import csv
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+
+from nas_harness.report.document import write_csv
 
 from .config import AblationConfig
 from .runner import RunRecord
@@ -165,15 +165,6 @@ def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Se
     return paths
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
 
 
 def stability_text(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStability) -> str:
@@ -212,8 +203,8 @@ def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str
     out = Path(out_dir) if out_dir is not None else cfg.out_dir
     rows = summarize_runs(cfg, records)
     runs_csv, summary_csv, md_path = out / "runs.csv", out / "summary.csv", out / "summary.md"
-    _write_csv(runs_csv, [r.to_row() for r in records])
-    _write_csv(summary_csv, [r.to_row() | {"description": describe(r.variant, cfg.definitions)} for r in rows])
+    write_csv(runs_csv, [r.to_row() for r in records])
+    write_csv(summary_csv, [r.to_row() | {"description": describe(r.variant, cfg.definitions)} for r in rows])
     failures = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
     parts = [f"## Ablation `{cfg.name}`", _settings(cfg, records), markdown_table(rows, cfg.baseline)]
     parts += ["Failed runs:\n" + "\n".join(failures)] if failures else []
@@ -223,7 +214,7 @@ def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str
         st = budget_stability(rows, rows2, cfg.baseline)
         parts += [f"### Second budget: {cfg2.budget_text()}", _settings(cfg2, records2),
                   markdown_table(rows2, cfg2.baseline), stability_text(cfg, cfg2, st)]
-        _write_csv(out / "stability.csv", [dict(r) for r in st.rows])
+        write_csv(out / "stability.csv", [dict(r) for r in st.rows])
         failures2 = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records2 if r.state != "ok"]
         parts += ["Failed runs at the second budget:\n" + "\n".join(failures2)] if failures2 else []
     text = "\n\n".join(parts) + "\n"

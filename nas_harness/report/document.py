@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -126,3 +127,19 @@ def to_html(blocks: list[Block], title: str) -> str:
             out.append(f"<img src='{html.escape(b.path)}' alt='{html.escape(b.alt)}'>")
     out.append("</body></html>")
     return "\n".join(out) + "\n"
+
+
+def write_csv(path: Any, rows: list[dict[str, Any]]) -> None:
+    """``rows`` as a CSV file (columns in first-seen order, its folder created): the tables beside a report."""
+    import csv
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections.abc import Sequence
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness.evaluation.store import StoredRun
-from nas_harness.report.document import Block, Bullets, Heading, Image, Para, Table, to_html, to_markdown
+from nas_harness.report.document import Block, Bullets, Heading, Image, Para, Table, to_html, to_markdown, write_csv
 from nas_harness.results.stats import Summary
 
 from .config import NATIVE_PX, SINGLE, CurvePoint, ScalingCurvesConfig
@@ -283,14 +282,6 @@ def write_figures(cfg: ScalingCurvesConfig, rep: CurvesReport, out: Path) -> lis
     return paths
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    keys: list[str] = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    with path.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _csvs(cfg: ScalingCurvesConfig, rep: CurvesReport, records: Sequence[StoredRun], out: Path) -> list[Path]:
@@ -327,7 +318,7 @@ def _csvs(cfg: ScalingCurvesConfig, rep: CurvesReport, records: Sequence[StoredR
     for stem, rows in (("runs", runs), ("points", points), ("gains", gains), ("matched", matches)):
         if rows:
             path = out / f"{stem}.csv"
-            _write_csv(path, rows)
+            write_csv(path, rows)
             paths.append(path)
     return paths
 
