@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
-from nas_harness.records import TrialRecord
+from nas_harness.records import TrialRecord, set_study_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.evaluation.recipe import Candidate, StudyRecipe
@@ -109,20 +109,17 @@ class JobStore:
                                   f"({known[group]}); rename it or use another storage")
             known[group] = str(arch)
         if stored is None:
-            self.study.set_user_attr("recipe", recipe)
-            self.study.set_user_attr("kind", kind)
-            self.study.set_user_attr("format_version", _FORMAT_VERSION)
-            self.study.set_user_attr("objective", kind)
-            self.study.set_user_attr("metric_names", [self.value_keys[0]])
+            set_study_attrs(self.study, recipe=recipe, kind=kind, format_version=_FORMAT_VERSION, objective=kind,
+                            metric_names=[self.value_keys[0]])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental in Optuna 5
                 self.study.set_metric_names([self.value_keys[0]])  # optuna-dashboard names the value
         if known != stored_attrs.get("archs"):
-            self.study.set_user_attr("archs", known)
+            set_study_attrs(self.study, archs=known)
         for k, v in (attrs or {}).items():
             v = _jsonable(v)
             if stored_attrs.get(k) != v:
-                self.study.set_user_attr(k, v)
+                set_study_attrs(self.study, **{k: v})
 
     # ------------------------------------------------------------------ runs
     def records(self) -> dict[Key, StoredRun]:
@@ -246,14 +243,9 @@ def run_stored_jobs(
             else:
                 say(msg)
 
-        kw: dict[str, Any] = {}
-        if ray is not None:
-            kw = dict(cpus_per_job=ray.cpus_per_trial, gpus_per_job=ray.gpus_per_trial,
-                      max_concurrent=ray.max_concurrent or None, ray_address=ray.address or None)
         try:
-            run_jobs(jobs, backend=backend, on_result=on_result, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                     workers=workers,
-                     **kw)
+            run_jobs(jobs, backend=backend, resources=ray, on_result=on_result, checkpoint_dir=checkpoint_dir,
+                     on_epoch=on_epoch, workers=workers)
         finally:
             if bar is not None:
                 bar.close()

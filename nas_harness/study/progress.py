@@ -105,8 +105,11 @@ def record_stop(study: Any, reason: str) -> None:
     import contextlib
     from datetime import UTC, datetime
 
+    from nas_harness.records import set_study_attrs
+
+    at = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     with contextlib.suppress(Exception):  # the trials are stored already; the note is a convenience
-        study.set_user_attr(STOP_ATTR, {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
+        set_study_attrs(study, **{STOP_ATTR: {"reason": reason, "at": at}})
 
 
 def note_stop(study: Any, summary: Any, cfg: Any, target: int, grid_size: int, deadline: float | None) -> str:
