@@ -17,7 +17,8 @@ def test_bind_records_and_refuses_another_recipe_or_arch(tmp_path: Path) -> None
     url = f"sqlite:///{tmp_path / 'x.db'}"
     store = JobStore(url, "s")
     store.bind({"train": {"epochs": 1}}, {"a": "arch-a"}, kind="confirm", attrs={"source_study": "s"})
-    assert store.study.user_attrs["recipe"] == {"train": {"epochs": 1}} and store.study.user_attrs["source_study"] == "s"
+    attrs = store.study.user_attrs
+    assert attrs["recipe"] == {"train": {"epochs": 1}} and attrs["source_study"] == "s"
     again = JobStore(url, "s")
     again.bind({"train": {"epochs": 1}}, {"b": "arch-b"}, kind="confirm")  # new groups may join
     assert again.study.user_attrs["archs"] == {"a": "arch-a", "b": "arch-b"}
