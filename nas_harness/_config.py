@@ -560,9 +560,14 @@ def _all_metadata(annotation: Any) -> list[Any]:
     return []
 
 
-def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
-    """Markdown table of every key of the given section models: key, type, default, allowed, meaning."""
-    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+#: The columns of :func:`key_rows`; the key (0) and the default (2) are code.
+KEY_COLUMNS = ["key", "type", "default", "allowed", "meaning"]
+
+
+def key_rows(sections: Mapping[str, type[BaseModel]]) -> list[list[str]]:
+    """One row per key of the given section models (:data:`KEY_COLUMNS`: key, type, default, allowed, meaning),
+    for the key tables in docs/ (rendered by ``nas_harness.report.document``)."""
+    rows = []
     for sec, model in sections.items():
         for name, field in model.model_fields.items():
             kind, _ = _submodel(field.annotation)
@@ -570,6 +575,6 @@ def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
                 continue  # a section of its own
             value = None if field.is_required() else field.get_default(call_default_factory=True)
             default = "(required)" if field.is_required() else repr(list(value) if isinstance(value, tuple) else value)
-            rows.append(f"| `{_join(sec, name)}` | {_type_text(field.annotation)} | `{default}` | "
-                        f"{_range_text(field)} | {(field.description or '').replace('|', '/')} |")
-    return "\n".join(rows) + "\n"
+            rows.append([_join(sec, name), _type_text(field.annotation), default, _range_text(field),
+                         field.description or ""])
+    return rows
