@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas_harness.backends._procs import spawn_context, worker_environment, worker_setup
+from nas_harness.backends._procs import WorkerMessages, spawn_context, worker_environment, worker_setup
 from nas_harness.backends.loop import SLOW_WARNING, TrialLoop
 
 
@@ -83,13 +83,14 @@ def run_worker_processes(open_worker: tuple[str, str, tuple[Any, ...]], study: A
     (experiment trackers) and ``log(line)`` are called here as the workers report.  KeyboardInterrupt reaches
     every worker; the result then says ``interrupted``."""
     ctx = spawn_context()
-    q = ctx.Queue()
+    q = WorkerMessages(n)  # one pipe per worker: no named semaphores for a killed parent to leak
     with worker_environment():
         procs = [ctx.Process(target=_worker_main, name=f"nas-harness-worker-{i}",
-                             args=(open_worker, i, deadline, max_failures, q, os.getpid()))
+                             args=(open_worker, i, deadline, max_failures, q.sender(i), os.getpid()))
                  for i in range(n)]
         for p in procs:
             p.start()
+    q.senders_started()
     out = WorkersResult()
     finished: set[int] = set()
     try:
@@ -110,6 +111,7 @@ def run_worker_processes(open_worker: tuple[str, str, tuple[Any, ...]], study: A
         if p.is_alive():
             p.kill()
             p.join()
+    q.close()
     out.exit_codes = [p.exitcode for p in procs]
     for i, code in enumerate(out.exit_codes):
         if i not in finished and code not in (0, None):

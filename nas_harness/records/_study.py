@@ -24,7 +24,8 @@ STUDY_ATTRS: dict[str, tuple[type, str, str]] = {
     "objective": (str, "text", "the objective kind ('scaling' for a scaling search, the store kind for jobs)"),
     "metric_names": (list, "a list of names", "the names of the study's values, in order"),
     "base_arch": (str, "an arch string", "the base arch a scaling search scales"),
-    "last_stop": (dict, "a table", "why the latest run ended, when, and the [run] limits it was asked for ({'reason', 'at', 'run'})"),
+    "last_stop": (dict, "a table", "why the latest run ended, when, and the [run] limits it was asked for "
+                  "({'reason', 'at', 'run'})"),
     # fixed-job stores (confirm, fidelity, ablations, scaling curves: evaluation/store.py)
     "recipe": (dict, "a table", "the recipe every stored run was made with"),
     "kind": (str, "text", "what the store holds: confirm, fidelity, ablation, scaling_curves"),
