@@ -300,3 +300,23 @@ def test_the_training_lock_makes_a_second_process_wait(tmp_path: Path) -> None:
     t.join(30)
     u.join(30)
     assert order == ["first in", "first out", "second in"]
+
+
+def test_export_finetune_is_seeded_and_loads_strictly(tmp_path: Path) -> None:
+    """``export --weights --finetune N``: the fine-tuned state dict loads into ``build_model(arch)`` with
+    ``strict=True``, differs from the inherited one, and is a function of the seed (two runs, same weights)."""
+    cfg = validate(_real(tmp_path))
+    ev = cfg.make_evaluator()
+    arch = cfg.search_space().sample(3)
+    inherited, tuned, again = tmp_path / "inherited.pt", tmp_path / "tuned.pt", tmp_path / "again.pt"
+    assert ev.export(arch, inherited)["finetune_epochs"] == 0.0
+    info = ev.export(arch, tuned, 1.0)
+    assert 0.0 <= info["finetuned_val_acc"] <= 1.0 and info["finetune_epochs"] == 1.0
+    ev.export(arch, again, 1.0)
+    sds = [torch.load(p, weights_only=True) for p in (inherited, tuned, again)]
+    for sd in sds:
+        build_model(arch, num_classes=10, in_channels=1, stem_stride=1).load_state_dict(sd, strict=True)
+    a, b, c = sds
+    assert a.keys() == b.keys() == c.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # fine-tuning changed them
+    assert all(torch.equal(b[k], c[k]) for k in b)  # same seed, same weights
