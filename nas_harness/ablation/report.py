@@ -211,13 +211,14 @@ def _failures(records: Sequence[RunRecord], title: str) -> list[Block]:
 
 def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str | Path | None = None,
                  figure: bool = True, second: tuple[AblationConfig, Sequence[RunRecord]] | None = None,
-                 extra: Sequence[Block] = ()) -> tuple[ReportPaths, str]:
+                 supernet: Sequence[RunRecord] | None = None) -> tuple[ReportPaths, str]:
     """Write runs.csv, summary.csv, summary.md (and the same document as summary.html) and the figure; return the
     paths and the Markdown text.
 
     ``second``: the same ablation at its ``[compare_budget]`` (config and records): its table, and whether the two
-    budgets rank the variants alike, are added to the summary (and ``stability.csv``).  ``extra``: further
-    blocks at the end (the supernet's scores)."""
+    budgets rank the variants alike, are added to the summary (and ``stability.csv``).  ``supernet``: the stored
+    supernet scores of an ablation with ``[supernet]``: their table, and whether each variant's verdict agrees
+    with the from-scratch one, are added (and ``supernet.csv``)."""
     out = Path(out_dir) if out_dir is not None else cfg.out_dir
     rows = summarize_runs(cfg, records)
     runs_csv, summary_csv, md_path = out / "runs.csv", out / "summary.csv", out / "summary.md"
@@ -233,7 +234,12 @@ def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str
                    ablation_table(rows2, cfg2.baseline), *stability_blocks(cfg, cfg2, st)]
         write_csv(out / "stability.csv", [dict(r) for r in st.rows])
         blocks += _failures(records2, "Failed runs at the second budget:")
-    blocks += list(extra)
+    if cfg.supernet is not None:
+        from .supernet import supernet_blocks, supernet_rows
+
+        srows = supernet_rows(cfg, supernet or [], rows)
+        blocks += supernet_blocks(cfg, srows, supernet or [])
+        write_csv(out / "supernet.csv", [r.to_row() for r in srows])
     text = to_markdown(blocks)
     md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
