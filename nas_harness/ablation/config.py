@@ -337,7 +337,8 @@ def load_ablation(path: str | Path) -> AblationConfig:
 def ablation_sections() -> dict[str, type[ConfigModel]]:
     """Section -> model of an ablation file (for the key table)."""
     return {"": AblationConfig, "data": ProxyConfig, "train": TrainConfig, "trial": AblationTrial,
-            "run": RunSettings, "ray": RayConfig, "tracking": TrackingConfig, "compare_budget": CompareBudget}
+            "run": RunSettings, "ray": RayConfig, "tracking": TrackingConfig, "compare_budget": CompareBudget,
+            "supernet": AblationSupernet}
 
 
 def ablation_json_schema() -> dict[str, Any]:
