@@ -197,8 +197,12 @@ def run_supernet_scores(cfg: AblationConfig, train: Any, *, retry_failed: bool =
 
 def load_supernet_records(cfg: AblationConfig) -> list[RunRecord]:
     """The stored supernet scores of ``cfg``'s planned pairs (for ``--report-only``)."""
-    if cfg.supernet is None:
-        return []
+    import optuna
+
+    from nas_harness.records import open_storage
+
+    if cfg.supernet is None or f"{cfg.name}-supernet" not in optuna.get_all_study_names(open_storage(cfg.storage_url)):
+        return []  # nothing scored yet (and nothing created by looking)
     final = _store(cfg).records()
     _, _, missing = cfg.supernet_plan
     return [final[(v, s)] for s in cfg.seeds for v in cfg.variants if v not in missing and (v, s) in final]
