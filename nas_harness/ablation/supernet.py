@@ -13,15 +13,15 @@ a search space keeps the base's skips, so ``no_skip`` is a subnet only of a supe
 every stage without its skip (``sample_skip``; on by default when a variant drops a skip).
 
 Scoring: for every (variant, seed) the subnet takes its weights from the supernet, its BatchNorm statistics are
-re-estimated on ``bn_batches`` training batches drawn with that seed (the *recalibration seeds* are the
-ablation's seeds), and its accuracy is measured on the validation split (one stored result per variant and seed,
-in the ablation's storage as study ``<name>-supernet``: ``kill -9`` loses nothing finished).  The verdict of
-variant vs baseline has the from-scratch rule's shape (beats / worse / tied within noise, from a 95% interval):
-the interval joins the paired-t interval of the per-seed differences (recalibration noise;
+re-estimated on ``bn_batches`` training batches drawn with that seed (the *recalibration seeds* are the ablation's
+seeds), and its accuracy is measured on the validation split (one stored result per variant and seed, in the
+ablation's storage as study ``<name>-supernet-<supernet id>``: ``kill -9`` loses nothing finished). The verdict of
+variant vs baseline has the from-scratch rule's shape (beats / worse / tied within noise, from a 95% interval): the
+interval joins the paired-t interval of the per-seed differences (recalibration noise;
 :func:`~nas_harness.results.stats.paired_delta`) and Newcombe's interval of the difference of the two mean
 accuracies over the validation images (which validation images happened to be drawn;
-:func:`~nas_harness.results.stats.accuracy_difference`, conservative for paired images); a side is declared
-only when both exclude 0.
+:func:`~nas_harness.results.stats.accuracy_difference`, conservative for paired images); a side is declared only
+when both exclude 0.
 """
 
 from __future__ import annotations
@@ -146,10 +146,18 @@ def _context(cfg: AblationConfig, train: Any) -> Any:
 # --------------------------------------------------------------------------- scoring, durably
 
 
-def _store(cfg: AblationConfig) -> Any:
+def _store_name(cfg: AblationConfig, train: Any) -> str:
+    """``<name>-supernet-<supernet id>``: the scores of one supernet (another space or recipe is another store,
+    and the scores of the old one stay where they were)."""
+    from nas_harness.data import load_proxy
+
+    return f"{cfg.name}-supernet-{supernet_evaluator(cfg, train).supernet_id(load_proxy(cfg.data))}"
+
+
+def _store(cfg: AblationConfig, train: Any) -> Any:
     from nas_harness.evaluation.store import JobStore
 
-    return JobStore(cfg.storage_url, f"{cfg.name}-supernet", group_attr="variant", value_keys=("val_acc",))
+    return JobStore(cfg.storage_url, _store_name(cfg, train), group_attr="variant", value_keys=("val_acc",))
 
 
 def run_supernet_scores(cfg: AblationConfig, train: Any, *, retry_failed: bool = False, progress: bool = True,
@@ -168,7 +176,7 @@ def run_supernet_scores(cfg: AblationConfig, train: Any, *, retry_failed: bool =
     data = load_proxy(cfg.data)
     _, _, missing = cfg.supernet_plan
     held = [v for v in cfg.variants if v not in missing]
-    store = _store(cfg)
+    store = _store(cfg, train)
     store.bind({"supernet": ev.key(data), "scoring": ev.identity(), "trial": cfg.trial.comparable()},
                {v: str(cfg.archs[v]) for v in held}, kind="ablation-supernet",
                what="supernet scores of ablation")
@@ -201,9 +209,14 @@ def load_supernet_records(cfg: AblationConfig) -> list[RunRecord]:
 
     from nas_harness.records import open_storage
 
-    if cfg.supernet is None or f"{cfg.name}-supernet" not in optuna.get_all_study_names(open_storage(cfg.storage_url)):
+    from .runner import RunRecord
+
+    if cfg.supernet is None:
+        return []
+    train = cfg.train  # the thread count, the one key bind() fixes, is no part of the supernet's identity
+    if _store_name(cfg, train) not in optuna.get_all_study_names(open_storage(cfg.storage_url)):
         return []  # nothing scored yet (and nothing created by looking)
-    final = _store(cfg).records()
+    final = {k: RunRecord.of(r) for k, r in _store(cfg, train).records().items()}
     _, _, missing = cfg.supernet_plan
     return [final[(v, s)] for s in cfg.seeds for v in cfg.variants if v not in missing and (v, s) in final]
 
