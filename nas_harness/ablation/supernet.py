@@ -182,8 +182,13 @@ def run_supernet_scores(cfg: AblationConfig, train: Any, *, retry_failed: bool =
                what="supernet scores of ablation")
     for v, why in missing.items():
         say(f"supernet: variant {v!r} is not in the supernet ({why}); not scored")
-    ev.prepare(_context(cfg, train), say)  # trained once (or resumed) before any pair is scored
     plan = [(v, s) for s in cfg.seeds for v in held]
+    done = store.records()
+    n_stored = sum(1 for p in plan if p in done and (done[p].state == "ok" or not retry_failed))
+    say(f"supernet scores: {len(held)} variants x {len(cfg.seeds)} seeds = {len(plan)}; {n_stored} already stored, "
+        f"{len(plan) - n_stored} to score (study {store.name})")
+    if n_stored < len(plan):
+        ev.prepare(_context(cfg, train), say)  # trained once (or resumed) before any pair is scored
     t = cfg.trial
     classes = t.macs_num_classes or data.num_classes
 

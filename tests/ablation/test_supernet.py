@@ -111,10 +111,21 @@ def test_verdicts_agree_or_disagree_on_constructed_results() -> None:
     assert {r.agreement for r in supernet_rows(cfg, scores, one_seed)} == {"undecided"}
 
 
+@pytest.mark.slow
 def test_a_tiny_real_ablation_is_scored_in_the_supernet(in_tmp: Path) -> None:
     cfg = parse_ablation(_raw())
     lines: list[str] = []
+
+    def stop_after_first_score(msg: str) -> None:  # an interruption right after the first score is stored
+        lines.append(msg)
+        if msg.startswith("supernet baseline seed 0: val"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ablation(cfg, progress=False, log=stop_after_first_score)
+    assert len(load_supernet_records(cfg)) == 1  # what was stored before the interruption is kept
     res = run_ablation(cfg, progress=False, log=lines.append)
+    assert any(m.startswith("supernet scores: 3 variants x 2 seeds = 6; 1 already stored, 5 to score") for m in lines)
     assert [r.state for r in res.records] == ["ok"] * 8
     assert sorted((r.variant, r.seed) for r in res.supernet) == [(v, s) for v in ("baseline", "no_se", "no_skip")
                                                                  for s in (0, 1)]
@@ -135,6 +146,7 @@ def test_a_tiny_real_ablation_is_scored_in_the_supernet(in_tmp: Path) -> None:
     stamp = ck.stat().st_mtime_ns
     again = run_ablation(cfg, progress=False, log=lines.append)  # resumed: nothing trained or scored again
     assert ck.stat().st_mtime_ns == stamp and not again.ran
+    assert lines[-1].startswith("supernet scores: 3 variants x 2 seeds = 6; 6 already stored, 0 to score")
     assert [(r.variant, r.seed, r.metrics["val_acc"]) for r in again.supernet] == \
            [(r.variant, r.seed, r.metrics["val_acc"]) for r in res.supernet]
     assert len(load_supernet_records(cfg)) == 6

@@ -109,6 +109,7 @@ def test_sampling_is_a_function_of_seed_and_step() -> None:
     assert len(sandwich) == 4 and sandwich[0] == largest_arch(space) and sandwich[1] == smallest_arch(space)
 
 
+@pytest.mark.slow
 def test_sample_skip_makes_archs_without_skips_subnets_exactly() -> None:
     """With ``sample_skip`` the sampler draws each stage's residual skip too (the other choices are those drawn
     without it), archs without skips are subnets, and their inherited weights give the supernet's outputs."""
