@@ -111,10 +111,12 @@ def run(args: argparse.Namespace) -> int:
     with output_dir(cfg.out_dir, "run.results_dir"):
         paths, text = write_report(cfg, records, figure=not args.no_figure, second=second, supernet=scores)
     print(text)
-    print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
+    print(f"wrote {paths.markdown} (and .html), {paths.summary_csv}, {paths.runs_csv}"
+          + (f", {cfg.out_dir / 'supernet.csv'}" if cfg.supernet is not None else "")
           + "".join(f", {p}" for p in paths.figures))
     if not args.report_only:
-        tracking.artifacts([paths.markdown, paths.summary_csv, paths.runs_csv, *paths.figures])
+        extra = [p for p in (paths.markdown.with_suffix(".html"), cfg.out_dir / "supernet.csv") if p.is_file()]
+        tracking.artifacts([paths.markdown, paths.summary_csv, paths.runs_csv, *paths.figures, *extra])
         tracking.close()
     return 1 if failed else 0
 
