@@ -63,16 +63,6 @@ def test_bad_supernet_keys_are_one_line(table: dict, message: str) -> None:
     assert "\n" not in str(err.value)
 
 
-def test_bad_supernet_key_from_the_cli_is_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from nas_harness.cli import main
-
-    f = tmp_path / "a.toml"
-    f.write_text(tiny_ablation() + '\n[supernet]\nsampling = "greedy"\n')
-    assert main(["ablate", str(f), "--dry-run"]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "supernet.sampling" in err[0]
-
-
 def _run(v: str, seed: int, **metrics: float) -> RunRecord:
     return RunRecord(v, seed, "ok", {"variant": v, "seed": seed, "arch": "x", **metrics})
 
