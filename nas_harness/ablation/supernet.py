@@ -316,16 +316,15 @@ def supernet_rows(cfg: AblationConfig, records: Sequence[RunRecord], scratch: Se
 
 def supernet_blocks(cfg: AblationConfig, rows: Sequence[SupernetRow], records: Sequence[RunRecord]) -> list[Any]:
     """The report's "Scored in the supernet" section: settings, the table and how many verdicts agree."""
-    from nas_harness.report.document import Heading, Para, Table
+    from nas_harness.report.document import Bullets, Heading, Para, Table
 
     def pct(x: float, signed: bool = False) -> str:
         return "–" if not math.isfinite(x) else (f"{100 * x:+.2f}" if signed else f"{100 * x:.2f}")
 
     ok = [r for r in records if r.state == "ok"]
     m = ok[0].metrics if ok else {}
-    table = cfg.supernet
-    assert table is not None
-    space, sample_skip, _ = cfg.supernet_plan
+    space, sample_skip, _ = cfg.supernet_plan  # a ConfigError without [supernet]
+    table = cfg.supernet if cfg.supernet is not None else AblationSupernet()
     ident = (f"supernet `{m.get('supernet_id', '?')}` (weights `{m.get('supernet_weights', '?')}`, "
              f"{m.get('supernet_epochs', '?')} epochs, {m.get('supernet_sampling', table.sampling)} sampling"
              f"{', skips sampled' if sample_skip else ''}) over a space of {space.size:,} archs")
@@ -354,5 +353,6 @@ def supernet_blocks(cfg: AblationConfig, rows: Sequence[SupernetRow], records: S
     disagree = [r.variant for r in decided if r.agreement == DISAGREE]
     summary = (f"The verdicts agree for {len(agree)} of {len(decided)} variants decided both ways"
                + (f"; they disagree for {', '.join(disagree)}" if disagree else "") + ".")
+    failed = [f"{r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
     return [Heading("Scored in the supernet (inherited weights)", 3), Para(settings), Table(head, body, right={1, 2}),
-            Para(summary)]
+            Para(summary), *([Para("Failed supernet scores:"), Bullets(failed)] if failed else [])]

@@ -97,6 +97,15 @@ def test_verdicts_agree_or_disagree_on_constructed_results() -> None:
     lo, hi = by["baseline"].val_low, by["baseline"].val_high
     assert lo < 0.60 < hi and by["baseline"].n == 3 and by["baseline"].val_n == 200  # Wilson over 200 images
     assert agreement(None, "worse") == agreement("beats", None) == "undecided"
+    from nas_harness.ablation.supernet import supernet_blocks
+    from nas_harness.report.document import to_markdown
+
+    failed = RunRecord("no_se", 3, "failed", {"variant": "no_se", "seed": 3}, "TrialError: boom")
+    md = to_markdown(supernet_blocks(cfg, list(by.values()), [*scores, failed]))
+    assert "| no_skip | 61.00 [" in md and "| tied within noise | beats | disagree |" in md
+    assert "| relu | not in the supernet: act is 'relu'" in md and "| worse | undecided |" in md
+    assert "The verdicts agree for 1 of 3 variants decided both ways; they disagree for no_skip, se_stages." in md
+    assert "Failed supernet scores:\n\n- no_se seed 3: TrialError: boom" in md
     one_seed = summarize_runs(cfg, [r for r in scratch if r.seed == 0])  # one from-scratch seed: undecided
     assert {r.agreement for r in supernet_rows(cfg, scores, one_seed)} == {"undecided"}
 
