@@ -13,7 +13,7 @@ A failed run (NaN loss, OOM, any exception) is stored as a FAIL trial with its r
 Failed pairs are retried on a later invocation only with ``retry_failed=True``.
 
 With a ``[supernet]`` table every variant the supernet holds is also scored with its inherited weights
-(:mod:`nas_harness.ablation.supernet`; study ``<name>-supernet`` in the same storage).
+(:mod:`nas_harness.ablation.supernet`; study ``<name>-supernet-<supernet id>`` in the same storage).
 
 With a ``[compare_budget]`` table the same variants also run at a second budget (their own store,
 ``<name>-budget2``, in the same storage), and the report says whether the two budgets rank the variants alike.
