@@ -158,8 +158,14 @@ class WorkerMessages:
     def get(self, timeout: float | None = None) -> Any:
         """The next message of any worker (each worker's in the order it sent them), waiting up to ``timeout``
         seconds (None: until one comes or every worker has ended); ``queue.Empty`` when none came."""
-        if not self._pending and self._readers:
-            self._read(timeout)
+        import time
+
+        end = None if timeout is None else time.monotonic() + timeout
+        while not self._pending and self._readers:  # an ended worker's pipe is no message: keep waiting
+            left = None if end is None else max(0.0, end - time.monotonic())
+            self._read(left)
+            if left == 0.0:
+                break
         if not self._pending:
             raise queue.Empty
         return self._pending.popleft()
