@@ -216,6 +216,8 @@ def check_writable(url: str, what: str = "run.storage") -> None:
                           "at most 255")
     check_dir_writable(folder, what, target=path)
     check_regular(path, f"{what}: {str(path)!r}")
+    lock = lock_file(path)
+    check_regular(lock, f"{what}: lock file {str(lock)!r}")  # refused before the storage is made, not after
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
@@ -432,6 +434,7 @@ def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = Fa
 
     label = f"{what}: {str(path)!r}"
     check_regular(path, label)
+    check_journal_lock(path, what)
     if not path.is_file() or path.stat().st_size == 0:
         return
     if path.stat().st_size > MAX_JOURNAL_BYTES:
@@ -456,6 +459,40 @@ def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = Fa
                                   "--storage")
     if repair and end < path.stat().st_size:
         _cut_torn_tail(path, label)
+
+
+def check_journal_lock(path: Path, what: str = "run.storage") -> None:
+    """Refuse, in one line, a journal lock file (``<journal>.lock``) that is not Optuna's: Optuna's lock is a
+    symlink to the journal, made and removed by the worker that holds it (one left by a killed worker is taken
+    over after 30 s).  Anything else there (a FIFO, a device, a folder, a regular file, or a symlink to anything
+    but the journal) would make every append wait 30 s and then rename or delete it."""
+    import os
+    import stat
+
+    from optuna.storages.journal._file import LOCK_FILE_SUFFIX
+
+    lock = Path(f"{path}{LOCK_FILE_SUFFIX}")
+    label = f"{what}: journal lock {str(lock)!r}"
+    try:
+        mode = os.lstat(lock).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISLNK(mode):
+        from nas_harness._config import _file_kind
+
+        kind = "a regular file" if stat.S_ISREG(mode) else _file_kind(mode)
+        raise ConfigError(f"{label} is {kind}, not Optuna's lock (a symlink to the journal); move it away")
+    try:
+        same = path.exists() and os.path.samefile(lock, path)
+    except FileNotFoundError:
+        return  # released by its holder while we looked
+    except OSError:
+        same = False
+    if not same and os.path.lexists(lock):
+        target = os.readlink(lock) if os.path.islink(lock) else "?"
+        raise ConfigError(f"{label} is a symlink to {target!r}, not to the journal (Optuna's lock); move it away")
 
 
 def _cut_torn_tail(path: Path, label: str) -> None:
@@ -516,6 +553,11 @@ def _journal_backend(path: Path, what: str) -> Any:
     return _Backend(str(path))
 
 
+def lock_file(path: Path) -> Path:
+    """The file a :class:`StorageLock` of the SQLite or journal file ``path`` holds its ``flock`` on."""
+    return Path(f"{path}.nas-lock")
+
+
 class StorageLock:
     """Cross-process mutex for one storage (see the module docstring); re-entrant within a thread."""
 
@@ -525,7 +567,7 @@ class StorageLock:
         self._depth = 0
         self._handle: Any = None
         file = sqlite_path(url) or journal_path(url)
-        self._file = Path(f"{file}.nas-lock") if file is not None else None
+        self._file = lock_file(file) if file is not None else None
         scheme = url.partition("://")[0].split("+")[0]
         self._kind = "file" if self._file is not None else scheme if scheme in ("postgresql", "postgres",
                                                                                "mysql") else "local"
@@ -567,8 +609,10 @@ class StorageLock:
             import fcntl
 
             assert self._file is not None
+            from nas_harness._config import open_lock
+
             self._file.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self._file, "a+")  # noqa: SIM115 - held until release
+            fh = open_lock(self._file, f"run.storage: lock file {str(self._file)!r}")  # held until release
             fcntl.flock(fh, fcntl.LOCK_EX)
             self._handle = fh
         elif self._kind in ("postgresql", "postgres", "mysql"):
