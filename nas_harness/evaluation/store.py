@@ -90,19 +90,40 @@ class JobStore:
 
     # ------------------------------------------------------------------ study-level metadata
     def bind(self, recipe: Mapping[str, Any], archs: Mapping[str, str], *, kind: str,
-             attrs: Mapping[str, Any] | None = None, what: str = "runs") -> None:
+             attrs: Mapping[str, Any] | None = None, what: str = "runs", data: Any = None,
+             log: Callable[[str], None] | None = None) -> None:
         """Check that stored runs were made with ``recipe`` and that each group still means the same arch;
-        record both (and ``attrs``) when new.  A mismatch is a ConfigError naming what changed."""
+        record both (and ``attrs``) when new.  A mismatch is a ConfigError naming what changed.
+
+        ``data``: the :class:`~nas_harness.data.ProxyConfig` the runs train on; where it names a folder, the
+        data's content fingerprint is part of the recipe (``data.content``,
+        :func:`nas_harness.data.content_fingerprint`, the rule studies follow): the same keys on other images
+        are refused.  Runs stored before data identities existed get this data's recorded (``log`` says so)."""
         stored_attrs = self.study.user_attrs
-        stored = stored_attrs.get("recipe")
+        stored = self.stored_table("recipe")
         recipe = _jsonable(dict(recipe))
+        if data is not None:
+            from nas_harness.data import content_fingerprint
+
+            content = content_fingerprint(data)
+            if content is not None and isinstance(recipe.get("data"), dict):
+                recipe["data"]["content"] = content
+                old_data = (stored or {}).get("data")
+                if isinstance(old_data, dict) and "content" not in old_data and stored is not None:
+                    stored = {**stored, "data": {**old_data, "content": content}}
+                    if stored == recipe:
+                        self.study.set_user_attr("recipe", stored)
+                        (log or _say)(f"{self.name!r} predates data identities: recording this data's now")
         if stored is not None and stored != recipe:
-            diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
             raise ConfigError(
                 f"storage {self.path}: holds {what} of {self.name!r} made with a different recipe "
-                f"({', '.join(diff)} changed); use another name/storage or delete the file to start over"
+                f"({', '.join(_changed(stored, recipe))} changed: runs on it would not be comparable); use another "
+                "name/storage or delete the file to start over"
             )
-        known = dict(stored_attrs.get("archs", {}))
+        known = dict(self.stored_table("archs") or {})
+        for group, arch in known.items():
+            if not isinstance(arch, str):
+                self._damaged(f"archs.{group}", arch, "an arch string")
         for group, arch in archs.items():
             if group in known and known[group] != str(arch):
                 raise ConfigError(f"{self.group_attr} {group!r} is stored in {self.path} as a different arch "
@@ -124,17 +145,39 @@ class JobStore:
             if stored_attrs.get(k) != v:
                 self.study.set_user_attr(k, v)
 
+    def stored_table(self, key: str) -> dict[str, Any] | None:
+        """The study attribute ``key`` (None when absent); anything but a table is one ConfigError line naming
+        storage, study and key."""
+        value = self.study.user_attrs.get(key)
+        if value is not None and not isinstance(value, dict):
+            self._damaged(key, value, "a table")
+        return value
+
+    def _damaged(self, key: str, value: Any, allowed: str, trial: int | None = None) -> None:
+        where = f"study {self.name!r}" + (f", trial {trial}" if trial is not None else "")
+        raise ConfigError(f"storage {self.path}: {where}: stored {key} = {_short(value)} is not {allowed} (changed "
+                          "outside nas-harness?); nothing was changed")
+
     # ------------------------------------------------------------------ runs
     def records(self) -> dict[Key, StoredRun]:
         """Latest record per (group, seed); a completed run always wins over a failed one."""
         from optuna.trial import TrialState
+
+        from nas_harness.records import stored_problem
 
         out: dict[Key, StoredRun] = {}
         for t in self.study.get_trials(deepcopy=False):
             ua = t.user_attrs
             if self.group_attr not in ua or "seed" not in ua:
                 continue
-            key = (str(ua[self.group_attr]), int(ua["seed"]))
+            problem = stored_problem(ua)
+            if problem is not None:
+                self._damaged(problem[0], problem[1], problem[2], t.number)
+            if not isinstance(ua[self.group_attr], str):
+                self._damaged(self.group_attr, ua[self.group_attr], "text", t.number)
+            if isinstance(ua["seed"], bool) or not isinstance(ua["seed"], int):
+                self._damaged("seed", ua["seed"], "an integer", t.number)
+            key = (ua[self.group_attr], ua["seed"])
             if t.state == TrialState.COMPLETE:
                 out[key] = StoredRun(key[0], key[1], "ok", dict(ua))
             elif t.state == TrialState.FAIL and (key not in out or out[key].state != "ok"):
@@ -296,7 +339,7 @@ def retrain_candidates(
         done = store.records()
         return StoredJobs([done[p] for p in plan if p in done], [], [p for p in plan if p in done], 0.0)
     store.bind(bind["recipe"], {c.job: c.arch for c in cands}, kind=bind["kind"], attrs=bind.get("attrs"),
-               what=bind["what"])
+               what=bind["what"], data=recipe.data, log=say)
     say(announce(len(plan), sum(1 for p in plan if p in store.records())))
 
     def make_jobs(todo: list[Key]) -> list[Any]:
@@ -316,6 +359,29 @@ def retrain_candidates(
                            describe=describe, on_record=on_record,
                            extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say,
                            workers=workers)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _changed(stored: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[str]:
+    """The keys that differ between two recipes, one level into tables (``data.content``, ``train.epochs``)."""
+    out = []
+    for k in sorted(set(stored) | set(recipe)):
+        a, b = stored.get(k), recipe.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{sub}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+        else:
+            out.append(k)
+    return out
 
 
 def _describe(key: str, run: StoredRun) -> str:
