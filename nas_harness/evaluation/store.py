@@ -154,25 +154,23 @@ class JobStore:
         return value
 
     def _damaged(self, key: str, value: Any, allowed: str, trial: int | None = None) -> None:
-        where = f"study {self.name!r}" + (f", trial {trial}" if trial is not None else "")
-        raise ConfigError(f"storage {self.path}: {where}: stored {key} = {_short(value)} is not {allowed} (changed "
-                          "outside nas-harness?); nothing was changed")
+        from nas_harness.results import damaged
+
+        raise damaged(self.study, key, value, allowed, trial)
 
     # ------------------------------------------------------------------ runs
     def records(self) -> dict[Key, StoredRun]:
         """Latest record per (group, seed); a completed run always wins over a failed one."""
         from optuna.trial import TrialState
 
-        from nas_harness.records import stored_problem
+        from nas_harness.results import check_stored_trial
 
         out: dict[Key, StoredRun] = {}
         for t in self.study.get_trials(deepcopy=False):
             ua = t.user_attrs
             if self.group_attr not in ua or "seed" not in ua:
                 continue
-            problem = stored_problem(ua)
-            if problem is not None:
-                self._damaged(problem[0], problem[1], problem[2], t.number)
+            check_stored_trial(self.study, t)
             if not isinstance(ua[self.group_attr], str):
                 self._damaged(self.group_attr, ua[self.group_attr], "text", t.number)
             if isinstance(ua["seed"], bool) or not isinstance(ua["seed"], int):
@@ -363,11 +361,6 @@ def retrain_candidates(
 
 def _say(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _changed(stored: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[str]:

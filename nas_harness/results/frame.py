@@ -217,12 +217,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     check_stored_study(study)
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        problem = stored_problem(a)
-        if problem is not None:
-            key, value, allowed = problem
-            raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}, trial {t.number}: stored "
-                              f"{key} = {_short(value)} is not {allowed} (changed outside nas-harness?); nothing is "
-                              "reported from a damaged study")
+        check_stored_trial(study, t)
         rec = TrialRecord.from_attrs(a)
         state = t.state.name
         ref = rec.reference or None
@@ -310,16 +305,36 @@ def storage_label(study: Any) -> str:
     return type(storage).__name__
 
 
+def damaged(study: Any, key: str, value: Any, allowed: str, trial: int | None = None) -> ConfigError:
+    """The one line for a stored value that is not what nas-harness writes (changed behind its back): it names
+    the storage (without its password), the study, the trial (where it is a trial's) and the key, the value
+    and what is allowed.  Every reader of stored attributes raises it."""
+    where = f"study {study.study_name!r}" + (f", trial {trial}" if trial is not None else "")
+    return ConfigError(f"storage {storage_label(study)}: {where}: stored {key} = {_short(value)} is not {allowed} "
+                       "(changed outside nas-harness?); nothing is read from a damaged study")
+
+
+def check_stored_trial(study: Any, trial: Any) -> None:
+    """Refuse (:func:`damaged`) a trial whose stored record has a value of the wrong type or range
+    (:func:`nas_harness.records.stored_problem`)."""
+    problem = stored_problem(trial.user_attrs)
+    if problem is not None:
+        raise damaged(study, *problem, trial=trial.number)
+
+
 def check_stored_study(study: Any) -> None:
-    """Refuse (one ConfigError line naming storage, study and key) a study attribute that is not what
-    nas-harness stores."""
+    """Refuse (one ConfigError line naming storage, study and key: :func:`damaged`) a study attribute that is
+    not what nas-harness stores."""
     for key, (kind, allowed) in _STUDY_ATTRS.items():
         value = study.user_attrs.get(key)
         ok = value is None or (isinstance(value, kind) and (
             kind is not list or all(isinstance(v, str) for v in value)))
         if not ok:
-            raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: stored {key} = "
-                              f"{_short(value)} is not {allowed} (changed outside nas-harness?)")
+            raise damaged(study, key, value, allowed)
+    stop = study.user_attrs.get("last_stop")  # {"reason": ..., "at": ...}, written by the search at its end
+    if stop is not None and not (isinstance(stop, dict) and all(isinstance(stop.get(k, ""), str)
+                                                                 for k in ("reason", "at"))):
+        raise damaged(study, "last_stop", stop, "a table of reason and at (text)")
 
 
 def _short(value: Any, limit: int = 60) -> str:
