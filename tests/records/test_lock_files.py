@@ -173,3 +173,20 @@ def test_search_with_a_fifo_as_its_storage_lock_is_one_line_and_exit_2(tmp_path:
     err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
     assert len(err) == 1 and "study.db.nas-lock" in err[-1] and "FIFO" in err[-1], err
     assert not (tmp_path / "results" / "locked" / "study.db").exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_report_output_that_is_not_a_regular_file_is_refused_before_anything_is_written(
+        tmp_path: Path, kind: str, monkeypatch, capsys) -> None:
+    from helpers.fakes import study_folder
+
+    from nas_harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    folder = study_folder(tmp_path / "results", "fake")
+    plant(folder / "report.md", kind)
+    capsys.readouterr()
+    assert main(["report", "results/fake", "--no-figures"]) == 2
+    err = [ln for ln in capsys.readouterr().err.strip().splitlines() if ln.strip()]
+    assert len(err) == 1 and "report.md" in err[0] and "not a regular file" in err[0], err
+    assert not (folder / "report.html").exists() and not (folder / "trials.csv").exists()
