@@ -101,7 +101,13 @@ class JobStore:
         are refused.  Runs stored before data identities existed get this data's recorded (``log`` says so)."""
         stored_attrs = self.study.user_attrs
         stored = self.stored_table("recipe")
+        known = dict(self.stored_table("archs") or {})
+        for group, arch in known.items():
+            if not isinstance(arch, str):
+                self._damaged(f"archs.{group}", arch, "an arch string")
+        self.records()  # every stored run checked before anything is written: a damaged store is left as it is
         recipe = _jsonable(dict(recipe))
+        adopt = False
         if data is not None:
             from nas_harness.data import content_fingerprint
 
@@ -111,24 +117,21 @@ class JobStore:
                 old_data = (stored or {}).get("data")
                 if isinstance(old_data, dict) and "content" not in old_data and stored is not None:
                     stored = {**stored, "data": {**old_data, "content": content}}
-                    if stored == recipe:
-                        self.study.set_user_attr("recipe", stored)
-                        (log or _say)(f"{self.name!r} predates data identities: recording this data's now")
+                    adopt = stored == recipe
         if stored is not None and stored != recipe:
             raise ConfigError(
                 f"storage {self.path}: holds {what} of {self.name!r} made with a different recipe "
                 f"({', '.join(_changed(stored, recipe))} changed: runs on it would not be comparable); use another "
                 "name/storage or delete the file to start over"
             )
-        known = dict(self.stored_table("archs") or {})
-        for group, arch in known.items():
-            if not isinstance(arch, str):
-                self._damaged(f"archs.{group}", arch, "an arch string")
         for group, arch in archs.items():
             if group in known and known[group] != str(arch):
                 raise ConfigError(f"{self.group_attr} {group!r} is stored in {self.path} as a different arch "
                                   f"({known[group]}); rename it or use another storage")
             known[group] = str(arch)
+        if adopt:  # every check passed: only now is anything written
+            self.study.set_user_attr("recipe", stored)
+            (log or _say)(f"{self.name!r} predates data identities: recording this data's now")
         if stored is None:
             self.study.set_user_attr("recipe", recipe)
             self.study.set_user_attr("kind", kind)

@@ -85,11 +85,11 @@ def test_a_tampered_ablation_run_is_one_line(tmp_path: Path, bad: str, monkeypat
     assert main(["ablate", "a.toml", "--report-only", "--no-figure"]) == 0  # the untampered store reports
     capsys.readouterr()
     set_attr(db, "test_acc", BAD[bad], trial=1)
-    before = db.read_bytes()
+    before = content(db)
     one_line(["ablate", "a.toml", "--report-only", "--no-figure"], capsys, "ablation.db", "study 'tiny'",
              "trial 1", "stored test_acc")
     one_line(["ablate", "a.toml", "--no-figure", "--no-progress"], capsys, "trial 1", "stored test_acc")
-    assert db.read_bytes() == before
+    assert content(db) == before  # not even the ablation's settings were recorded
 
 
 @pytest.mark.parametrize(("key", "value", "needle"), [
@@ -117,10 +117,10 @@ def test_a_tampered_ablation_recipe_is_one_line_and_nothing_runs(
     monkeypatch.chdir(tmp_path)
     _, db = _ablation(tmp_path)
     set_attr(db, key, value)
-    before = db.read_bytes()
+    before = content(db)
     one_line(["ablate", "a.toml", "--no-figure", "--no-progress", "--seeds", "3"], capsys, "ablation.db",
              "study 'tiny'", needle)
-    assert db.read_bytes() == before
+    assert content(db) == before
 
 
 def test_a_tampered_scaling_curves_run_is_one_line(tmp_path: Path) -> None:
