@@ -39,7 +39,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar
 from pydantic import AfterValidator, AllowInfNan, BaseModel, ConfigDict, Strict, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from nas_harness.errors import ConfigError
+from nas_harness.errors import ConfigError, os_reason, read_only_file_system
 
 M = TypeVar("M", bound="ConfigModel")
 Rules = dict[str, Callable[[Any], bool]]
@@ -406,7 +406,7 @@ def open_regular(path: str | Path, label: str | None = None, error: type[Excepti
     except FileNotFoundError:
         raise error(f"{label}: no such file") from None
     except OSError as exc:
-        raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+        raise error(f"{label}: cannot read ({os_reason(exc)})") from None
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
@@ -458,7 +458,7 @@ def check_regular(path: str | Path, label: str | None = None, error: type[Except
     except FileNotFoundError:
         return
     except OSError as exc:
-        raise error(f"{label or repr(str(path))}: cannot read ({exc.strerror or exc})") from None
+        raise error(f"{label or repr(str(path))}: cannot read ({os_reason(exc)})") from None
     if not stat.S_ISREG(mode):
         raise error(f"{label or repr(str(path))}: is {_file_kind(mode)}, not a regular file")
 
@@ -475,7 +475,7 @@ def read_file(path: str | Path, limit: int, label: str | None = None, error: typ
         try:
             raw = f.read(limit + 1)
         except OSError as exc:
-            raise error(f"{label}: cannot read ({exc.strerror or exc})") from None
+            raise error(f"{label}: cannot read ({os_reason(exc)})") from None
     if len(raw) > limit:
         raise error(f"{label}: more than {limit:,} bytes; {what} is at most {limit:,}")
     return raw
@@ -539,22 +539,15 @@ def check_dir_writable(path: str | Path, what: str, target: str | Path | None = 
     if not existing.is_dir():
         raise ConfigError(f"{what}: {str(existing)!r} is not a folder; cannot write {str(p)!r}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        why = "is on a read-only file system" if _read_only(existing) else "is not writable"
+        why = "is on a read-only file system" if read_only_file_system(existing) else "is not writable"
         raise ConfigError(f"{what}: {str(existing)!r} {why}; cannot write {str(p)!r}")
     try:  # permission bits do not tell everything (root, /proc and /sys, some network file systems): try it
         probe = tempfile.mkdtemp(prefix=".nas-harness-probe-", dir=existing)
     except OSError as exc:
-        raise ConfigError(f"{what}: cannot create anything in {str(existing)!r} ({exc.strerror or exc}); "
+        raise ConfigError(f"{what}: cannot create anything in {str(existing)!r} ({os_reason(exc)}); "
                           f"cannot write {str(p)!r}") from None
     with contextlib.suppress(OSError):
         os.rmdir(probe)
-
-
-def _read_only(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 def json_schema(model: type[BaseModel], title: str) -> dict[str, Any]:
@@ -600,9 +593,14 @@ def _all_metadata(annotation: Any) -> list[Any]:
     return []
 
 
-def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
-    """Markdown table of every key of the given section models: key, type, default, allowed, meaning."""
-    rows = ["| key | type | default | allowed | meaning |", "|---|---|---|---|---|"]
+#: The columns of :func:`key_rows`; the key (0) and the default (2) are code.
+KEY_COLUMNS = ["key", "type", "default", "allowed", "meaning"]
+
+
+def key_rows(sections: Mapping[str, type[BaseModel]]) -> list[list[str]]:
+    """One row per key of the given section models (:data:`KEY_COLUMNS`: key, type, default, allowed, meaning),
+    for the key tables in docs/ (rendered by ``nas_harness.report.document``)."""
+    rows = []
     for sec, model in sections.items():
         for name, field in model.model_fields.items():
             kind, _ = _submodel(field.annotation)
@@ -610,6 +608,6 @@ def key_table(sections: Mapping[str, type[BaseModel]]) -> str:
                 continue  # a section of its own
             value = None if field.is_required() else field.get_default(call_default_factory=True)
             default = "(required)" if field.is_required() else repr(list(value) if isinstance(value, tuple) else value)
-            rows.append(f"| `{_join(sec, name)}` | {_type_text(field.annotation)} | `{default}` | "
-                        f"{_range_text(field)} | {(field.description or '').replace('|', '/')} |")
-    return "\n".join(rows) + "\n"
+            rows.append([_join(sec, name), _type_text(field.annotation), default, _range_text(field),
+                         field.description or ""])
+    return rows

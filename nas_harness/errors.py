@@ -3,10 +3,15 @@
 Bad *input* (arch strings, search spaces, study files, CLI arguments, data files) raises a subclass of
 ``ValueError`` whose message is one line naming the field and what is allowed; the CLI turns those into
 ``exit 2``.  Failures *while running a trial* raise :class:`TrialError` subclasses, which the search and
-ablation runners record as a failed trial (with the message as the reason) before moving on.
+ablation runners record as a failed trial (with the message as the reason) before moving on.  Failures of the
+*environment* (a full disk, a read-only or failing file system) are worded once, by :func:`environment_line`.
 """
 
 from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
 
 
 class HarnessError(Exception):
@@ -60,3 +65,113 @@ def raise_if_interrupted() -> None:
     """Raise KeyboardInterrupt if a Ctrl-C was noted (a safe point of a long loop)."""
     if _interrupted:
         raise KeyboardInterrupt
+
+
+# --- The environment's failures: a full disk, a read-only or forbidden path, a failing file system ----------
+# Written once here, for every layer: the storage (records), checkpoints (train), the compiled kernels' cache
+# (kernels) and the command line (cli) word the same errno the same way.
+
+#: How each environment errno is worded (the first words of every such message).
+ENVIRONMENT_REASONS: dict[int, str] = {
+    errno.ENOSPC: "the disk is full (no space left on the device)",
+    errno.EDQUOT: "the disk quota is exceeded",
+    errno.EFBIG: "the file is too large for the file system",
+    errno.EROFS: "the file system is read-only",
+    errno.EACCES: "permission denied",
+    errno.EPERM: "operation not permitted",
+    errno.ENAMETOOLONG: "the file name is too long",
+    errno.EISDIR: "it is a folder, not a file",
+    errno.ENOTDIR: "a part of the path is not a folder",
+    errno.EIO: "input/output error (failing disk or lost network file system)",
+}
+#: OSError numbers that are the environment's doing (full, read-only, forbidden, failing), not a bug.
+ENVIRONMENT_ERRNOS = frozenset(ENVIRONMENT_REASONS)
+#: Of those, the ones met while writing ("... writing 'file'"; the others say "... at 'file'").
+WRITING_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS})
+#: SQLite's words for a failing file system -> errno.
+_SQLITE_ENV = {"database or disk is full": errno.ENOSPC, "attempt to write a readonly database": errno.EROFS,
+               "disk i/o error": errno.EIO, "unable to open database file": errno.EACCES}
+
+
+def exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then its causes and contexts, breadth first, each once."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 50:
+        e = todo.pop(0)
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        yield e
+        todo += [e.__cause__, e.__context__]
+
+
+def environment_error(exc: BaseException, path: str | os.PathLike[str] | None = None) -> OSError | None:
+    """An ``OSError`` (errno, message, file) for a full disk / read-only or failing file system anywhere in
+    ``exc``'s chain, else None: an OSError keeps its own file name; SQLite's wording ("database or disk is
+    full", ...) is given ``path``, the database file.  SQLite reports a full disk met while it creates its WAL
+    file as a "disk I/O error" (or cannot open the file): with (almost) no free space left beside ``path``,
+    that is called a full disk."""
+    import sqlite3
+
+    for e in exception_chain(exc):
+        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
+            return OSError(e.errno, os.strerror(e.errno), e.filename)
+        if isinstance(e, sqlite3.Error):
+            msg = str(e).lower()
+            for needle, code in _SQLITE_ENV.items():
+                if needle in msg:
+                    if code in (errno.EIO, errno.EACCES) and path is not None and no_space_left(path):
+                        code = errno.ENOSPC
+                    elif code == errno.EACCES and path is not None and not read_only_file_system(
+                            os.path.dirname(os.fspath(path)) or "."):
+                        break  # a missing folder or a permission problem: not the environment's wording
+                    return OSError(code, os.strerror(code), os.fspath(path) if path is not None else None)
+    return None
+
+
+def environment_reason(exc: BaseException, path: str | os.PathLike[str] | None = None) -> str | None:
+    """The one wording of the environment failure in ``exc``'s chain (``'the disk is full (no space left on the
+    device)'``), else None."""
+    found = environment_error(exc, path)
+    return None if found is None else ENVIRONMENT_REASONS[found.errno]
+
+
+def environment_line(exc: BaseException, file: str | os.PathLike[str] | None = None, *,
+                     path: str | os.PathLike[str] | None = None) -> str | None:
+    """ONE line for the environment failure in ``exc``'s chain, else None: its wording and the file it met,
+    ``"the disk is full (no space left on the device) writing '/results/study.db'"``.  The file is the
+    OSError's own, else ``file``; ``path`` is the database file SQLite's wording refers to."""
+    found = environment_error(exc, path)
+    if found is None:
+        return None
+    where = found.filename if found.filename is not None else file
+    verb = "writing" if found.errno in WRITING_ERRNOS else "at"
+    return ENVIRONMENT_REASONS[found.errno] + (f" {verb} {os.fsdecode(where)!r}" if where is not None else "")
+
+
+def os_reason(exc: BaseException) -> str:
+    """Why an OSError happened, in words: the environment wording above where it applies, else the operating
+    system's own (``strerror``), else the exception's text."""
+    reason = environment_reason(exc)
+    if reason is not None:
+        return reason
+    err = next((e for e in exception_chain(exc) if isinstance(e, OSError) and e.strerror), None)
+    return err.strerror if err is not None else " ".join(str(exc).split())[:200]
+
+
+def read_only_file_system(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` lies on a file system mounted read-only (False when it cannot be asked)."""
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def no_space_left(path: str | os.PathLike[str]) -> bool:
+    """Whether (almost) no space is left beside the file ``path``."""
+    try:
+        st = os.statvfs(os.path.dirname(os.fspath(path)) or ".")
+    except OSError:
+        return False
+    return st.f_bavail * st.f_frsize < 64 * 1024

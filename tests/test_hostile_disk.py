@@ -77,7 +77,7 @@ def test_checkpoints_on_a_full_disk_warn_and_runs_are_stored_elsewhere(tmp_path:
         line = error_line(res, "ablate")
         assert "the disk is full" in line and str(disk) in line and "the 2 finished runs are safe" in line, line
         warnings = [ln for ln in res.stderr.splitlines() if ": warning: checkpoint" in ln]
-        assert warnings and all("not written (the disk is full)" in w for w in warnings)
+        assert warnings and all("checkpoint not written: the disk is full" in w for w in warnings)
         assert finished(tmp_path / "s.db", "tiny") == 2
 
 
@@ -99,6 +99,31 @@ def test_bench_on_a_full_disk_prints_its_figures_and_leaves_no_partial_file(tmp_
         assert "the disk is full" in line and "bench.json" in line and "printed above" in line, line
         assert "flops:" in res.stdout
         assert sorted(p.name for p in disk.iterdir()) == [".filler"]
+
+
+def test_kernels_built_on_a_full_disk_are_one_warning_in_the_common_words(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The compiler runs out of space writing into the kernel cache: one warning with the words every other
+    full-disk message uses, and training falls back to stock PyTorch ops."""
+    import shutil
+    import warnings
+
+    from nas_harness.kernels import _native
+
+    cc = _native._compiler()
+    if cc is None or shutil.which(cc) is None:
+        pytest.skip("no C compiler")
+    with full_disk(tmp_path / "disk", leave=0) as disk:
+        monkeypatch.setenv("XDG_CACHE_HOME", str(disk))
+        monkeypatch.setenv(_native.ENV_VAR, "1")
+        monkeypatch.setattr(_native, "_state", {})
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            assert _native.library() is None
+        msgs = [str(w.message) for w in seen]
+        assert len(msgs) == 1 and msgs[0].startswith(
+            "nas_harness.kernels: CPU kernels unavailable, using stock PyTorch ops: the disk is full (no space left "
+            f"on the device) writing '{disk}/nas-harness/native/kernels-"), msgs
 
 
 @pytest.mark.parametrize("command", [["plot"], ["report"], ["export"]])

@@ -9,6 +9,7 @@ from .config import AblationConfig, AblationTrial, load_ablation, parse_ablation
 from .report import ReportPaths, markdown_table, plot_ablation, write_report
 from .runner import AblationRun, AblationStore, RunRecord, load_records, plan_jobs, run_ablation
 from .stats import PairedDelta, Summary, VariantStats, paired_delta, summarize, variant_table
+from .supernet import AblationSupernet, SupernetRow, agreement, run_supernet_scores, supernet_rows
 from .variants import (
     BUILTIN_VARIANTS,
     Override,
@@ -26,14 +27,17 @@ __all__ = [
     "AblationConfig",
     "AblationRun",
     "AblationStore",
+    "AblationSupernet",
     "AblationTrial",
     "Override",
     "PairedDelta",
     "ReportPaths",
     "RunRecord",
     "Summary",
+    "SupernetRow",
     "VariantDef",
     "VariantStats",
+    "agreement",
     "apply_override",
     "apply_variant",
     "describe",
@@ -47,8 +51,10 @@ __all__ = [
     "plot_ablation",
     "resolve_variants",
     "run_ablation",
+    "run_supernet_scores",
     "se_only_in",
     "summarize",
+    "supernet_rows",
     "variant_table",
     "write_report",
 ]

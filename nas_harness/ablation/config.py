@@ -20,6 +20,9 @@ It uses the same idiom and the same tables as a study file (``[data]``, ``[train
     [ray]                                 # cpus_per_trial, gpus_per_trial, max_concurrent, address, num_cpus
     [compare_budget]                      # optional: the same variants and seeds at a second budget
     epochs = 3                            # (or steps); train_subset, resolution: change the data too
+    [supernet]                            # optional: also score the variants with a supernet's inherited
+    epochs = 10                           # weights (a study's [supernet] keys, plus space and sample_skip;
+                                          # nas_harness.ablation.supernet)
 
 With ``[compare_budget]`` the report says whether the two budgets rank the variants alike (Kendall tau of the
 variant means, same best variant, same verdict of each Δ vs the baseline): a conclusion that flips with the
@@ -62,6 +65,7 @@ from nas_harness.tracking.config import TrackingConfig
 from nas_harness.train.config import TrainConfig
 from nas_harness.trial import TrialSettings
 
+from .supernet import AblationSupernet
 from .variants import BUILTIN_VARIANTS, VARIANT_NAME, VARIANT_NAME_RULE, VariantDef, resolve_variants
 
 if TYPE_CHECKING:
@@ -128,6 +132,9 @@ class AblationConfig(ConfigModel):
     tracking: TrackingConfig = TrackingConfig()
     compare_budget: Annotated[CompareBudget | None, Field(description=(
         "run the same variants at a second budget and report whether the ranking agrees"))] = None
+    supernet: Annotated[AblationSupernet | None, Field(description=(
+        "also score every variant with a weight-sharing supernet's inherited weights and report whether its "
+        "verdicts agree with the from-scratch runs' (docs/supernet.md)"))] = None
 
     _renamed: ClassVar[dict[str, str]] = {
         "arch": "renamed to 'base' (as in study files)",
@@ -139,6 +146,7 @@ class AblationConfig(ConfigModel):
     }
     _archs: dict[str, Any] = PrivateAttr(default_factory=dict)
     _base_arch: Any = PrivateAttr(default=None)
+    _supernet_plan: Any = PrivateAttr(default=None)
 
     @field_validator("seeds", mode="before")
     @classmethod
@@ -195,6 +203,13 @@ class AblationConfig(ConfigModel):
             raise restate(exc) from None
         object.__setattr__(self, "_base_arch", base)
         self._archs.update(archs)
+        if self.supernet is not None:
+            from .supernet import ablation_space
+
+            try:
+                object.__setattr__(self, "_supernet_plan", ablation_space(base, archs, self.supernet))
+            except ConfigError as exc:
+                raise restate(exc) from None
         return self
 
     # --- derived values -------------------------------------------------------------------------------
@@ -202,6 +217,14 @@ class AblationConfig(ConfigModel):
     def archs(self) -> dict[str, Arch]:
         """Each variant's arch, in ``variants`` order."""
         return dict(self._archs)
+
+    @property
+    def supernet_plan(self) -> tuple[Any, bool, dict[str, str]]:
+        """With ``[supernet]``: the supernet's SearchSpace, whether its sampler draws skips, and the variants
+        it does not hold (name -> why); see :func:`nas_harness.ablation.supernet.ablation_space`."""
+        if self._supernet_plan is None:
+            raise ConfigError("supernet: the ablation file has no [supernet] table")
+        return self._supernet_plan
 
     @property
     def base_arch(self) -> Arch:
@@ -233,6 +256,7 @@ class AblationConfig(ConfigModel):
         new = self.model_copy(update={"train": train})
         object.__setattr__(new, "_archs", dict(self._archs))
         object.__setattr__(new, "_base_arch", self._base_arch)
+        object.__setattr__(new, "_supernet_plan", self._supernet_plan)
         return new
 
     def second_budget(self) -> AblationConfig | None:
@@ -243,6 +267,7 @@ class AblationConfig(ConfigModel):
             return None
         d = self.model_dump(mode="json", by_alias=True, exclude_unset=True)
         d.pop("compare_budget", None)
+        d.pop("supernet", None)  # the supernet scores the first budget's variants only
         train = dict(d.get("train", {}))
         if cb.epochs is not None or cb.steps is not None:
             train.pop("epochs", None)
@@ -312,7 +337,8 @@ def load_ablation(path: str | Path) -> AblationConfig:
 def ablation_sections() -> dict[str, type[ConfigModel]]:
     """Section -> model of an ablation file (for the key table)."""
     return {"": AblationConfig, "data": ProxyConfig, "train": TrainConfig, "trial": AblationTrial,
-            "run": RunSettings, "ray": RayConfig, "tracking": TrackingConfig, "compare_budget": CompareBudget}
+            "run": RunSettings, "ray": RayConfig, "tracking": TrackingConfig, "compare_budget": CompareBudget,
+            "supernet": AblationSupernet}
 
 
 def ablation_json_schema() -> dict[str, Any]:

@@ -11,14 +11,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from nas_harness.report.document import write_csv
+from nas_harness.report.document import Block, Bullets, Heading, Para, Table, to_html, to_markdown, write_csv
 
 from .config import AblationConfig
 from .runner import RunRecord
 from .stats import BudgetStability, VariantStats, budget_stability, variant_table
 from .variants import describe
 
-__all__ = ["ReportPaths", "markdown_table", "plot_ablation", "stability_text", "summarize_runs", "write_report"]
+__all__ = ["ReportPaths", "ablation_table", "markdown_table", "plot_ablation", "stability_blocks", "stability_text",
+           "summarize_runs", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -56,10 +57,16 @@ def _signed_count(n: int | None, base: int | None, unit: float, suffix: str, dig
 
 def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
     """The ablation table in GitHub Markdown (accuracies in %, Δ in percentage points)."""
+    return to_markdown([ablation_table(rows, baseline)]).rstrip("\n")
+
+
+def ablation_table(rows: Sequence[VariantStats], baseline: str | None) -> Table:
+    """The ablation table as a document :class:`~nas_harness.report.document.Table` (every column but the
+    variant's name right-aligned)."""
     base = next((r for r in rows if r.variant == baseline), None)
     head = ["variant", "runs", "test acc % (mean ± std)", "95% CI", f"Δ test vs {baseline} (paired) [95% CI]",
             "p", "val acc %", "params", "Δ params", "MACs", "Δ MACs", "train s/run"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] + ["---:"] * (len(head) - 1)) + "|"]
+    body: list[list[str]] = []
     for r in rows:
         d = r.delta_test
         if d is None or r.variant == baseline:
@@ -83,8 +90,8 @@ def markdown_table(rows: Sequence[VariantStats], baseline: str | None) -> str:
             "–" if r.variant == baseline else _signed_count(r.d_macs, base.macs if base else None, 1e6, "M", 1),
             "–" if math.isnan(r.train_time_s) else f"{r.train_time_s:.0f}",
         ]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        body.append(cells)
+    return Table(head, body, right=set(range(1, len(head))))
 
 
 def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
@@ -167,16 +174,16 @@ def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Se
 
 
 
-def stability_text(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStability) -> str:
+def stability_blocks(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStability) -> list[Block]:
     """The "stable across budgets?" section: both budgets' ranks and Δ verdicts, Kendall tau, and the answer."""
     a, b = cfg.budget_text(), cfg2.budget_text()
     head = ["variant", f"test % at A ({a})", "rank A", "Δ A: verdict", f"test % at B ({b})", "rank B", "Δ B: verdict"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    body = []
     for r in st.rows:
         da = "–" if r["verdict_a"] == "baseline" else f"{_signed_pct(r['delta_a'])} pp: {r['verdict_a']}"
         db = "–" if r["verdict_b"] == "baseline" else f"{_signed_pct(r['delta_b'])} pp: {r['verdict_b']}"
-        lines.append(f"| {r['variant']} | {_pct(r['test_mean_a'])} | {r['rank_a']} | {da} | "
-                     f"{_pct(r['test_mean_b'])} | {r['rank_b']} | {db} |")
+        body.append([r["variant"], _pct(r["test_mean_a"]), str(r["rank_a"]), da, _pct(r["test_mean_b"]),
+                     str(r["rank_b"]), db])
     tau = "n/a" if math.isnan(st.tau) else f"{st.tau:.2f}"
     if st.agreed:
         answer = ("Stable: both budgets rank the variants in the same order and give every Δ vs the baseline the same "
@@ -188,36 +195,54 @@ def stability_text(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStabilit
         if st.flipped:
             parts.append("the verdict of Δ vs the baseline changes for " + ", ".join(st.flipped))
         answer = "Not stable: " + "; ".join(parts) + ". Read the conclusion as a statement about the budget."
-    return "\n\n".join([f"### Stable across budgets? A = {a}, B = {b}", "\n".join(lines),
-                         f"Kendall tau of the variant means between the budgets: {tau} ({len(st.rows)} variants). "
-                         + answer])
+    return [Heading(f"Stable across budgets? A = {a}, B = {b}", 3), Table(head, body, right={1, 2, 4, 5}),
+            Para(f"Kendall tau of the variant means between the budgets: {tau} ({len(st.rows)} variants). " + answer)]
+
+
+def stability_text(cfg: AblationConfig, cfg2: AblationConfig, st: BudgetStability) -> str:
+    """:func:`stability_blocks` in Markdown."""
+    return to_markdown(stability_blocks(cfg, cfg2, st)).rstrip("\n")
+
+
+def _failures(records: Sequence[RunRecord], title: str) -> list[Block]:
+    failed = [f"{r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
+    return [Para(title), Bullets(failed)] if failed else []
 
 
 def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str | Path | None = None,
-                 figure: bool = True, second: tuple[AblationConfig, Sequence[RunRecord]] | None = None
-                 ) -> tuple[ReportPaths, str]:
-    """Write runs.csv, summary.csv, summary.md and the figure; return the paths and the Markdown text.
+                 figure: bool = True, second: tuple[AblationConfig, Sequence[RunRecord]] | None = None,
+                 supernet: Sequence[RunRecord] | None = None) -> tuple[ReportPaths, str]:
+    """Write runs.csv, summary.csv, summary.md (and the same document as summary.html) and the figure; return the
+    paths and the Markdown text.
 
     ``second``: the same ablation at its ``[compare_budget]`` (config and records): its table, and whether the two
-    budgets rank the variants alike, are added to summary.md (and ``stability.csv``)."""
+    budgets rank the variants alike, are added to the summary (and ``stability.csv``).  ``supernet``: the stored
+    supernet scores of an ablation with ``[supernet]``: their table, and whether each variant's verdict agrees
+    with the from-scratch one, are added (and ``supernet.csv``)."""
     out = Path(out_dir) if out_dir is not None else cfg.out_dir
     rows = summarize_runs(cfg, records)
     runs_csv, summary_csv, md_path = out / "runs.csv", out / "summary.csv", out / "summary.md"
     write_csv(runs_csv, [r.to_row() for r in records])
     write_csv(summary_csv, [r.to_row() | {"description": describe(r.variant, cfg.definitions)} for r in rows])
-    failures = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records if r.state != "ok"]
-    parts = [f"## Ablation `{cfg.name}`", _settings(cfg, records), markdown_table(rows, cfg.baseline)]
-    parts += ["Failed runs:\n" + "\n".join(failures)] if failures else []
+    blocks: list[Block] = [Heading(f"Ablation `{cfg.name}`"), Para(_settings(cfg, records)),
+                           ablation_table(rows, cfg.baseline), *_failures(records, "Failed runs:")]
     if second is not None:
         cfg2, records2 = second
         rows2 = summarize_runs(cfg2, records2)
         st = budget_stability(rows, rows2, cfg.baseline)
-        parts += [f"### Second budget: {cfg2.budget_text()}", _settings(cfg2, records2),
-                  markdown_table(rows2, cfg2.baseline), stability_text(cfg, cfg2, st)]
+        blocks += [Heading(f"Second budget: {cfg2.budget_text()}", 3), Para(_settings(cfg2, records2)),
+                   ablation_table(rows2, cfg2.baseline), *stability_blocks(cfg, cfg2, st)]
         write_csv(out / "stability.csv", [dict(r) for r in st.rows])
-        failures2 = [f"- {r.variant} seed {r.seed}: {r.error}" for r in records2 if r.state != "ok"]
-        parts += ["Failed runs at the second budget:\n" + "\n".join(failures2)] if failures2 else []
-    text = "\n\n".join(parts) + "\n"
+        blocks += _failures(records2, "Failed runs at the second budget:")
+    if cfg.supernet is not None:
+        from .supernet import supernet_blocks, supernet_rows
+
+        srows = supernet_rows(cfg, supernet or [], rows)
+        blocks += supernet_blocks(cfg, srows, supernet or [])
+        write_csv(out / "supernet.csv", [r.to_row() for r in srows])
+    text = to_markdown(blocks)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
     md_path.write_text(text)
+    md_path.with_suffix(".html").write_text(to_html(blocks, f"Ablation {cfg.name}"))
     figs = plot_ablation(cfg, rows, records, out / "ablation") if figure else ()
     return ReportPaths(runs_csv, summary_csv, md_path, figs), text

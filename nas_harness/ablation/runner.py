@@ -12,12 +12,16 @@ one task per job), which calls :func:`nas_harness.trial.run_trial` -- the same t
 A failed run (NaN loss, OOM, any exception) is stored as a FAIL trial with its reason; the others go on.
 Failed pairs are retried on a later invocation only with ``retry_failed=True``.
 
+With a ``[supernet]`` table every variant the supernet holds is also scored with its inherited weights
+(:mod:`nas_harness.ablation.supernet`; study ``<name>-supernet-<supernet id>`` in the same storage).
+
 With a ``[compare_budget]`` table the same variants also run at a second budget (their own store,
 ``<name>-budget2``, in the same storage), and the report says whether the two budgets rank the variants alike.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -115,6 +119,7 @@ class AblationRun:
     ran: list[tuple[str, int]]
     skipped: list[tuple[str, int]]
     wall_s: float
+    supernet: list[RunRecord] = dataclasses.field(default_factory=list)  # the supernet's scores ([supernet])
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -183,7 +188,12 @@ def run_ablation(
         on_record=(lambda run: on_record(RunRecord.of(run))) if on_record is not None else None, log=say,
         workers=cfg.run.workers)
     records = [RunRecord.of(r) for r in out.runs]
-    return AblationRun(cfg, records, out.ran, out.skipped, time.perf_counter() - t0)
+    scores: list[RunRecord] = []
+    if cfg.supernet is not None:  # after the from-scratch runs: the supernet's scores sit beside them
+        from .supernet import run_supernet_scores
+
+        scores = run_supernet_scores(cfg, train, retry_failed=retry_failed, progress=progress, log=say)
+    return AblationRun(cfg, records, out.ran, out.skipped, time.perf_counter() - t0, scores)
 
 
 def load_records(cfg: AblationConfig) -> list[RunRecord]:

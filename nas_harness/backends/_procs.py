@@ -1,12 +1,15 @@
 """Worker processes on this machine: how they start (fresh interpreters with passive OpenMP waiting), die with
-the process that started them, and take Ctrl-C once."""
+the process that started them, take Ctrl-C once, and send their messages back (:class:`WorkerMessages`)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import sys
+import threading
+from collections import deque
 from typing import Any
 
 from nas_harness.backends.settings import passive_wait_env
@@ -86,3 +89,90 @@ def default_workers(threads: int, device: str = "cpu") -> int:
         if torch.cuda.is_available():
             return 1
     return max(1, usable_cores() // max(1, int(threads)))
+
+
+class MessageSender:
+    """A worker's end of :class:`WorkerMessages`: ``put(message)`` (any picklable object), safe from several
+    threads of the worker.  Pass it to the worker process as an argument."""
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"conn": self._conn}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["conn"])  # type: ignore[misc]
+
+    def put(self, message: Any) -> None:
+        with self._lock:
+            self._conn.send(message)
+
+
+class WorkerMessages:
+    """Messages from ``n`` worker processes to the process that started them, with the reading side of a
+    ``multiprocessing.Queue`` (``get(timeout)`` raising ``queue.Empty``, ``empty()``).
+
+    One pipe per worker, so nothing is shared between writers and no lock is needed across processes.  A
+    ``Queue`` of a spawn context holds three *named* POSIX semaphores registered with Python's resource tracker;
+    when the process holding it is killed (``kill -9``) they are never released, and the tracker prints
+    "resource_tracker: There appear to be 3 leaked semaphore objects to clean up at shutdown" to the terminal
+    after the command has ended.  (A worker killed while writing to a shared Queue can also leave its write lock
+    held, blocking every other worker.)  Pipes are plain file descriptors: a killed process leaves nothing
+    behind, and a worker that dies mid-message only ends its own pipe.
+
+    Usage: ``messages = WorkerMessages(n)``; start worker ``i`` with ``messages.sender(i)`` among its arguments;
+    then ``get``/``empty`` here.  This process's copies of the writing ends are closed at the first ``get`` /
+    ``empty`` (or by :meth:`senders_started`), so start every worker before reading: a worker that has ended
+    then reads as an ended pipe, never as a wait.
+    """
+
+    def __init__(self, n: int) -> None:
+        pairs = [spawn_context().Pipe(duplex=False) for _ in range(n)]
+        self._readers = [r for r, _ in pairs]
+        self._writers = [w for _, w in pairs]
+        self._pending: deque[Any] = deque()
+
+    def sender(self, index: int) -> MessageSender:
+        """The writing end for worker ``index`` (0 <= index < n)."""
+        return MessageSender(self._writers[index])
+
+    def senders_started(self) -> None:
+        """Every worker has started (holds its own copy of its writing end): close this process's copies."""
+        for w in self._writers:
+            w.close()
+        self._writers = []
+
+    def _read(self, timeout: float | None) -> None:
+        from multiprocessing.connection import wait
+
+        self.senders_started()
+        for r in wait(self._readers, timeout):
+            try:
+                self._pending.append(r.recv())
+            except (EOFError, OSError):  # the worker has ended (or died mid-message): its pipe is done
+                self._readers.remove(r)
+                r.close()
+
+    def get(self, timeout: float | None = None) -> Any:
+        """The next message of any worker (each worker's in the order it sent them), waiting up to ``timeout``
+        seconds (None: until one comes or every worker has ended); ``queue.Empty`` when none came."""
+        if not self._pending and self._readers:
+            self._read(timeout)
+        if not self._pending:
+            raise queue.Empty
+        return self._pending.popleft()
+
+    def empty(self) -> bool:
+        """Whether no message is waiting now (an ended worker's pipe counts as empty once read to its end)."""
+        while not self._pending and self._readers and any(r.poll() for r in self._readers):
+            self._read(0)
+        return not self._pending
+
+    def close(self) -> None:
+        """Close every pipe end still open here."""
+        self.senders_started()
+        for r in self._readers:
+            r.close()
+        self._readers = []

@@ -58,6 +58,14 @@ class StudyTask:
         predictor.ensure_fit(self.space.sample, seed=self.seed)
         return float(predictor.predict(arch).total_ms)
 
+    def propose(self, trial: Any) -> Any:
+        """The candidate of an Optuna trial: the arch its parameters choose (queued trials: their fixed ones)."""
+        return self.space.suggest(trial)
+
+    def arch_of(self, candidate: Any) -> Any:
+        """The arch a candidate trains (a plain study's candidate is its arch)."""
+        return candidate
+
     def spec(self, arch: Any) -> TrialSpec:
         t = self.trial
         return TrialSpec(arch=arch, data=self.data, train=self.train, seed=self.seed, stem_stride=t.stem_stride,

@@ -1,132 +1,115 @@
-"""Local backend: trials one after another in this process, per-epoch pruning, any number of such
-processes on one study (each takes its trials through :class:`~nas_harness.records.TrialSlots`).
+"""Local backend: trials in this process, or in worker processes on this machine.
 
-Each finished trial is committed to the study's storage before the next one starts, so killing the process
-loses at most the trial in flight; that trial is failed with a reason and its arch queued again, by this
-process on Ctrl-C, or by the next worker that looks (immediately on the same machine).
+A study's trials run through the one trial loop (:class:`~nas_harness.backends.loop.TrialLoop`): in this
+process with one worker, or in ``workers`` fresh processes on the same storage
+(:mod:`nas_harness.backends._workers`).  Each finished trial is committed to the study's storage before the
+next one starts, so killing a process loses at most the trial in flight; that trial is failed with a reason and
+its arch queued again, by the process itself on Ctrl-C, or by the next worker that looks (immediately on the
+same machine).  Fixed jobs run one after another here, or in a pool of worker processes.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import functools
+import os
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from nas_harness.backends._task import StudyTask, TrialStopped, reason
-from nas_harness.errors import raise_if_interrupted
-from nas_harness.records import INTERRUPTED, Outcome, TrialRecord, TrialSlots, mark_running, tell
+from nas_harness.backends._backend import Backend, RunResult, StudyRun, register_backend
+from nas_harness.backends._task import StudyTask, reason
+from nas_harness.backends.jobs import Job, JobResult, run_one
+from nas_harness.backends.loop import LoopResult, TrialLoop
+from nas_harness.records import INTERRUPTED, TrialSlots
+
+__all__ = ["LocalBackend", "run_local"]
 
 
-@dataclass
-class LoopResult:
-    """What one worker did: trials it ran and how they ended."""
+@register_backend
+class LocalBackend(Backend):
+    """This machine: one trial loop in this process, or ``workers`` worker processes."""
 
-    ran: int = 0
-    failed: int = 0
-    discarded: int = 0
-    stopped_by_failures: bool = False
+    name = "local"
 
+    def run_study(self, run: StudyRun) -> RunResult:
+        if run.workers > 1 and run.open_worker is not None:
+            from nas_harness.backends._workers import run_worker_processes
 
-def evaluate_trial(trial: Any, task: StudyTask) -> Outcome:
-    """Suggest the trial's arch (fixed parameters for queued trials), record it, train it with pruning."""
-    try:
-        arch = task.space.suggest(trial)
-    except Exception as exc:  # e.g. queued parameters outside the space
-        return Outcome("fail", None, TrialRecord(fail_reason=f"cannot build the arch: {reason(exc)}"))
-    mark_running(trial.study, trial._trial_id, TrialRecord(arch=str(arch)))  # a killed trial says what it was
-    single = task.objective.kind != "multi"
+            res = run_worker_processes(run.open_worker, run.study, run.workers, deadline=run.deadline,
+                                       max_failures=run.max_failures, progress=run.progress, log=run.log,
+                                       on_stored=run.on_stored)
+            if res.interrupted:
+                raise KeyboardInterrupt
+            return RunResult(ran=res.ran, failed=res.failed, stopped_by_failures=res.stopped_by_failures,
+                             exhausted=res.exhausted, max_concurrent=run.workers if res.ran else 0)
+        slots = run.slots_for(run.study)
+        try:
+            loop = TrialLoop(run.study, run.task, slots, max_failures=run.max_failures, progress=run.progress,
+                             log=run.log, on_stored=run.on_stored)
+            res1 = loop.run(run.deadline)
+        finally:
+            slots.heartbeat.close()
+        return RunResult(ran=res1.ran, failed=res1.failed, stopped_by_failures=res1.stopped_by_failures,
+                         exhausted=slots.exhausted, max_concurrent=1 if res1.ran else 0)
 
-    def on_epoch(value: float, epoch: int, live: TrialRecord) -> None:
-        if single:
-            trial.report(value, epoch)
-            if trial.should_prune():
-                raise TrialStopped("pruner")
+    def run_jobs(self, jobs: Sequence[Job], *, on_result: Callable[[JobResult], None] | None = None,
+                 cache_dir: str | None = None, checkpoint_dir: str | None = None,
+                 on_epoch: Callable[[str, Any], None] | None = None, workers: int = 1) -> list[JobResult]:
+        """One after another in this process (``workers=1``, with per-epoch ``on_epoch``), or in ``workers``
+        worker processes (0: as many as the cores allow at the jobs' threads)."""
+        if workers != 1 and len(jobs) > 1:
+            from nas_harness.backends._procs import default_workers
 
-    return task.evaluate(arch, on_epoch)
-
-
-SLOW_WARNING = "warning: this trial took"
-
-
-class SlowTrials:
-    """Says once when trials run far slower than this study's own earlier ones (another job competing for the
-    cores), naming the load average.  The reference is the median wall time of the study's trials evaluated
-    (not cached) before this run; without such trials, the first three of this run."""
-
-    FACTOR = 3.0
-
-    def __init__(self, study: Any) -> None:
-        from optuna.trial import TrialState
-
-        times = [t.user_attrs.get("wall_time_s") for t in study.get_trials(deepcopy=False, states=(
-            TrialState.COMPLETE,)) if not t.user_attrs.get("cached") and not t.user_attrs.get("rejected")]
-        self.reference: list[float] = sorted(float(x) for x in times if isinstance(x, (int, float)) and x > 0)
-        self.from_study = len(self.reference) >= 3
-        self.said = False
-
-    def check(self, record: TrialRecord, log: Callable[[str], None]) -> None:
-        t = record.wall_time_s
-        if self.said or record.cached or record.rejected or not t or t <= 0:
-            return
-        if not self.from_study and len(self.reference) < 3:
-            self.reference.append(float(t))
-            self.reference.sort()
-            return
-        median = self.reference[len(self.reference) // 2]
-        if t > self.FACTOR * median:
-            import os
-
-            from nas_harness.train.trainer import usable_cores
-
-            load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-            self.said = True
-            log(f"{SLOW_WARNING} {t:.1f} s, {t / median:.1f}x the study's typical {median:.1f} s; the load "
-                f"average is {load:.1f} on {usable_cores()} core(s): other work is competing for the cores (the "
-                "numbers stay the same, only slower)")
+            threads = max((j.spec.train.threads for j in jobs if isinstance(j.spec.train.threads, int)), default=1)
+            n = min(len(jobs), workers or default_workers(threads, jobs[0].spec.train.device))
+            if n > 1:
+                return _run_pool(jobs, n, on_result, cache_dir, checkpoint_dir)
+        results = []
+        for job in jobs:
+            report = functools.partial(on_epoch, job.key) if on_epoch is not None else None
+            res = run_one(job, cache_dir, checkpoint_dir, report)
+            if on_result is not None:
+                on_result(res)
+            results.append(res)
+        return results
 
 
 def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float | None = None,
               max_failures: int = 0, progress: Any = None, log: Callable[[str], None] = print,
               on_stored: Callable[[Any], None] | None = None) -> LoopResult:
-    """Run trials until the study has its trials (all workers together), the deadline passes, or this worker
-    saw ``max_failures`` failed trials (0 = no limit).  KeyboardInterrupt propagates after the trial in
-    flight is failed as interrupted and its arch queued again.  ``on_stored(frozen_trial)`` is called after each
-    trial this worker stored (experiment trackers)."""
-    out = LoopResult()
-    slow = SlowTrials(study)
+    """The trial loop in this process on ``slots`` (see :meth:`TrialLoop.run`)."""
+    return TrialLoop(study, task, slots, max_failures=max_failures, progress=progress, log=log,
+                     on_stored=on_stored).run(deadline)
+
+
+def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None] | None, cache_dir: str | None,
+              checkpoint_dir: str | None) -> list[JobResult]:
+    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C stops every
+    worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last epoch)."""
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from nas_harness.backends._procs import spawn_context, worker_environment, worker_setup
+
+    by_key: dict[str, JobResult] = {}
+    with worker_environment():
+        pool = ProcessPoolExecutor(max_workers=n, mp_context=spawn_context(), initializer=worker_setup,
+                                   initargs=(os.getpid(),))
     try:
-        while deadline is None or time.time() < deadline:
-            raise_if_interrupted()
-            trial = slots.acquire(deadline)
-            if trial is None:
-                break
-            tid = trial._trial_id
-            outcome = evaluate_trial(trial, task)
-            raise_if_interrupted()  # a Ctrl-C Python swallowed during the trial: the trial is failed, not told
-            told = tell(study, tid, outcome)
-            slots.release(tid)
-            out.ran += 1
-            frozen = study._storage.get_trial(tid)
-            if told and on_stored is not None:
-                on_stored(frozen)
-            if not told:
-                out.discarded += 1
-                log(f"trial {trial.number}: another worker took this one for dead and failed it meanwhile; this "
-                    "result is discarded (its arch was queued again and is served from the trial cache)")
-            elif outcome.state == "fail":
-                out.failed += 1
-                log(f"trial {trial.number} failed: {outcome.record.fail_reason}")
-            else:
-                slow.check(outcome.record, log)
-            if progress is not None:
-                progress.update(study, frozen)
-            if max_failures and out.failed >= max_failures:
-                out.stopped_by_failures = True
-                log(f"stopping: {out.failed} trials failed in this run (run.max_failures = {max_failures}); see "
-                    "their fail_reason in trials.csv")
-                break
-    except KeyboardInterrupt:  # wherever it came: the trial in flight is failed as interrupted and queued again
-        slots.abandon(f"{INTERRUPTED}: stopped by the user (Ctrl-C)")
+        pending = {pool.submit(run_one, job, cache_dir, checkpoint_dir): job for job in jobs}
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for fut in done:
+                job = pending.pop(fut)
+                try:
+                    res = fut.result()
+                except BrokenProcessPool as exc:  # a worker was killed: not the job's fault, run it again later
+                    error = f"{INTERRUPTED}: its worker process died: {reason(exc)}"[:500]
+                    res = JobResult(job.key, False, None, error, 0.0, interrupted=True)
+                by_key[job.key] = res
+                if on_result is not None:
+                    on_result(res)
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
         raise
-    return out
+    pool.shutdown(wait=True)
+    return [by_key[j.key] for j in jobs]

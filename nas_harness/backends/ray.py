@@ -27,20 +27,15 @@ import secrets
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from nas_harness.backends._task import StudyTask
-from nas_harness.records import (
-    DONE,
-    INTERRUPTED,
-    Outcome,
-    TrialRecord,
-    TrialSlots,
-    fail_and_requeue,
-    mark_running,
-    tell,
-)
+from nas_harness.backends._backend import Backend, RunResult, StudyRun, register_backend
+from nas_harness.backends._task import StudyTask, reason
+from nas_harness.backends.jobs import Job, JobResult, run_one
+from nas_harness.backends.loop import TrialLoop
+from nas_harness.records import DONE, INTERRUPTED, Outcome, TrialRecord, mark_running
 
 _DONE, _STATE, _RECORD, _VALUES, _CONS = "nas_done", "nas_state", "nas_record", "nas_values", "nas_constraints"
 
@@ -128,9 +123,9 @@ def ensure_ray(address: str | None = None, num_cpus: int | None = None, num_gpus
 
 
 # ---------------------------------------------------------------------------------------------- search
-def _define_by_run(trial: Any, space: Any) -> dict[str, Any]:
-    """Picklable define-by-run space: every stage choice via the SearchSpace (same param names as local)."""
-    space.suggest(trial)
+def _define_by_run(trial: Any, task: StudyTask) -> dict[str, Any]:
+    """Picklable define-by-run space: the task proposes (same param names as the local loop)."""
+    task.propose(trial)
     return {}
 
 
@@ -178,27 +173,30 @@ def _detached(kind: str) -> Any:
     return Callback()
 
 
-def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, deadline: float | None,
-                   log: Any, on_stored: Any = None, max_failures: int = 0, stats: dict[str, Any] | None = None
-                   ) -> Any:
+def _make_searcher(run: StudyRun, stats: dict[str, Any]) -> Any:
     from ray.tune.search import Searcher
     from ray.tune.search.optuna import OptunaSearch
     from ray.tune.utils.util import unflatten_dict
 
+    task, deadline = run.task, run.deadline
+
     class _StudySearch(OptunaSearch):
-        """OptunaSearch that takes trials through the study's slots and tells outcomes through records.tell."""
+        """OptunaSearch whose trials go through the study's one trial loop (:class:`TrialLoop`): slots,
+        ``begin`` when Tune asks for a trial, ``finish`` when Tune reports its end."""
 
         def __reduce__(self) -> Any:
             return _detached, ("searcher",)
 
         def _setup_study(self, mode: Any) -> None:
             super()._setup_study(mode)
-            self.slots = slots_factory(self._ot_study)
+            self.slots = run.slots_for(self._ot_study)
+            self.loop = TrialLoop(self._ot_study, task, self.slots, max_failures=run.max_failures,
+                                  progress=run.progress, log=run.log, on_stored=run.on_stored)
 
         def suggest(self, trial_id: str) -> dict | str | None:
             if deadline is not None and time.time() >= deadline:
                 return Searcher.FINISHED
-            if max_failures and self.__dict__.get("_failed", 0) >= max_failures:
+            if self.loop.result.stopped_by_failures:
                 return Searcher.FINISHED  # as the local loop: stop starting trials after that many failures
             if time.time() < getattr(self, "_next_try", 0.0):
                 return None  # Tune asks in a tight loop: look at the storage at most once a second when full
@@ -212,8 +210,7 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
                 return None
             self._ot_trials[trial_id] = got
             params = self._suggest_from_define_by_run_func(self._space, got)
-            arch = task.space.arch_from_params(got.params)
-            mark_running(self._ot_study, got._trial_id, TrialRecord(arch=str(arch)))
+            self.loop.begin(got, task.space.arch_from_params(got.params))
             return unflatten_dict(params)
 
         def save(self, checkpoint_path: str) -> None:
@@ -248,37 +245,16 @@ def _make_searcher(study: Any, task: StudyTask, sampler: Any, slots_factory: Any
         def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
             if trial_id in self._completed_trials or trial_id not in self._ot_trials:
                 return
-            ot_trial = self._ot_trials[trial_id]
-            outcome = outcome_from_result(result, error)
-            tid = ot_trial._trial_id
-            if outcome.state == "fail" and outcome.record.interrupted:
-                frozen = self._ot_study._storage.get_trial(tid)
-                msg = fail_and_requeue(self._ot_study, frozen, outcome.record.fail_reason or INTERRUPTED,
-                                       task.params_of_arch)
-                if msg:
-                    log(msg)
-            elif not tell(self._ot_study, tid, outcome):
-                log(f"trial {ot_trial.number}: another worker took this one for dead and failed it meanwhile; "
-                    "this result is discarded")
-            else:
-                if outcome.state == "fail":
-                    log(f"trial {ot_trial.number} failed: {outcome.record.fail_reason}")
-                    self._failed = self.__dict__.get("_failed", 0) + 1
-                    if max_failures and self._failed == max_failures:
-                        log(f"stopping: {self._failed} trials failed in this run (run.max_failures = "
-                            f"{max_failures}); see their fail_reason in trials.csv")
-                        if stats is not None:
-                            stats["stopped_by_failures"] = True
-                if on_stored is not None:
-                    on_stored(self._ot_study._storage.get_trial(tid))
-            self.slots.release(tid)
+            self.loop.finish(self._ot_trials[trial_id], outcome_from_result(result, error))
+            stats["stopped_by_failures"] = self.loop.result.stopped_by_failures
             self._completed_trials.add(trial_id)
 
     metric = task.objective.metric_names
     mode = task.objective.modes
-    return _StudySearch(space=functools.partial(_define_by_run, space=task.space),
+    study = run.study
+    return _StudySearch(space=functools.partial(_define_by_run, task=task),
                         metric=metric if len(metric) > 1 else metric[0], mode=mode if len(mode) > 1 else mode[0],
-                        sampler=sampler, study_name=study.study_name, storage=study._storage)
+                        sampler=run.sampler, study_name=study.study_name, storage=study._storage)
 
 
 def _result(task: StudyTask, out: Outcome | None, value: float, record: TrialRecord, done: bool) -> dict:
@@ -353,9 +329,9 @@ def _fits_at_once(cpus: float, gpus: float, max_concurrent: int) -> int:
     return min(fits, max_concurrent) if max_concurrent else fits
 
 
-def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
-    """A Tune callback: refreshes the progress bar as trials finish and records how many trials Ray ran at once
-    (``stats["max_concurrent"]``, counted after every step of Tune's loop)."""
+def _callback(stats: dict[str, Any]) -> Any:
+    """A Tune callback that records how many trials Ray ran at once (``stats["max_concurrent"]``, counted after
+    every step of Tune's loop)."""
     from ray.tune import Callback
     from ray.tune.experiment import Trial
 
@@ -367,74 +343,112 @@ def _callback(study: Any, progress: Any, stats: dict[str, Any]) -> Any:
             running = sum(t.status == Trial.RUNNING for t in trials)
             stats["max_concurrent"] = max(stats.get("max_concurrent", 0), running)
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if progress is not None:
-                progress.update(study, None)
-
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            if progress is not None:
-                progress.update(study, None)
-
     return _Watch()
 
 
-def run_ray(study: Any, task: StudyTask, sampler: Any, slots_factory: Any, *, study_dir: Path,
-            deadline: float | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float = 0.0,
-            max_concurrent: int = 0, address: str | None = None, num_cpus: int | None = None,
-            scheduler: dict[str, Any] | None = None, progress: Any = None, log: Any = print,
-            on_stored: Any = None, max_failures: int = 0) -> dict[str, Any]:
-    """Run trials of ``study`` with Ray Tune until the study is full or the deadline passes.
+@register_backend
+class RayBackend(Backend):
+    """Ray: a study's trials as Ray Tune trials (``OptunaSearch`` on the study's own storage, an optional
+    scheduler), fixed jobs as Ray tasks.  ``resources``: the ``[ray]`` table (CPUs/GPUs per trial, at most
+    ``max_concurrent`` at once, ``address``/``num_cpus``, and for studies ``scheduler``/``grace_epochs``/
+    ``reduction_factor``)."""
 
-    ``slots_factory(study) -> TrialSlots`` hands out the trials; ``scheduler``: ``{"kind": "asha", "grace":
-    g, "reduction_factor": r}`` or ``{"kind": "median", "grace": g}`` (median stopping rule), or None.
-    ``on_stored(frozen_trial)`` is called in the driver after each trial it stored (experiment trackers);
-    ``max_failures`` (> 0): no new trial starts after that many failed in this run, as on the local backend.
-    Returns run statistics: ``max_concurrent`` (most trials Ray ran at once), ``stopped_by_failures``.
-    """
-    from ray import tune
+    name = "ray"
 
-    ensure_ray(address, num_cpus=num_cpus)
-    stats: dict[str, Any] = {"max_concurrent": 0, "stopped_by_failures": False}
-    searcher = _make_searcher(study, task, sampler, slots_factory, deadline, log, on_stored, max_failures, stats)
-    metric, mode = task.objective.metric_names[0], task.objective.modes[0]
-    sched = None
-    if scheduler:
+    def run_study(self, run: StudyRun) -> RunResult:
+        """Run trials with Ray Tune until the study is full or the deadline passes (a scheduler such as ASHA
+        may stop trials early: they are PRUNED with the epochs they trained)."""
+        from ray import tune
+
+        r = self.resources
+        ensure_ray(r.address or None, num_cpus=r.num_cpus or None)
+        stats: dict[str, Any] = {"max_concurrent": 0, "stopped_by_failures": False}
+        task = run.task
+        searcher = _make_searcher(run, stats)
+        trainable = tune.with_resources(tune.with_parameters(_trainable, task=task),
+                                        {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial})
+        # With a search algorithm Tune keeps ONE trial pending at a time, so filling a cluster takes one actor
+        # start per trial; let it request as many as can run at once (the searcher's constant liar covers them).
+        os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_fits_at_once(r.cpus_per_trial, r.gpus_per_trial,
+                                                                              r.max_concurrent)))
+        study_dir = Path(run.study_dir or ".")
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, scheduler=self._scheduler(task), num_samples=-1,
+                                        max_concurrent_trials=r.max_concurrent or None, reuse_actors=True),
+            run_config=tune.RunConfig(name="ray", storage_path=str(study_dir.resolve()), verbose=0,
+                                      callbacks=[_callback(stats)], log_to_file=False),
+        )
+        previous = _sigterm_as_interrupt()
+        try:
+            tuner.fit()
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+            slots = getattr(searcher, "slots", None)
+            if slots is not None:
+                slots.heartbeat.close()
+        loop = getattr(searcher, "loop", None)
+        res = loop.result if loop is not None else None
+        return RunResult(ran=res.ran if res else 0, failed=res.failed if res else 0,
+                         stopped_by_failures=bool(stats.get("stopped_by_failures")),
+                         exhausted=bool(slots is not None and slots.exhausted),
+                         max_concurrent=int(stats.get("max_concurrent", 0)))
+
+    def _scheduler(self, task: StudyTask) -> Any:
+        """ASHA or the median stopping rule on the study's first metric, from ``[ray] scheduler`` (None: none)."""
+        kind = getattr(self.resources, "scheduler", "none")
+        if kind == "none":
+            return None
+        metric, mode = task.objective.metric_names[0], task.objective.modes[0]
         epochs = _epochs(task) or 1
-        if scheduler["kind"] == "asha":
+        grace = getattr(self.resources, "grace_epochs", 1)
+        if kind == "asha":
             from ray.tune.schedulers import ASHAScheduler
 
-            sched = ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max(1, epochs),
-                                  grace_period=scheduler.get("grace", 1),
-                                  reduction_factor=scheduler.get("reduction_factor", 3))
-        else:
-            from ray.tune.schedulers import MedianStoppingRule
+            return ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max(1, epochs),
+                                 grace_period=grace,
+                                 reduction_factor=getattr(self.resources, "reduction_factor", 3))
+        from ray.tune.schedulers import MedianStoppingRule
 
-            sched = MedianStoppingRule(time_attr="epoch", metric=metric, mode=mode,
-                                       grace_period=float(scheduler.get("grace", 1)), min_samples_required=2)
-    trainable = tune.with_resources(tune.with_parameters(_trainable, task=task),
-                                    {"cpu": cpus_per_trial, "gpu": gpus_per_trial})
-    # With a search algorithm Tune keeps ONE trial pending at a time, so filling a cluster takes one actor
-    # start per trial; let it request as many as can run at once (the searcher's constant liar covers them).
-    os.environ.setdefault("TUNE_MAX_PENDING_TRIALS_PG", str(_fits_at_once(cpus_per_trial, gpus_per_trial,
-                                                                          max_concurrent)))
-    callbacks = [_callback(study, progress, stats)]
-    tuner = tune.Tuner(
-        trainable,
-        tune_config=tune.TuneConfig(search_alg=searcher, scheduler=sched, num_samples=-1,
-                                    max_concurrent_trials=max_concurrent or None, reuse_actors=True),
-        run_config=tune.RunConfig(name="ray", storage_path=str(study_dir.resolve()), verbose=0,
-                                  callbacks=callbacks, log_to_file=False),
-    )
-    previous = _sigterm_as_interrupt()
-    try:
-        tuner.fit()
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
-        slots = getattr(searcher, "slots", None)
-        if slots is not None:
-            slots.heartbeat.close()
-    return stats
+        return MedianStoppingRule(time_attr="epoch", metric=metric, mode=mode, grace_period=float(grace),
+                                  min_samples_required=2)
+
+    def run_jobs(self, jobs: Sequence[Job], *, on_result: Callable[[JobResult], None] | None = None,
+                 cache_dir: str | None = None, checkpoint_dir: str | None = None,
+                 on_epoch: Callable[[str, Any], None] | None = None, workers: int = 1) -> list[JobResult]:
+        """Each job a Ray task with ``cpus_per_trial``/``gpus_per_trial`` (fractional GPUs allowed), at most
+        ``max_concurrent`` at a time; ``workers`` and ``on_epoch`` do not apply."""
+        import ray
+
+        r = self.resources
+        ensure_ray(r.address or None)
+        remote = ray.remote(num_cpus=r.cpus_per_trial, num_gpus=r.gpus_per_trial, max_retries=0)(run_one)
+        by_key: dict[str, JobResult] = {}
+        pending: dict[Any, Job] = {}
+        queue = list(jobs)
+        limit = r.max_concurrent or len(jobs) or 1
+        try:
+            while queue or pending:
+                while queue and len(pending) < limit:
+                    job = queue.pop(0)
+                    pending[remote.remote(job, cache_dir, checkpoint_dir)] = job
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    job = pending.pop(ref)
+                    try:
+                        res = ray.get(ref)
+                    except Exception as exc:  # worker died (node lost, killed for memory): not the job's fault
+                        res = JobResult(job.key, False, None,
+                                        f"{INTERRUPTED}: the Ray worker died: {reason(exc)}"[:500], 0.0,
+                                        interrupted=True)
+                    by_key[job.key] = res
+                    if on_result is not None:
+                        on_result(res)
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+        return [by_key[j.key] for j in jobs]
 
 
-__all__ = ["TrialSlots", "ensure_ray", "outcome_from_result", "quiet_ray_env", "run_ray"]
+__all__ = ["RayBackend", "ensure_ray", "outcome_from_result", "quiet_ray_env"]

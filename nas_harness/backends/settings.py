@@ -99,9 +99,9 @@ def stored_settings(cfg: Any) -> dict[str, Any]:
 
 def fixed_jobs_threads(cfg: Any) -> int:
     """The thread count a new ablation or scaling-curves store fixes when ``train.threads`` is omitted: a Ray
-    job's whole CPUs, else this process's cores (at most 8); stored and reused on every resume."""
+    job's whole CPUs, else one (parallel jobs before intra-op threads: the local workers then run as many jobs at
+    once as there are cores, as a study's do); stored and reused on every resume, so stores made with the earlier
+    default (this machine's cores) keep theirs."""
     if cfg.run.backend == "ray":
         return max(1, int(cfg.ray.cpus_per_trial))
-    from nas_harness.train.trainer import usable_cores
-
-    return max(1, min(8, usable_cores()))
+    return 1

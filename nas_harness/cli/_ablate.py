@@ -16,8 +16,10 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
         name,
         help="ablation: base arch vs variants (no SE, no skips, ...) over seeds",
         description="Train every (variant, seed) pair of an ablation file, store each run durably (resumable), "
-        "and write results/<name>/summary.{md,csv}, runs.csv and ablation.{png,svg}. With a [compare_budget] "
-        "table the same variants also run at a second budget and the report says whether the ranking agreed.",
+        "and write results/<name>/summary.{md,html,csv}, runs.csv and ablation.{png,svg}. With a [compare_budget] "
+        "table the same variants also run at a second budget and the report says whether the ranking agreed; with "
+        "a [supernet] table every variant is also scored with a supernet's inherited weights and the report says "
+        "whether its verdicts agree with the from-scratch ones.",
     )
     p.add_argument("file", metavar="FILE", type=text(), help="ablation TOML file (e.g. studies/ablation_b0.toml)")
     p.add_argument("--seeds", type=integer(1, 10_000), default=None, metavar="N",
@@ -41,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
     from nas_harness.ablation import load_ablation
     from nas_harness.ablation.report import write_report
     from nas_harness.ablation.runner import load_records, run_ablation
+    from nas_harness.ablation.supernet import load_supernet_records
     from nas_harness.cli._checks import check_dir_writable, keep, output_dir, storage_file
     from nas_harness.records import check_writable, redact
 
@@ -70,6 +73,11 @@ def run(args: argparse.Namespace) -> int:
         for v, a in cfg.archs.items():
             macs = count_macs(a, cfg.trial.macs_resolution, num_classes=classes).total
             print(f"  {v:<16} {count_params(a, classes) / 1e6:7.3f}M params {macs / 1e6:8.1f}M MACs  {a}")
+        if cfg.supernet is not None:
+            space, sample_skip, missing = cfg.supernet_plan
+            print(f"supernet: a space of {space.size:,} archs around the base"
+                  f"{', residual skips sampled' if sample_skip else ''}; "
+                  + ("; ".join(f"{v} is not in it ({why})" for v, why in missing.items()) or "it holds every variant"))
         return 0
     check_dir_writable(cfg.out_dir, "run.results_dir")  # before anything is created or trained
     keep(args, storage=storage_file(cfg.storage_url), kept=lambda: _kept(cfg), writing=cfg.out_dir)
@@ -77,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
     second = None
     if args.report_only:
         records = load_records(cfg)
+        scores = load_supernet_records(cfg)
         failed = [r for r in records if r.state != "ok"]
         if cfg2 is not None:
             second = (cfg2, load_records(cfg2))
@@ -86,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
         tracking, on_record = _tracking(cfg)
         result = run_ablation(cfg, retry_failed=args.retry_failed, progress=not args.no_progress,
                               on_record=on_record)
-        records, failed = result.records, result.failed
+        records, failed, scores = result.records, result.failed, result.supernet
+        failed = failed + [r for r in scores if r.state != "ok"]
         print(f"ran {len(result.ran)} run(s) in {result.wall_s / 60:.1f} min; {len(result.skipped)} were stored "
               f"already; {len(failed)} failed")
         if cfg2 is not None:
@@ -99,12 +109,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"second budget ({cfg2.budget_text()}): ran {len(result2.ran)} run(s) in {result2.wall_s / 60:.1f} "
                   f"min; {len(result2.skipped)} were stored already; {len(result2.failed)} failed")
     with output_dir(cfg.out_dir, "run.results_dir"):
-        paths, text = write_report(cfg, records, figure=not args.no_figure, second=second)
+        paths, text = write_report(cfg, records, figure=not args.no_figure, second=second, supernet=scores)
     print(text)
-    print(f"wrote {paths.markdown}, {paths.summary_csv}, {paths.runs_csv}"
+    print(f"wrote {paths.markdown} (and .html), {paths.summary_csv}, {paths.runs_csv}"
+          + (f", {cfg.out_dir / 'supernet.csv'}" if cfg.supernet is not None else "")
           + "".join(f", {p}" for p in paths.figures))
     if not args.report_only:
-        tracking.artifacts([paths.markdown, paths.summary_csv, paths.runs_csv, *paths.figures])
+        extra = [p for p in (paths.markdown.with_suffix(".html"), cfg.out_dir / "supernet.csv") if p.is_file()]
+        tracking.artifacts([paths.markdown, paths.summary_csv, paths.runs_csv, *paths.figures, *extra])
         tracking.close()
     return 1 if failed else 0
 

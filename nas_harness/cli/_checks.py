@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import errno
 import math
 import os
 import sqlite3
@@ -31,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness._config import check_dir_writable, check_regular, first_existing
-from nas_harness.errors import ConfigError
+from nas_harness.errors import ConfigError, environment_line, exception_chain
 
 #: Bounds of what ``info``/``scale``/``export --family`` count or build (B7 has 55 blocks and 2,560 channels).
 MAX_BLOCKS = 1_000
@@ -238,21 +237,6 @@ def check_arch_size(arch: Any, what: str, resolution: int | None = None) -> None
 
 # ---------------------------------------------------------------------------------------------- environment
 
-_WRITING = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
-_WHY = {
-    errno.ENOSPC: "the disk is full (no space left on the device)",
-    errno.EDQUOT: "the disk quota is exceeded",
-    errno.EFBIG: "the file is too large for the file system",
-    errno.EROFS: "the file system is read-only",
-    errno.EACCES: "permission denied",
-    errno.EPERM: "operation not permitted",
-    errno.ENAMETOOLONG: "the file name is too long",
-    errno.EISDIR: "it is a folder, not a file",
-    errno.ENOTDIR: "a part of the path is not a folder",
-    errno.EIO: "input/output error (failing disk or lost network file system)",
-}
-
-
 def storage_file(url: str) -> str:
     """The file of a SQLite/journal storage URL (what a full-disk message names), else the redacted URL."""
     from nas_harness.records import redact
@@ -276,18 +260,14 @@ def keep(args: argparse.Namespace, *, storage: str | None = None, kept: Callable
 def environment_error(exc: BaseException, args: argparse.Namespace) -> str | None:
     """ONE line for a full disk / read-only or forbidden path anywhere in ``exc``'s chain, else None: what
     happened, to which file (the storage for a database error; else the file, else the command's output),
-    and what is kept (:func:`keep`)."""
-    from nas_harness.records._storage import environment_error as storage_environment
-
+    and what is kept (:func:`keep`).  The wording is :func:`nas_harness.errors.environment_line`'s."""
     storage = getattr(args, "_io_storage", None)
-    found = storage_environment(exc, Path(storage) if storage and "://" not in storage else None)
-    if found is None or found.errno not in _WHY:
-        return None
-    file = found.filename if found.filename is not None else getattr(args, "_io_writing", None)
-    if file is None and storage is not None and any(isinstance(e, sqlite3.Error) for e in _chain(exc)):
+    file = getattr(args, "_io_writing", None)
+    if file is None and storage is not None and any(isinstance(e, sqlite3.Error) for e in exception_chain(exc)):
         file = storage
-    verb = "writing" if found.errno in _WRITING else "at"
-    line = f"{_WHY[found.errno]}" + (f" {verb} {os.fsdecode(file)!r}" if file is not None else "")
+    line = environment_line(exc, file, path=Path(storage) if storage and "://" not in storage else None)
+    if line is None:
+        return None
     kept = getattr(args, "_io_kept", None)
     if callable(kept):
         try:
@@ -297,18 +277,6 @@ def environment_error(exc: BaseException, args: argparse.Namespace) -> str | Non
     if kept:
         line += f"; {kept}"
     return " ".join(line.split())
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo and len(seen) < 50:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        yield e
-        todo += [e.__cause__, e.__context__]
 
 
 def kept_in_storage(url: str, study: str, noun: str = "trial",

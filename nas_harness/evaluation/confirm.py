@@ -362,6 +362,8 @@ def _cost_cell(v: float, cost: str) -> str:
 
 def markdown(res: ConfirmResult) -> str:
     """``confirm.md``: settings, the conclusions in words, the per-arch table and the paired differences."""
+    from nas_harness.report.document import Block, Bullets, Heading, Para, Table, to_markdown
+
     a = res.analysis
     rec = res.recipe
     head = ["rank", "arch", "kind", _COST_HEAD[a.cost], "search val % [95% CI]", "seeds", "val % mean ± std", "95% CI",
@@ -369,7 +371,7 @@ def markdown(res: ConfirmResult) -> str:
     has_test = any(r.test.n for r in a.rows)
     if has_test:
         head.insert(8, "test % mean [95% CI]")
-    lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
+    rows = []
     for row in sorted(a.rows, key=lambda r: (r.rank == 0, r.rank)):
         c = row.cand
         slo, shi = accuracy_interval(c.search_val, c.search_val_n)
@@ -382,13 +384,9 @@ def markdown(res: ConfirmResult) -> str:
                  _ci(row.val.ci_low, row.val.ci_high), best, "yes" if row.on_front else ""]
         if has_test:
             cells.insert(8, f"{_pct(row.test.mean)} {_ci(row.test.ci_low, row.test.ci_high)}".strip())
-        lines.append("| " + " | ".join(cells) + " |")
-    pairs = ["| arch | vs reference | Δ val pp [95% CI] | pairs | p | verdict |", "|---|---|---|---|---|---|"]
-    for row in a.rows:
-        for ref, d in row.vs.items():
-            if d.n:
-                pairs.append(f"| {row.cand.name} | {ref} | {_delta(d)} | {d.n} | {_p(d) or '–'} | "
-                             f"{d.verdict if d.n >= 2 else 'undecided (one pair)'} |")
+        rows.append(cells)
+    pairs = [[row.cand.name, ref, _delta(d), str(d.n), _p(d) or "–", d.verdict if d.n >= 2 else "undecided (one pair)"]
+             for row in a.rows for ref, d in row.vs.items() if d.n]
     stored = sorted({s for row in a.rows for s in row.seeds})
     seeds = (f"seeds {a.seeds}" if stored == sorted(a.seeds) else
              f"seeds {stored} stored of the {a.seeds} asked for (re-run without --report-only to train the rest)")
@@ -400,15 +398,15 @@ def markdown(res: ConfirmResult) -> str:
             "(scipy.stats.ttest_rel). Wording: beats when the 95% interval of Δ is above 0, worse when below, tied "
             "within noise otherwise; one pair decides nothing. The search column is the single run the arch was "
             "selected on, with its Wilson 95% interval. Selection uses validation accuracy only.")
-    blocks = [f"## Confirmation of `{res.study_name}` over seeds", settings, "\n".join(f"- {x}" for x in
-                                                                                      _conclusions(res)),
-              "\n".join(lines)]
-    if len(pairs) > 2:
-        blocks.append("### Paired differences vs the references\n\n" + "\n".join(pairs))
-    blocks.append(rule)
+    blocks: list[Block] = [Heading(f"Confirmation of `{res.study_name}` over seeds"), Para(settings),
+                           Bullets(_conclusions(res)), Table(head, rows)]
+    if pairs:
+        blocks += [Heading("Paired differences vs the references", 3),
+                   Table(["arch", "vs reference", "Δ val pp [95% CI]", "pairs", "p", "verdict"], pairs)]
+    blocks.append(Para(rule))
     if res.failed:
-        blocks.append("Failed runs:\n" + "\n".join(f"- {r.group} seed {r.seed}: {r.error}" for r in res.failed))
-    return "\n\n".join(blocks) + "\n"
+        blocks += [Para("Failed runs:"), Bullets([f"{r.group} seed {r.seed}: {r.error}" for r in res.failed])]
+    return to_markdown(blocks)
 
 
 def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:

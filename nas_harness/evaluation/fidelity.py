@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -62,6 +62,9 @@ from nas_harness.results.stats import (
 
 __all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
            "select_archs", "write_fidelity"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nas_harness.report.document import Block
 
 _FIXED_TRAIN = ("seed",)
 
@@ -437,79 +440,87 @@ def _reading(s: dict[str, Any]) -> str:
     return f"On these {s['n_archs']} archs the proxy {strength} (tau {tau:.2f} [{lo:.2f}, {hi:.2f}]); {width}."
 
 
-def _audit_markdown(s: dict[str, Any]) -> str:
+def _audit_blocks(s: dict[str, Any]) -> list[Block]:
+    from nas_harness.report.document import Heading, Para, Table
+
     a = s.get("audit")
     if not a:
-        return ""
+        return []
     who = "the supernet" if s.get("proxy_evaluator") == "supernet" else "the proxy"
-    rows = ["| ranker | Kendall tau [95% CI] | Spearman rho [95% CI] | top-k recall | regret (pp) |",
-            "|---|---|---|---|---|",
-            f"| {who} | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} | {_f(s['spearman_rho'])}"
-            f"{_ci(s['spearman_rho_ci'])} | {_f(s['top_k_recall'])} | {_pct(s['regret'])} |"]
+    rows = [[who, f"{_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])}",
+             f"{_f(s['spearman_rho'])}{_ci(s['spearman_rho_ci'])}", _f(s["top_k_recall"]), _pct(s["regret"])]]
     for name in ("macs", "params"):
         m = a[name]
-        label = "MACs" if name == "macs" else "params"
-        rows.append(f"| {label} alone | {_f(m['kendall_tau'])}{_ci(m['kendall_tau_ci'])} "
-                    f"| {_f(m['spearman_rho'])}{_ci(m['spearman_rho_ci'])} | {_f(m['top_k_recall'])} | "
-                    f"{_pct(m['regret'])} |")
+        rows.append([f"{'MACs' if name == 'macs' else 'params'} alone",
+                     f"{_f(m['kendall_tau'])}{_ci(m['kendall_tau_ci'])}",
+                     f"{_f(m['spearman_rho'])}{_ci(m['spearman_rho_ci'])}", _f(m["top_k_recall"]), _pct(m["regret"])])
     buckets = "; ".join(f"{b['macs_low'] / 1e6:.1f}-{b['macs_high'] / 1e6:.1f} MMACs: tau {_f(b['kendall_tau'])}"
                         f"{_ci(b['kendall_tau_ci'])} (n={b['n_archs']})" for b in a["macs_buckets"])
     d, ci = a["tau_minus_macs"], a["tau_minus_macs_ci"]
     word = {"beats": "ranks better than MACs alone", "worse": "ranks worse than MACs alone"}.get(
         a["verdict_vs_macs"], "cannot be told apart from MACs alone (within noise)")
-    return (f"\n\n### Audit: {who} against cost alone\n\nSample: the top archs and others drawn "
-            f"{s.get('sample', 'uniform')}.\n\n" + "\n".join(rows) +
-            f"\n\nWithin MACs buckets: {buckets or '–'}.\n\n**Verdict:** {who} {word}: tau({who}) - tau(MACs) = "
-            f"{_f(d)}{_ci(ci)} (paired bootstrap over archs).")
+    return [Heading(f"Audit: {who} against cost alone", 3),
+            Para(f"Sample: the top archs and others drawn {s.get('sample', 'uniform')}."),
+            Table(["ranker", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "top-k recall", "regret (pp)"], rows),
+            Para(f"Within MACs buckets: {buckets or '–'}."),
+            Para(f"**Verdict:** {who} {word}: tau({who}) - tau(MACs) = {_f(d)}{_ci(ci)} (paired bootstrap over "
+                 "archs).")]
 
 
 def markdown(res: FidelityResult) -> str:
+    """``fidelity.md``: the settings, the rank agreement in numbers and words, the cheap predictors, the audit
+    against cost alone and the per-arch table."""
+    from nas_harness.report.document import Bullets, Heading, Para, Table, to_markdown
+
     s = res.summary
     k = s.get("top_k", 0)
-    lines = [f"## Proxy fidelity of `{res.study_name}`",
-             f"Proxy (the search's recipe): {res.proxy.describe()}.  High fidelity: {res.hifi.describe()}.  "
+    final = s.get("final_epoch") or {}
+    measures = [
+        ["Kendall tau (proxy vs high fidelity)", f"{_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])}"],
+        ["Spearman rho", f"{_f(s['spearman_rho'])}{_ci(s['spearman_rho_ci'])}"],
+        [f"top-{k} recall", _f(s["top_k_recall"])],
+        ["Kendall tau against the last epoch's accuracy",
+         f"{_f(final.get('kendall_tau'))}{_ci(final.get('kendall_tau_ci'))}"],
+        ["regret of the proxy's choice (pp)",
+         f"{_pct(s['regret'])} ({s.get('proxy_choice', '–')} at {_pct(s.get('proxy_choice_hifi'))}% vs the best, "
+         f"{s.get('hifi_best', '–')} at {_pct(s.get('hifi_best_acc'))}%)"]]
+    blocks: list[Block] = [
+        Heading(f"Proxy fidelity of `{res.study_name}`"),
+        Para(f"Proxy (the search's recipe): {res.proxy.describe()}.  High fidelity: {res.hifi.describe()}.  "
              f"{s['n_archs']} search archs: the proxy's top {k} and {len(res.archs) - k} drawn at random (seed "
              f"{res.config.seed}); high-fidelity seeds {s['seeds']}; {s['hifi_train_s'] / 60:.1f} min of "
-             f"high-fidelity training, zero-cost scores in {s['zero_cost_s']:.1f} s.",
-             "| measure | value [95% CI] |", "|---|---|",
-             f"| Kendall tau (proxy vs high fidelity) | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} |",
-             f"| Spearman rho | {_f(s['spearman_rho'])}{_ci(s['spearman_rho_ci'])} |",
-             f"| top-{k} recall | {_f(s['top_k_recall'])} |",
-             f"| Kendall tau against the last epoch's accuracy | {_f((s.get('final_epoch') or {}).get('kendall_tau'))}"
-             f"{_ci((s.get('final_epoch') or {}).get('kendall_tau_ci'))} |",
-             f"| regret of the proxy's choice (pp) | {_pct(s['regret'])} ({s.get('proxy_choice', '–')} at "
-             f"{_pct(s.get('proxy_choice_hifi'))}% vs the best, {s.get('hifi_best', '–')} at "
-             f"{_pct(s.get('hifi_best_acc'))}%) |"]
-    text = "\n".join(lines[:2]) + "\n\n" + "\n".join(lines[2:]) + "\n\n" + _reading(s)
+             f"high-fidelity training, zero-cost scores in {s['zero_cost_s']:.1f} s."),
+        Table(["measure", "value [95% CI]"], measures), Para(_reading(s))]
     preds = s.get("predictors") or {}
     if preds:
-        rows = ["| predictor | tau vs high fidelity [95% CI] | rho vs high fidelity | top-k recall | tau vs proxy |",
-                "|---|---|---|---|---|",
-                f"| trained proxy ({res.proxy.budget()}) | {_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])} | "
-                f"{_f(s['spearman_rho'])} | {_f(s['top_k_recall'])} | 1.00 |"]
+        rows = [[f"trained proxy ({res.proxy.budget()})", f"{_f(s['kendall_tau'])}{_ci(s['kendall_tau_ci'])}",
+                 _f(s["spearman_rho"]), _f(s["top_k_recall"]), "1.00"]]
         for n, p in preds.items():
             h, q = p["vs_high_fidelity"], p["vs_proxy"]
-            rows.append(f"| {n} | {_f(h['kendall_tau'])}{_ci(h['kendall_tau_ci'])} | {_f(h['spearman_rho'])} | "
-                        f"{_f(h['top_k_recall'])} | {_f(q['kendall_tau'])} |")
-        text += ("\n\n### Cheap predictors on the same archs\n\n" + "\n".join(rows) +
-                 "\n\nparams / MACs: the deployed network's counts; synflow, naswot, grad_norm: training-free "
-                 "scores at initialisation (see nas_harness.evaluation.zero_cost for definitions and papers).")
-    text += _audit_markdown(s)
-    table = ["| arch | proxy rank | proxy val % [95% CI] | high-fidelity rank | high-fidelity val % [95% CI] | runs |",
-             "|---|---|---|---|---|---|"]
-    for r in sorted(res.archs, key=lambda r: r["proxy_rank"] if math.isfinite(r["proxy_rank"]) else math.inf):
-        table.append(f"| {r['label']}{' (top)' if r['proxy_top_k'] else ''} | {_f(r['proxy_rank'], 0)} | "
-                     f"{_pct(r['proxy_val_acc'])} [{_pct(r['proxy_ci_low'])}, {_pct(r['proxy_ci_high'])}] | "
-                     f"{_f(r['hifi_rank'], 0)} | {_pct(r['hifi_val_acc'])} [{_pct(r['hifi_ci_low'])}, "
-                     f"{_pct(r['hifi_ci_high'])}] | {r['hifi_runs']} |")
-    text += "\n\n### Archs\n\n" + "\n".join(table)
-    text += ("\n\nIntervals: tau/rho by a percentile bootstrap over archs (scipy.stats.bootstrap, "
-             f"{s['bootstrap_resamples']} resamples); accuracies: Wilson 95% on the validation split (one run) or a "
-             "Student-t interval over runs. Both scores are validation accuracies (val_acc: the best epoch's, the "
-             "harness's convention; the last epoch's is the check row above); the test split is not used.")
+            rows.append([n, f"{_f(h['kendall_tau'])}{_ci(h['kendall_tau_ci'])}", _f(h["spearman_rho"]),
+                         _f(h["top_k_recall"]), _f(q["kendall_tau"])])
+        blocks += [Heading("Cheap predictors on the same archs", 3),
+                   Table(["predictor", "tau vs high fidelity [95% CI]", "rho vs high fidelity", "top-k recall",
+                          "tau vs proxy"], rows),
+                   Para("params / MACs: the deployed network's counts; synflow, naswot, grad_norm: training-free "
+                        "scores at initialisation (see nas_harness.evaluation.zero_cost for definitions and papers).")]
+    blocks += _audit_blocks(s)
+    archs = [[f"{r['label']}{' (top)' if r['proxy_top_k'] else ''}", _f(r["proxy_rank"], 0),
+              f"{_pct(r['proxy_val_acc'])} [{_pct(r['proxy_ci_low'])}, {_pct(r['proxy_ci_high'])}]",
+              _f(r["hifi_rank"], 0), f"{_pct(r['hifi_val_acc'])} [{_pct(r['hifi_ci_low'])}, {_pct(r['hifi_ci_high'])}]",
+              str(r["hifi_runs"])]
+             for r in sorted(res.archs, key=lambda r: r["proxy_rank"] if math.isfinite(r["proxy_rank"]) else math.inf)]
+    blocks += [Heading("Archs", 3),
+               Table(["arch", "proxy rank", "proxy val % [95% CI]", "high-fidelity rank",
+                      "high-fidelity val % [95% CI]", "runs"], archs),
+               Para("Intervals: tau/rho by a percentile bootstrap over archs (scipy.stats.bootstrap, "
+                    f"{s['bootstrap_resamples']} resamples); accuracies: Wilson 95% on the validation split (one run) "
+                    "or a Student-t interval over runs. Both scores are validation accuracies (val_acc: the best "
+                    "epoch's, the harness's convention; the last epoch's is the check row above); the test split is "
+                    "not used.")]
     if res.failed:
-        text += "\n\nFailed runs:\n" + "\n".join(f"- {r.group} seed {r.seed}: {r.error}" for r in res.failed)
-    return text + "\n"
+        blocks += [Para("Failed runs:"), Bullets([f"{r.group} seed {r.seed}: {r.error}" for r in res.failed])]
+    return to_markdown(blocks)
 
 
 def _json_default(v: Any) -> Any:

@@ -110,8 +110,8 @@ class StudyRecipe:
 def study_recipe(study: Any) -> StudyRecipe:
     """The recipe of a stored study (an Optuna study written by ``nas-harness search``)."""
     from nas_harness.data import ProxyConfig
+    from nas_harness.records import storage_label
     from nas_harness.results import damaged
-    from nas_harness.results.frame import storage_label
     from nas_harness.train import TrainConfig
     from nas_harness.trial import TrialSettings
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
-from nas_harness.records import TrialRecord
+from nas_harness.records import TrialRecord, set_study_attrs
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.evaluation.recipe import Candidate, StudyRecipe
@@ -99,13 +99,13 @@ class JobStore:
         data's content fingerprint is part of the recipe (``data.content``,
         :func:`nas_harness.data.content_fingerprint`, the rule studies follow): the same keys on other images
         are refused.  Runs stored before data identities existed get this data's recorded (``log`` says so)."""
-        stored_attrs = self.study.user_attrs
-        stored = self.stored_table("recipe")
-        known = dict(self.stored_table("archs") or {})
-        for group, arch in known.items():
-            if not isinstance(arch, str):
-                self._damaged(f"archs.{group}", arch, "an arch string")
+        from nas_harness.records import check_study_attrs
+
+        check_study_attrs(self.study)  # the recipe, the archs, ...: one line naming storage, study and key
         self.records()  # every stored run checked before anything is written: a damaged store is left as it is
+        stored_attrs = self.study.user_attrs
+        stored = stored_attrs.get("recipe")
+        known = dict(stored_attrs.get("archs") or {})
         recipe = _jsonable(dict(recipe))
         adopt = False
         if data is not None:
@@ -130,31 +130,20 @@ class JobStore:
                                   f"({known[group]}); rename it or use another storage")
             known[group] = str(arch)
         if adopt:  # every check passed: only now is anything written
-            self.study.set_user_attr("recipe", stored)
+            set_study_attrs(self.study, recipe=stored)
             (log or _say)(f"{self.name!r} predates data identities: recording this data's now")
         if stored is None:
-            self.study.set_user_attr("recipe", recipe)
-            self.study.set_user_attr("kind", kind)
-            self.study.set_user_attr("format_version", _FORMAT_VERSION)
-            self.study.set_user_attr("objective", kind)
-            self.study.set_user_attr("metric_names", [self.value_keys[0]])
+            set_study_attrs(self.study, recipe=recipe, kind=kind, format_version=_FORMAT_VERSION, objective=kind,
+                            metric_names=[self.value_keys[0]])
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # experimental in Optuna 5
                 self.study.set_metric_names([self.value_keys[0]])  # optuna-dashboard names the value
         if known != stored_attrs.get("archs"):
-            self.study.set_user_attr("archs", known)
+            set_study_attrs(self.study, archs=known)
         for k, v in (attrs or {}).items():
             v = _jsonable(v)
             if stored_attrs.get(k) != v:
-                self.study.set_user_attr(k, v)
-
-    def stored_table(self, key: str) -> dict[str, Any] | None:
-        """The study attribute ``key`` (None when absent); anything but a table is one ConfigError line naming
-        storage, study and key."""
-        value = self.study.user_attrs.get(key)
-        if value is not None and not isinstance(value, dict):
-            self._damaged(key, value, "a table")
-        return value
+                set_study_attrs(self.study, **{k: v})
 
     def _damaged(self, key: str, value: Any, allowed: str, trial: int | None = None) -> None:
         from nas_harness.results import damaged
@@ -290,14 +279,9 @@ def run_stored_jobs(
             else:
                 say(msg)
 
-        kw: dict[str, Any] = {}
-        if ray is not None:
-            kw = dict(cpus_per_job=ray.cpus_per_trial, gpus_per_job=ray.gpus_per_trial,
-                      max_concurrent=ray.max_concurrent or None, ray_address=ray.address or None)
         try:
-            run_jobs(jobs, backend=backend, on_result=on_result, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch,
-                     workers=workers,
-                     **kw)
+            run_jobs(jobs, backend=backend, resources=ray, on_result=on_result, checkpoint_dir=checkpoint_dir,
+                     on_epoch=on_epoch, workers=workers)
         finally:
             if bar is not None:
                 bar.close()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import errno
 import hashlib
 import os
 import platform
@@ -44,6 +45,8 @@ import warnings
 from pathlib import Path
 
 import torch  # before the library is loaded: its OpenMP runtime must be there, so ours resolves to it
+
+from nas_harness.errors import environment_line, no_space_left, os_reason
 
 ENV_VAR = "NAS_HARNESS_NATIVE"
 _SOURCES = sorted((Path(__file__).parent / "native").glob("*.c"))
@@ -82,7 +85,7 @@ def _unsafe_dir(path: Path) -> str | None:
     try:
         st = os.lstat(path)
     except OSError as exc:
-        return f"{path}: {exc.strerror or exc}"
+        return f"{path}: {os_reason(exc)}"
     if not stat.S_ISDIR(st.st_mode):
         return f"{path} is not a folder"
     if st.st_uid != me or st.st_mode & 0o077:
@@ -91,7 +94,7 @@ def _unsafe_dir(path: Path) -> str | None:
         try:
             pst = os.stat(parent)
         except OSError as exc:
-            return f"{parent}: {exc.strerror or exc}"
+            return f"{parent}: {os_reason(exc)}"
         if pst.st_uid not in (me, 0):
             return f"{parent} is owned by another user (uid {pst.st_uid})"
         if pst.st_mode & 0o022 and not pst.st_mode & stat.S_ISVTX:
@@ -180,6 +183,8 @@ def _build(cc: str) -> Path:
         proc = subprocess.run([cc, *_FLAGS, "-o", tmp, *map(str, _SOURCES), "-lm"], capture_output=True,
                               text=True, timeout=300)
         if proc.returncode != 0:
+            if os.strerror(errno.ENOSPC) in proc.stderr and no_space_left(tmp):  # the cache's disk is full
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out))
             raise RuntimeError(f"{cc} failed: {proc.stderr.strip()[:500]}")
         os.chmod(tmp, 0o700)
         with open(tmp, "rb") as f:
@@ -260,9 +265,10 @@ def library() -> ctypes.CDLL | None:
                     raise RuntimeError("no C compiler found (set CC)")
                 lib = _declare(_load(_build(cc)))
             except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
-                _state["error"] = " ".join(str(exc).split())[:300]
-                warnings.warn(f"nas_harness.kernels: CPU kernels unavailable, using stock PyTorch ops "
-                              f"({exc})", RuntimeWarning, stacklevel=2)
+                why = environment_line(exc) or " ".join(str(exc).split())  # a full disk: worded as everywhere
+                _state["error"] = why[:300]
+                warnings.warn(f"nas_harness.kernels: CPU kernels unavailable, using stock PyTorch ops: {why}",
+                              RuntimeWarning, stacklevel=2)
             _state["lib"] = lib
     return _state["lib"]  # type: ignore[return-value]
 

@@ -32,6 +32,7 @@ from nas_harness.records._storage import (
     scrub,
     sqlalchemy_url,
 )
+from nas_harness.records._study import STUDY_ATTRS, check_study_attrs, set_study_attrs, storage_label
 from nas_harness.records._tell import add, mark_running, tell, write_attrs
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "INTERRUPTED",
     "MAX_RETRIES",
     "REJECTED_OVER_BUDGET",
+    "STUDY_ATTRS",
     "Counts",
     "Heartbeat",
     "Outcome",
@@ -48,6 +50,7 @@ __all__ = [
     "WorkerId",
     "add",
     "check_reachable",
+    "check_study_attrs",
     "check_writable",
     "counts",
     "fail_and_requeue",
@@ -57,8 +60,10 @@ __all__ = [
     "recover_stale",
     "redact",
     "scrub",
+    "set_study_attrs",
     "sqlalchemy_url",
     "stale_reason",
+    "storage_label",
     "stored_problem",
     "tell",
     "write_attrs",

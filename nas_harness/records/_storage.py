@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from nas_harness._config import redact_url, scrub_url
-from nas_harness.errors import ConfigError
+from nas_harness.errors import ConfigError, environment_error, os_reason, read_only_file_system
 
 _SQLITE_TIMEOUT_S = 60
 #: Seconds a database server gets to accept a connection and answer the login (libpq's and MySQL's
@@ -201,7 +201,7 @@ def _sqlite_reader(path: Path, what: str) -> Any:
     has_wal = wal.is_file() and wal.stat().st_size > 0
     if path.stat().st_size == 0 and not has_wal:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (an empty file)")
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not read_only_file_system(path.parent)
     if writable:
         uri = f"{path.absolute().as_uri()}?mode=ro"
     elif has_wal:
@@ -240,7 +240,7 @@ def _private_copy(path: Path, wal: Path, what: str) -> Path:
         shutil.copyfile(wal, Path(f"{copy}-wal"))
     except OSError as exc:
         raise ConfigError(f"{what}: {str(path)!r} keeps trials in its WAL file and cannot be read in place (a "
-                          f"read-only folder); copying it to {str(folder)!r} failed ({exc.strerror or exc}); "
+                          f"read-only folder); copying it to {str(folder)!r} failed ({os_reason(exc)}); "
                           "copy the folder somewhere writable and read that") from None
     return copy
 
@@ -340,65 +340,6 @@ def _rdb_storage(url: str, kwargs: dict[str, Any]) -> Any:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-#: OSError numbers that are the environment's doing (full, read-only, forbidden, failing), not a bug.
-ENVIRONMENT_ERRNOS = frozenset(getattr(__import__("errno"), n) for n in (
-    "ENOSPC", "EDQUOT", "EFBIG", "EROFS", "EACCES", "EPERM", "ENAMETOOLONG", "EISDIR", "ENOTDIR", "EIO"))
-#: SQLite's words for a failing file system -> errno.
-_SQLITE_ENV = {"database or disk is full": "ENOSPC", "attempt to write a readonly database": "EROFS",
-               "disk i/o error": "EIO", "unable to open database file": "EACCES"}
-
-
-def environment_error(exc: BaseException, path: Path | None) -> OSError | None:
-    """An ``OSError`` (errno, message, file) for a full disk / read-only or failing file system anywhere in
-    ``exc``'s chain, else None: an OSError keeps its own file name; SQLite's wording ("database or disk is
-    full", ...) is given ``path``, the database file.  SQLite reports a full disk met while it creates its WAL
-    file as a "disk I/O error": with (almost) no free space left beside ``path``, that is called a full disk."""
-    import errno
-    import os
-    import sqlite3
-
-    seen: set[int] = set()
-    todo: list[BaseException | None] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if e is None or id(e) in seen:
-            continue
-        seen.add(id(e))
-        todo += [e.__cause__, e.__context__]
-        if isinstance(e, OSError) and e.errno in ENVIRONMENT_ERRNOS:
-            return OSError(e.errno, os.strerror(e.errno), e.filename)
-        if isinstance(e, sqlite3.Error):
-            msg = str(e).lower()
-            for needle, name in _SQLITE_ENV.items():
-                if needle in msg:
-                    code = getattr(errno, name)
-                    if code in (errno.EIO, errno.EACCES) and path is not None and _no_space(path):
-                        code = errno.ENOSPC
-                    elif code == errno.EACCES and path is not None and not _read_only(path):
-                        break  # a missing folder or a permission problem: not the environment's wording
-                    return OSError(code, os.strerror(code), str(path) if path else None)
-    return None
-
-
-def _no_space(path: Path) -> bool:
-    import os
-
-    try:
-        st = os.statvfs(path.parent if str(path.parent) else ".")
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < 64 * 1024
-
-
-def _read_only(path: Path) -> bool:
-    import os
-
-    try:
-        return bool(os.statvfs(path.parent if str(path.parent) else ".").f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
-
-
 def _cannot_open(url: str, what: str, exc: BaseException) -> str:
     while type(exc).__name__ == "StorageInternalError" and exc.__cause__ is not None:  # Optuna's wrapper: the
         exc = exc.__cause__  # database's own reason is underneath
@@ -447,7 +388,7 @@ def _foreign_tables(path: Path) -> set[str]:
     import os
     import sqlite3
 
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not _read_only(path)
+    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not read_only_file_system(path.parent)
     uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
     try:
         con = sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S)

@@ -32,6 +32,13 @@ class Table:
     header: list[str]
     rows: list[list[str]]
     code_columns: set[int] = field(default_factory=set)  # rendered as code (arch strings)
+    right: set[int] = field(default_factory=set)  # right-aligned columns (numbers); the others are left-aligned
+
+    def __post_init__(self) -> None:
+        width = len(self.header)
+        bad = [i for i in (*self.code_columns, *self.right) if not 0 <= i < width]
+        if bad:
+            raise ValueError(f"Table: column {bad[0]} out of range for {width} columns")
 
 
 @dataclass
@@ -64,7 +71,7 @@ def to_markdown(blocks: list[Block]) -> str:
             out.append("\n".join(f"- {i}" for i in b.items))
         elif isinstance(b, Table):
             lines = ["| " + " | ".join(_md_cell(h) for h in b.header) + " |",
-                     "|" + "|".join("---" for _ in b.header) + "|"]
+                     "|" + "|".join("---:" if i in b.right else "---" for i in range(len(b.header))) + "|"]
             for row in b.rows:
                 cells = [f"`{c}`" if i in b.code_columns and c else _md_cell(c) for i, c in enumerate(row)]
                 lines.append("| " + " | ".join(cells) + " |")
@@ -98,10 +105,14 @@ def _inline(s: str) -> str:
 # Code never breaks inside a piece (.nb), only at the <wbr> after a comma; pre blocks wrap instead of scrolling.
 _CSS = """body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0 1rem;color:#222}
 table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.25rem .5rem;
-text-align:left;vertical-align:top}th{background:#f3f3f3}
+text-align:left;vertical-align:top}th{background:#f3f3f3}td.r,th.r{text-align:right}
 code{font-size:.8rem;overflow-wrap:normal;word-break:keep-all}.nb{white-space:nowrap}
 pre{background:#f6f6f6;padding:.6rem;white-space:pre-wrap;overflow-wrap:normal;word-break:keep-all}
 pre{overflow-x:auto}pre .nb{white-space:pre}img{max-width:32rem;margin:.5rem 1rem .5rem 0}"""
+
+
+def _cell(tag: str, right: bool, inner: str) -> str:
+    return f"<{tag} class='r'>{inner}</{tag}>" if right else f"<{tag}>{inner}</{tag}>"
 
 
 def to_html(blocks: list[Block], title: str) -> str:
@@ -115,10 +126,10 @@ def to_html(blocks: list[Block], title: str) -> str:
         elif isinstance(b, Bullets):
             out.append("<ul>" + "".join(f"<li>{_inline(i)}</li>" for i in b.items) + "</ul>")
         elif isinstance(b, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in b.header)
+            head = "".join(_cell("th", i in b.right, html.escape(h)) for i, h in enumerate(b.header))
             body = "".join(
-                "<tr>" + "".join(f"<td><code>{code_html(c)}</code></td>" if i in b.code_columns and c
-                                 else f"<td>{html.escape(c)}</td>" for i, c in enumerate(row)) + "</tr>"
+                "<tr>" + "".join(_cell("td", i in b.right, f"<code>{code_html(c)}</code>" if i in b.code_columns and c
+                                      else html.escape(c)) for i, c in enumerate(row)) + "</tr>"
                 for row in b.rows)
             out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
         elif isinstance(b, Code):

@@ -1,5 +1,7 @@
 """The report's Settings: the study file as readable key/value tables (one per section), with the objective
 spelled out (target T, exponent w, budgets, cost), the search space, the run's limits and why it stopped.
+The run's limits (``run.n_trials``, ...) are those the latest run of ``search`` asked for (file and flags), not
+the first run's that the study's stored settings hold; a changed one also says the value at creation.
 
 Keys are the study file's own (``[data] train_subset``), so a reader can map every row back to the TOML; values
 are plain text (lists as ``3, 5``, numbers with ``%g``), never raw JSON dicts.  Keys the study did not set
@@ -67,6 +69,29 @@ def objective_rows(objective: Mapping[str, Any], cost: str) -> list[list[str]]:
     return rows
 
 
+def _run_value(k: str, v: Any) -> str:
+    if k == "timeout_s":
+        return f"{value_text(v)} s" if v else "0 (no limit)"
+    if k == "max_failures" and not v:
+        return "0 (run.n_trials)"
+    return value_text(v)
+
+
+def _run_rows(created: Mapping[str, Any], last: Mapping[str, Any]) -> list[list[str]]:
+    """The run's limits as the latest run of ``search`` asked for them (the file with its flags, stored with its
+    stop note), else as the study was created; a limit the latest run changed also says the creation's value."""
+    rows = []
+    for k in _RUN_KEYS:
+        now = last.get(k, created.get(k))
+        if now is None:
+            continue
+        text = _run_value(k, now)
+        if k in last and created.get(k) is not None and created[k] != now:
+            text += f" (asked for by the last run; {_run_value(k, created[k])} when the study was created)"
+        rows.append([f"run.{k}", text])
+    return rows
+
+
 def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
     """Headings and key/value tables of the study's settings (``df.attrs['config']``) and its run."""
     cfg = df.attrs.get("config") or {}
@@ -82,13 +107,8 @@ def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
     if isinstance(stop, Mapping) and stop.get("reason"):
         study.append(["last run", f"{stop['reason']} ({stop.get('at', 'time unknown')})"])
     study += _rows(cfg, ("seed",))
-    run = cfg.get("run") if isinstance(cfg.get("run"), Mapping) else {}
-    for k, v in _rows(run, _RUN_KEYS):
-        if k == "timeout_s":
-            v = f"{v} s" if run[k] else "0 (no limit)"
-        elif k == "max_failures" and not run[k]:
-            v = "0 (run.n_trials)"
-        study.append([f"run.{k}", v])
+    study += _run_rows(cfg.get("run") if isinstance(cfg.get("run"), Mapping) else {},
+                       stop.get("run") if isinstance(stop, Mapping) and isinstance(stop.get("run"), Mapping) else {})
     blocks: list[Block] = [Heading("Settings"), Heading("Study", 3), Table(["setting", "value"], study)]
     objective = cfg.get("objective")
     if isinstance(objective, Mapping):

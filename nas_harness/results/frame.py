@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_harness._config import RESULTS_DIR, check_regular, open_regular, unsafe_chars
 from nas_harness.errors import ConfigError
-from nas_harness.records import TrialRecord, stored_problem
+from nas_harness.records import TrialRecord, storage_label, stored_problem
 
 if TYPE_CHECKING:  # pragma: no cover
     import optuna
@@ -288,30 +288,14 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     return df
 
 
-#: Study attributes readers use, and what each must be.
-_STUDY_ATTRS = {"config": (dict, "a table"), "comparable": (dict, "a table"), "objective": (str, "text"),
-                "metric_names": (list, "a list of names")}
-
-
-def storage_label(study: Any) -> str:
-    """The storage of an open study as it may be shown: a URL without its password, or a journal file."""
-    from nas_harness.records import redact
-
-    storage = study._storage
-    for layer in (storage, getattr(storage, "_backend", None)):  # Optuna's cache wraps the RDB storage
-        url = getattr(layer, "url", None) or getattr(getattr(layer, "_backend", None), "_file_path", None)
-        if url:
-            return redact(str(url))
-    return type(storage).__name__
-
-
 def damaged(study: Any, key: str, value: Any, allowed: str, trial: int | None = None) -> ConfigError:
     """The one line for a stored value that is not what nas-harness writes (changed behind its back): it names
     the storage (without its password), the study, the trial (where it is a trial's) and the key, the value
-    and what is allowed.  Every reader of stored attributes raises it."""
+    and what is allowed (worded as :func:`nas_harness.records.check_study_attrs` words a study attribute).
+    Every reader of stored trial attributes, and of keys inside a study attribute, raises it."""
     where = f"study {study.study_name!r}" + (f", trial {trial}" if trial is not None else "")
     return ConfigError(f"storage {storage_label(study)}: {where}: stored {key} = {_short(value)} is not {allowed} "
-                       "(changed outside nas-harness?); nothing is read from a damaged study")
+                       "(changed outside nas-harness?)")
 
 
 def check_stored_trial(study: Any, trial: Any) -> None:
@@ -323,18 +307,11 @@ def check_stored_trial(study: Any, trial: Any) -> None:
 
 
 def check_stored_study(study: Any) -> None:
-    """Refuse (one ConfigError line naming storage, study and key: :func:`damaged`) a study attribute that is
-    not what nas-harness stores."""
-    for key, (kind, allowed) in _STUDY_ATTRS.items():
-        value = study.user_attrs.get(key)
-        ok = value is None or (isinstance(value, kind) and (
-            kind is not list or all(isinstance(v, str) for v in value)))
-        if not ok:
-            raise damaged(study, key, value, allowed)
-    stop = study.user_attrs.get("last_stop")  # {"reason": ..., "at": ...}, written by the search at its end
-    if stop is not None and not (isinstance(stop, dict) and all(isinstance(stop.get(k, ""), str)
-                                                                 for k in ("reason", "at"))):
-        raise damaged(study, "last_stop", stop, "a table of reason and at (text)")
+    """Refuse (one ConfigError line naming storage, study and key) a study attribute that is not what
+    nas-harness stores (:func:`nas_harness.records.check_study_attrs`)."""
+    from nas_harness.records import check_study_attrs
+
+    check_study_attrs(study)
 
 
 def _short(value: Any, limit: int = 60) -> str:

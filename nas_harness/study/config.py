@@ -339,9 +339,10 @@ SECTIONS: dict[str, type[ConfigModel]] = {
 
 def schema_markdown(sections: Mapping[str, type[ConfigModel]] | None = None) -> str:
     """The key table (key, default, allowed, meaning) as Markdown, generated from the models."""
-    from nas_harness._config import key_table
+    from nas_harness._config import KEY_COLUMNS, key_rows
+    from nas_harness.report.document import Table, to_markdown
 
-    return key_table(sections or SECTIONS)
+    return to_markdown([Table(KEY_COLUMNS, key_rows(sections or SECTIONS), code_columns={0, 2})])
 
 
 def study_json_schema() -> dict[str, Any]:

@@ -99,14 +99,25 @@ def stop_reason(*, finished: int, target: int, interrupted: bool = False, stoppe
     return f"stopped with {of}; {again}"
 
 
-def record_stop(study: Any, reason: str) -> None:
-    """Store ``reason`` (and when) as the study's :data:`STOP_ATTR`, overwriting the previous run's; a storage
-    that refuses the write costs the note, never the run."""
+#: The [run] limits a run of ``search`` was asked for (file + flags), kept with its stop note: the study's stored
+#: settings are those it was created with, and ``report`` shows these, the latest run's, beside them.
+RUN_LIMITS = ("n_trials", "timeout_s", "max_failures", "backend")
+
+
+def record_stop(study: Any, reason: str, run: dict[str, Any] | None = None) -> None:
+    """Store ``reason`` (and when, and the ``run`` limits this run was asked for) as the study's
+    :data:`STOP_ATTR`, overwriting the previous run's; a storage that refuses the write costs the note, never
+    the run."""
     import contextlib
     from datetime import UTC, datetime
 
+    from nas_harness.records import set_study_attrs
+
+    note: dict[str, Any] = {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")}
+    if run:
+        note["run"] = dict(run)
     with contextlib.suppress(Exception):  # the trials are stored already; the note is a convenience
-        study.set_user_attr(STOP_ATTR, {"reason": reason, "at": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")})
+        set_study_attrs(study, **{STOP_ATTR: note})
 
 
 def note_stop(study: Any, summary: Any, cfg: Any, target: int, grid_size: int, deadline: float | None) -> str:
@@ -122,5 +133,5 @@ def note_stop(study: Any, summary: Any, cfg: Any, target: int, grid_size: int, d
                          max_failures=cfg.run.max_failures or cfg.run.n_trials,
                          grid_exhausted=summary.grid_exhausted, grid_size=grid_size, timeout_s=cfg.run.timeout_s,
                          timed_out=deadline is not None and time.time() >= deadline, running_elsewhere=now.running)
-    record_stop(study, reason)
+    record_stop(study, reason, {k: getattr(cfg.run, k) for k in RUN_LIMITS})
     return reason

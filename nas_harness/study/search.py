@@ -31,6 +31,7 @@ from nas_harness.records import (
     counts,
     open_storage,
     redact,
+    set_study_attrs,
 )
 from nas_harness.study.config import StudyConfig
 from nas_harness.study.progress import StudyProgress, note_stop
@@ -133,7 +134,7 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
             if "content" in comparable["data"] and isinstance(stored.get("data"), dict) \
                     and "content" not in stored["data"]:
                 stored = {**stored, "data": {**stored["data"], "content": comparable["data"]["content"]}}
-                study.set_user_attr("comparable", stored)
+                set_study_attrs(study, comparable=stored)
                 log(f"study {cfg.name!r} predates data identities: recording this data's now")
             stored_threads = (stored.get("train") or {}).get("threads")
             threads = wanted if wanted is not None else stored_threads
@@ -156,10 +157,8 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
         raise ConfigError(f"objective.kind: study {cfg.name!r} already exists in {redact(cfg.storage_url)} with "
                           f"other objective directions; use another name")
     comparable["train"]["threads"] = threads
-    study.set_user_attr("comparable", comparable)
-    study.set_user_attr("config", stored_settings(cfg))
-    study.set_user_attr("objective", cfg.objective.kind)
-    study.set_user_attr("metric_names", cfg.objective.metric_names)
+    set_study_attrs(study, comparable=comparable, config=stored_settings(cfg), objective=cfg.objective.kind,
+                    metric_names=list(cfg.objective.metric_names))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(cfg.objective.metric_names)  # optuna-dashboard shows 'reward', not 'Objective 0'
@@ -289,7 +288,6 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     deadline = time.time() + cfg.run.timeout_s if cfg.run.timeout_s else None
     max_failures = cfg.run.max_failures or cfg.run.n_trials
     t0 = time.perf_counter()
-    slots = None
     workers = 1
     if backend == "local":
         from nas_harness.study.workers import default_workers
@@ -299,61 +297,33 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
         workers = max(1, min(workers, remaining))
         if workers > 1:
             say(f"{workers} workers, {threads} thread(s) each")
+        _note_idle_gpus(cfg, say)
+    else:
+        if cfg.pruner.kind != "none":
+            say(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
+        if cfg.run.workers > 1:
+            say(f"note: run.workers = {cfg.run.workers} applies to the local backend; on Ray, trials run as "
+                "many at once as ray.max_concurrent and the CPUs allow")
     summary.workers = workers
     tracking = start_tracking(cfg, say)
-    on_stored = tracking.trial if tracking.active else None
+    from nas_harness.backends import StudyRun, get_backend
+    from nas_harness.study.workers import worker_opener
+
+    resources = cfg.ray.replace(cpus_per_trial=ray_cpus) if backend == "ray" else cfg.ray
+    run = StudyRun(study, task, slots_for, sampler=sampler, deadline=deadline, max_failures=max_failures,
+                   progress=bar, log=say, on_stored=tracking.trial if tracking.active else None,
+                   study_dir=cfg.study_dir, workers=workers,
+                   open_worker=worker_opener(cfg, task.train.threads, target, grid,
+                                             len(study.get_trials(deepcopy=False))) if workers > 1 else None)
     try:
-        if backend == "local" and workers > 1:
-            from nas_harness.study.workers import run_workers
-
-            _note_idle_gpus(cfg, say)
-            res = run_workers(cfg, study, workers, task.train.threads, target=target, grid=grid, deadline=deadline,
-                              max_failures=max_failures, progress=bar, log=say, on_stored=on_stored)
-            summary.stopped_by_failures = res.stopped_by_failures
-            summary.max_concurrent = workers if res.ran else 0
-            summary.grid_exhausted = res.exhausted
-            if res.interrupted:
-                raise KeyboardInterrupt
-        elif backend == "local":
-            from nas_harness.backends.local import run_local
-
-            _note_idle_gpus(cfg, say)
-            slots = slots_for(study)
-            result = run_local(study, task, slots, deadline=deadline, max_failures=max_failures, progress=bar,
-                               log=say, on_stored=on_stored)
-            summary.stopped_by_failures = result.stopped_by_failures
-            summary.max_concurrent = 1 if result.ran else 0
-        else:
-            from nas_harness.backends.ray import run_ray
-
-            if cfg.pruner.kind != "none":
-                say(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
-            if cfg.run.workers > 1:
-                say(f"note: run.workers = {cfg.run.workers} applies to the local backend; on Ray, trials run as "
-                    "many at once as ray.max_concurrent and the CPUs allow")
-            r = cfg.ray
-            sched = ({"kind": r.scheduler, "grace": r.grace_epochs, "reduction_factor": r.reduction_factor}
-                     if r.scheduler != "none" else None)
-            made: list[TrialSlots] = []
-
-            def factory(s: Any) -> TrialSlots:
-                made.append(slots_for(s))
-                return made[-1]
-
-            stats = run_ray(study, task, sampler, factory, study_dir=cfg.study_dir, deadline=deadline,
-                            cpus_per_trial=ray_cpus, gpus_per_trial=r.gpus_per_trial,
-                            max_concurrent=r.max_concurrent, address=r.address or None, num_cpus=r.num_cpus or None,
-                            scheduler=sched, progress=bar, log=say, on_stored=on_stored, max_failures=max_failures)
-            summary.max_concurrent = int(stats.get("max_concurrent", 0))
-            summary.stopped_by_failures = bool(stats.get("stopped_by_failures"))
-            slots = made[-1] if made else None
+        result = get_backend(backend, resources).run_study(run)
+        summary.stopped_by_failures = result.stopped_by_failures
+        summary.max_concurrent = result.max_concurrent
+        summary.grid_exhausted = result.exhausted
     except KeyboardInterrupt:
         summary.interrupted = True
     finally:
         bar.close()
-        if slots is not None:
-            slots.heartbeat.close()
-    summary.grid_exhausted = summary.grid_exhausted or bool(slots is not None and slots.exhausted)
     if summary.grid_exhausted:
         log(f"grid exhausted: every arch of the space has been evaluated ({len(grid or [])} archs)")
     summary.wall_s = time.perf_counter() - t0

@@ -21,6 +21,7 @@ class SupernetConfig(ConfigModel):
     al., BigNAS, 2020), the smaller ones learning from the largest's soft labels when ``distillation`` is on
     (in-place distillation).  Scoring a subnet re-estimates its BatchNorm statistics on ``bn_batches`` fixed,
     seeded training batches of ``bn_batch_size`` images, then measures accuracy on the validation split.
+    ``sample_skip`` is an option of the sampler: the residual skip of each stage is drawn on/off as well.
     """
 
     epochs: Annotated[Num | None, Field(gt=0, le=100_000, description="supernet training budget in epochs "
@@ -42,6 +43,10 @@ class SupernetConfig(ConfigModel):
     seed: Annotated[Int | None, Field(ge=0, le=2**32 - 1, json_schema_extra=allowed("an integer >= 0, or omit"),
                                       description="initial weights, data order and sampled subnets (omit: the "
                                                   "study's seed)")] = None
+    sample_skip: Annotated[Bool, Field(description=(
+        "also train every stage whose base arch has the residual skip with it off (drawn per stage and step), so "
+        "that archs without skips are subnets too (an ablation's no_skip); a search's archs keep the base's skips"))
+                           ] = False
     bn_batches: Annotated[Int, Field(ge=1, le=1000, description=(
         "training batches that re-estimate a subnet's BatchNorm statistics before it is scored"))] = 4
     bn_batch_size: Annotated[Int, Field(ge=1, le=65_536, description="images per recalibration batch")] = 128

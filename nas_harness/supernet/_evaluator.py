@@ -24,7 +24,7 @@ from nas_harness.errors import TrialError
 from nas_harness.evaluators import EvalContext, Evaluator, TrialSpec, library_versions
 from nas_harness.records import TrialRecord
 from nas_harness.supernet._config import SupernetConfig
-from nas_harness.supernet._net import Supernet, subnet_state_dict
+from nas_harness.supernet._net import Supernet, subnet_state_dict, why_not_subnet
 from nas_harness.supernet._train import file_lock, load_checkpoint, train_supernet
 
 ACCURACY_NOTE = "inherited-weight estimates (supernet), not stand-alone training"
@@ -48,8 +48,11 @@ class SupernetEvaluator(Evaluator):
     kind = "supernet"
     accuracy_note = ACCURACY_NOTE
 
-    def __init__(self, settings: SupernetConfig, ctx: EvalContext) -> None:
+    def __init__(self, settings: SupernetConfig, ctx: EvalContext, bn_seed_per_trial: bool = False) -> None:
         self.settings = settings
+        #: re-estimate BatchNorm on batches drawn with the trial's seed (an ablation's recalibration seeds)
+        #: instead of the supernet's fixed batches
+        self.bn_seed_per_trial = bn_seed_per_trial
         self.space = ctx.space
         self.data = ctx.data
         self.recipe = settings.recipe(ctx.train)
@@ -57,7 +60,13 @@ class SupernetEvaluator(Evaluator):
         self.folder = (Path(ctx.study_dir) if ctx.study_dir is not None else Path("results")).resolve() / "supernet"
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "options": self.settings.to_dict()}
+        options = self.settings.to_dict()
+        if not options.get("sample_skip"):  # the option's default leaves earlier studies' identity as it was
+            options.pop("sample_skip", None)
+        out: dict[str, Any] = {"kind": self.kind, "options": options}
+        if self.bn_seed_per_trial:
+            out["bn_seed"] = "trial"
+        return out
 
     def describe(self) -> str:
         s = self.settings
@@ -72,7 +81,8 @@ class SupernetEvaluator(Evaluator):
                 "num_classes": data.num_classes, "in_channels": data.in_channels, "stem_stride": self.stem_stride,
                 "recipe": recipe, "sampling": s.sampling,
                 "n_random": s.n_random if s.sampling == "sandwich" else 0,
-                "distillation": s.distillation if s.sampling == "sandwich" else False}
+                "distillation": s.distillation if s.sampling == "sandwich" else False,
+                **({"sample_skip": True} if s.sample_skip else {})}
 
     def supernet_id(self, data: Any) -> str:
         """A short hash of :meth:`key` (names the checkpoint file; recorded with every trial)."""
@@ -84,7 +94,7 @@ class SupernetEvaluator(Evaluator):
     def new_net(self, data: Any) -> Supernet:
         torch.manual_seed(self.recipe.seed)
         return Supernet(self.space, data.num_classes, data.in_channels, self.stem_stride,
-                        zero_init_residual=self.recipe.zero_init_residual)
+                        zero_init_residual=self.recipe.zero_init_residual, sample_skip=self.settings.sample_skip)
 
     def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:
         """Train the supernet unless its finished checkpoint exists (resuming a partial one); idempotent."""
@@ -108,7 +118,7 @@ class SupernetEvaluator(Evaluator):
                 _train_on_ray(self, data, path, key)
             else:
                 train_supernet(self.new_net(data), data, self.recipe, self.settings.sampling, self.settings.n_random,
-                               self.settings.distillation, path, key, log)
+                               self.settings.distillation, path, key, log, sample_skip=self.settings.sample_skip)
         return path
 
     def load(self, data: Any) -> _Loaded:
@@ -126,31 +136,39 @@ class SupernetEvaluator(Evaluator):
         net.load_state_dict(ck["model"])
         net.eval()
         sha = hashlib.sha256(b"".join(t.detach().numpy().tobytes() for t in ck["model"].values())).hexdigest()[:16]
-        n = min(len(data.train_y), self.settings.bn_batches * self.settings.bn_batch_size)
-        g = torch.Generator().manual_seed(self.recipe.seed)
-        idx = torch.randperm(len(data.train_y), generator=g)[:n]
         n_train = len(data.train_y)
         per_epoch = max(1, n_train // min(self.recipe.batch_size, n_train))
-        loaded = _Loaded(net, sha, round(ck["step"] / per_epoch, 4), data.train_x[idx].clone())
+        loaded = _Loaded(net, sha, round(ck["step"] / per_epoch, 4), self._bn_images(data, self.recipe.seed))
         _LOADED[str(path)] = loaded
         return loaded
 
     # ------------------------------------------------------------------ scoring
-    def subnet(self, arch: Any, data: Any) -> torch.nn.Module:
+    def contains(self, arch: Any) -> str | None:
+        """Why ``arch`` is not a subnet of this supernet (None when it is; see :func:`why_not_subnet`)."""
+        return why_not_subnet(self.space, arch, self.settings.sample_skip)
+
+    def _bn_images(self, data: Any, seed: int) -> torch.Tensor:
+        n = min(len(data.train_y), self.settings.bn_batches * self.settings.bn_batch_size)
+        g = torch.Generator().manual_seed(seed)
+        return data.train_x[torch.randperm(len(data.train_y), generator=g)[:n]].clone()
+
+    def subnet(self, arch: Any, data: Any, bn_seed: int | None = None) -> torch.nn.Module:
         """``build_model(arch)`` with the supernet's weights and BatchNorm statistics re-estimated on the fixed
-        recalibration batches (in eval mode, on the CPU)."""
+        recalibration batches (``bn_seed``: batches drawn with that seed instead), in eval mode, on the CPU."""
         from nas_harness.model import build_model
         from nas_harness.train import recalibrate_bn
         from nas_harness.train.augment import BatchMaker
 
-        if arch not in self.space:
-            raise TrialError(f"arch is not in the supernet's search space: {arch}")
+        reason = self.contains(arch)
+        if reason is not None:
+            raise TrialError(f"arch is not in the supernet: {reason}")
         loaded = self.load(data)
         model = build_model(arch, data.num_classes, data.in_channels, self.stem_stride)
         model.load_state_dict(subnet_state_dict(loaded.net, arch), strict=True)
         model.to(memory_format=torch.channels_last)  # as evaluation runs it (faster depthwise kernels on CPU)
-        maker = BatchMaker(loaded.bn_x, data.mean, data.std, torch.device("cpu"), True)
-        size = min(self.settings.bn_batch_size, len(loaded.bn_x))
+        bn_x = loaded.bn_x if bn_seed is None else self._bn_images(data, bn_seed)
+        maker = BatchMaker(bn_x, data.mean, data.std, torch.device("cpu"), True)
+        size = min(self.settings.bn_batch_size, len(bn_x))
         recalibrate_bn(model, maker, self.settings.bn_batches, size)
         model.eval()
         return model
@@ -169,7 +187,8 @@ class SupernetEvaluator(Evaluator):
         cfg = spec.train.replace(device="cpu")
         norm = {"mean": tuple(data.mean), "std": tuple(data.std)}
         with torch.no_grad():
-            model = self.subnet(spec.arch, data)
+            bn_seed = int(spec.seed) if self.bn_seed_per_trial else None
+            model = self.subnet(spec.arch, data, bn_seed)
             acc, loss = evaluate(model, data.val_x, data.val_y, cfg, **norm)
             test = evaluate(model, data.test_x, data.test_y, cfg, **norm) if spec.evaluate_test else None
         loaded = self.load(data)
@@ -183,7 +202,9 @@ class SupernetEvaluator(Evaluator):
             record = record.replace(test_acc=float(test[0]), test_loss=float(test[1]), test_n=len(data.test_y))
         return record.with_extra(supernet_id=self.supernet_id(data), supernet_weights=loaded.sha,
                               supernet_epochs=loaded.epochs, supernet_sampling=s.sampling, bn_batches=s.bn_batches,
-                              bn_batch_size=s.bn_batch_size, accuracy_note=ACCURACY_NOTE)
+                              bn_batch_size=s.bn_batch_size, accuracy_note=ACCURACY_NOTE,
+                              **({"bn_seed": int(spec.seed)} if self.bn_seed_per_trial else {}),
+                              **({"sample_skip": True} if s.sample_skip else {}))
 
     def export(self, arch: Any, out: Path, finetune_epochs: float = 0.0) -> dict[str, Any]:
         """Write ``arch``'s inherited weights (BN re-estimated; fine-tuned ``finetune_epochs`` with the study's
@@ -220,7 +241,8 @@ def _train_on_ray(ev: SupernetEvaluator, data: Any, path: Path, key: dict[str, A
         from nas_harness.data import load_proxy
 
         train_supernet(ev.new_net(load_proxy(ev.data)), load_proxy(ev.data), ev.recipe, ev.settings.sampling,
-                       ev.settings.n_random, ev.settings.distillation, path, key, None)
+                       ev.settings.n_random, ev.settings.distillation, path, key, None,
+                       sample_skip=ev.settings.sample_skip)
 
     ray.get(job.remote())
 

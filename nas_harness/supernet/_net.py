@@ -19,6 +19,8 @@ check ``torch.equal`` and fall back to float32 tolerance only if a kernel picks 
 
 from __future__ import annotations
 
+import dataclasses
+import random
 from dataclasses import dataclass
 
 import torch
@@ -106,10 +108,11 @@ class Supernet(nn.Module):
     space) on ``x`` of shape ``(N, in_channels, H, W)`` and returns logits ``(N, num_classes)``."""
 
     def __init__(self, space: SearchSpace, num_classes: int, in_channels: int = 3,
-                 stem_stride: int | None = None, zero_init_residual: bool = True) -> None:
+                 stem_stride: int | None = None, zero_init_residual: bool = True, sample_skip: bool = False) -> None:
         super().__init__()
         base = space.base
         self.space = space
+        self.sample_skip = sample_skip  # the residual skip is on/off per stage (where the base has it)
         self.num_classes, self.in_channels = num_classes, in_channels
         self.stem_stride = base.stem_stride if stem_stride is None else stem_stride
         norm, act = norm_factory(base), act_factory(base.act)
@@ -133,9 +136,10 @@ class Supernet(nn.Module):
                         nn.init.zeros_(blk.project[1].weight)
 
     def check(self, arch: Arch) -> None:
-        """ConfigError unless ``arch`` is a member of the supernet's space."""
-        if arch not in self.space:
-            raise ConfigError(f"arch {arch} is not in the supernet's search space")
+        """ConfigError unless ``arch`` is a subnet (:func:`why_not_subnet`)."""
+        reason = why_not_subnet(self.space, arch, self.sample_skip)
+        if reason is not None:
+            raise ConfigError(f"arch {arch} is not in the supernet's search space: {reason}")
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         training = self.training
@@ -177,6 +181,32 @@ class Supernet(nn.Module):
         if st.skip and stride == 1 and cin == cout:
             x = _drop_path(x, drop_path, training) + inp
         return x
+
+
+def why_not_subnet(space: SearchSpace, arch: Arch, sample_skip: bool = False) -> str | None:
+    """Why ``arch`` is not a subnet of the supernet over ``space`` (None when it is): a member of the space, or
+    with ``sample_skip`` (the supernet trained every stage with and without its residual skip) a member of the
+    space once the skips the base arch has are restored."""
+    if sample_skip and isinstance(arch, Arch) and len(arch.stages) == len(space.base.stages):
+        for i, (st, base_st) in enumerate(zip(arch.stages, space.base.stages), start=1):
+            if st.skip and not base_st.skip:
+                return f"stage {i} has a residual skip the base arch (and so the supernet) does not"
+        arch = arch.replace(stages=tuple(dataclasses.replace(st, skip=b.skip)
+                                         for st, b in zip(arch.stages, space.base.stages)))
+    try:
+        space.params_of(arch)
+    except ConfigError as exc:
+        reason = str(exc).removeprefix("arch is not in the search space: ")
+        if not sample_skip and "skip differ" in reason:
+            reason += " (the supernet was trained with the base's skips only: sample_skip = true trains both)"
+        return reason
+    return None
+
+
+def with_sampled_skips(arch: Arch, base: Arch, rng: random.Random) -> Arch:
+    """``arch`` with the residual skip of each stage whose base has one drawn on/off (probability 1/2)."""
+    return arch.replace(stages=tuple(dataclasses.replace(st, skip=rng.random() < 0.5) if b.skip else st
+                                     for st, b in zip(arch.stages, base.stages)))
 
 
 def largest_arch(space: SearchSpace) -> Arch:

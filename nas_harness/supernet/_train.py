@@ -25,19 +25,31 @@ import torch.nn.functional as F
 
 from nas_harness.errors import ConfigError, NonFiniteLossError
 from nas_harness.space import SearchSpace
-from nas_harness.supernet._net import Supernet, largest_arch, smallest_arch
+from nas_harness.supernet._net import Supernet, largest_arch, smallest_arch, with_sampled_skips
 
 _FIELDS = ("key", "model", "optimizer", "generator", "torch_rng", "step", "epoch", "total", "history",
            "train_time_s")
 
 
-def step_archs(space: SearchSpace, sampling: str, n_random: int, seed: int, step: int) -> list[Any]:
+def step_archs(space: SearchSpace, sampling: str, n_random: int, seed: int, step: int,
+               sample_skip: bool = False) -> list[Any]:
     """The subnets trained at ``step``: one uniform sample (``uniform``), or the largest, the smallest and
-    ``n_random`` uniform samples (``sandwich``); a pure function of (seed, step)."""
+    ``n_random`` uniform samples (``sandwich``); a pure function of (seed, step).  ``sample_skip``: each uniform
+    sample's residual skips (where the base has them) are drawn on/off too, from the same generator after the
+    space's choices (so the other choices are those drawn without it); the largest keeps every skip and the
+    smallest drops them."""
     rng = random.Random(f"{seed}:{step}")
+
+    def draw() -> Any:
+        arch = space.sample(rng)
+        return with_sampled_skips(arch, space.base, rng) if sample_skip else arch
+
     if sampling == "uniform":
-        return [space.sample(rng)]
-    return [largest_arch(space), smallest_arch(space), *(space.sample(rng) for _ in range(n_random))]
+        return [draw()]
+    smallest = smallest_arch(space)
+    if sample_skip:
+        smallest = smallest.replace_stages(skip=False)
+    return [largest_arch(space), smallest, *(draw() for _ in range(n_random))]
 
 
 @contextlib.contextmanager
@@ -98,10 +110,11 @@ def _fmt_s(s: float) -> str:
 
 def train_supernet(net: Supernet, data: Any, recipe: Any, sampling: str, n_random: int, distillation: bool,
                    path: Path, key: dict[str, Any], log: Callable[[str], None] | None = None,
-                   stop_after_epochs: int | None = None) -> dict[str, Any]:
+                   stop_after_epochs: int | None = None, sample_skip: bool = False) -> dict[str, Any]:
     """Train ``net`` on ``data`` (a loaded ProxyData) with ``recipe`` (a TrainConfig: optimizer, lr schedule,
     budget, augmentation, seed, threads), writing ``path`` after every epoch and resuming from it; returns the
-    final checkpoint (``step == total``).  ``stop_after_epochs`` (tests) returns after that many epochs."""
+    final checkpoint (``step == total``).  ``stop_after_epochs`` (tests) returns after that many epochs;
+    ``sample_skip``: the residual skips are sampled too (:func:`step_archs`)."""
     from nas_harness.train import build_optimizer, lr_factor
     from nas_harness.train.augment import BatchMaker
     from nas_harness.train.trainer import cpu_threads, resolve_device
@@ -152,7 +165,7 @@ def train_supernet(net: Supernet, data: Any, recipe: Any, sampling: str, n_rando
             opt.zero_grad(set_to_none=True)
             soft = None
             step_loss = 0.0
-            archs = step_archs(net.space, sampling, n_random, recipe.seed, step)
+            archs = step_archs(net.space, sampling, n_random, recipe.seed, step, sample_skip)
             for n, arch in enumerate(archs):
                 logits = net(xb, arch)
                 if soft is not None:

@@ -22,6 +22,40 @@ from typing import Any
 from nas_harness.tracking._entry import TrialEntry, clean, entry_of_trial
 from nas_harness.tracking.config import TrackingSettings
 
+_GOES_ON = "this run goes on without it (the study storage keeps every result; a later run logs what was missed)"
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps, breadth first: causes, contexts, an exception given as an argument (requests'
+    ConnectionError) and urllib3's ``reason`` (a retry that gave up)."""
+    out: list[BaseException] = []
+    todo: list[Any] = [exc]
+    while todo and len(out) < 50:
+        e = todo.pop(0)
+        if not isinstance(e, BaseException) or any(e is seen for seen in out):
+            continue
+        out.append(e)
+        todo += [e.__cause__, e.__context__, getattr(e, "reason", None), *e.args]
+    return out
+
+
+def failure_text(exc: BaseException, secrets: Iterable[str] = (), limit: int = 240) -> str:
+    """Why a tracker failed, in a few words, without credentials: ``'MlflowException: Connection refused'``.
+
+    A client library wraps a dead server in layers of messages that repeat the URL (MLflow -> requests ->
+    urllib3 -> the socket); the socket's own reason (an OSError's ``strerror``), else the reason urllib3 gave
+    up with (``too many 503 error responses``), else the exception's text says it.  Shortened at a word
+    boundary to about ``limit`` characters, never mid-word."""
+    import textwrap
+
+    chain = _causes(exc)
+    detail = next((e.strerror for e in chain if isinstance(e, OSError) and e.strerror), None)
+    if detail is None:
+        gave_up = [getattr(e, "reason", None) for e in chain]
+        detail = next((str(r) for r in gave_up if isinstance(r, BaseException) and str(r)), None) or str(exc)
+    text = clean(" ".join(f"{type(exc).__name__}: {detail}".split()), secrets)
+    return textwrap.shorten(text, width=limit, placeholder=" ...")
+
 
 class Tracker(ABC):
     """One experiment tracker (MLflow, TensorBoard) for one study."""
@@ -77,9 +111,8 @@ class StudyTracking:
                 fn(tracker)
             except Exception as exc:  # a tracker never stops a study
                 self.trackers.remove(tracker)
-                msg = clean(" ".join(f"{type(exc).__name__}: {exc}".split()), self.secrets)[:300]
-                self.log(f"warning: {clean(tracker.describe(), self.secrets)}: {what} failed ({msg}); this run goes "
-                         "on without it (the study storage keeps every result; a later run logs what was missed)")
+                self.log(f"warning: {clean(tracker.describe(), self.secrets)}: {what} failed "
+                         f"({failure_text(exc, self.secrets)}); {_GOES_ON}")
 
     def start(self, params: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
               value_names: Sequence[str] = ()) -> None:
@@ -153,8 +186,7 @@ def open_tracking(settings: TrackingSettings | None, study: str, *, secrets: Ite
         except Exception as exc:
             hint = "; pip install 'nas-harness[mlflow]'" if isinstance(exc, ImportError) else ""
             tracking.log(f"warning: mlflow {clean(settings.mlflow_uri, tracking.secrets)}: cannot start "
-                         f"({clean(f'{type(exc).__name__}: {exc}', tracking.secrets)[:300]}{hint}); this run goes "
-                         "on without it (the study storage keeps every result; a later run logs what was missed)")
+                         f"({failure_text(exc, tracking.secrets)}{hint}); {_GOES_ON}")
     if settings.tensorboard_dir is not None:
         try:
             from nas_harness.tracking._tensorboard import TensorBoardTracker
@@ -163,6 +195,5 @@ def open_tracking(settings: TrackingSettings | None, study: str, *, secrets: Ite
         except Exception as exc:
             hint = "; pip install 'nas-harness[tensorboard]'" if isinstance(exc, ImportError) else ""
             tracking.log(f"warning: tensorboard {settings.tensorboard_dir}: cannot start "
-                         f"({' '.join(f'{type(exc).__name__}: {exc}'.split())[:300]}{hint}); this run goes on "
-                         "without it (the study storage keeps every result; a later run logs what was missed)")
+                         f"({failure_text(exc, tracking.secrets)}{hint}); {_GOES_ON}")
     return tracking

@@ -30,15 +30,26 @@ _STATUS = {"complete": "FINISHED", "pruned": "KILLED", "fail": "FAILED"}
 _MAX_PARAMS, _MAX_METRICS = 100, 1000  # per log_batch call (MLflow's limits)
 
 
+#: Loggers MLflow configures with its own stderr handler when imported (at INFO: "Creating initial MLflow
+#: database tables...", retries, "Max retries exceeded").  A failure reaches the user as StudyTracking's one
+#: warning line; what MLflow itself says below ERROR is kept off the terminal.
+_MLFLOW_LOGGERS = ("mlflow", "alembic", "huey")
+
+
 def _bound_requests(timeout_s: int) -> None:
-    """Bound the time spent on a dead server (MLflow's defaults retry for minutes); keep MLflow quiet."""
+    """Bound the time spent on a dead server (MLflow's defaults retry for minutes)."""
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(int(timeout_s)))
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_JITTER", "0")
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # stdout belongs to the CLI
-    for name in ("mlflow", "alembic"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def _quiet() -> None:
+    """Keep MLflow's own log lines (see :data:`_MLFLOW_LOGGERS`) off stderr.  Called after ``import mlflow``,
+    which sets these loggers' levels itself (``MLFLOW_LOGGING_LEVEL``, INFO by default)."""
+    for name in _MLFLOW_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 @contextlib.contextmanager
@@ -72,6 +83,7 @@ class MLflowTracker(Tracker):
         _bound_requests(timeout_s)
         from mlflow import MlflowClient
 
+        _quiet()
         folder = None
         artifacts = None
         if "://" not in uri:

@@ -28,8 +28,10 @@ def _writer_class() -> Any:
 
 
 def _table(params: Mapping[str, str]) -> str:
-    rows = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in params.items())
-    return f"| key | value |\n|---|---|\n{rows}"
+    """A key/value Markdown table (TensorBoard's text plugin renders Markdown tables; '|' in a value is escaped)."""
+    from nas_harness.report.document import Table, to_markdown
+
+    return to_markdown([Table(["key", "value"], [[str(k), str(v)] for k, v in params.items()])])
 
 
 class TensorBoardTracker(Tracker):

@@ -290,8 +290,9 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> bool:
     partial temp file is removed, one warning names the file and why, and training goes on (a restart then
     resumes from the previous checkpoint, if there is one).  Returns whether the checkpoint was written.
     """
-    import errno
     import warnings
+
+    from nas_harness.errors import environment_line, os_reason
 
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -303,13 +304,10 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> bool:
     except (OSError, RuntimeError) as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        errors = [exc, exc.__context__, exc.__cause__]
-        err = next((e for e in errors if isinstance(e, OSError) and e.strerror), None)
-        why = err.strerror if err is not None else " ".join(str(exc).split())[:120]
-        if err is not None and err.errno in (errno.ENOSPC, errno.EDQUOT):
-            why = "the disk is full"
-        warnings.warn(f"checkpoint {str(path)!r} not written ({why}); training goes on without it, and a restart "
-                      "would resume from the previous checkpoint if there is one", RuntimeWarning, stacklevel=3)
+        line = environment_line(exc, path)  # a full disk, a read-only folder: worded as everywhere else
+        what = f"checkpoint not written: {line}" if line else f"checkpoint {str(path)!r} not written ({os_reason(exc)})"
+        warnings.warn(f"{what}; training goes on without it, and a restart would resume from the previous checkpoint "
+                      "if there is one", RuntimeWarning, stacklevel=3)
         return False
 
 

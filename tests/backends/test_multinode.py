@@ -27,8 +27,10 @@ def cluster():
 
 
 def test_two_nodes_then_one_is_lost(tmp_path: Path, cluster) -> None:
+    # 120 steps = several epochs: a trial seen running on the worker (after its first epoch) still has most of
+    # its work ahead when the node is killed, however busy this machine is
     path = write_study(tmp_path, sampler={"kind": "random"}, trial={"cache": False},
-                       train={"steps": 40, "epochs": None},
+                       train={"steps": 120, "epochs": None},
                        run={"n_trials": 6, "backend": "ray", "progress": False, "plots": False},
                        ray={"cpus_per_trial": 1.0})
     db = tmp_path / "results" / "tiny" / "study.db"

@@ -37,7 +37,7 @@ def test_study_started_locally_continues_on_ray(tmp_path: Path, ray_local: None)
 
 
 def test_run_jobs_on_ray_reports_failures(tmp_path: Path, ray_local: None) -> None:
-    from nas_harness.backends import Job, run_jobs
+    from nas_harness.backends import Job, RayConfig, run_jobs
     from nas_harness.data import ProxyConfig
     from nas_harness.trial import TrialSpec
 
@@ -48,7 +48,8 @@ def test_run_jobs_on_ray_reports_failures(tmp_path: Path, ray_local: None) -> No
     missing = ProxyConfig(dataset="folder", root=str(tmp_path / "no-such-folder"), resolution=16)
     broken = Job("broken", TrialSpec(base, missing, cfg.train_config(), seed=0, stem_stride=1))
     seen = []
-    results = run_jobs([ok, broken], backend="ray", max_concurrent=2, on_result=lambda r: seen.append(r.key))
+    results = run_jobs([ok, broken], backend="ray", resources=RayConfig(max_concurrent=2),
+                       on_result=lambda r: seen.append(r.key))
     assert [r.key for r in results] == ["ok", "broken"] and sorted(seen) == ["broken", "ok"]
     assert results[0].ok and 0 <= results[0].record.val_acc <= 1
     assert not results[1].ok and results[1].error.startswith("DataError")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from nas_harness.backends.local import SLOW_WARNING, SlowTrials
+from nas_harness.backends.loop import SLOW_WARNING, SlowTrials
 from nas_harness.records import TrialRecord
 
 

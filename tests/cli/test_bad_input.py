@@ -281,6 +281,10 @@ CASES = [
     Case("ablate-one-class-folder", ["ablate", "a.toml"], "at least 2 class",
          {"a.toml": ABLATION.replace('dataset = "synthetic"', 'dataset = "folder"\nroot = "imgs"').replace(
              "val_size = 64", "val_size = 1"), **image_folder(["solo"])}),
+    Case("ablate-supernet-bad-sampling", ["ablate", "a.toml"], "supernet.sampling",
+         {"a.toml": ABLATION + '\n[supernet]\nsampling = "greedy"\n'}),
+    Case("ablate-supernet-space-without-base", ["ablate", "a.toml"], "supernet.space",
+         {"a.toml": ABLATION + "\n[supernet]\nspace = { kernels = [5, 7] }\n"}),
     # ---------------------------------------------------------------- scaling-curves
     Case("curves-missing-file", ["scaling-curves", "none.toml"], "none.toml"),
     Case("curves-seeds-0", ["scaling-curves", "c.toml", "--seeds", "0"], "argument --seeds", {"c.toml": CURVES}),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pytest
@@ -13,7 +15,14 @@ from scipy import stats as sps
 
 from nas_harness.cli import main as cli_main
 from nas_harness.errors import ConfigError
-from nas_harness.evaluation.fidelity import FidelityConfig, analyze_fidelity, load_fidelity, run_fidelity
+from nas_harness.evaluation.fidelity import (
+    FidelityConfig,
+    analyze_fidelity,
+    audit,
+    load_fidelity,
+    markdown,
+    run_fidelity,
+)
 from nas_harness.evaluation.recipe import Candidate, study_recipe
 from nas_harness.evaluation.store import StoredRun
 from nas_harness.results import load_study
@@ -73,6 +82,29 @@ def test_fidelity_table_validation(tmp_path: Path) -> None:
     f.write_text("name = 'x'\n[fidelity]\ntop = 3\n")
     with pytest.raises(ConfigError, match=r"^name: unknown key; a fidelity file holds one"):
         load_fidelity(f)
+
+
+
+def test_report_tables_come_from_the_document_model() -> None:
+    """fidelity.md's tables are rendered by report.document: every row has its header's cells, and a label with
+    a '|' is escaped instead of adding a column."""
+    cands = [_cand(i, p) for i, p in enumerate([0.8, 0.7, 0.6, 0.5])]
+    cands[0] = Candidate(**{**vars(cands[0]), "label": "odd|label"})
+    runs = [StoredRun(f"a{i}", 0, "ok", {"val_acc": h, "val_n": 100}) for i, h in enumerate([0.6, 0.9, 0.8, 0.1])]
+    rows, s = analyze_fidelity(cands, runs, [0], top=2, predictors={f"a{i}": {"macs": i} for i in range(4)},
+                               n_resamples=100)
+    s.update(audit=audit(rows, 2, 100), seeds=[0], hifi_train_s=60.0, zero_cost_s=1.0, bootstrap_resamples=100)
+    recipe = SimpleNamespace(describe=lambda: "a recipe", budget=lambda: "1 epoch(s)")
+    res = SimpleNamespace(study_name="s", proxy=recipe, hifi=recipe, config=SimpleNamespace(seed=0), archs=rows,
+                          summary=s, failed=[StoredRun("a3", 1, "fail", {}, error="boom")])
+    md = markdown(res)
+    tables = [block.splitlines() for block in md.split("\n\n") if block.startswith("| ")]
+    assert len(tables) == 4  # measures, predictors, audit, archs
+    for table in tables:
+        assert table[1] == "|" + "|".join(["---"] * (len(table[1]) // 4)) + "|"
+        widths = {len(re.findall(r"(?<!\\)\|", line)) for line in table}
+        assert len(widths) == 1, table
+    assert "| odd\\|label (top) |" in md and "\n- a3 seed 1: boom\n" in md
 
 
 @needs_fmnist

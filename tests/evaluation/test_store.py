@@ -16,8 +16,9 @@ TINY_ARCH = "stem_c8_s1,ds_r1_k3_s1_e1_c8_se0.25,ir_r2_k3_s2_e3_c16_se0.25,head_
 def test_bind_records_and_refuses_another_recipe_or_arch(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'x.db'}"
     store = JobStore(url, "s")
-    store.bind({"train": {"epochs": 1}}, {"a": "arch-a"}, kind="confirm", attrs={"note": 1})
-    assert store.study.user_attrs["recipe"] == {"train": {"epochs": 1}} and store.study.user_attrs["note"] == 1
+    store.bind({"train": {"epochs": 1}}, {"a": "arch-a"}, kind="confirm", attrs={"source_study": "s"})
+    attrs = store.study.user_attrs
+    assert attrs["recipe"] == {"train": {"epochs": 1}} and attrs["source_study"] == "s"
     again = JobStore(url, "s")
     again.bind({"train": {"epochs": 1}}, {"b": "arch-b"}, kind="confirm")  # new groups may join
     assert again.study.user_attrs["archs"] == {"a": "arch-a", "b": "arch-b"}

@@ -109,7 +109,7 @@ def test_a_tampered_run_key_is_one_line(tmp_path: Path, key: str, value: Any, ne
     ("recipe", "x", "stored recipe = 'x' is not a table"),
     ("recipe", [1, 2], "stored recipe = [1, 2] is not a table"),
     ("archs", 5, "stored archs = 5 is not a table"),
-    ("archs", {"baseline": 3}, "stored archs.baseline = 3 is not an arch string"),
+    ("archs", {"baseline": 3}, "stored archs = {'baseline': 3} is not a table of arch strings"),
 ])
 def test_a_tampered_ablation_recipe_is_one_line_and_nothing_runs(
         tmp_path: Path, key: str, value: Any, needle: str, monkeypatch: pytest.MonkeyPatch,

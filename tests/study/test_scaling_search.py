@@ -33,6 +33,7 @@ def test_scaling_search_trains_each_triple_once(tmp_path: Path, capsys: pytest.C
     assert sum(len(g.members) for g in s.groups) == 2 and s.groups[0].val_acc == s.best["val_acc"]
     assert s.groups[0].val_n == 64 and s.groups[0].ci_low < s.best["val_acc"] < s.groups[0].ci_high
     study = optuna.load_study(study_name="tiny-scaling", storage=cfg.storage_url)
+    assert study.user_attrs["comparable"]["objective"]["kind"] == "accuracy"
     by_gamma = {t.params["gamma"]: t.user_attrs for t in study.trials}
     assert by_gamma[1.42]["resolution"] == round(16 * 1.42) and by_gamma[1.0]["resolution"] == 16
     assert by_gamma[1.42]["macs_resolution"] == round(224 * 1.42)
@@ -47,3 +48,12 @@ def test_scaling_search_trains_each_triple_once(tmp_path: Path, capsys: pytest.C
     assert main(["search", str(path), "--scaling"]) == 0
     out = capsys.readouterr().out
     assert "distinct network(s)" in out and "best triple:" in out and "val_acc=" in out
+
+
+def test_a_new_scaling_search_optimises_plain_accuracy_and_an_old_one_keeps_its_record() -> None:
+    from nas_harness.objectives import Objective
+    from nas_harness.study.scaling_search import scaling_objective
+
+    assert scaling_objective(None) == Objective(kind="accuracy")
+    legacy = {"objective": {"kind": "budget", "max_macs": 1e15}}  # what scaling studies stored before
+    assert scaling_objective(legacy) == Objective(kind="budget", max_macs=1e15)  # same record: it resumes

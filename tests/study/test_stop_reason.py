@@ -43,3 +43,22 @@ def test_search_prints_and_stores_why_it_stopped(tmp_path: Path, capsys: pytest.
     assert out[-1] == "stopped: run.n_trials = 1 reached (1 trial finished)"
     md = write_report(folder, figures=False).markdown.read_text()
     assert "| last run | stopped: run.n_trials = 1 reached (1 trial finished) (" in md
+    # the run's limits are the last run's (file + flags), not the first run's stored with the study
+    assert "| run.n_trials | 1 (asked for by the last run; 3 when the study was created) |" in md
+    assert "| run.timeout_s | 0 (no limit) (asked for by the last run; 0.001 s when the study was created) |" in md
+    assert study.user_attrs["config"]["run"]["n_trials"] == 3  # the stored settings stay as created
+    assert optuna.load_study(study_name="tiny", storage=f"sqlite:///{folder / 'study.db'}").user_attrs[
+        STOP_ATTR]["run"] == {"n_trials": 1, "timeout_s": 0.0, "max_failures": 0, "backend": "local"}
+
+
+def test_report_shows_the_last_runs_limits_beside_the_creation_values() -> None:
+    from nas_harness.report.settings import _run_rows
+
+    created = {"n_trials": 2, "timeout_s": 0.0, "max_failures": 0, "backend": "local", "storage": "x"}
+    assert _run_rows(created, {}) == [["run.n_trials", "2"], ["run.timeout_s", "0 (no limit)"],
+                                      ["run.max_failures", "0 (run.n_trials)"], ["run.backend", "local"]]
+    last = {"n_trials": 5, "timeout_s": 60.0, "max_failures": 0, "backend": "local"}
+    assert _run_rows(created, last)[:2] == [
+        ["run.n_trials", "5 (asked for by the last run; 2 when the study was created)"],
+        ["run.timeout_s", "60 s (asked for by the last run; 0 (no limit) when the study was created)"]]
+    assert _run_rows({}, last)[0] == ["run.n_trials", "5"]  # nothing stored at creation: nothing to compare

@@ -109,6 +109,40 @@ def test_sampling_is_a_function_of_seed_and_step() -> None:
     assert len(sandwich) == 4 and sandwich[0] == largest_arch(space) and sandwich[1] == smallest_arch(space)
 
 
+@pytest.mark.slow
+def test_sample_skip_makes_archs_without_skips_subnets_exactly() -> None:
+    """With ``sample_skip`` the sampler draws each stage's residual skip too (the other choices are those drawn
+    without it), archs without skips are subnets, and their inherited weights give the supernet's outputs."""
+    from nas_harness.supernet import why_not_subnet
+
+    space = _space()
+    plain = [step_archs(space, "uniform", 0, 7, s)[0] for s in range(40)]
+    drawn = [step_archs(space, "uniform", 0, 7, s, sample_skip=True)[0] for s in range(40)]
+    assert [a.replace_stages(skip=True) for a in drawn] == plain  # only the skips differ
+    skips = [st.skip for a in drawn for st in a.stages]
+    assert 0.3 < sum(skips) / len(skips) < 0.7  # on and off, about half each (280 draws)
+    sandwich = step_archs(space, "sandwich", 1, 7, 0, sample_skip=True)
+    assert sandwich[0] == largest_arch(space) and not any(st.skip for st in sandwich[1].stages)
+
+    no_skip = space.base.replace_stages(skip=False)
+    assert "skip differ" in why_not_subnet(space, no_skip) and "sample_skip = true" in why_not_subnet(space, no_skip)
+    assert why_not_subnet(space, no_skip, sample_skip=True) is None
+    assert "kernel 9" in why_not_subnet(space, no_skip.replace_stages([2], kernel=9), sample_skip=True)
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=10, in_channels=1, stem_stride=2, sample_skip=True)
+    net.eval()
+    x = torch.randn(2, 1, 16, 16)
+    for arch in (no_skip, *drawn[:3]):
+        model = build_model(arch, num_classes=10, in_channels=1, stem_stride=2)
+        model.load_state_dict(subnet_state_dict(net, arch), strict=True)
+        with torch.no_grad():
+            assert torch.equal(net(x, arch), model.eval()(x)), str(arch)
+    with torch.no_grad():  # the skip matters: the same weights without it compute something else
+        assert not torch.equal(net(x, space.base), net(x, no_skip))
+    with pytest.raises(ConfigError, match="not in the supernet's search space: stage 1 stride/skip"):
+        subnet_state_dict(Supernet(space, 10, 1, 2), no_skip)
+
+
 _RUN = """
 import sys
 from pathlib import Path
@@ -300,3 +334,23 @@ def test_the_training_lock_makes_a_second_process_wait(tmp_path: Path) -> None:
     t.join(30)
     u.join(30)
     assert order == ["first in", "first out", "second in"]
+
+
+def test_export_finetune_is_seeded_and_loads_strictly(tmp_path: Path) -> None:
+    """``export --weights --finetune N``: the fine-tuned state dict loads into ``build_model(arch)`` with
+    ``strict=True``, differs from the inherited one, and is a function of the seed (two runs, same weights)."""
+    cfg = validate(_real(tmp_path))
+    ev = cfg.make_evaluator()
+    arch = cfg.search_space().sample(3)
+    inherited, tuned, again = tmp_path / "inherited.pt", tmp_path / "tuned.pt", tmp_path / "again.pt"
+    assert ev.export(arch, inherited)["finetune_epochs"] == 0.0
+    info = ev.export(arch, tuned, 1.0)
+    assert 0.0 <= info["finetuned_val_acc"] <= 1.0 and info["finetune_epochs"] == 1.0
+    ev.export(arch, again, 1.0)
+    sds = [torch.load(p, weights_only=True) for p in (inherited, tuned, again)]
+    for sd in sds:
+        build_model(arch, num_classes=10, in_channels=1, stem_stride=1).load_state_dict(sd, strict=True)
+    a, b, c = sds
+    assert a.keys() == b.keys() == c.keys()
+    assert any(not torch.equal(a[k], b[k]) for k in a if a[k].is_floating_point())  # fine-tuning changed them
+    assert all(torch.equal(b[k], c[k]) for k in b)  # same seed, same weights

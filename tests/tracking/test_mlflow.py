@@ -193,3 +193,54 @@ def test_no_password_reaches_a_param_or_tag(tmp_path: Path, mlflow_server: Any) 
         assert secret not in text
     assert parents[0].data.params["tracking.mlflow_uri"] == uri.replace(secret, "***")
     assert secret not in "\n".join(lines)
+
+
+_DOWN = """
+import http.server, sys, tempfile, threading
+
+class Unavailable(http.server.BaseHTTPRequestHandler):
+    def answer(self):
+        self.send_response(503); self.send_header("Content-Length", "0"); self.end_headers()
+    do_GET = do_POST = answer
+    def log_message(self, *args): pass
+
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Unavailable)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+print(server.server_address[1])
+from nas_harness.tracking import open_tracking
+from nas_harness.tracking.config import TrackingSettings
+for uri in (sys.argv[1], f"http://127.0.0.1:{server.server_address[1]}", tempfile.mkdtemp()):
+    tracking = open_tracking(TrackingSettings(mlflow_uri=uri, experiment="e", timeout_s=2), "study")
+    tracking.start({"p": 1})
+    print(len(tracking.trackers))
+"""
+
+
+def test_a_server_that_is_down_is_one_clean_line_and_mlflow_says_nothing(tmp_path: Path) -> None:
+    """Connection refused (with a password in the URI), a server answering 503, and a working local store: a
+    short reason each, never cut mid-word, no password, and none of MLflow's own log lines on stderr."""
+    from helpers.mlflow_server import free_port
+
+    pytest.importorskip("mlflow")
+    dead = free_port()
+    res = subprocess.run([sys.executable, "-c", _DOWN, f"http://alice:pw-123@127.0.0.1:{dead}"],
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                         env=os.environ | {"PYTHONPATH": os.pathsep.join(sys.path)})
+    assert res.returncode == 0, res.stderr[-3000:]
+    unavailable, *trackers = res.stdout.split()
+    assert trackers == ["0", "0", "1"]  # the local store works
+    tail = "this run goes on without it (the study storage keeps every result; a later run logs what was missed)"
+    assert res.stderr.splitlines() == [
+        f"warning: mlflow http://alice:***@127.0.0.1:{dead}: cannot start (MlflowException: Connection refused); "
+        f"{tail}",
+        f"warning: mlflow http://127.0.0.1:{unavailable}: cannot start (MlflowException: too many 503 error "
+        f"responses); {tail}"], res.stderr
+
+
+def test_a_long_failure_is_shortened_between_words() -> None:
+    from nas_harness.tracking._base import failure_text
+
+    text = failure_text(RuntimeError("HTTPConnectionPool(host='x', port=9): " + "retry after failure " * 40))
+    assert len(text) <= 240 and text.endswith(" ...")
+    assert all(w in ("RuntimeError:", "HTTPConnectionPool(host='x',", "port=9):", "retry", "after", "failure", "...")
+               for w in text.split()), text

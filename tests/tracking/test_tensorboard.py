@@ -87,3 +87,12 @@ def test_the_scaling_search_logs_each_triple(tmp_path: Path) -> None:
     for t in study.trials:
         params = _text(_events(root / f"trial-{t.number}"), "params")
         assert f"| gamma | {t.params['gamma']} |" in params and f"| arch | {t.user_attrs['arch']} |" in params
+
+
+def test_settings_table_renders_as_a_two_column_table() -> None:
+    """The text summaries are Markdown tables from report.document; a '|' in a value stays in its cell."""
+    markdown = pytest.importorskip("markdown")  # what TensorBoard's text plugin renders with
+    from nas_harness.tracking._tensorboard import _table
+
+    html = markdown.markdown(_table({"space": "k3|k5", "seed": "0"}), extensions=["markdown.extensions.tables"])
+    assert html.count("<tr>") == 3 and html.count("<td>") == 4 and "<td>k3|k5</td>" in html
