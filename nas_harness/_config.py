@@ -16,7 +16,8 @@ are declared once with :func:`inert` (``{"alpha": lambda t: t.constraint != "cus
 :func:`read_toml` reads a file defensively: unreadable, binary, non-UTF-8, too deep or too large input is one
 clear line naming the file; :func:`read_file` / :func:`open_regular` are the one way the harness reads any file
 (a FIFO, a device such as ``/dev/zero`` or a folder is refused in one line instead of blocking or reading
-forever, and every read is capped); :func:`check_dir_writable` refuses an output folder that cannot be created or
+forever, and every read is capped), and :func:`open_lock` the one way it opens a lock or side file it holds an
+``flock`` on (the same refusal); :func:`check_dir_writable` refuses an output folder that cannot be created or
 written before anything is created.
 """
 
@@ -412,6 +413,38 @@ def open_regular(path: str | Path, label: str | None = None, error: type[Excepti
             raise error(f"{label}: is {_file_kind(mode)}, not a regular file")
         os.set_blocking(fd, True)
         return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def open_lock(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> typing.BinaryIO:
+    """``path`` opened for reading and writing (created, mode 0666 less the umask, when missing) to hold an
+    ``flock``: every lock and side file the harness opens goes through here.  Refused in ONE ``error`` line
+    starting with ``label`` (default: the quoted path) unless it is a regular file after symlinks: a FIFO is
+    opened non-blocking and refused (an ``open(..., "a")`` of a FIFO waits for a reader for ever), a device or
+    a socket is refused, and so is a folder or a symlink to one."""
+    label = label or repr(str(path))
+    flags = os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags, 0o666)
+    except IsADirectoryError:
+        raise error(f"{label}: is a folder, not a regular file (a lock file goes there; remove or rename the "
+                    "folder)") from None
+    except OSError as exc:
+        try:  # a FIFO without a reader, a socket: name what is there rather than the errno
+            mode = os.stat(path).st_mode
+        except OSError:
+            mode = None
+        if mode is not None and not stat.S_ISREG(mode):
+            raise error(f"{label}: is {_file_kind(mode)}, not a regular file (a lock file goes there)") from None
+        raise error(f"{label}: cannot open the lock file ({exc.strerror or exc})") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise error(f"{label}: is {_file_kind(mode)}, not a regular file (a lock file goes there)")
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "r+b")
     except BaseException:
         os.close(fd)
         raise

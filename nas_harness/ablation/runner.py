@@ -86,7 +86,8 @@ class AblationStore(JobStore):
         train = cfg.train.replace(threads=threads)
         try:
             super().bind(cfg.replace_train(train).recipe(), {v: str(a) for v, a in cfg.archs.items()},
-                         kind="ablation", attrs={"config": stored_settings(cfg)}, what="runs of ablation")
+                         kind="ablation", attrs={"config": stored_settings(cfg)}, what="runs of ablation",
+                         data=cfg.data)
         except ConfigError as exc:
             msg = str(exc)
             raise ConfigError(msg.replace("variant ", "variants: ", 1) if msg.startswith("variant ") else msg) from None

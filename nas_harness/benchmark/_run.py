@@ -19,6 +19,7 @@ it finishes: re-running skips stored runs, and ``kill -9`` loses only the runs i
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from nas_harness._config import read_file
 from nas_harness.benchmark._config import BenchmarkConfig
 from nas_harness.errors import ConfigError
 from nas_harness.tables import BenchmarkTable, accel_nasbench, accel_nasbench_space, table_from_records
@@ -68,6 +70,37 @@ def make_problem(cfg: BenchmarkConfig) -> Problem:
     return Problem(cfg.source, table, cfg.objective, cfg.cost, cfg.split_seed)
 
 
+#: Largest ``trials.csv`` a recorded table reads (a study of 100,000 trials writes about 60 MB).
+MAX_RECORDED_BYTES = 256 << 20
+#: The recorded values a table uses, and the range each must be in (NaN / empty: not recorded).
+_RECORDED = {"val_acc": (0.0, 1.0), "macs": (0.0, 1e18), "params": (0.0, 1e15), "latency_ms": (0.0, 1e9),
+             "val_n": (1.0, 1e12)}
+
+
+def _check_recorded(df: Any, path: Path) -> None:
+    """Refuse, in one line naming the file, the trial and the column, a finished trial's recorded value that is
+    not a number in its range (a trials.csv changed by hand: text, 1e308, a negative count) or an arch that is
+    not text."""
+    numbers = df["number"].tolist() if "number" in df else list(range(len(df)))
+    for col, (lo, hi) in _RECORDED.items():
+        if col not in df:
+            continue
+        for n, v in zip(numbers, df[col].tolist()):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                x = math.inf  # text: refused below
+            if isinstance(v, float) and math.isnan(v):
+                continue  # not measured (an empty cell)
+            if not (math.isfinite(x) and lo <= x <= hi) or isinstance(v, bool):
+                text = repr(v) if len(repr(v)) <= 60 else repr(v)[:57] + "..."
+                raise ConfigError(f"recorded: {str(path)!r}: trial {n}: {col} = {text} is not a number in "
+                                  f"[{lo:g}, {hi:g}] (changed by hand?)")
+    for n, a in zip(numbers, df["arch"].tolist()):
+        if not isinstance(a, str) or not a:
+            raise ConfigError(f"recorded: {str(path)!r}: trial {n}: arch = {a!r} is not an arch string")
+
+
 def _subset(table: BenchmarkTable, rows: np.ndarray) -> BenchmarkTable:
     return BenchmarkTable(name=f"{table.name} ({len(rows)} archs measured)", archs=tuple(table.archs[i] for i in rows),
                           val_acc=table.val_acc[rows], columns={k: v[rows] for k, v in table.columns.items()},
@@ -85,8 +118,9 @@ def recorded_table(folders: list[str]) -> BenchmarkTable:
         if not path.is_file():
             raise ConfigError(f"recorded: {str(path)!r}: no such file (a study's results folder holds trials.csv; "
                               "run `nas-harness report` on the study first)")
+        raw = read_file(path, MAX_RECORDED_BYTES, f"recorded: {str(path)!r}", what="a trials.csv")
         try:
-            df = pd.read_csv(path)
+            df = pd.read_csv(io.BytesIO(raw))
         except (OSError, ValueError) as exc:
             raise ConfigError(f"recorded: {str(path)!r}: not a readable CSV ({' '.join(str(exc).split())[:120]})"
                               ) from None
@@ -97,6 +131,7 @@ def recorded_table(folders: list[str]) -> BenchmarkTable:
             ok = ok & df["full_budget"].astype(str).eq("True")
         if "rejected" in df:
             ok = ok & df["rejected"].isna()
+        _check_recorded(df[ok], path)
         frames.append(df[ok])
     rows = pd.concat(frames).to_dict("records")
     for r in rows:

@@ -8,7 +8,7 @@ from nas_harness.data._raw import RawDataset
 from nas_harness.data.cifar import load_cifar, safe_unpickle
 from nas_harness.data.fashion_mnist import download_fashion_mnist, find_fashion_mnist, load_fashion_mnist
 from nas_harness.data.folder import load_image_folder
-from nas_harness.data.proxy import DATASETS, ProxyConfig, ProxyData, clear_cache, load_proxy
+from nas_harness.data.proxy import DATASETS, ProxyConfig, ProxyData, clear_cache, content_fingerprint, load_proxy
 from nas_harness.data.synthetic import make_synthetic
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "ProxyData",
     "RawDataset",
     "clear_cache",
+    "content_fingerprint",
     "download_fashion_mnist",
     "find_fashion_mnist",
     "load_cifar",

@@ -262,6 +262,17 @@ def _cache_key(cfg: ProxyConfig) -> tuple[Any, ...]:
     return (tuple(sorted(cfg.to_dict().items(), key=lambda kv: kv[0])), os.environ.get(ENV_VAR))
 
 
+def content_fingerprint(cfg: ProxyConfig) -> str | None:
+    """The content fingerprint of the data ``cfg`` describes (:meth:`ProxyData.fingerprint`: the images and
+    labels of every split, not where they live) where the data comes from a folder the user names
+    (``data.root``: image folders, CIFAR, a Fashion-MNIST copy); None for the built-in data sets.  The one rule
+    by which a study, an ablation and a scaling-curves file put the data's identity into what makes their runs
+    comparable (``data.content``): the same keys on other images are other data."""
+    if cfg.root is None:
+        return None
+    return load_proxy(cfg).fingerprint()
+
+
 def load_proxy(cfg: ProxyConfig | Mapping[str, Any]) -> ProxyData:
     """Load (or fetch from the in-process cache) the proxy task described by ``cfg``."""
     if not isinstance(cfg, ProxyConfig):

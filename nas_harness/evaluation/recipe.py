@@ -110,18 +110,36 @@ class StudyRecipe:
 def study_recipe(study: Any) -> StudyRecipe:
     """The recipe of a stored study (an Optuna study written by ``nas-harness search``)."""
     from nas_harness.data import ProxyConfig
+    from nas_harness.records import storage_label
+    from nas_harness.results import damaged
     from nas_harness.train import TrainConfig
     from nas_harness.trial import TrialSettings
 
     attrs = study.user_attrs
     cfg = attrs.get("config")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("data"), dict) or not isinstance(cfg.get("train"), dict):
+    if not isinstance(cfg, dict) or cfg.get("data") is None or cfg.get("train") is None:
+        if cfg is not None and not isinstance(cfg, dict):
+            raise damaged(study, "config", cfg, "a table")
         raise ConfigError(f"study {study.study_name!r} holds no stored recipe (its 'config' attribute is missing): "
                           "it was not written by `nas-harness search`, so its archs cannot be retrained the same way")
-    comparable = attrs.get("comparable") if isinstance(attrs.get("comparable"), dict) else {}
-    seed = int(comparable.get("seed", cfg.get("seed", 0)) or 0)
+    for key in ("data", "train", "trial"):
+        if cfg.get(key) is not None and not isinstance(cfg[key], dict):
+            raise damaged(study, f"config.{key}", cfg[key], "a table")
+    comparable = attrs.get("comparable")
+    if comparable is not None and not isinstance(comparable, dict):
+        raise damaged(study, "comparable", comparable, "a table")
+    comparable = comparable or {}
+    seed_key = "comparable.seed" if "seed" in comparable else "config.seed"
+    seed = comparable.get("seed", cfg.get("seed", 0))
+    if seed is None:
+        seed = 0
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise damaged(study, seed_key, seed, "an integer in [0, 2**32)")
     train = dict(cfg["train"])
-    fixed = comparable.get("train") if isinstance(comparable.get("train"), dict) else {}
+    fixed = comparable.get("train")
+    if fixed is not None and not isinstance(fixed, dict):
+        raise damaged(study, "comparable.train", fixed, "a table")
+    fixed = fixed or {}
     train.update({k: v for k, v in fixed.items() if k in ("seed", "threads")})
     if "seed" not in fixed:
         train["seed"] = seed
@@ -130,7 +148,8 @@ def study_recipe(study: Any) -> StudyRecipe:
         tr = TrainConfig.from_dict({k: v for k, v in train.items() if v is not None or k == "threads"}, "train")
         trial = TrialSettings.from_dict(cfg.get("trial") or {}, "trial")
     except ConfigError as exc:
-        raise ConfigError(f"study {study.study_name!r}: its stored recipe is not valid any more: {exc}") from None
+        raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: its stored recipe is not valid "
+                          f"any more: {exc}") from None
     return StudyRecipe(str(study.study_name), data, tr, trial, seed)
 
 

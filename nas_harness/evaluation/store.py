@@ -90,24 +90,48 @@ class JobStore:
 
     # ------------------------------------------------------------------ study-level metadata
     def bind(self, recipe: Mapping[str, Any], archs: Mapping[str, str], *, kind: str,
-             attrs: Mapping[str, Any] | None = None, what: str = "runs") -> None:
+             attrs: Mapping[str, Any] | None = None, what: str = "runs", data: Any = None,
+             log: Callable[[str], None] | None = None) -> None:
         """Check that stored runs were made with ``recipe`` and that each group still means the same arch;
-        record both (and ``attrs``) when new.  A mismatch is a ConfigError naming what changed."""
+        record both (and ``attrs``) when new.  A mismatch is a ConfigError naming what changed.
+
+        ``data``: the :class:`~nas_harness.data.ProxyConfig` the runs train on; where it names a folder, the
+        data's content fingerprint is part of the recipe (``data.content``,
+        :func:`nas_harness.data.content_fingerprint`, the rule studies follow): the same keys on other images
+        are refused.  Runs stored before data identities existed get this data's recorded (``log`` says so)."""
+        from nas_harness.records import check_study_attrs
+
+        check_study_attrs(self.study)  # the recipe, the archs, ...: one line naming storage, study and key
+        self.records()  # every stored run checked before anything is written: a damaged store is left as it is
         stored_attrs = self.study.user_attrs
         stored = stored_attrs.get("recipe")
+        known = dict(stored_attrs.get("archs") or {})
         recipe = _jsonable(dict(recipe))
+        adopt = False
+        if data is not None:
+            from nas_harness.data import content_fingerprint
+
+            content = content_fingerprint(data)
+            if content is not None and isinstance(recipe.get("data"), dict):
+                recipe["data"]["content"] = content
+                old_data = (stored or {}).get("data")
+                if isinstance(old_data, dict) and "content" not in old_data and stored is not None:
+                    stored = {**stored, "data": {**old_data, "content": content}}
+                    adopt = stored == recipe
         if stored is not None and stored != recipe:
-            diff = sorted(k for k in set(stored) | set(recipe) if stored.get(k) != recipe.get(k))
             raise ConfigError(
                 f"storage {self.path}: holds {what} of {self.name!r} made with a different recipe "
-                f"({', '.join(diff)} changed); use another name/storage or delete the file to start over"
+                f"({', '.join(_changed(stored, recipe))} changed: runs on it would not be comparable); use another "
+                "name/storage or delete the file to start over"
             )
-        known = dict(stored_attrs.get("archs", {}))
         for group, arch in archs.items():
             if group in known and known[group] != str(arch):
                 raise ConfigError(f"{self.group_attr} {group!r} is stored in {self.path} as a different arch "
                                   f"({known[group]}); rename it or use another storage")
             known[group] = str(arch)
+        if adopt:  # every check passed: only now is anything written
+            set_study_attrs(self.study, recipe=stored)
+            (log or _say)(f"{self.name!r} predates data identities: recording this data's now")
         if stored is None:
             set_study_attrs(self.study, recipe=recipe, kind=kind, format_version=_FORMAT_VERSION, objective=kind,
                             metric_names=[self.value_keys[0]])
@@ -121,17 +145,29 @@ class JobStore:
             if stored_attrs.get(k) != v:
                 set_study_attrs(self.study, **{k: v})
 
+    def _damaged(self, key: str, value: Any, allowed: str, trial: int | None = None) -> None:
+        from nas_harness.results import damaged
+
+        raise damaged(self.study, key, value, allowed, trial)
+
     # ------------------------------------------------------------------ runs
     def records(self) -> dict[Key, StoredRun]:
         """Latest record per (group, seed); a completed run always wins over a failed one."""
         from optuna.trial import TrialState
+
+        from nas_harness.results import check_stored_trial
 
         out: dict[Key, StoredRun] = {}
         for t in self.study.get_trials(deepcopy=False):
             ua = t.user_attrs
             if self.group_attr not in ua or "seed" not in ua:
                 continue
-            key = (str(ua[self.group_attr]), int(ua["seed"]))
+            check_stored_trial(self.study, t)
+            if not isinstance(ua[self.group_attr], str):
+                self._damaged(self.group_attr, ua[self.group_attr], "text", t.number)
+            if isinstance(ua["seed"], bool) or not isinstance(ua["seed"], int):
+                self._damaged("seed", ua["seed"], "an integer", t.number)
+            key = (ua[self.group_attr], ua["seed"])
             if t.state == TrialState.COMPLETE:
                 out[key] = StoredRun(key[0], key[1], "ok", dict(ua))
             elif t.state == TrialState.FAIL and (key not in out or out[key].state != "ok"):
@@ -288,7 +324,7 @@ def retrain_candidates(
         done = store.records()
         return StoredJobs([done[p] for p in plan if p in done], [], [p for p in plan if p in done], 0.0)
     store.bind(bind["recipe"], {c.job: c.arch for c in cands}, kind=bind["kind"], attrs=bind.get("attrs"),
-               what=bind["what"])
+               what=bind["what"], data=recipe.data, log=say)
     say(announce(len(plan), sum(1 for p in plan if p in store.records())))
 
     def make_jobs(todo: list[Key]) -> list[Any]:
@@ -308,6 +344,24 @@ def retrain_candidates(
                            describe=describe, on_record=on_record,
                            extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say,
                            workers=workers)
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _changed(stored: Mapping[str, Any], recipe: Mapping[str, Any]) -> list[str]:
+    """The keys that differ between two recipes, one level into tables (``data.content``, ``train.epochs``)."""
+    out = []
+    for k in sorted(set(stored) | set(recipe)):
+        a, b = stored.get(k), recipe.get(k)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += [f"{k}.{sub}" for sub in sorted(set(a) | set(b)) if a.get(sub) != b.get(sub)]
+        else:
+            out.append(k)
+    return out
 
 
 def _describe(key: str, run: StoredRun) -> str:

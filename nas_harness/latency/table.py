@@ -378,8 +378,11 @@ class LatencyTable:
             return
         import fcntl
 
+        from nas_harness._config import open_lock
+
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_name(self.path.name + ".lock"), "a+") as fh:
+        lock = self.path.with_name(self.path.name + ".lock")
+        with open_lock(lock, f"latency table lock {str(lock)!r}") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             self._lock_depth += 1
             try:

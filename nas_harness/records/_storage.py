@@ -35,6 +35,10 @@ CONNECT_TIMEOUT_S = 10
 #: A PostgreSQL server whose host is gone after login is noticed within about this many seconds (TCP keepalives
 #: and ``tcp_user_timeout``): no query then waits for ever.
 PG_DEAD_PEER_S = 60
+#: Seconds a database server gets, after the login, to answer the probe that lists its tables (before any work
+#: and before anything is written): a server or proxy that accepts the connection and the login and then never
+#: answers a query is one line after it instead of a hang.
+ANSWER_TIMEOUT_S = 10
 
 
 def connect_args(url: str) -> dict[str, Any]:
@@ -129,17 +133,58 @@ def check_reachable(url: str, what: str = "run.storage") -> None:
         if jpath is not None:
             _check_journal_file(jpath, what)
         return
+    probe_server(url, what)
+
+
+def probe_server(url: str, what: str = "run.storage") -> set[str]:
+    """Connect to the database server of ``url``, log in and list the tables of its default schema, all bounded:
+    the connection and the login by :data:`CONNECT_TIMEOUT_S` (the driver's ``connect_timeout``), the answer by
+    :data:`ANSWER_TIMEOUT_S` after the login (the probe runs in a daemon thread; one that does not come back is
+    left behind).  Returns the table names; refuses, in one ConfigError line naming ``what`` and the URL without
+    its password, a server that cannot be reached, refuses the login or never answers, and a database of another
+    application (tables Optuna does not make: :data:`OPTUNA_TABLES`) before anything is added to it."""
     import sqlalchemy
 
-    try:
-        engine = sqlalchemy.create_engine(sqlalchemy_url(url), connect_args=connect_args(url))
+    state: dict[str, Any] = {}
+
+    def probe() -> None:
         try:
-            with engine.connect():
-                pass
-        finally:
-            engine.dispose()
-    except Exception as exc:  # no driver, no server, a refused login, a bad URL
+            engine = sqlalchemy.create_engine(sqlalchemy_url(url), connect_args=connect_args(url),
+                                              poolclass=sqlalchemy.pool.NullPool)
+            sqlalchemy.event.listen(engine, "connect", lambda *_: state.setdefault("login", time.monotonic()),
+                                    insert=True)  # before the dialect's own first queries
+            try:
+                with engine.connect() as con:
+                    state["tables"] = set(sqlalchemy.inspect(con).get_table_names())
+            finally:
+                engine.dispose()
+        except BaseException as exc:  # no driver, no server, a refused login, a bad URL
+            state["error"] = exc
+
+    t = threading.Thread(target=probe, name="nas-harness-storage-probe", daemon=True)
+    t0 = time.monotonic()
+    t.start()
+    while t.is_alive():
+        t.join(0.05)
+        login = state.get("login")
+        if login is None and time.monotonic() - t0 > 3 * CONNECT_TIMEOUT_S + 5:  # the driver's bound, as a backstop
+            raise ConfigError(f"{what}: {redact(url)} did not accept the connection and the login within "
+                              f"{3 * CONNECT_TIMEOUT_S + 5} s; nothing was written")
+        if login is not None and time.monotonic() - login > ANSWER_TIMEOUT_S:
+            raise ConfigError(f"{what}: {redact(url)} accepted the connection and the login but did not answer a "
+                              f"query within {ANSWER_TIMEOUT_S} s (a stuck server or proxy?); nothing was written")
+    if "error" in state:
+        exc = state["error"]
+        if not isinstance(exc, Exception):
+            raise exc
         raise ConfigError(_cannot_open(url, what, exc)) from None
+    tables: set[str] = state["tables"]
+    foreign = foreign_tables(tables)
+    if foreign:
+        raise ConfigError(f"{what}: {redact(url)} is another application's database (it has tables Optuna does not "
+                          f"make: {', '.join(sorted(foreign)[:5])}); nothing was added to it; choose another "
+                          "--storage")
+    return tables
 
 
 def _sqlite_reader(path: Path, what: str) -> Any:
@@ -216,6 +261,8 @@ def check_writable(url: str, what: str = "run.storage") -> None:
                           "at most 255")
     check_dir_writable(folder, what, target=path)
     check_regular(path, f"{what}: {str(path)!r}")
+    lock = lock_file(path)
+    check_regular(lock, f"{what}: lock file {str(lock)!r}")  # refused before the storage is made, not after
     if path.exists() and not os.access(path, os.W_OK):
         raise ConfigError(f"{what}: {str(path)!r} is not writable; choose another --storage or --results-dir")
 
@@ -255,8 +302,10 @@ def open_storage(url: str, what: str = "run.storage", *, create: bool = True) ->
             _check_sqlite_file(spath, what)
             creator = functools.partial(_sqlite_connect, str(spath)) if create else _sqlite_reader(spath, what)
             kwargs["engine_kwargs"] = {"creator": creator}
-        elif connect_args(url):
-            kwargs["engine_kwargs"] = {"connect_args": connect_args(url)}
+        else:  # a database server: bounded, and never another application's database
+            probe_server(url, what)
+            if connect_args(url):
+                kwargs["engine_kwargs"] = {"connect_args": connect_args(url)}
         if not create:
             kwargs["skip_table_creation"] = True  # a reader never writes, not even the schema
         return _rdb_storage(sqlalchemy_url(url), kwargs)
@@ -334,8 +383,8 @@ OPTUNA_TABLES = frozenset({
 
 
 def _foreign_tables(path: Path) -> set[str]:
-    """Tables of the SQLite file ``path`` that are not Optuna's (read without writing anything); a file with
-    tables but not Optuna's ``version_info`` counts as foreign as a whole."""
+    """Tables of the SQLite file ``path`` that are not Optuna's (read without writing anything;
+    :func:`foreign_tables`)."""
     import os
     import sqlite3
 
@@ -350,9 +399,14 @@ def _foreign_tables(path: Path) -> set[str]:
             con.close()
     except sqlite3.Error:
         return set()  # damaged: Optuna's open names it
-    if not tables:
-        return set()
-    extra = tables - OPTUNA_TABLES
+    return foreign_tables(tables)
+
+
+def foreign_tables(tables: set[str]) -> set[str]:
+    """Which of a database's ``tables`` Optuna does not make (:data:`OPTUNA_TABLES`); a database with a
+    ``studies`` table but not Optuna's ``version_info`` counts as foreign as a whole.  Empty for an empty
+    database and for Optuna's own."""
+    extra = set(tables) - OPTUNA_TABLES
     if not extra and "version_info" not in tables and "studies" in tables:
         extra = {"studies (not Optuna's: no version_info)"}
     return extra
@@ -373,6 +427,7 @@ def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = Fa
 
     label = f"{what}: {str(path)!r}"
     check_regular(path, label)
+    check_journal_lock(path, what)
     if not path.is_file() or path.stat().st_size == 0:
         return
     if path.stat().st_size > MAX_JOURNAL_BYTES:
@@ -397,6 +452,40 @@ def _check_journal_file(path: Path, what: str = "run.storage", repair: bool = Fa
                                   "--storage")
     if repair and end < path.stat().st_size:
         _cut_torn_tail(path, label)
+
+
+def check_journal_lock(path: Path, what: str = "run.storage") -> None:
+    """Refuse, in one line, a journal lock file (``<journal>.lock``) that is not Optuna's: Optuna's lock is a
+    symlink to the journal, made and removed by the worker that holds it (one left by a killed worker is taken
+    over after 30 s).  Anything else there (a FIFO, a device, a folder, a regular file, or a symlink to anything
+    but the journal) would make every append wait 30 s and then rename or delete it."""
+    import os
+    import stat
+
+    from optuna.storages.journal._file import LOCK_FILE_SUFFIX
+
+    lock = Path(f"{path}{LOCK_FILE_SUFFIX}")
+    label = f"{what}: journal lock {str(lock)!r}"
+    try:
+        mode = os.lstat(lock).st_mode
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ConfigError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if not stat.S_ISLNK(mode):
+        from nas_harness._config import _file_kind
+
+        kind = "a regular file" if stat.S_ISREG(mode) else _file_kind(mode)
+        raise ConfigError(f"{label} is {kind}, not Optuna's lock (a symlink to the journal); move it away")
+    try:
+        same = path.exists() and os.path.samefile(lock, path)
+    except FileNotFoundError:
+        return  # released by its holder while we looked
+    except OSError:
+        same = False
+    if not same and os.path.lexists(lock):
+        target = os.readlink(lock) if os.path.islink(lock) else "?"
+        raise ConfigError(f"{label} is a symlink to {target!r}, not to the journal (Optuna's lock); move it away")
 
 
 def _cut_torn_tail(path: Path, label: str) -> None:
@@ -457,6 +546,11 @@ def _journal_backend(path: Path, what: str) -> Any:
     return _Backend(str(path))
 
 
+def lock_file(path: Path) -> Path:
+    """The file a :class:`StorageLock` of the SQLite or journal file ``path`` holds its ``flock`` on."""
+    return Path(f"{path}.nas-lock")
+
+
 class StorageLock:
     """Cross-process mutex for one storage (see the module docstring); re-entrant within a thread."""
 
@@ -466,7 +560,7 @@ class StorageLock:
         self._depth = 0
         self._handle: Any = None
         file = sqlite_path(url) or journal_path(url)
-        self._file = Path(f"{file}.nas-lock") if file is not None else None
+        self._file = lock_file(file) if file is not None else None
         scheme = url.partition("://")[0].split("+")[0]
         self._kind = "file" if self._file is not None else scheme if scheme in ("postgresql", "postgres",
                                                                                "mysql") else "local"
@@ -508,8 +602,10 @@ class StorageLock:
             import fcntl
 
             assert self._file is not None
+            from nas_harness._config import open_lock
+
             self._file.parent.mkdir(parents=True, exist_ok=True)
-            fh = open(self._file, "a+")  # noqa: SIM115 - held until release
+            fh = open_lock(self._file, f"run.storage: lock file {str(self._file)!r}")  # held until release
             fcntl.flock(fh, fcntl.LOCK_EX)
             self._handle = fh
         elif self._kind in ("postgresql", "postgres", "mysql"):

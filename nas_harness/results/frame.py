@@ -217,12 +217,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     check_stored_study(study)
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        problem = stored_problem(a)
-        if problem is not None:
-            key, value, allowed = problem
-            raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}, trial {t.number}: stored "
-                              f"{key} = {_short(value)} is not {allowed} (changed outside nas-harness?); nothing is "
-                              "reported from a damaged study")
+        check_stored_trial(study, t)
         rec = TrialRecord.from_attrs(a)
         state = t.state.name
         ref = rec.reference or None
@@ -291,6 +286,24 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         choice_columns=[k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names],
     )
     return df
+
+
+def damaged(study: Any, key: str, value: Any, allowed: str, trial: int | None = None) -> ConfigError:
+    """The one line for a stored value that is not what nas-harness writes (changed behind its back): it names
+    the storage (without its password), the study, the trial (where it is a trial's) and the key, the value
+    and what is allowed (worded as :func:`nas_harness.records.check_study_attrs` words a study attribute).
+    Every reader of stored trial attributes, and of keys inside a study attribute, raises it."""
+    where = f"study {study.study_name!r}" + (f", trial {trial}" if trial is not None else "")
+    return ConfigError(f"storage {storage_label(study)}: {where}: stored {key} = {_short(value)} is not {allowed} "
+                       "(changed outside nas-harness?)")
+
+
+def check_stored_trial(study: Any, trial: Any) -> None:
+    """Refuse (:func:`damaged`) a trial whose stored record has a value of the wrong type or range
+    (:func:`nas_harness.records.stored_problem`)."""
+    problem = stored_problem(trial.user_attrs)
+    if problem is not None:
+        raise damaged(study, *problem, trial=trial.number)
 
 
 def check_stored_study(study: Any) -> None:

@@ -57,11 +57,18 @@ def scaling_rows(study: Any) -> list[dict[str, Any]]:
     from nas_harness.records import TrialRecord
 
     rows = []
+    from nas_harness.results.frame import check_stored_trial, damaged
+
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        check_stored_trial(study, t)
         rec = TrialRecord.from_attrs(t.user_attrs)
         if rec.val_acc is None or rec.arch is None:
             continue
         ua = t.user_attrs
+        for key in ("alpha", "beta", "gamma", "resolution"):
+            v = ua.get(key)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1e6):
+                raise damaged(study, key, v, "a positive number", t.number)
         rows.append({"alpha": float(t.params.get("alpha", ua.get("alpha", math.nan))),
                      "beta": float(t.params.get("beta", ua.get("beta", math.nan))),
                      "gamma": float(t.params.get("gamma", ua.get("gamma", math.nan))),

@@ -44,7 +44,8 @@ class CurvesStore(JobStore):
             threads = stored_threads if stored_threads is not None else fixed_jobs_threads(cfg)
         train = cfg.train.replace(threads=threads)
         super().bind(cfg.replace_train(train).recipe(), {k: str(p.arch) for k, p in cfg.networks().items()},
-                     kind="scaling_curves", attrs={"config": stored_settings(cfg)}, what="runs of scaling curves")
+                     kind="scaling_curves", attrs={"config": stored_settings(cfg)}, what="runs of scaling curves",
+                     data=cfg.data)
         return train
 
 

@@ -109,11 +109,9 @@ def data_identity(cfg: StudyConfig) -> str | None:
     labels of every split, not where they live) where the data comes from a folder the user names
     (``data.root``: image folders, CIFAR, a Fashion-MNIST copy); None for the built-in data sets, whose studies
     keep their comparability records unchanged."""
-    if cfg.data.root is None:
-        return None
-    from nas_harness.data import load_proxy
+    from nas_harness.data import content_fingerprint
 
-    return load_proxy(cfg.data).fingerprint()
+    return content_fingerprint(cfg.data)
 
 
 def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: Any,

@@ -55,8 +55,11 @@ def step_archs(space: SearchSpace, sampling: str, n_random: int, seed: int, step
 @contextlib.contextmanager
 def file_lock(path: Path, log: Callable[[str], None] | None = None) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created); says once when it has to wait for another process."""
+    from nas_harness._config import open_lock
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    fh = open_lock(path, f"supernet: training lock {str(path)!r}")
+    fd = fh.fileno()
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -66,7 +69,7 @@ def file_lock(path: Path, log: Callable[[str], None] | None = None) -> Iterator[
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
     finally:
-        os.close(fd)  # releases the lock (also when the process dies)
+        fh.close()  # releases the lock (also when the process dies)
 
 
 def load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:

@@ -129,7 +129,7 @@ class StudyTracking:
             return
 
         def log(tr: Tracker) -> None:
-            e = entry_of_trial(trial, self.value_names, self.secrets)
+            e = entry_of_trial(trial, self.value_names, self.secrets, f"study {self.study!r}")
             if e is not None:
                 tr.log_trial(e)
 
@@ -151,7 +151,7 @@ class StudyTracking:
             for t in trials:
                 if str(t.number) in have:
                     continue
-                e = entry_of_trial(t, self.value_names, self.secrets)
+                e = entry_of_trial(t, self.value_names, self.secrets, f"study {self.study!r}")
                 if e is not None and tr.log_trial(e):
                     n += 1
             done[0] = done[0] or n

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from nas_harness.errors import ConfigError
 from nas_harness.records import TrialRecord, scrub
 
 #: Longest text value logged (MLflow's param limit is 6000 characters).
@@ -115,12 +116,23 @@ def entry(key: str, name: str, state: str, record: TrialRecord, *, values: Seque
                       curves={k: c for k, c in curves.items() if c})
 
 
-def entry_of_trial(trial: Any, value_names: Sequence[str] = (), secrets: Iterable[str] = ()) -> TrialEntry | None:
+def entry_of_trial(trial: Any, value_names: Sequence[str] = (), secrets: Iterable[str] = (),
+                   where: str | None = None) -> TrialEntry | None:
     """The entry of a finished Optuna trial of a search, None for one that is not a result (still running,
-    or failed because its worker died: its retry is the result)."""
+    or failed because its worker died: its retry is the result).  A stored value of the wrong type or range
+    (:func:`nas_harness.records.stored_problem`) is a ConfigError naming ``where`` (the study), the trial and
+    the key."""
     from optuna.trial import TrialState
 
     state = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned", TrialState.FAIL: "fail"}.get(trial.state)
+    from nas_harness.records import stored_problem
+
+    problem = stored_problem(trial.user_attrs)
+    if problem is not None:  # a tampered value is one line (the tracker is dropped), never logged as a metric
+        key, value, allowed = problem
+        text = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+        raise ConfigError(f"{where or 'study'}, trial {trial.number}: stored {key} = {text} is not {allowed} "
+                          "(changed outside nas-harness?); not logged")
     record = TrialRecord.from_attrs(trial.user_attrs)
     if state is None or record.interrupted:
         return None

@@ -59,8 +59,10 @@ def _folder_lock(folder: Path | None) -> Iterator[None]:
         return
     import fcntl
 
+    from nas_harness._config import open_lock
+
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / ".lock", "a") as f:
+    with open_lock(folder / ".lock", f"tracking: lock file {str(folder / '.lock')!r}") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield

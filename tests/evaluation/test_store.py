@@ -22,7 +22,7 @@ def test_bind_records_and_refuses_another_recipe_or_arch(tmp_path: Path) -> None
     again = JobStore(url, "s")
     again.bind({"train": {"epochs": 1}}, {"b": "arch-b"}, kind="confirm")  # new groups may join
     assert again.study.user_attrs["archs"] == {"a": "arch-a", "b": "arch-b"}
-    with pytest.raises(ConfigError, match=r"different recipe \(train changed\)"):
+    with pytest.raises(ConfigError, match=r"different recipe \(train\.epochs changed"):
         again.bind({"train": {"epochs": 2}}, {}, kind="confirm")
     with pytest.raises(ConfigError, match=r"job 'a' is stored in .* as a different arch"):
         again.bind({"train": {"epochs": 1}}, {"a": "other"}, kind="confirm")
