@@ -129,6 +129,22 @@ class BenchmarkTable:
 
 
 @functools.cache
+def _published() -> dict[str, Any]:
+    """The packaged file as read (gzip JSON; no code runs)."""
+    return json.loads(gzip.decompress(DATA_FILE.read_bytes()))
+
+
+def records_with(column: str | None = None) -> int:
+    """How many unique archs of the packaged table have a measurement in ``column`` (a :data:`PERF_COLUMNS` name,
+    ``macs_thop``, or None for all), from the file alone (fast: no table is built)."""
+    doc = _published()
+    at = {c: i for i, c in enumerate(doc["columns"])}
+    raw = {"macs_thop": "macs_m"}.get(column or "", column)
+    have = {r[at["choices"]] for r in doc["rows"] if raw is None or r[at[raw]] is not None}
+    return len(have)
+
+
+@functools.cache
 def accel_nasbench() -> BenchmarkTable:
     """The packaged Accel-NASBench table (5,125 unique archs from 5,138 records; cached per process).
 
@@ -136,7 +152,7 @@ def accel_nasbench() -> BenchmarkTable:
     thop's convention), ``macs`` (fvcore's convention, analytic, as every study records) and
     :data:`PERF_COLUMNS`.  Reads gzip JSON only (no code runs).
     """
-    doc = json.loads(gzip.decompress(DATA_FILE.read_bytes()))
+    doc = _published()
     cols = doc["columns"]
     at = {c: i for i, c in enumerate(cols)}
     groups: dict[str, list[list[Any]]] = {}
