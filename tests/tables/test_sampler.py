@@ -146,3 +146,15 @@ def test_a_table_study_on_ray(tmp_path: Path, ray_local: None) -> None:
     for t, i in zip(trials, rows):
         assert t.user_attrs["backend"] == "ray" and t.user_attrs["arch"] == table.archs[i]
         assert t.values == [table.row(i)["val_acc"], table.row(i)["macs_thop"]]
+
+
+@pytest.mark.slow
+def test_two_workers_never_take_the_same_record(tmp_path: Path) -> None:
+    """Two worker processes on one table study (each trial takes milliseconds, so they ask all the time): every
+    record is chosen inside study.ask(), under the study's lock, so none is taken twice."""
+    cfg = validate(_table_study(tmp_path, "anb-workers", sampler={"kind": "tpe", "n_startup_trials": 3},
+                                objective={"kind": "accuracy"}, run={"n_trials": 16, "workers": 2}))
+    summary = run_search(cfg)
+    assert summary.workers == 2 and summary.n_complete == 16
+    rows = [t.system_attrs[ROW_KEY] for t in _trials(cfg)]
+    assert len(rows) == 16 and len(set(rows)) == 16
