@@ -158,3 +158,11 @@ def test_two_workers_never_take_the_same_record(tmp_path: Path) -> None:
     assert summary.workers == 2 and summary.n_complete == 16
     rows = [t.system_attrs[ROW_KEY] for t in _trials(cfg)]
     assert len(rows) == 16 and len(set(rows)) == 16
+
+
+def test_the_shipped_table_study_minimises_the_tables_fpga_latency() -> None:
+    from nas_harness.study.config import load_study
+
+    cfg = load_study(Path(__file__).resolve().parents[2] / "studies" / "accel_nasbench_table.toml")
+    assert cfg.evaluator.kind == "table" and cfg.sampler.table == "accel_nasbench"
+    assert cfg.objective.metric_names == ["val_acc", "latency_zcu102"]
