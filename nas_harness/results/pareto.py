@@ -33,7 +33,7 @@ _PLATFORM_NAMES = {"tpuv2": "TPUv2", "tpuv3": "TPUv3", "a100": "A100", "3090": "
 #: How each cost is named in sentences and axis titles.
 COST_NAMES = {"macs": "MACs", "params": "parameters", "latency_ms": "latency", "macs_thop": "MACs (thop)",
               **{f"latency_{p}": f"{_PLATFORM_NAMES[p]} latency" for p in ("zcu102", "vck190")},
-              **{f"ms_per_image_{p}": f"{_PLATFORM_NAMES[p]} time per image (1 / throughput)" for p in TABLE_PLATFORMS}}
+              **{f"ms_per_image_{p}": f"{_PLATFORM_NAMES[p]} time per image, 1/throughput" for p in TABLE_PLATFORMS}}
 METRICS = ("val_acc", "val_acc_final", "test_acc", "reward")
 
 

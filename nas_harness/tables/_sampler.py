@@ -27,7 +27,7 @@ history by the proposal TPE made for it; once it finishes, by its record.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -56,72 +56,95 @@ def nearest_unseen(features: np.ndarray, x: np.ndarray, seen: np.ndarray, rng: n
     return int(best[0] if len(best) == 1 else rng.choice(best))
 
 
-class RecordSampler(BaseSampler):
-    """An Optuna sampler that makes every trial one of ``table``'s records.
+class SpaceCodec:
+    """A study's trial parameters (:class:`~nas_harness.space.SearchSpace`'s) <-> a table's records: every table
+    arch must be a member of ``space`` (:func:`~nas_harness.tables._data.check_space`)."""
 
-    ``base``: the sampler whose proposals are mapped; ``distributions``: every parameter of a trial (name ->
-    Optuna distribution, in the order proposals are drawn); ``encode(params)``: a proposal's coordinates, shape
-    (d,), compared with ``features`` (shape (N, d), row i = record i); ``decode(i)``: the parameters of record
-    i; ``row_of(params)``: the record an enqueued trial's parameters give (None if none); ``seed``: the
-    generator of ties and of the random permutation; ``exclude`` (bool, shape (N,)): records never proposed
-    (e.g. those without the study's cost).  Use :meth:`for_space` (a study) or :meth:`for_features`
-    (the benchmark) to make one.
+    def __init__(self, table: BenchmarkTable, space: Any) -> None:
+        from optuna.distributions import CategoricalDistribution
+
+        self.table, self.space = table, space
+        self.distributions = {n: CategoricalDistribution(c) for n, c in space.param_grid().items()}
+        self.features = table.features
+
+    def encode(self, params: Mapping[str, Any]) -> np.ndarray:
+        """The coordinates of a proposal (:func:`arch_features` of its arch), shape (d,)."""
+        return np.array(arch_features(self.space.arch_from_params(params)), dtype=float)
+
+    def decode(self, row: int) -> dict[str, Any]:
+        """The parameters of record ``row``."""
+        return self.space.params_of(parse_arch(self.table.archs[row]))
+
+    def row_of(self, params: Mapping[str, Any]) -> int | None:
+        """The record a trial's parameters give (None: not a record, or parameters of another space)."""
+        try:
+            return self.table.index(self.space.arch_from_params(params))
+        except ConfigError:
+            return None
+
+
+class FeatureCodec:
+    """Any table (a recorded one too): one categorical parameter ``fNN`` per feature column the table varies
+    (column NN of :func:`arch_features`)."""
+
+    def __init__(self, table: BenchmarkTable) -> None:
+        from optuna.distributions import CategoricalDistribution
+
+        F = table.features
+        self.cols = [j for j in range(F.shape[1]) if len(np.unique(F[:, j])) > 1]
+        self.names = [f"f{j:02d}" for j in self.cols]
+        self.distributions = {n: CategoricalDistribution([float(v) for v in np.unique(F[:, j])])
+                              for n, j in zip(self.names, self.cols)}
+        self.features = F[:, self.cols]
+        self._rows = {tuple(r): i for i, r in enumerate(self.features.tolist())}
+
+    def encode(self, params: Mapping[str, Any]) -> np.ndarray:
+        return np.array([params[n] for n in self.names], dtype=float)
+
+    def decode(self, row: int) -> dict[str, Any]:
+        return {n: float(v) for n, v in zip(self.names, self.features[row])}
+
+    def row_of(self, params: Mapping[str, Any]) -> int | None:
+        return self._rows.get(tuple(float(params[n]) for n in self.names)) if set(self.names) <= set(params) else None
+
+
+class RecordSampler(BaseSampler):
+    """An Optuna sampler that makes every trial one of ``table``'s records (the rule: module docstring).
+
+    ``base``: the sampler whose proposals are mapped; ``codec``: the trial's parameters (``distributions``, in
+    the order proposals are drawn) and how they map to records (``features``, shape (N, d); ``encode(params)``,
+    ``decode(row)``, ``row_of(params)``): :class:`SpaceCodec` for a study, :class:`FeatureCodec` for the
+    benchmark; ``seed``: the generator of ties and of the random permutation; ``exclude`` (bool, shape (N,)):
+    records never proposed (e.g. those without the study's cost).  Picklable (a Ray searcher may be saved).
     """
 
-    def __init__(self, base: Any, table: BenchmarkTable, distributions: Mapping[str, Any],
-                 features: np.ndarray, encode: Callable[[Mapping[str, Any]], np.ndarray],
-                 decode: Callable[[int], dict[str, Any]], row_of: Callable[[Mapping[str, Any]], int | None],
-                 seed: int, exclude: np.ndarray | None = None) -> None:
+    def __init__(self, base: Any, table: BenchmarkTable, codec: SpaceCodec | FeatureCodec, seed: int,
+                 exclude: np.ndarray | None = None) -> None:
         self.base = base
-        self.exclude = np.zeros(len(table), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
         self.table = table
-        self.distributions = dict(distributions)
-        self.features = features
-        self.encode, self.decode, self.row_of = encode, decode, row_of
+        self.codec = codec
+        self.exclude = np.zeros(len(table), dtype=bool) if exclude is None else np.asarray(exclude, dtype=bool)
         self.uniform = isinstance(base, RandomSampler)
         self.seed = seed
         self._rng = np.random.default_rng([seed, 0x7AB1E])  # ties of the nearest-record rule
         self._perm: np.ndarray | None = None
         self._chosen: dict[int, int] = {}  # trial id -> row, for trials this sampler chose
 
-    # ------------------------------------------------------------------------------------- constructors
+    @property
+    def distributions(self) -> dict[str, Any]:
+        """Every parameter of a trial (name -> Optuna distribution)."""
+        return self.codec.distributions
+
     @classmethod
     def for_space(cls, base: Any, table: BenchmarkTable, space: Any, seed: int,
                   exclude: np.ndarray | None = None) -> RecordSampler:
-        """For a study: the trial's parameters are the :class:`~nas_harness.space.SearchSpace`'s (every table arch
-        must be a member: :func:`~nas_harness.tables._data.check_space`)."""
-        from optuna.distributions import CategoricalDistribution
-
-        dists = {name: CategoricalDistribution(choices) for name, choices in space.param_grid().items()}
-        features = table.features
-
-        def row_of(params: Mapping[str, Any]) -> int | None:
-            try:
-                return table.index(space.arch_from_params(params))
-            except Exception:  # parameters of another space: not a record
-                return None
-
-        return cls(base, table, dists, features,
-                   encode=lambda p: np.array(arch_features(space.arch_from_params(p)), dtype=float),
-                   decode=lambda i: space.params_of(parse_arch(table.archs[i])), row_of=row_of, seed=seed,
-                   exclude=exclude)
+        """For a study: the trial's parameters are ``space``'s."""
+        return cls(base, table, SpaceCodec(table, space), seed, exclude)
 
     @classmethod
     def for_features(cls, base: Any, table: BenchmarkTable, seed: int) -> RecordSampler:
-        """For any table (a recorded one too): one categorical parameter ``fNN`` per feature column the table
-        varies (column NN of :func:`arch_features`)."""
-        from optuna.distributions import CategoricalDistribution
-
-        F = table.features
-        cols = [j for j in range(F.shape[1]) if len(np.unique(F[:, j])) > 1]
-        names = [f"f{j:02d}" for j in cols]
-        dists = {n: CategoricalDistribution([float(v) for v in np.unique(F[:, j])]) for n, j in zip(names, cols)}
-        sub = F[:, cols]
-        rows = {tuple(r): i for i, r in enumerate(sub.tolist())}
-        return cls(base, table, dists, sub,
-                   encode=lambda p: np.array([p[n] for n in names], dtype=float),
-                   decode=lambda i: {n: float(v) for n, v in zip(names, sub[i])},
-                   row_of=lambda p: rows.get(tuple(float(p[n]) for n in names)), seed=seed)
+        """For the benchmark, on any table: one categorical per feature column the table varies."""
+        return cls(base, table, FeatureCodec(table), seed)
 
     # ------------------------------------------------------------------------------------- the rule
     def taken(self, study: Any, exclude: int | None = None) -> np.ndarray:
@@ -134,7 +157,7 @@ class RecordSampler(BaseSampler):
             row = t.system_attrs.get(ROW_KEY)
             if row is None:
                 params = t.system_attrs.get("fixed_params") or t.params
-                row = self.row_of(params) if params else None
+                row = self.codec.row_of(params) if params else None
             if isinstance(row, int) and 0 <= row < len(seen):
                 seen[row] = True
         return seen
@@ -162,7 +185,7 @@ class RecordSampler(BaseSampler):
             if self._perm is None:
                 self._perm = random_order(len(self.table), self.seed)
             return int(self._perm[~seen[self._perm]][0])
-        return nearest_unseen(self.features, self.encode(self._propose(study, trial)), seen, self._rng)
+        return nearest_unseen(self.codec.features, self.codec.encode(self._propose(study, trial)), seen, self._rng)
 
     # ------------------------------------------------------------------------------------- Optuna's sampler API
     def before_trial(self, study: Any, trial: Any) -> None:
@@ -183,7 +206,7 @@ class RecordSampler(BaseSampler):
         row = self._chosen.pop(trial._trial_id, None)
         if row is None:
             return self.base.sample_relative(study, trial, search_space)
-        params = self.decode(row)
+        params = self.codec.decode(row)
         return {n: params[n] for n in search_space}
 
     def sample_independent(self, study: Any, trial: Any, param_name: str, param_distribution: Any) -> Any:

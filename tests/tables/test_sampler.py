@@ -4,6 +4,7 @@ one code path), each record at most once, the stored parameters those of the arc
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -110,6 +111,8 @@ def test_every_record_once_then_proposals_are_not_mapped() -> None:
         study.tell(trial, float(np.random.default_rng(len(got)).random()))
     assert sorted(got[:3]) == keep
     assert ROW_KEY not in study.trials[3].system_attrs
+    again = pickle.loads(pickle.dumps(sampler))  # a Ray searcher holding it may be saved
+    assert again.taken(study).sum() == len(table)
 
 
 def test_an_enqueued_record_is_taken_and_an_over_budget_record_is_rejected_with_its_table_cost(tmp_path: Path
