@@ -190,8 +190,8 @@ class RecordSampler(BaseSampler):
     # ------------------------------------------------------------------------------------- Optuna's sampler API
     def before_trial(self, study: Any, trial: Any) -> None:
         self.base.before_trial(study, trial)
-        if "fixed_params" in trial.system_attrs:
-            return  # enqueued: evaluated as given
+        if "fixed_params" in trial.system_attrs or ROW_KEY in trial.system_attrs or trial.params:
+            return  # enqueued: evaluated as given; or a trial whose record was chosen already
         row = self.choose(study, trial)
         if row is not None:
             study._storage.set_trial_system_attr(trial._trial_id, ROW_KEY, row)
