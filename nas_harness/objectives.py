@@ -2,7 +2,10 @@
 
 The cost is MACs (analytic), parameters, or measured latency (``cost = "latency"``: milliseconds predicted from
 the per-device lookup table of :mod:`nas_harness.latency`, before training, with the study's ``[latency]``
-settings).
+settings).  A study on a benchmark table (``[evaluator] kind = "table"``) may instead name one of the table's
+measurements, ``cost = "table:<column>"`` (:data:`TABLE_COSTS`): MACs in thop's convention, an accelerator's
+measured latency (ms), or its measured throughput, minimised as milliseconds per image (1000 / throughput, so
+every cost is "lower is better" and the Pareto front is the same as for maximising throughput).
 
 * ``reward``: maximise ACC x (COST/T)^w with w = alpha if COST <= T else beta (MnasNet, Tan et al. 2019,
   Eq. 2; soft constraint alpha = beta = -0.07, hard alpha = 0, beta = -1); COST is MACs (T = target_macs) or
@@ -31,8 +34,17 @@ _UNKNOWN_COST = 1e9
 _EXPONENTS = {"soft": (-0.07, -0.07), "hard": (0.0, -1.0)}
 _MAX_COST = 1e15
 _MAX_MS = 1e7
+#: Accelerators whose throughput (and, for the FPGAs, latency) the Accel-NASBench table measured.
+TABLE_PLATFORMS = ("tpuv2", "tpuv3", "a100", "3090", "zcu102", "vck190")
+#: ``cost = "table:<column>"`` (evaluator.kind = "table") -> the trial-record key holding it: the table's own
+#: MACs (thop's convention), latency in ms, and throughput as ms per image (1000 / images per second).
+TABLE_COSTS = {"table:macs_thop": "macs_thop", "table:latency_zcu102": "latency_zcu102",
+               "table:latency_vck190": "latency_vck190",
+               **{f"table:throughput_{p}": f"ms_per_image_{p}" for p in TABLE_PLATFORMS}}
 #: Objective cost -> the trial-record key holding it.
-COST_KEYS = {"macs": "macs", "params": "params", "latency": "latency_ms"}
+COST_KEYS = {"macs": "macs", "params": "params", "latency": "latency_ms", **TABLE_COSTS}
+#: Record keys of the costs measured in milliseconds.
+MS_COSTS = frozenset(k for k in COST_KEYS.values() if k not in ("macs", "params", "macs_thop"))
 
 
 def mnasnet_reward(acc: float, macs: float, target: float, alpha: float = -0.07, beta: float = -0.07) -> float:
@@ -95,10 +107,11 @@ class Objective(ConfigModel):
     max_latency_ms: Annotated[Num, Field(ge=0, le=_MAX_MS, description=(
         "applies to kind = 'budget' or 'multi' only: latency budget in ms, checked from the latency table before "
         "training"))] = 0.0
-    cost: Annotated[Literal["macs", "params", "latency"], Field(description=(
+    cost: Annotated[Literal[tuple(COST_KEYS)], Field(description=(  # type: ignore[valid-type]
         "the cost: reward: what target_macs / target_ms bounds ('macs' or 'latency'); multi: the second objective; "
-        "budget and accuracy: the cost axis of figures and reports; 'latency' uses the [latency] settings"))
-                    ] = "macs"
+        "budget and accuracy: the cost axis of figures and reports; 'latency' uses the [latency] settings; "
+        "'table:<column>' (evaluator.kind = 'table' only): the table's measured MACs (thop), latency (ms) or "
+        "throughput (minimised as ms per image = 1000 / throughput)"))] = "macs"
 
     _inert: ClassVar[Rules] = inert(
         target_macs=lambda o: o.kind != "reward" or o.cost != "macs",
@@ -115,8 +128,8 @@ class Objective(ConfigModel):
     def _budget_needs_a_limit(self) -> Objective:
         if self.kind == "budget" and not (self.max_macs or self.max_params or self.max_latency_ms):
             raise bad("max_macs", "the budget objective needs max_macs, max_params and/or max_latency_ms > 0")
-        if self.kind == "reward" and self.cost == "params":
-            raise bad("cost", "'params' is not a reward cost; allowed with kind = 'reward': 'macs', 'latency'")
+        if self.kind == "reward" and self.cost not in ("macs", "latency"):
+            raise bad("cost", f"{self.cost!r} is not a reward cost; allowed with kind = 'reward': 'macs', 'latency'")
         if self.kind == "reward" and self.cost == "latency" and self.target_ms is None:
             raise bad("target_ms", "required with kind = 'reward' and cost = 'latency': the latency target T in ms "
                                    "(MnasNet used 75 ms on a Pixel 1)")
@@ -140,8 +153,13 @@ class Objective(ConfigModel):
 
     @property
     def cost_key(self) -> str:
-        """The trial-record key of the cost: ``macs``, ``params`` or ``latency_ms``."""
+        """The trial-record key of the cost: ``macs``, ``params``, ``latency_ms`` or a table's (:data:`TABLE_COSTS`)."""
         return COST_KEYS[self.cost]
+
+    @property
+    def table_cost(self) -> bool:
+        """Whether the cost is a benchmark table's measurement (``table:<column>``)."""
+        return self.cost in TABLE_COSTS
 
     @property
     def uses_latency(self) -> bool:
@@ -218,4 +236,6 @@ class Objective(ConfigModel):
                                     f"latency <= {b.max_latency_ms:.3g} ms" if b.max_latency_ms else "") if x)
         if self.kind == "budget":
             return f"maximise val_acc subject to {lim}"
-        return f"maximise val_acc, minimise {self.cost}" + (f" subject to {lim}" if lim else "")
+        cost = self.cost if not self.table_cost or self.cost_key == self.cost[6:] else (
+            f"{self.cost_key} (1000 / {self.cost[6:]})")
+        return f"maximise val_acc, minimise {cost}" + (f" subject to {lim}" if lim else "")

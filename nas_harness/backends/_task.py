@@ -3,7 +3,8 @@
 :class:`StudyTask` is picklable (it is shipped to Ray workers) and turns an arch into an
 :class:`~nas_harness.records.Outcome`: over-budget candidates are rejected from the analytic count (and the
 latency table, when latency is a cost or a budget) before any training (``rejected = "over_budget"``),
-everything else goes through :func:`nas_harness.trial.run_trial` with the study's evaluator.
+everything else goes through :func:`nas_harness.trial.run_trial` with the study's evaluator.  The costs the
+evaluator knows before evaluating (a benchmark table's measurements) are part of the record from the start.
 """
 
 from __future__ import annotations
@@ -96,6 +97,9 @@ class StudyTask:
                           versions=library_versions(), backend=self.backend, evaluator=evaluator.kind,
                           evaluator_id=evaluator.fingerprint,
                           threads=self.train.threads if isinstance(self.train.threads, int) else None)
+        known = evaluator.known_costs(arch)  # e.g. a benchmark table's measured latency of the arch
+        if known:
+            rec = rec.with_extra(**known)
         if self.latency is not None:
             from nas_harness.latency import predictor_for
 
@@ -115,7 +119,10 @@ class StudyTask:
         cons = obj.budget.values(rec.macs, rec.params, rec.latency_ms) if obj.budget.active else None
         if cons is not None and any(c > 0 for c in cons):
             rec = rec.replace(rejected=REJECTED_OVER_BUDGET, wall_time_s=time.perf_counter() - t0)
-            return Outcome("complete", obj.rejected_values(rec.to_attrs()), rec, cons)
+            try:
+                return Outcome("complete", obj.rejected_values(rec.to_attrs()), rec, cons)
+            except ValueError as exc:  # a cost only an evaluation gives (an arch the table lacks): no values
+                return Outcome("fail", None, rec.replace(rejected=None, fail_reason=f"over budget, and {exc}"))
 
         progress: dict[str, Any] = {"best": 0.0, "last": 0.0, "epochs": 0}
 
@@ -147,7 +154,10 @@ class StudyTask:
             return Outcome("fail", None, rec)
         rec = result.replace(backend=self.backend, macs_resolution=self.trial.macs_resolution, host=rec.host,
                              latency_ms=rec.latency_ms, latency_device=rec.latency_device)
-        values = obj.values(rec.to_attrs())
+        try:
+            values = obj.values(rec.to_attrs())
+        except ValueError as exc:  # the evaluation gave no value of the cost (a table without this measurement)
+            return Outcome("fail", None, rec.replace(fail_reason=reason(exc)))
         if obj.kind == "reward":
             rec = rec.replace(reward=values[0])
         return Outcome("complete", values, rec, cons)

@@ -3,13 +3,13 @@ that executes every (strategy, seed) pair in parallel processes and stores each 
 
 Rules (stated in the report):
 
-* ``source = "table"`` / ``"recorded"``: a strategy searches the table's records only.  ``random`` draws records
-  uniformly **without replacement** (a seeded permutation).  A model-based sampler proposes a point of the
-  table's space (one categorical per per-stage choice the table varies); the proposal is mapped onto the
-  **nearest unseen record by Hamming distance** (the number of differing choices; ties broken uniformly at
-  random with the run's seeded generator), so no record is counted twice.  The sampler is told the record it
-  got (its parameters and value), not its proposal (the proposal is told as failed, which Optuna's samplers
-  ignore).
+* ``source = "table"`` / ``"recorded"``: a strategy searches the table's records only, by the rule of
+  :class:`~nas_harness.tables.RecordSampler` (the one a study with ``[evaluator] kind = "table"`` follows):
+  ``random`` draws records uniformly **without replacement** (a seeded permutation); a model-based sampler
+  proposes a point of the table's space (one categorical per per-stage choice the table varies) and the
+  proposal is mapped onto the **nearest unseen record by Hamming distance** (the number of differing choices;
+  ties broken uniformly at random with the run's seeded generator), so no record is counted twice.  The trial
+  holds the record's parameters, so the sampler learns from the record it got, not from its proposal.
 * ``source = "surrogate"``: the sampler's proposal (any arch of the space) is scored by the surrogate; archs may
   repeat (a sampler that repeats itself pays for it).
 
@@ -36,7 +36,15 @@ import numpy as np
 from nas_harness._config import read_file
 from nas_harness.benchmark._config import BenchmarkConfig
 from nas_harness.errors import ConfigError
-from nas_harness.tables import BenchmarkTable, accel_nasbench, accel_nasbench_space, table_from_records
+from nas_harness.tables import (
+    ROW_KEY,
+    BenchmarkTable,
+    RecordSampler,
+    accel_nasbench,
+    accel_nasbench_space,
+    random_order,
+    table_from_records,
+)
 
 
 @dataclass(frozen=True)
@@ -163,16 +171,6 @@ def _sampler(strategy: str, seed: int, multi: bool) -> Any:
     raise ConfigError(f"strategies: {strategy!r} is not a strategy")
 
 
-def _table_space(table: BenchmarkTable) -> tuple[list[int], dict[str, Any]]:
-    """Feature columns the table varies, and one Optuna categorical per column."""
-    from optuna.distributions import CategoricalDistribution
-
-    F = table.features
-    cols = [j for j in range(F.shape[1]) if len(np.unique(F[:, j])) > 1]
-    dists = {f"f{j:02d}": CategoricalDistribution([float(v) for v in np.unique(F[:, j])]) for j in cols}
-    return cols, dists
-
-
 def run_one(problem: Problem, strategy: str, seed: int, trials: int) -> dict[str, Any]:
     """One run: the accuracy (and cost) of each trial in order, the archs (table rows or strings), timings."""
     import optuna
@@ -200,32 +198,20 @@ def run_one(problem: Problem, strategy: str, seed: int, trials: int) -> dict[str
 
 def _run_table(table: BenchmarkTable, strategy: str, seed: int, trials: int, directions: list[str],
                cost_col: np.ndarray | None) -> list[int]:
-    rng = np.random.default_rng([seed, 0x7AB1E])
+    """The rows a strategy takes, by :class:`~nas_harness.tables.RecordSampler`'s rule (the one table studies
+    use); random search is its seeded permutation directly (the same rows, without Optuna's per-trial work)."""
     if strategy == "random":
-        return [int(i) for i in rng.permutation(len(table))[:trials]]
+        return [int(i) for i in random_order(len(table), seed)[:trials]]
     import optuna
-    from optuna.trial import TrialState, create_trial
 
-    cols, dists = _table_space(table)
-    names = list(dists)
-    F = table.features[:, cols]
-    study = optuna.create_study(directions=directions, sampler=_sampler(strategy, seed, len(directions) > 1))
-    seen = np.zeros(len(table), dtype=bool)
+    sampler = RecordSampler.for_features(_sampler(strategy, seed, len(directions) > 1), table, seed)
+    study = optuna.create_study(directions=directions, sampler=sampler)
     rows: list[int] = []
     for _ in range(trials):
-        trial = study.ask(dists)
-        x = np.array([trial.params[n] for n in names])
-        d = (x != F).sum(axis=1).astype(float)
-        d[seen] = np.inf
-        best = np.flatnonzero(d == d.min())
-        i = int(best[0] if len(best) == 1 else rng.choice(best))
-        seen[i] = True
+        trial = study.ask(sampler.distributions)
+        i = int(study._storage.get_trial_system_attrs(trial._trial_id)[ROW_KEY])
         rows.append(i)
-        study.tell(trial, state=TrialState.FAIL)
-        values = [float(table.val_acc[i])] + ([float(cost_col[i])] if cost_col is not None else [])
-        frozen = study._storage.get_trial(trial._trial_id)
-        study.add_trial(create_trial(params={n: float(v) for n, v in zip(names, F[i])}, distributions=dists,
-                                     values=values, system_attrs=frozen.system_attrs))
+        study.tell(trial, [float(table.val_acc[i])] + ([float(cost_col[i])] if cost_col is not None else []))
     return rows
 
 

@@ -149,12 +149,19 @@ def run(args: argparse.Namespace) -> int:
 
 def best_line(best: dict, cost: str) -> str:
     """One best trial of the end summary, with the study's cost (``cost``: its trial-record key, ``macs``,
-    ``params`` or ``latency_ms``): ``  best #2 [base]: val_acc=0.3820 params=473,210 reward=0.39  ARCH``."""
+    ``params``, ``latency_ms`` or a benchmark table's): ``  best #2 [base]: val_acc=0.3820 params=473,210
+    reward=0.39  ARCH``."""
+    from nas_harness.objectives import MS_COSTS
+
     value = best.get(cost)
+    if value is None and cost not in ("macs", "params", "latency_ms") and len(best.get("values") or []) == 2:
+        value = best["values"][1]  # a benchmark table's cost: the multi objective's second value
     if value is None:
         shown = f" {cost}=n/a"
     elif cost == "latency_ms":
         shown = f" latency={value:.3g}ms"
+    elif cost in MS_COSTS:
+        shown = f" {cost}={value:.3g}"
     else:
         shown = f" {cost}={int(value):,}"
     extra = f" reward={best['reward']:.4f}" if "reward" in best else ""

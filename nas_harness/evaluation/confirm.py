@@ -51,6 +51,7 @@ from nas_harness.evaluation.recipe import (
     study_recipe,
 )
 from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
+from nas_harness.objectives import MS_COSTS
 from nas_harness.results import COST_NAMES
 from nas_harness.results.stats import (
     ACCURACY,
@@ -357,7 +358,7 @@ _COST_HEAD = {"macs": "MMACs", "params": "params (M)", "latency_ms": "latency ms
 def _cost_cell(v: float, cost: str) -> str:
     if v != v:
         return ""
-    return f"{v:.3g}" if cost == "latency_ms" else f"{v / 1e6:.3f}" if cost == "params" else f"{v / 1e6:.2f}"
+    return f"{v:.3g}" if cost in MS_COSTS else f"{v / 1e6:.3f}" if cost == "params" else f"{v / 1e6:.2f}"
 
 
 def markdown(res: ConfirmResult) -> str:
@@ -366,7 +367,8 @@ def markdown(res: ConfirmResult) -> str:
 
     a = res.analysis
     rec = res.recipe
-    head = ["rank", "arch", "kind", _COST_HEAD[a.cost], "search val % [95% CI]", "seeds", "val % mean ± std", "95% CI",
+    cost_head = _COST_HEAD.get(a.cost, a.cost + (" ms" if a.cost in MS_COSTS else " (M)"))
+    head = ["rank", "arch", "kind", cost_head, "search val % [95% CI]", "seeds", "val % mean ± std", "95% CI",
             "vs best (paired) pp [95% CI]", "front of means"]
     has_test = any(r.test.n for r in a.rows)
     if has_test:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
+from nas_harness.results import COSTS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -202,15 +203,17 @@ class Candidate:
     aliases: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
     latency_ms: float = math.nan
+    costs: dict[str, float] = field(default_factory=dict)  # the search's other cost columns (a table's)
 
     @property
     def name(self) -> str:
         return " = ".join((self.label, *self.aliases))
 
     def cost(self, key: str = "macs") -> float:
-        """The search's cost of this arch in column ``key`` (``macs``, ``params`` or ``latency_ms``; NaN if
-        unknown)."""
-        return {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}[key]
+        """The search's cost of this arch in column ``key`` (``macs``, ``params``, ``latency_ms`` or a benchmark
+        table's measurement kept in :attr:`costs`; NaN if unknown)."""
+        own = {"macs": self.macs, "params": self.params, "latency_ms": self.latency_ms}
+        return own[key] if key in own else self.costs.get(key, math.nan)
 
 
 def _num(v: Any) -> float:
@@ -224,7 +227,8 @@ def _num(v: Any) -> float:
 def _candidate(r: Any, kind: str) -> Candidate:
     return Candidate(job=str(r["arch"]), label=str(r["name"]), kind=kind, arch=str(r["arch"]), macs=_num(r["macs"]),
                      params=_num(r["params"]), search_val=_num(r["val_acc"]), search_val_n=_num(r["val_n"]),
-                     number=int(r["number"]), latency_ms=_num(r.get("latency_ms")))
+                     number=int(r["number"]), latency_ms=_num(r.get("latency_ms")),
+                     costs={k: _num(r.get(k)) for k in COSTS if k not in ("macs", "params", "latency_ms") and k in r})
 
 
 def search_candidates(df: pd.DataFrame, top: int, by: str = "pareto") -> list[Candidate]:

@@ -138,6 +138,11 @@ class Evaluator(ABC):
         long evaluations.  Failures raise :class:`~nas_harness.errors.TrialError`.
         """
 
+    def known_costs(self, arch: Any) -> dict[str, float]:
+        """Costs of ``arch`` this evaluator knows before evaluating it (a benchmark table's measurements), recorded
+        with the trial from the start so budgets and rejections can use them; the default knows none."""
+        return {}
+
     def describe(self) -> str:
         """One line for logs and reports."""
         return self.kind

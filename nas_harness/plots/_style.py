@@ -54,14 +54,14 @@ def new_figure(size: tuple[float, float] = SINGLE_COLUMN, ncols: int = 1) -> tup
 def cost_unit(cost: str, values: Sequence[float]) -> tuple[float, str]:
     """Divisor and axis label for MACs/params so tick numbers stay short: ``(1e6, "MMACs")`` etc."""
     top = max((float(v) for v in values if v == v), default=0.0)
-    if cost == "macs":
+    if cost in ("macs", "macs_thop"):
         steps = [(1e9, "GMACs"), (1e6, "MMACs"), (1e3, "kMACs")]
     else:
         steps = [(1e9, "billions"), (1e6, "millions"), (1e3, "thousands")]
     for div, label in steps:
         if top >= div:
             return div, label
-    return 1.0, "MACs" if cost == "macs" else "count"
+    return 1.0, "MACs" if cost in ("macs", "macs_thop") else "count"
 
 
 def log_cost_axis(ax: Any, lo: float, hi: float) -> None:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from nas_harness.objectives import MS_COSTS
 from nas_harness.plots._style import (
     PALETTE,
     STUDY_PALETTE,
@@ -21,6 +22,7 @@ from nas_harness.plots._style import (
     new_figure,
     paper_style,
 )
+from nas_harness.results import COST_NAMES
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
@@ -44,7 +46,9 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
     starred.  Right: paired differences vs each reference (or vs the best mean) with their 95 % intervals."""
     import seaborn as sns
 
-    div, xlabel = _COST_AXIS[cost]
+    ms = cost in MS_COSTS
+    div, xlabel = _COST_AXIS.get(cost) or (1.0 if ms else 1e6, f"{COST_NAMES.get(cost, cost)} ({'ms' if ms else 'M'}, "
+                                                               "log scale)")
     with paper_style():
         fig, (ax, bx) = new_figure((WIDE[0], 3.0), ncols=2)
         ok = arch[arch["n_seeds"] > 0].copy()

@@ -19,6 +19,7 @@ import numpy as np
 from matplotlib import patheffects
 
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import MS_COSTS
 from nas_harness.plots._style import (
     PALETTE,
     SINGLE_COLUMN_LEGEND,
@@ -46,8 +47,8 @@ _BUDGET_KEY = {"macs": "max_macs", "params": "max_params", "latency_ms": "max_la
 
 
 def _cost_unit(cost: str, values: Any) -> tuple[float, str]:
-    """Divisor and unit of the cost axis (latency is plotted in ms as recorded)."""
-    return (1.0, "ms") if cost == "latency_ms" else cost_unit(cost, values)
+    """Divisor and unit of the cost axis (latencies are plotted in ms as recorded)."""
+    return (1.0, "ms") if cost in MS_COSTS else cost_unit(cost, values)
 
 
 def _y(df: pd.DataFrame, metric: str) -> np.ndarray:
@@ -157,6 +158,9 @@ def _finish(ax: Any, df: pd.DataFrame, cost: str, metric: str, div: float, unit:
     at = f" at {int(res[0])} px" if len(res) == 1 else ""  # MACs are counted at the study's macs_resolution
     if cost == "latency_ms":  # predicted from the study's latency table ([latency] device, threads, batch)
         ax.set_xlabel(f"Latency ({unit}, log scale)")
+    elif cost not in ("macs", "params"):  # a benchmark table's measurement
+        name = COST_NAMES.get(cost, cost)
+        ax.set_xlabel(f"{name[0].upper()}{name[1:]}, measured ({unit}, log scale)")
     else:
         ax.set_xlabel(f"MACs{at} ({unit}, log scale)" if cost == "macs" else f"Parameters ({unit}, log scale)")
     note = accuracy_note(df)
@@ -211,7 +215,7 @@ def _budget(df: pd.DataFrame, cost: str) -> float | None:
     objective = (df.attrs.get("config") or {}).get("objective")
     if not isinstance(objective, dict):
         return None
-    value = objective.get(_BUDGET_KEY[cost]) or 0
+    value = objective.get(_BUDGET_KEY.get(cost, "")) or 0
     return float(value) if value > 0 else None
 
 

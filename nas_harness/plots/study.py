@@ -109,6 +109,8 @@ def write_study_figures(source: str | Path, study_name: str | None = None, *, ou
         attempt("accuracy_vs_params", lambda: plot_accuracy_vs_cost(df, "params", metric))
     if df["latency_ms"].notna().any():  # studies that record latency ([latency] table or cost = "latency")
         attempt("accuracy_vs_latency", lambda: plot_accuracy_vs_cost(df, "latency_ms", metric))
+    if cost not in ("macs", "params", "latency_ms"):  # a benchmark table's measurement (cost = "table:...")
+        attempt(f"accuracy_vs_{cost}", lambda: plot_accuracy_vs_cost(df, cost, metric))
     if have_cost:
         attempt("hypervolume", lambda: plot_progress([df], metric="hypervolume", reference=reference, cost=cost))
     done = df[(df["state"] == "COMPLETE") & df["full_budget"]]

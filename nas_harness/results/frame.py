@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from nas_harness._config import RESULTS_DIR, check_regular, open_regular, unsafe_chars
 from nas_harness.errors import ConfigError
+from nas_harness.objectives import TABLE_COSTS
 from nas_harness.records import TrialRecord, storage_label, stored_problem
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,6 +35,9 @@ BASE_COLUMNS: tuple[str, ...] = (
     "cpu_kernels", "seed", "cached", "retry_of", "fail_reason", "macs_resolution", "datetime_start",
     "datetime_complete",
 )
+#: Columns a study on a benchmark table adds after them (the table's measurements its trials recorded, any of
+#: which may be the study's cost: ``objective.cost = "table:..."``).
+TABLE_COST_COLUMNS: tuple[str, ...] = tuple(TABLE_COSTS.values())
 _SQLITE_SUFFIXES = {".db", ".sqlite", ".sqlite3"}
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -214,6 +218,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
 
     rows: list[dict[str, Any]] = []
     param_names: list[str] = []
+    measured: list[str] = []  # a benchmark table's cost columns the trials recorded
     check_stored_study(study)
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -264,12 +269,18 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "datetime_start": start,
             "datetime_complete": end,
         }
+        for k in TABLE_COST_COLUMNS:
+            if rec.extra.get(k) is not None:
+                row[k] = _num(rec.extra[k])
+                if k not in measured:
+                    measured.append(k)
         for k, v in t.params.items():
             if k not in param_names:
                 param_names.append(k)
             row[k if k not in BASE_COLUMNS else f"param_{k}"] = v
         rows.append(row)
-    cols = list(BASE_COLUMNS) + [k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names]
+    measured.sort(key=TABLE_COST_COLUMNS.index)
+    cols = list(BASE_COLUMNS) + measured + [k if k not in BASE_COLUMNS else f"param_{k}" for k in param_names]
     df = pd.DataFrame(rows, columns=cols)
     df["number"] = df["number"].astype("int64")
     add_intervals(df)

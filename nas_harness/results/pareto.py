@@ -20,15 +20,20 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from nas_harness.errors import ConfigError
-from nas_harness.objectives import COST_KEYS
+from nas_harness.objectives import COST_KEYS, MS_COSTS, TABLE_PLATFORMS
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-#: The cost columns of a study frame: the trial-record keys of the objective's costs (MACs, params, latency).
+#: The cost columns of a study frame: the trial-record keys of the objective's costs (MACs, params, latency, and a
+#: benchmark table's measurements; those are columns of a table study's frame only).
 COSTS = tuple(COST_KEYS.values())
+_PLATFORM_NAMES = {"tpuv2": "TPUv2", "tpuv3": "TPUv3", "a100": "A100", "3090": "RTX 3090", "zcu102": "ZCU102",
+                   "vck190": "VCK190"}
 #: How each cost is named in sentences and axis titles.
-COST_NAMES = {"macs": "MACs", "params": "parameters", "latency_ms": "latency"}
+COST_NAMES = {"macs": "MACs", "params": "parameters", "latency_ms": "latency", "macs_thop": "MACs (thop)",
+              **{f"latency_{p}": f"{_PLATFORM_NAMES[p]} latency" for p in ("zcu102", "vck190")},
+              **{f"ms_per_image_{p}": f"{_PLATFORM_NAMES[p]} time per image, 1/throughput" for p in TABLE_PLATFORMS}}
 METRICS = ("val_acc", "val_acc_final", "test_acc", "reward")
 
 
@@ -57,12 +62,12 @@ def study_cost(df: pd.DataFrame) -> str:
 
 
 def cost_text(value: float | None, cost: str) -> str:
-    """A cost with its unit, for sentences and headers: ``50.31 MMACs``, ``0.473M params``, ``3.21 ms``
-    ('' for a missing value)."""
+    """A cost with its unit, for sentences and headers: ``50.31 MMACs``, ``0.473M params``, ``3.21 ms`` (any cost
+    in milliseconds) ('' for a missing value)."""
     if value is None or value != value:
         return ""
     v = float(value)
-    if cost == "latency_ms":
+    if cost in MS_COSTS:
         return f"{v:.3g} ms"
     return f"{v / 1e6:.3f}M params" if cost == "params" else f"{v / 1e6:.2f} MMACs"
 

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, PrivateAttr, model_validator
 
 from nas_harness._config import (
     NAME_RULE,
@@ -62,6 +62,14 @@ class SamplerConfig(ConfigModel):
     _inert: ClassVar[Rules] = inert(n_startup_trials=lambda s: s.kind != "tpe",
                                     population_size=lambda s: s.kind != "nsgaii",
                                     max_grid_size=lambda s: s.kind != "grid")
+    #: Set by :class:`StudyConfig` for a study on a benchmark table (``[evaluator] kind = "table"``): the table's
+    #: name, so :func:`~nas_harness.study.samplers.make_sampler` proposes the table's records only.
+    _table: str | None = PrivateAttr(default=None)
+
+    @property
+    def table(self) -> str | None:
+        """The benchmark table whose records this sampler proposes (None: the whole space)."""
+        return self._table
 
 
 class PrunerConfig(ConfigModel):
@@ -188,6 +196,7 @@ class StudyConfig(ConfigModel):
                 self._check_latency_table()
             except ConfigError as exc:
                 raise restate(exc) from None
+        self._check_table()
         if obj.kind == "multi" and self.pruner.kind != "none":
             raise bad("pruner.kind", f"{self.pruner.kind!r} is not supported for the multi objective; allowed "
                                      "values: 'none'")
@@ -208,6 +217,28 @@ class StudyConfig(ConfigModel):
         except ConfigError as exc:
             raise restate(exc) from None
         return self
+
+    def _check_table(self) -> None:
+        """A table cost needs a table study; a table study needs no more trials than the table has records (with
+        the cost); its sampler proposes the table's records."""
+        obj = self.objective
+        if obj.table_cost and self.evaluator.kind != "table":
+            raise bad("objective.cost", f"{obj.cost!r} is a benchmark table's measurement, known for its archs only: "
+                                        f"it needs [evaluator] kind = 'table' (this file has {self.evaluator.kind!r}); "
+                                        "otherwise use 'macs', 'params' or 'latency'")
+        if self.evaluator.kind != "table":
+            return
+        from nas_harness.tables import records_with
+        from nas_harness.tables._evaluators import COST_COLUMNS
+
+        name = getattr(self.evaluator.settings(), "name", "accel_nasbench")
+        column = COST_COLUMNS.get(obj.cost_key) if obj.table_cost else None
+        n = records_with(column)
+        if self.run.n_trials > n:
+            what = f"archs with a measured {column}" if column and column != "macs_thop" else "archs"
+            raise bad("run.n_trials", f"{self.run.n_trials} > the {name} table's {n} {what}: a table study "
+                                      "evaluates each record at most once")
+        self.sampler._table = name
 
     # --- derived objects ----------------------------------------------------------------------------
     def base_arch(self) -> Any:

@@ -23,19 +23,28 @@ def make_sampler(cfg: Any, objective: Objective | None, seed: int, space: Any = 
     in ``system_attrs['constraints']`` before it is told, where TPE/NSGA-II read them.  TPE uses the
     constant liar, so concurrent workers do not all propose the same arch.  A grid study enqueues the grid
     itself (every arch exactly once, :func:`nas_harness.study.search.grid_candidates`), so its sampler is
-    never asked for parameters.
+    never asked for parameters.  A study on a benchmark table (``cfg.table``, set from ``[evaluator] kind =
+    "table"``) gets the sampler wrapped in :class:`~nas_harness.tables.RecordSampler`: it proposes the table's
+    records only (random: without replacement; model-based: the nearest record not yet taken), each at most once.
     """
     import optuna
 
     kind = cfg.kind
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=True,
-                                          constant_liar=True)
-    if kind == "nsgaii":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.population_size)
-    if kind in ("random", "grid"):
-        return optuna.samplers.RandomSampler(seed=seed)
-    raise ConfigError(f"sampler.kind: {kind!r}; allowed values: 'tpe', 'nsgaii', 'random', 'grid'")
+        sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=cfg.n_startup_trials, multivariate=True,
+                                             constant_liar=True)
+    elif kind == "nsgaii":
+        sampler = optuna.samplers.NSGAIISampler(seed=seed, population_size=cfg.population_size)
+    elif kind in ("random", "grid"):
+        sampler = optuna.samplers.RandomSampler(seed=seed)
+    else:
+        raise ConfigError(f"sampler.kind: {kind!r}; allowed values: 'tpe', 'nsgaii', 'random', 'grid'")
+    table = getattr(cfg, "table", None)
+    if table is None or space is None:
+        return sampler
+    from nas_harness.tables import table_sampler
+
+    return table_sampler(sampler, table, space, seed, objective.cost_key if objective is not None else None)
 
 
 def make_pruner(cfg: Any) -> Any:

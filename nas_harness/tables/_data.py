@@ -53,9 +53,10 @@ def accel_nasbench_space() -> SearchSpace:
                                                         repeats=r, widths=(1.0,)) for r in _ANB_REPEATS])
 
 
-def record_arch(choices: str) -> Arch:
-    """The arch of an Accel-NASBench record from its 28 choice digits (expansion, kernel, layers, SE per stage)."""
-    b0 = efficientnet_b0()
+def record_arch(choices: str, b0: Arch | None = None) -> Arch:
+    """The arch of an Accel-NASBench record from its 28 choice digits (expansion, kernel, layers, SE per stage);
+    ``b0``: :func:`~nas_harness.presets.efficientnet_b0` when the caller has it already."""
+    b0 = b0 or efficientnet_b0()
     if len(choices) != 4 * len(b0.stages) or not choices.isdigit():
         raise ConfigError(f"record choices {choices!r}: expected {4 * len(b0.stages)} digits")
     stages = []
@@ -129,6 +130,22 @@ class BenchmarkTable:
 
 
 @functools.cache
+def _published() -> dict[str, Any]:
+    """The packaged file as read (gzip JSON; no code runs)."""
+    return json.loads(gzip.decompress(DATA_FILE.read_bytes()))
+
+
+def records_with(column: str | None = None) -> int:
+    """How many unique archs of the packaged table have a measurement in ``column`` (a :data:`PERF_COLUMNS` name,
+    ``macs_thop``, or None for all), from the file alone (fast: no table is built)."""
+    doc = _published()
+    at = {c: i for i, c in enumerate(doc["columns"])}
+    raw = {"macs_thop": "macs_m"}.get(column or "", column)
+    have = {r[at["choices"]] for r in doc["rows"] if raw is None or r[at[raw]] is not None}
+    return len(have)
+
+
+@functools.cache
 def accel_nasbench() -> BenchmarkTable:
     """The packaged Accel-NASBench table (5,125 unique archs from 5,138 records; cached per process).
 
@@ -136,7 +153,7 @@ def accel_nasbench() -> BenchmarkTable:
     thop's convention), ``macs`` (fvcore's convention, analytic, as every study records) and
     :data:`PERF_COLUMNS`.  Reads gzip JSON only (no code runs).
     """
-    doc = json.loads(gzip.decompress(DATA_FILE.read_bytes()))
+    doc = _published()
     cols = doc["columns"]
     at = {c: i for i, c in enumerate(cols)}
     groups: dict[str, list[list[Any]]] = {}
@@ -146,20 +163,26 @@ def accel_nasbench() -> BenchmarkTable:
 
     archs, acc, ids = [], [], []
     data: dict[str, list[float]] = {c: [] for c in ("params", "macs", "macs_thop", *PERF_COLUMNS)}
+    b0 = efficientnet_b0()
     for choices, rows in groups.items():
-        arch = record_arch(choices)
+        arch = record_arch(choices, b0)
         archs.append(str(arch))
-        acc.append(float(np.mean([r[at["val_top1"]] for r in rows])) / 100.0)
+        acc.append(_mean([r[at["val_top1"]] for r in rows]) / 100.0)
         ids.append(tuple(r[at["id"]] for r in rows))
         data["params"].append(float(round(rows[0][at["params_m"]] * 1e6)))
         data["macs_thop"].append(float(round(rows[0][at["macs_m"]] * 1e6)))
         data["macs"].append(float(count_macs(arch).total))
         for c in PERF_COLUMNS:
             vals = [r[at[c]] for r in rows if r[at[c]] is not None]
-            data[c].append(float(np.mean(vals)) if vals else float("nan"))
+            data[c].append(_mean(vals) if vals else float("nan"))
     return BenchmarkTable(name="accel_nasbench", archs=tuple(archs), val_acc=np.array(acc),
                           columns={k: np.array(v) for k, v in data.items()}, record_ids=tuple(ids),
                           val_n=IMAGENET_VAL_N, source=doc["source"], mac_convention="thop")
+
+
+def _mean(values: list[float]) -> float:
+    """The mean of one or two recorded values (sum / n, as numpy's mean for so few)."""
+    return float(sum(values)) / len(values)
 
 
 def table_from_records(records: Iterable[Mapping[str, Any]], name: str = "recorded",

@@ -3,8 +3,10 @@
 ``table``: the recorded accuracy of the arch, looked up by canonical string; an arch the table does not hold is
 a failed trial saying so (never a substitute).  ``surrogate``: the gradient-boosted surrogate's prediction for any
 arch of the table's space.  Both spend no training (``epochs = 0``) and read no proxy data; each trial records
-the table's costs of the arch where they exist (``macs_thop``, throughput/latency per platform) beside the
-analytic MACs/params every trial has.
+the table's costs of the arch where they exist (``macs_thop``, throughput/latency per platform, and
+``ms_per_image_<platform>`` = 1000 / throughput) beside the analytic MACs/params every trial has.  A table study
+may minimise one of them (``objective.cost = "table:<column>"``) and searches the table's records only
+(:class:`~nas_harness.tables.RecordSampler`, through :func:`table_sampler`).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pydantic import Field
 from nas_harness._config import ConfigModel, Int
 from nas_harness.errors import ConfigError, TrialError
 from nas_harness.evaluators import EvalContext, Evaluator, TrialSpec, register_evaluator
+from nas_harness.objectives import TABLE_COSTS
 from nas_harness.records import TrialRecord
 from nas_harness.tables._data import DATA_SHA256, IMAGENET_VAL_N, accel_nasbench, accel_nasbench_space, check_space
 from nas_harness.tables._surrogate import HYPERPARAMETERS, MODEL, accel_nasbench_surrogate
@@ -41,11 +44,26 @@ class SurrogateOptions(ConfigModel):
         "seed of the 80/10/10 train/validation/test split (the fit is deterministic given it)"))] = 0
 
 
-def _table_costs(i: int) -> dict[str, Any]:
+#: Record key of each ``objective.cost = "table:<column>"`` -> the table column it comes from.
+COST_COLUMNS = {key: cost.split(":", 1)[1] for cost, key in TABLE_COSTS.items()}
+
+
+def _measured(i: int) -> dict[str, float]:
+    """The table's measurements of row ``i`` (none that are missing): ``macs_thop``, each ``throughput_*`` and
+    ``latency_*`` as recorded, and ``ms_per_image_<platform>`` = 1000 / throughput (the minimised form a study's
+    ``objective.cost = "table:throughput_<platform>"`` uses)."""
     row = accel_nasbench().row(i)
     out = {k: v for k, v in row.items() if k not in ("arch", "val_acc", "params", "macs", "record_ids")
            and v is not None}
-    return {**out, "table_record_ids": ",".join(str(r) for r in row["record_ids"])}
+    for key, col in COST_COLUMNS.items():
+        if key != col and out.get(col):
+            out[key] = 1000.0 / out[col]
+    return out
+
+
+def _table_costs(i: int) -> dict[str, Any]:
+    row = accel_nasbench().row(i)
+    return {**_measured(i), "table_record_ids": ",".join(str(r) for r in row["record_ids"])}
 
 
 class TableEvaluator(Evaluator):
@@ -65,6 +83,11 @@ class TableEvaluator(Evaluator):
         table = accel_nasbench()
         check_space(table, ctx.space)
         log(f"table: {self.name}, {len(table)} archs; archs outside it are failed trials")
+
+    def known_costs(self, arch: Any) -> dict[str, float]:
+        """The table's measurements of ``arch`` (none for an arch it does not hold)."""
+        i = accel_nasbench().index(arch)
+        return {} if i is None else _measured(i)
 
     def evaluate(self, spec: TrialSpec, report: Callable[[Any], None] | None = None,
                  checkpoint: Path | None = None) -> TrialRecord:

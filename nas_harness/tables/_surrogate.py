@@ -35,38 +35,38 @@ def split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class _Forest:
-    """The fitted trees as stacked arrays, walked for all trees at once (one row at a time in ~0.5 ms instead of
+    """The fitted trees as flat stacked arrays, walked for all trees at once (one row in ~0.2 ms instead of
     sklearn's ~25 ms per call for 1,000 trees).  Same arithmetic as sklearn's predictor: a row goes left when
     ``x[feature] <= threshold``; the prediction is the baseline plus each tree's leaf value, summed in tree order.
+    A leaf points to itself on both sides, so a row that reached its leaf stays there for the remaining steps.
     :func:`fit_surrogate` checks it against ``model.predict`` on every table row and uses sklearn otherwise."""
 
     def __init__(self, model: Any) -> None:
         trees = [p[0].nodes for p in model._predictors]  # one tree per iteration (regression)
         n = max(len(t) for t in trees)
         shape = (len(trees), n)
-        self.feature = np.zeros(shape, dtype=np.intp)
-        self.threshold = np.zeros(shape)
-        self.left = np.zeros(shape, dtype=np.intp)
-        self.right = np.zeros(shape, dtype=np.intp)
-        self.leaf = np.ones(shape, dtype=bool)
-        self.value = np.zeros(shape)
+        feature = np.zeros(shape, dtype=np.intp)
+        threshold = np.zeros(shape)
+        left = np.tile(np.arange(n, dtype=np.intp), (len(trees), 1))  # padding and leaves: stay put
+        right = left.copy()
+        value = np.zeros(shape)
         for i, t in enumerate(trees):
             k = len(t)
-            self.feature[i, :k], self.threshold[i, :k] = t["feature_idx"], t["num_threshold"]
-            self.left[i, :k], self.right[i, :k] = t["left"], t["right"]
-            self.leaf[i, :k], self.value[i, :k] = t["is_leaf"].astype(bool), t["value"]
+            split = ~t["is_leaf"].astype(bool)
+            feature[i, :k], threshold[i, :k], value[i, :k] = t["feature_idx"], t["num_threshold"], t["value"]
+            left[i, :k][split], right[i, :k][split] = t["left"][split], t["right"][split]
         self.depth = int(max(t["depth"].max() for t in trees))
         self.baseline = float(np.ravel(model._baseline_prediction)[0])
-        self.rows = np.arange(len(trees))
+        self.offset = np.arange(len(trees), dtype=np.intp) * n  # flat index of each tree's root
+        # flat: node ids become indices into the flattened arrays
+        self.feature, self.threshold, self.value = feature.ravel(), threshold.ravel(), value.ravel()
+        self.left, self.right = (left + self.offset[:, None]).ravel(), (right + self.offset[:, None]).ravel()
 
     def predict_one(self, x: np.ndarray) -> float:
-        node = np.zeros(len(self.rows), dtype=np.intp)
+        node = self.offset
         for _ in range(self.depth):
-            f = self.feature[self.rows, node]
-            go_left = x[f] <= self.threshold[self.rows, node]
-            nxt = np.where(go_left, self.left[self.rows, node], self.right[self.rows, node])
-            node = np.where(self.leaf[self.rows, node], node, nxt)
-        vals = np.concatenate(([self.baseline], self.value[self.rows, node]))
+            node = np.where(x[self.feature[node]] <= self.threshold[node], self.left[node], self.right[node])
+        vals = np.concatenate(([self.baseline], self.value[node]))
         return float(np.add.accumulate(vals)[-1])
 
 

@@ -90,7 +90,7 @@ def test_a_surrogate_and_a_table_study_run_locally(tmp_path: Path) -> None:
     for t in optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials:
         assert t.user_attrs["evaluator"] == "surrogate"
         assert t.values[0] == pytest.approx(fit.predict_arch(parse_arch(t.user_attrs["arch"])), abs=0)
-    # a table study: the enqueued record is looked up, a random proposal outside the table is a failed trial
+    # a table study: the enqueued record is looked up (tests/tables/test_sampler.py: the search among records)
     table = accel_nasbench()
     cfg = validate(_study(tmp_path, "table", sampler={"kind": "random", "enqueue": [table.archs[7]]},
                           run={"n_trials": 1, "max_failures": 3}))
