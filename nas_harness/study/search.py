@@ -21,7 +21,7 @@ from typing import Any
 
 from nas_harness.backends._task import StudyTask
 from nas_harness.backends.settings import stored_settings
-from nas_harness.errors import ConfigError
+from nas_harness.errors import ConfigError, os_reason
 from nas_harness.records import (
     Heartbeat,
     StorageLock,
@@ -413,6 +413,11 @@ def _trial_summary(t: Any) -> dict[str, Any]:
         out["latency_ms"] = rec.latency_ms
     if rec.reference:
         out["reference"] = rec.reference
+    from nas_harness.objectives import TABLE_COSTS
+
+    for key in TABLE_COSTS.values():  # a benchmark table's measurement, when the study's cost is one
+        if isinstance(t.user_attrs.get(key), (int, float)):
+            out[key] = t.user_attrs[key]
     return out
 
 
@@ -427,7 +432,7 @@ def write_outputs(study: Any, cfg: StudyConfig, log: Any) -> list[Path]:
         df.to_csv(table, index=False)
         out.append(table)
     except OSError as exc:
-        log(f"warning: could not write {table}: {exc.strerror or exc}; the trials are safe in "
+        log(f"warning: could not write {table}: {os_reason(exc)}; the trials are safe in "
             f"{redact(cfg.storage_url)} (write it later with `nas-harness export` / `report`)")
         return out
     except Exception as exc:  # a table problem must not lose the search
@@ -438,7 +443,7 @@ def write_outputs(study: Any, cfg: StudyConfig, log: Any) -> list[Path]:
 
             out += list(write_study_figures(cfg.storage_url, study_name=cfg.name, out_dir=cfg.study_dir / "figures"))
         except OSError as exc:
-            log(f"warning: figures not written: {exc.strerror or exc}; the trials are safe in "
+            log(f"warning: figures not written: {os_reason(exc)}; the trials are safe in "
                 f"{redact(cfg.storage_url)} (draw them later with `nas-harness plot`)")
         except Exception as exc:
             log(f"warning: figures not written: {type(exc).__name__}: {exc}")

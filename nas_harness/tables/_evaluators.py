@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 
 from nas_harness._config import ConfigModel, Int
-from nas_harness.errors import ConfigError, TrialError
+from nas_harness.errors import ConfigError, TrialError, os_reason
 from nas_harness.evaluators import EvalContext, Evaluator, TrialSpec, register_evaluator
 from nas_harness.objectives import TABLE_COSTS
 from nas_harness.records import TrialRecord
@@ -135,7 +135,7 @@ class SurrogateEvaluator(Evaluator):
                 ctx.study_dir.mkdir(parents=True, exist_ok=True)
                 (ctx.study_dir / "surrogate.json").write_text(json.dumps(fit.summary(), indent=1) + "\n")
             except OSError as exc:
-                log(f"surrogate: could not write surrogate.json ({exc.strerror})")
+                log(f"surrogate: could not write surrogate.json ({os_reason(exc)})")
 
     def evaluate(self, spec: TrialSpec, report: Callable[[Any], None] | None = None,
                  checkpoint: Path | None = None) -> TrialRecord:
