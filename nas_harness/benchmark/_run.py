@@ -306,19 +306,19 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
     if done:
         log(f"benchmark {cfg.name}: {len(done)} of {len(jobs)} runs stored already")
     if todo:
-        if problem.source == "surrogate":  # fit once here: forked workers inherit the fitted model
+        if problem.source == "surrogate":  # fit once here: the workers are handed the fitted model
             from nas_harness.tables import accel_nasbench_surrogate
 
             fit = accel_nasbench_surrogate(problem.split_seed)
             log(f"surrogate: held-out Kendall tau {fit.metrics['test_kendall_tau']:.3f}, RMSE "
                 f"{100 * fit.metrics['test_rmse']:.2f} pp (split seed {problem.split_seed})")
-        _ = problem.table.features  # computed once, inherited
+        _ = problem.table.features  # computed once, handed to the workers
         workers = min(len(todo), workers_of(cfg))
         log(f"benchmark {cfg.name}: {len(todo)} runs x {cfg.trials} trials on {workers} process(es)")
         t0 = time.perf_counter()
         _PROBLEM = problem
         try:
-            results = _map(todo, workers)
+            results = _map(todo, workers, problem)
             for k, res in enumerate(results, start=1):
                 res["fingerprint"] = fp
                 _store(runs_dir / f"{res['strategy']}-{res['seed']}.json", res)
@@ -342,19 +342,43 @@ def workers_of(cfg: BenchmarkConfig) -> int:
     return cfg.workers or os.cpu_count() or 1
 
 
-def _map(todo: list[tuple[str, int, int]], workers: int) -> Any:
+def _init_worker(problem: Problem, fit: Any, parent: int) -> None:
+    """A benchmark worker process: the run's problem (and fitted surrogate) from the parent."""
+    global _PROBLEM
+    from nas_harness.backends._procs import worker_setup
+
+    worker_setup(parent)
+    _PROBLEM = problem
+    if fit is not None:
+        from nas_harness.tables._surrogate import adopt_surrogate
+
+        adopt_surrogate(problem.split_seed, fit)
+
+
+def _map(todo: list[tuple[str, int, int]], workers: int, problem: Problem) -> Any:
+    """The runs of ``todo``, in this process or in ``workers`` fresh (spawned) processes, as they finish.  Fresh
+    interpreters, not forks: a fork of a process with threads (a Ray driver, a database pool) can inherit a lock
+    held by a thread that does not exist in the child, and hang."""
     if workers <= 1:
         return (_job(t) for t in todo)
-    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    ctx = mp.get_context("fork")
-    pool = ctx.Pool(workers, maxtasksperchild=None)
+    from nas_harness.backends._procs import spawn_context, worker_environment
+
+    fit = None
+    if problem.source == "surrogate":
+        from nas_harness.tables import accel_nasbench_surrogate
+
+        fit = accel_nasbench_surrogate(problem.split_seed)
+    with worker_environment():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=spawn_context(), initializer=_init_worker,
+                                   initargs=(problem, fit, os.getpid()))
 
     def gen() -> Any:
         try:
-            yield from pool.imap_unordered(_job, todo)
+            for fut in as_completed([pool.submit(_job, t) for t in todo]):
+                yield fut.result()
         finally:
-            pool.terminate()
-            pool.join()
+            pool.shutdown(wait=True, cancel_futures=True)
 
     return gen()

@@ -13,7 +13,6 @@ is never saved, so nothing is ever unpickled.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -135,7 +134,18 @@ def _fast_forest(model: Any, X: np.ndarray, expected: np.ndarray) -> _Forest | N
     return forest if ok else None
 
 
-@functools.cache
+_FITTED: dict[int, SurrogateFit] = {}
+
+
 def accel_nasbench_surrogate(seed: int = 0) -> SurrogateFit:
-    """The surrogate of the packaged Accel-NASBench table for split seed ``seed`` (fitted once per process)."""
-    return fit_surrogate(accel_nasbench(), seed)
+    """The surrogate of the packaged Accel-NASBench table for split seed ``seed`` (fitted once per process, or
+    handed to a worker process with :func:`adopt_surrogate`)."""
+    if seed not in _FITTED:
+        _FITTED[seed] = fit_surrogate(accel_nasbench(), seed)
+    return _FITTED[seed]
+
+
+def adopt_surrogate(seed: int, fit: SurrogateFit) -> None:
+    """Use ``fit`` (fitted by another process of this run, passed over a pipe) as this process's surrogate for
+    split seed ``seed``."""
+    _FITTED[seed] = fit
