@@ -49,6 +49,7 @@ class StudyTask:
     backend: str = "local"
     latency: Any = None  # nas_harness.latency.LatencySettings: predict latency_ms for every trial
     evaluator: Evaluator | None = None  # None: train from scratch
+    sampler_offset: int = 0  # what this run adds to the study's seed for its samplers (see study.search)
 
     def predict_latency(self, arch: Any) -> float:
         """Predicted latency (ms) of ``arch`` from the table, measuring missing entries in this worker first (and

@@ -35,6 +35,7 @@ class WorkersResult:
     interrupted: bool = False
     exit_codes: list[int | None] = field(default_factory=list)
     said_slow: bool = False
+    fatal: tuple[int, str | None] | None = None  # (errno, file) of a full disk or failing file system a worker met
 
 
 class _QueueProgress:
@@ -67,8 +68,13 @@ def _worker_main(open_worker: tuple[str, str, tuple[Any, ...]], index: int, dead
         q.put(("done", index, 0, 0, False, False, True))
     except Exception as exc:
         from nas_harness.backends._task import reason
+        from nas_harness.errors import environment_error
 
-        q.put(("log", f"worker {index} stopped: {reason(exc)}"))
+        env = environment_error(exc)
+        if env is not None:  # the disk, not the worker: the command ends with the one line for it (exit 2)
+            q.put(("fatal", env.errno, env.filename))
+        else:
+            q.put(("log", f"worker {index} stopped: {reason(exc)}"))
         q.put(("done", index, 0, 0, False, False, False))
     finally:
         if slots is not None:
@@ -147,6 +153,8 @@ def _drain(q: Any, procs: list[Any], finished: set[int], study: Any, progress: A
             progress.update(study, frozen)
             if on_stored is not None:
                 on_stored(frozen)
+        elif kind == "fatal":
+            out.fatal = out.fatal or (msg[1], msg[2])
         elif kind == "done":
             _, index, ran, failed, exhausted, stopped, interrupted = msg
             finished.add(index)

@@ -37,6 +37,11 @@ class LocalBackend(Backend):
             res = run_worker_processes(run.open_worker, run.study, run.workers, deadline=run.deadline,
                                        max_failures=run.max_failures, progress=run.progress, log=run.log,
                                        on_stored=run.on_stored)
+            if res.fatal is not None:  # a full disk / failing file system under the storage
+                from nas_harness.records import storage_label
+
+                code, filename = res.fatal
+                raise OSError(code, os.strerror(code), filename or storage_label(run.study).removeprefix("sqlite:///"))
             if res.interrupted:
                 raise KeyboardInterrupt
             return RunResult(ran=res.ran, failed=res.failed, stopped_by_failures=res.stopped_by_failures,

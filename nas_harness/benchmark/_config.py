@@ -128,5 +128,11 @@ class BenchmarkConfig(ConfigModel):
 def load_benchmark(path: str | Path, overrides: dict[str, Any] | None = None) -> BenchmarkConfig:
     """Read and validate a benchmark TOML file (ConfigError: one line naming the key or the file)."""
     d = read_toml(path, "benchmark file")
-    d.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    budgets = d.get("budgets")
+    if "trials" in given and "budgets" not in given and isinstance(budgets, list) and isinstance(given["trials"], int):
+        # a shorter run than the file's (--trials): its comparisons at budgets beyond the run cannot be made
+        kept = [b for b in budgets if not isinstance(b, int) or b <= given["trials"]]
+        d["budgets"] = kept or [given["trials"]]
+    d.update(given)
     return BenchmarkConfig.from_dict(d, "")

@@ -19,14 +19,15 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                        description="Run strategies (Optuna samplers) x seeds x a trial budget in memory on the "
                                    "Accel-NASBench table (its records only), its surrogate (the whole space) or a "
                                    "table recorded from finished studies (--table-from); report best-so-far regret "
-                                   "or hypervolume vs trials with 95%% intervals, mean ranks and paired "
+                                   "or hypervolume vs trials with 95% intervals, mean ranks and paired "
                                    "differences at chosen budgets. Re-running resumes from the stored runs.")
     p.add_argument("file", nargs="?", default=None, type=text(),
                    help="benchmark file (TOML), e.g. studies/benchmark_anb.toml; optional with --table-from")
     p.add_argument("--table-from", nargs="+", default=None, type=text(), metavar="RESULTS_DIR",
                    help="make the table from these studies' finished trials (their trials.csv): source = 'recorded'")
     p.add_argument("--seeds", type=integer(2, 1000), default=None, help="seeds per strategy (file: seeds)")
-    p.add_argument("--trials", type=integer(2, 100_000), default=None, help="trials per run (file: trials)")
+    p.add_argument("--trials", type=integer(2, 100_000), default=None,
+                   help="trials per run (file: trials; the file's budgets beyond it are dropped)")
     p.add_argument("--workers", type=integer(0, 256), default=None, help="processes, 0 = CPUs (file: workers)")
     p.add_argument("--results-dir", type=text(), default=None, help="outputs folder (file: results_dir)")
     p.add_argument("--no-figure", action="store_true", help="skip the figure")

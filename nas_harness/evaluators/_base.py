@@ -124,6 +124,11 @@ class Evaluator(ABC):
         blob = json.dumps(self.identity(), sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+    def check(self, ctx: EvalContext) -> None:  # noqa: B027 - optional hook
+        """Cheap validation against the study (its space, data, recipe) before anything is written: a
+        :class:`~nas_harness.errors.ConfigError` line, so ``search --check`` and a refused run leave nothing
+        behind.  The default checks nothing."""
+
     def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:  # noqa: B027 - optional hook
         """One-time work in the driver before any trial (train a supernet, fit a surrogate); idempotent, and
         resumable when it is long.  The default does nothing."""

@@ -24,6 +24,7 @@ STUDY_ATTRS: dict[str, tuple[type, str, str]] = {
     "objective": (str, "text", "the objective kind ('scaling' for a scaling search, the store kind for jobs)"),
     "metric_names": (list, "a list of names", "the names of the study's values, in order"),
     "base_arch": (str, "an arch string", "the base arch a scaling search scales"),
+    "sampler_streams": (int, "an integer", "sampler seeds claimed so far (each run's samplers seed + offset + i)"),
     "last_stop": (dict, "a table", "why the latest run ended, when, and the [run] limits it was asked for "
                   "({'reason', 'at', 'run'})"),
     # fixed-job stores (confirm, fidelity, ablations, scaling curves: evaluation/store.py)

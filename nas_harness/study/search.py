@@ -224,6 +224,8 @@ def check_study(cfg: StudyConfig) -> Any:
     check_dir_writable(cfg.study_dir, "run.results_dir")
     check_reachable(cfg.storage_url)
     check_resources(cfg)
+    if cfg.evaluator.kind != "train":  # e.g. a table study's space must be the table's
+        cfg.make_evaluator().check(cfg.eval_context())
     return make_sampler(cfg.sampler, cfg.objective, cfg.seed, space)
 
 
@@ -238,7 +240,8 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     storage = open_storage(cfg.storage_url)
     study, threads = open_study(cfg, storage, sampler, pruner, log)
     task = build_task(cfg, threads)
-    offset = sampler_offset(study)
+    offset = claim_sampler_streams(study, cfg, planned_workers(cfg, task))
+    task.sampler_offset = offset
     if offset:  # a continued study: a sampler seeded as on the first run would draw the same archs again
         sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed + offset, task.space)
         study.sampler = sampler
@@ -247,11 +250,29 @@ def prepare(cfg: StudyConfig, log: Any) -> tuple[Any, StudyTask, Any]:
     return study, task, sampler
 
 
-def sampler_offset(study: Any) -> int:
-    """What a run adds to the study's seed for its sampler: the number of trials the study already holds, so a
-    continued study (or each of several workers) does not draw the archs of an earlier run again.  A new study
-    (0) samples exactly as before; results never depend on it (a trial's numbers depend on its arch and seed)."""
-    return len(study.get_trials(deepcopy=False))
+def planned_workers(cfg: StudyConfig, task: StudyTask) -> int:
+    """How many samplers this run starts: its local workers (``run.workers``, or as many as the cores allow at
+    the study's threads per trial), or one (a Ray driver)."""
+    if cfg.run.backend != "local":
+        return 1
+    from nas_harness.study.workers import default_workers
+
+    threads = task.train.threads if isinstance(task.train.threads, int) else 1
+    return max(1, cfg.run.workers or default_workers(threads, task.train.device))
+
+
+def claim_sampler_streams(study: Any, cfg: StudyConfig, n: int) -> int:
+    """What this run adds to the study's seed for its samplers (worker ``i`` uses ``seed + offset + i``), claimed
+    under the storage's lock so that no two runs use the same: at least the number of trials the study holds (a
+    continued study does not draw an earlier run's archs again) and past every stream an earlier or concurrent
+    run claimed (two commands started together on one study do not propose the same archs).  A new study's
+    first run gets 0 and samples exactly as before; results never depend on it (a trial's numbers depend on its
+    arch and seed)."""
+    with StorageLock(cfg.storage_url):
+        claimed = study.user_attrs.get("sampler_streams")
+        start = max(claimed if isinstance(claimed, int) else 0, len(study.get_trials(deepcopy=False)))
+        set_study_attrs(study, sampler_streams=start + n)
+    return start
 
 
 def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = None) -> SearchSummary:
@@ -314,7 +335,7 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
                    progress=bar, log=say, on_stored=tracking.trial if tracking.active else None,
                    study_dir=cfg.study_dir, workers=workers,
                    open_worker=worker_opener(cfg, task.train.threads, target, grid,
-                                             len(study.get_trials(deepcopy=False))) if workers > 1 else None)
+                                             task.sampler_offset) if workers > 1 else None)
     try:
         result = get_backend(backend, resources).run_study(run)
         summary.stopped_by_failures = result.stopped_by_failures

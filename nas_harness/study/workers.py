@@ -46,7 +46,7 @@ def open_worker(cfg_dict: dict[str, Any], threads: int | str, target: int, grid:
         task.evaluator.prepare(cfg.eval_context(task.train), lambda msg: None)
     pruner = make_pruner(cfg.pruner) if cfg.objective.kind != "multi" else None
     study = optuna.load_study(study_name=cfg.name, storage=open_storage(cfg.storage_url), pruner=pruner)
-    # each worker its own draws, and a continued study new ones (see search.sampler_offset)
+    # each worker its own draws, and a continued study new ones (see search.claim_sampler_streams)
     study.sampler = make_sampler(cfg.sampler, cfg.objective, cfg.seed + index + first, task.space)
     slots = TrialSlots(study, target, StorageLock(cfg.storage_url), Heartbeat(study._storage, cfg.run.heartbeat_s),
                        task.params_of_arch, candidates=grid, key=lambda p: str(task.space.arch_from_params(p)),

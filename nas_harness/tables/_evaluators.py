@@ -79,9 +79,12 @@ class TableEvaluator(Evaluator):
     def identity(self) -> dict[str, Any]:
         return {"kind": self.kind, "name": self.name, "sha256": DATA_SHA256}
 
+    def check(self, ctx: EvalContext) -> None:
+        check_space(accel_nasbench(), ctx.space)
+
     def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:
+        self.check(ctx)
         table = accel_nasbench()
-        check_space(table, ctx.space)
         log(f"table: {self.name}, {len(table)} archs; archs outside it are failed trials")
 
     def known_costs(self, arch: Any) -> dict[str, float]:
@@ -117,7 +120,7 @@ class SurrogateEvaluator(Evaluator):
         return {"kind": self.kind, "name": self.name, "sha256": DATA_SHA256, "split_seed": self.split_seed,
                 "model": MODEL, "hyperparameters": HYPERPARAMETERS}
 
-    def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:
+    def check(self, ctx: EvalContext) -> None:
         if ctx.space is not None:
             space = accel_nasbench_space()
             for st_space, st_table, i in zip(ctx.space.stages, space.stages, range(1, 99)):
@@ -125,6 +128,9 @@ class SurrogateEvaluator(Evaluator):
                     if not set(getattr(st_space, field)) <= set(getattr(st_table, field)):
                         raise ConfigError(f"space.stages.{i}.{field}: the surrogate covers "
                                           f"{list(getattr(st_table, field))} only (the {self.name} space)")
+
+    def prepare(self, ctx: EvalContext, log: Callable[[str], None]) -> None:
+        self.check(ctx)
         fit = accel_nasbench_surrogate(self.split_seed)
         m = fit.metrics
         log(f"surrogate: {MODEL} on {self.name} (split seed {self.split_seed}): held-out Kendall tau "

@@ -34,7 +34,7 @@ REWARD = {"kind": "reward", "cost": "latency", "target_ms": 2.0, "target_macs": 
     ({"kind": "budget", "max_latency_ms": -2}, r"^objective\.max_latency_ms = -2 is invalid"),
     ({"kind": "budget", "max_latency_ms": float("inf")}, r"^objective\.max_latency_ms = inf is invalid"),
     ({"kind": "multi", "cost": "seconds"}, r"^objective\.cost = 'seconds' is invalid: input should be 'macs', "
-                                           r"'params' or 'latency'"),
+                                           r"'params', 'latency', 'table:"),
 ])
 def test_bad_objective_is_one_line(objective: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern) as exc:

@@ -226,3 +226,28 @@ def test_a_continued_study_draws_new_archs(tmp_path: Path) -> None:
     run_search(cfg)
     archs = [t.user_attrs["arch"] for t in optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials]
     assert len(archs) == 6 and not set(archs[:3]) & set(archs[3:])
+
+
+def test_two_runs_on_one_study_claim_different_sampler_streams(tmp_path: Path) -> None:
+    """Two commands started together on one study (both see 0 trials) must not seed their samplers alike, or
+    they propose the same archs and train them twice; a new study's first run still samples as before."""
+    from nas_harness.records import open_storage
+    from nas_harness.study.search import build_task, claim_sampler_streams, open_study
+
+    cfg = validate(tiny_dict(tmp_path, run={"workers": 2}))
+    cfg.study_dir.mkdir(parents=True, exist_ok=True)
+    study, threads = open_study(cfg, open_storage(cfg.storage_url))
+    assert build_task(cfg, threads).sampler_offset == 0
+    first = claim_sampler_streams(study, cfg, 2)
+    second = claim_sampler_streams(study, cfg, 2)  # the concurrent command, before any trial exists
+    assert (first, second) == (0, 2)
+    for _ in range(5):
+        study.enqueue_trial({})
+    assert claim_sampler_streams(study, cfg, 2) == 5  # a continued study: past the trials it holds
+
+
+def test_a_table_study_outside_the_tables_space_is_refused_before_anything_is_written(tmp_path: Path) -> None:
+    path = write_study(tmp_path, evaluator={"kind": "table"}, table={"name": "accel_nasbench"})
+    assert main(["search", str(path), "--check"]) == 2
+    assert main(["search", str(path)]) == 2
+    assert not (tmp_path / "results").exists()  # no study left behind to block the corrected file

@@ -7,6 +7,7 @@ reaches a param or tag."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -230,11 +231,14 @@ def test_a_server_that_is_down_is_one_clean_line_and_mlflow_says_nothing(tmp_pat
     unavailable, *trackers = res.stdout.split()
     assert trackers == ["0", "0", "1"]  # the local store works
     tail = "this run goes on without it (the study storage keeps every result; a later run logs what was missed)"
-    assert res.stderr.splitlines() == [
-        f"warning: mlflow http://alice:***@127.0.0.1:{dead}: cannot start (MlflowException: Connection refused); "
-        f"{tail}",
-        f"warning: mlflow http://127.0.0.1:{unavailable}: cannot start (MlflowException: too many 503 error "
-        f"responses); {tail}"], res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 2, res.stderr
+    assert lines[0] == (f"warning: mlflow http://alice:***@127.0.0.1:{dead}: cannot start (MlflowException: "
+                        f"Connection refused); {tail}")
+    # MLflow words a 503 after its retries one way or the other (urllib3's retry count, or its own check)
+    assert re.fullmatch(rf"warning: mlflow http://127\.0\.0\.1:{unavailable}: cannot start \(MlflowException: "
+                        r"(too many 503 error responses|API request to endpoint \S+ failed with error code 503 != "
+                        rf"200\. Response body: '')\); {re.escape(tail)}", lines[1]), lines[1]
 
 
 def test_a_long_failure_is_shortened_between_words() -> None:
