@@ -139,6 +139,7 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
             stored_threads = (stored.get("train") or {}).get("threads")
             threads = wanted if wanted is not None else stored_threads
             comparable["train"]["threads"] = threads
+            check_stored_trials(study)
             diff = first_difference(stored, comparable)
             if diff is not None:
                 key, old, new = diff
@@ -163,6 +164,34 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names(cfg.objective.metric_names)  # optuna-dashboard shows 'reward', not 'Objective 0'
     return study, threads
+
+
+def check_stored_trials(study: Any) -> None:
+    """Before a study is continued: refuse, in one line naming storage, study, trial and key, a stored trial
+    whose record (:func:`nas_harness.results.check_stored_trial`), objective value (finite) or arch string is not
+    what nas-harness writes: a samplers fed a tampered value would propose from it, and the summary print it."""
+    import math
+
+    from nas_harness.arch import parse_arch
+    from nas_harness.records import storage_label
+    from nas_harness.results.frame import check_stored_trial, damaged
+
+    try:
+        trials = study.get_trials(deepcopy=False)
+    except AssertionError:  # Optuna's own consistency check of a row (e.g. a COMPLETE trial without its value)
+        raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: a stored trial row is "
+                          "inconsistent (a finished trial without its value?): changed outside nas-harness?") from None
+    for t in trials:
+        check_stored_trial(study, t)
+        for v in t.values or ():
+            if not math.isfinite(v):
+                raise damaged(study, "value", v, "a finite number", trial=t.number)
+        arch = t.user_attrs.get("arch")
+        if isinstance(arch, str) and t.state.name in ("COMPLETE", "PRUNED"):
+            try:
+                parse_arch(arch)
+            except ValueError:
+                raise damaged(study, "arch", arch, "an arch string", trial=t.number) from None
 
 
 def _short(v: Any) -> str:

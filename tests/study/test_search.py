@@ -251,3 +251,23 @@ def test_a_table_study_outside_the_tables_space_is_refused_before_anything_is_wr
     assert main(["search", str(path), "--check"]) == 2
     assert main(["search", str(path)]) == 2
     assert not (tmp_path / "results").exists()  # no study left behind to block the corrected file
+
+
+@pytest.mark.parametrize(("attrs", "value", "message"), [
+    ({"val_acc": 1.5}, 0.5, r"trial 0: stored val_acc = 1\.5 is not a number in \[0, 1\]"),
+    ({}, float("inf"), r"trial 0: stored value = inf is not a finite number"),
+    ({"arch": "stem_c8_s2,garbage"}, 0.5, r"trial 0: stored arch = 'stem_c8_s2,garbage' is not an arch string"),
+])
+def test_a_study_with_a_tampered_trial_is_not_continued(tmp_path: Path, attrs: dict, value: float,
+                                                         message: str) -> None:
+    from nas_harness.errors import ConfigError
+    from nas_harness.records import open_storage
+    from nas_harness.study.search import open_study
+
+    cfg = validate(tiny_dict(tmp_path, objective={"kind": "accuracy"}))
+    cfg.study_dir.mkdir(parents=True, exist_ok=True)
+    study, _ = open_study(cfg, open_storage(cfg.storage_url))
+    base = str(cfg.search_space().base)
+    study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"arch": base, "val_acc": 0.5, **attrs}))
+    with pytest.raises(ConfigError, match=r"^storage sqlite:///.*: study 'tiny', " + message):
+        open_study(cfg, open_storage(cfg.storage_url))
