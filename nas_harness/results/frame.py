@@ -223,6 +223,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         check_stored_trial(study, t)
+        check_stored_arch(study, t)
         rec = TrialRecord.from_attrs(a)
         state = t.state.name
         ref = rec.reference or None
@@ -315,6 +316,19 @@ def check_stored_trial(study: Any, trial: Any) -> None:
     problem = stored_problem(trial.user_attrs)
     if problem is not None:
         raise damaged(study, *problem, trial=trial.number)
+
+
+def check_stored_arch(study: Any, trial: Any) -> None:
+    """Refuse (:func:`damaged`) a finished search trial whose stored arch string does not parse: reports rank it,
+    print it and offer commands built from it."""
+    arch = trial.user_attrs.get("arch")
+    if isinstance(arch, str) and trial.state.name in ("COMPLETE", "PRUNED"):
+        from nas_harness.arch import parse_arch
+
+        try:
+            parse_arch(arch)
+        except ValueError:
+            raise damaged(study, "arch", arch, "an arch string", trial=trial.number) from None
 
 
 def check_stored_study(study: Any) -> None:

@@ -18,6 +18,7 @@ from nas_harness.plots import (
     write_study_figures,
 )
 from nas_harness.plots._style import cost_unit, spread_labels
+from nas_harness.presets import efficientnet_b0
 from nas_harness.results import (
     ReferencePoint,
     hypervolume,
@@ -25,6 +26,8 @@ from nas_harness.results import (
     pareto_front,
     study_frame,
 )
+
+ARCH = str(efficientnet_b0())  # a real arch string: readers parse the stored ones
 
 
 @pytest.fixture(scope="module")
@@ -185,7 +188,7 @@ def test_nearly_empty_studies_skip_what_they_cannot_show(tmp_path: Path) -> None
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="empty")
     assert write_study_figures(tmp_path) == []
     study.add_trial(optuna.trial.create_trial(state=TrialState.FAIL,
-                                              user_attrs={"arch": "x", "macs": 5e6, "fail_reason": "oom"}))
+                                              user_attrs={"arch": ARCH, "macs": 5e6, "fail_reason": "oom"}))
     # only the scatter (showing the failure) can be drawn; no front, no progress, no importance
     assert sorted(p.name for p in write_study_figures(tmp_path, formats=["png"])) == ["accuracy_vs_macs.png"]
 
@@ -197,10 +200,10 @@ def test_reward_study_draws_the_iso_reward_curve_through_the_best_trial(tmp_path
     obj = {"kind": "reward", "target_macs": 20e6, "alpha": -0.07, "beta": -0.07, "constraint": "soft"}
     study.set_user_attr("objective", "reward")
     study.set_user_attr("config", {"objective": obj})
-    for i, (macs, acc) in enumerate([(10e6, 0.80), (20e6, 0.84), (40e6, 0.86)]):
+    for macs, acc in [(10e6, 0.80), (20e6, 0.84), (40e6, 0.86)]:
         reward = acc * (macs / 20e6) ** -0.07
         study.add_trial(optuna.trial.create_trial(value=reward, user_attrs={
-            "arch": f"a{i}", "macs": macs, "val_acc": acc, "reward": reward, "full_budget": True}))
+            "arch": ARCH, "macs": macs, "val_acc": acc, "reward": reward, "full_budget": True}))
     df = study_frame(tmp_path)
     ax = plot_accuracy_vs_cost(df).axes[0]
     (iso,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("iso-reward")]

@@ -9,7 +9,10 @@ from helpers.fakes import make_study
 
 from nas_harness.arch import parse_arch
 from nas_harness.errors import ConfigError
+from nas_harness.presets import efficientnet_b0
 from nas_harness.results import choice_columns, export_frame, resolve_source, study_frame
+
+ARCH = str(efficientnet_b0())  # a real arch string: readers parse the stored ones
 
 
 def test_frame_has_one_row_per_trial_with_contract_columns(study_dir: Path) -> None:
@@ -97,7 +100,7 @@ def test_constraints_mark_infeasible_trials(tmp_path: Path) -> None:
     for i, (acc, over) in enumerate([(0.9, 5.0), (0.8, -1.0), (0.7, 0.0)]):
         study.add_trial(optuna.trial.create_trial(
             value=acc, system_attrs={"constraints": [over]},
-            user_attrs={"arch": f"a{i}", "macs": 10.0 + i, "val_acc": acc, "full_budget": True}))
+            user_attrs={"arch": ARCH, "macs": 10.0 + i, "val_acc": acc, "full_budget": True}))
     df = study_frame(tmp_path / "b.db")
     assert df["feasible"].tolist() == [False, True, True]  # feasible when every constraint <= 0
     assert rank_trials(df)["number"].tolist() == [1, 2]  # the over-budget trial is never exported

@@ -12,6 +12,7 @@ from optuna._hypervolume import compute_hypervolume
 from optuna.trial import TrialState
 
 from nas_harness.errors import ConfigError
+from nas_harness.presets import efficientnet_b0
 from nas_harness.results import (
     ReferencePoint,
     best_so_far,
@@ -24,6 +25,8 @@ from nas_harness.results import (
     study_frame,
 )
 
+ARCH = str(efficientnet_b0())  # a real arch string: readers parse the stored ones
+
 # (macs, val_acc); (30, 0.6) is dominated by (20, 0.7).  Hand-computed with reference (50, 0):
 # (20-10)*0.5 + (40-20)*0.7 + (50-40)*0.8 = 27 -> 27 / (50 * 1) = 0.54.
 POINTS = [(10.0, 0.5), (20.0, 0.7), (40.0, 0.8), (30.0, 0.6)]
@@ -34,10 +37,10 @@ def known(tmp_path: Path):
     storage = f"sqlite:///{tmp_path / 'k.db'}"
     extra = [
         # better than everything but not comparable: pruned, stopped early, and a reference arch
-        dict(state=TrialState.PRUNED, user_attrs={"arch": "x", "macs": 1.0, "val_acc": 0.99}),
-        dict(values=[0.99, 2.0], user_attrs={"arch": "x", "macs": 2.0, "val_acc": 0.99, "full_budget": False}),
-        dict(values=[0.75, 25.0], user_attrs={"arch": "x", "macs": 25.0, "val_acc": 0.75, "reference": "b0"}),
-        dict(state=TrialState.FAIL, user_attrs={"arch": "x", "macs": 5.0, "fail_reason": "oom"}),
+        dict(state=TrialState.PRUNED, user_attrs={"arch": ARCH, "macs": 1.0, "val_acc": 0.99}),
+        dict(values=[0.99, 2.0], user_attrs={"arch": ARCH, "macs": 2.0, "val_acc": 0.99, "full_budget": False}),
+        dict(values=[0.75, 25.0], user_attrs={"arch": ARCH, "macs": 25.0, "val_acc": 0.75, "reference": "b0"}),
+        dict(state=TrialState.FAIL, user_attrs={"arch": ARCH, "macs": 5.0, "fail_reason": "oom"}),
     ]
     known_points_study(storage, "known", POINTS, extra)
     return study_frame(storage, "known")

@@ -271,3 +271,18 @@ def test_a_study_with_a_tampered_trial_is_not_continued(tmp_path: Path, attrs: d
     study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"arch": base, "val_acc": 0.5, **attrs}))
     with pytest.raises(ConfigError, match=r"^storage sqlite:///.*: study 'tiny', " + message):
         open_study(cfg, open_storage(cfg.storage_url))
+
+
+def test_readers_refuse_a_tampered_arch_string(tmp_path: Path) -> None:
+    from nas_harness.errors import ConfigError
+    from nas_harness.records import open_storage
+    from nas_harness.results.frame import trials_frame
+    from nas_harness.study.search import open_study
+
+    cfg = validate(tiny_dict(tmp_path, objective={"kind": "accuracy"}))
+    cfg.study_dir.mkdir(parents=True, exist_ok=True)
+    study, _ = open_study(cfg, open_storage(cfg.storage_url))
+    study.add_trial(optuna.trial.create_trial(value=0.5, user_attrs={"arch": "garbage", "val_acc": 0.5}))
+    with pytest.raises(ConfigError, match=r"trial 0: stored arch = 'garbage' is not an arch string"):
+        trials_frame(study)  # what report, plot and export read
+    assert main(["report", str(cfg.study_dir)]) == 2
