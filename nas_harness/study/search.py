@@ -172,9 +172,8 @@ def check_stored_trials(study: Any) -> None:
     what nas-harness writes: a samplers fed a tampered value would propose from it, and the summary print it."""
     import math
 
-    from nas_harness.arch import parse_arch
     from nas_harness.records import storage_label
-    from nas_harness.results.frame import check_stored_trial, damaged
+    from nas_harness.results.frame import check_stored_arch, check_stored_trial, damaged
 
     try:
         trials = study.get_trials(deepcopy=False)
@@ -186,12 +185,7 @@ def check_stored_trials(study: Any) -> None:
         for v in t.values or ():
             if not math.isfinite(v):
                 raise damaged(study, "value", v, "a finite number", trial=t.number)
-        arch = t.user_attrs.get("arch")
-        if isinstance(arch, str) and t.state.name in ("COMPLETE", "PRUNED"):
-            try:
-                parse_arch(arch)
-            except ValueError:
-                raise damaged(study, "arch", arch, "an arch string", trial=t.number) from None
+        check_stored_arch(study, t)
 
 
 def _short(v: Any) -> str:
