@@ -407,12 +407,18 @@ def open_regular(path: str | Path, label: str | None = None, error: type[Excepti
         raise error(f"{label}: no such file") from None
     except OSError as exc:
         raise error(f"{label}: cannot read ({os_reason(exc)})") from None
+    return _regular_file(fd, "rb", label, error)
+
+
+def _regular_file(fd: int, mode_text: str, label: str, error: type[Exception], hint: str = "") -> typing.BinaryIO:
+    """The file object of ``fd`` (opened non-blocking), made blocking; refused in one ``error`` line, with the
+    descriptor closed, unless it is a regular file."""
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
-            raise error(f"{label}: is {_file_kind(mode)}, not a regular file")
+            raise error(f"{label}: is {_file_kind(mode)}, not a regular file{hint}")
         os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
+        return os.fdopen(fd, mode_text)
     except BaseException:
         os.close(fd)
         raise
@@ -439,15 +445,7 @@ def open_lock(path: str | Path, label: str | None = None, error: type[Exception]
         if mode is not None and not stat.S_ISREG(mode):
             raise error(f"{label}: is {_file_kind(mode)}, not a regular file (a lock file goes there)") from None
         raise error(f"{label}: cannot open the lock file ({exc.strerror or exc})") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise error(f"{label}: is {_file_kind(mode)}, not a regular file (a lock file goes there)")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "r+b")
-    except BaseException:
-        os.close(fd)
-        raise
+    return _regular_file(fd, "r+b", label, error, " (a lock file goes there)")
 
 
 def check_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> None:
