@@ -67,6 +67,31 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def interrupted() -> bool:
+    """Whether a Ctrl-C was noted in this process."""
+    return _interrupted
+
+
+def quiet_cleanup_after_interrupt() -> None:
+    """After a Ctrl-C, drop SQLAlchemy's log records (idempotent).
+
+    A Ctrl-C that lands while SQLAlchemy reads from the storage interrupts the query; SQLAlchemy then closes the
+    interrupted cursor on a closed connection and logs "Error closing cursor" with two tracebacks, which Python
+    prints to the terminal.  Nothing is lost (the trial is failed or left to the next run as with any Ctrl-C),
+    so after an interrupt those records are dropped; before one, SQLAlchemy's warnings reach stderr as usual."""
+    import logging
+
+    log = logging.getLogger("sqlalchemy")
+    if any(getattr(h, "_nas_harness_quiet", False) for h in log.handlers):
+        return
+    handler = logging.StreamHandler()  # stderr, like Python's last-resort handler it stands in for
+    handler.setLevel(logging.WARNING)
+    handler.addFilter(lambda record: not _interrupted)
+    handler._nas_harness_quiet = True  # type: ignore[attr-defined]
+    log.addHandler(handler)
+    log.propagate = False
+
+
 # --- The environment's failures: a full disk, a read-only or forbidden path, a failing file system ----------
 # Written once here, for every layer: the storage (records), checkpoints (train), the compiled kernels' cache
 # (kernels) and the command line (cli) word the same errno the same way.

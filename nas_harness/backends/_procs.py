@@ -13,6 +13,7 @@ from collections import deque
 from typing import Any
 
 from nas_harness.backends.settings import passive_wait_env
+from nas_harness.errors import quiet_cleanup_after_interrupt
 
 
 def die_with_parent(parent: int) -> None:
@@ -39,6 +40,7 @@ def interrupt_once() -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+    quiet_cleanup_after_interrupt()  # SQLAlchemy's "Error closing cursor" traceback of the interrupted query
 
     def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed
         if not isinstance(info.exc_value, KeyboardInterrupt):

@@ -56,14 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _catch_interrupts() -> None:
     """Ctrl-C raises KeyboardInterrupt as usual and is also noted (``errors.note_interrupt``): one that lands in
     a callback Python cannot raise from is not lost (the run stops at its next safe point) and is not printed
-    as an "Exception ignored" traceback."""
+    as an "Exception ignored" traceback, nor is SQLAlchemy's clean-up of a query it interrupted."""
     import signal
     import threading
 
-    from nas_harness.errors import note_interrupt
+    from nas_harness.errors import note_interrupt, quiet_cleanup_after_interrupt
 
     if threading.current_thread() is not threading.main_thread():
         return
+    quiet_cleanup_after_interrupt()
 
     def on_sigint(signum: int, frame: Any) -> None:
         note_interrupt()
