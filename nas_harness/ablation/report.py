@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nas_harness.report.document import Block, Bullets, Heading, Para, Table, to_html, to_markdown, write_csv
+from nas_harness.results.stats import interval_text, paired_words
 
 from .config import AblationConfig
 from .runner import RunRecord
@@ -72,15 +73,15 @@ def ablation_table(rows: Sequence[VariantStats], baseline: str | None) -> Table:
         if d is None or r.variant == baseline:
             delta, p = "–", "–"
         else:
-            ci = f" [{_signed_pct(d.ci_low)}, {_signed_pct(d.ci_high)}]" if d.n >= 2 else ""
-            delta = f"{_signed_pct(d.mean)}{ci} (n={d.n}): {d.verdict if d.n >= 2 else 'undecided'}"
+            ci = f" [{_signed_pct(d.ci_low)}, {_signed_pct(d.ci_high)}]" if d.n >= 2 and not d.constant else ""
+            delta = f"{_signed_pct(d.mean)}{ci} (n={d.n}): {paired_words(d) or 'undecided'}"
             p = "–" if math.isnan(d.p_value) else ("<0.001" if d.p_value < 0.001 else f"{d.p_value:.3f}")
         runs = f"{r.n_ok}" + (f" (+{r.n_failed} failed)" if r.n_failed else "")
         cells = [
             r.variant,
             runs,
             f"{_pct(r.test.mean)} ± {_pct(r.test.std)}",
-            f"[{_pct(r.test.ci_low)}, {_pct(r.test.ci_high)}]",
+            interval_text(r.test.ci_low, r.test.ci_high, r.test.n, 100.0, ".2f") if r.test.n else "–",
             delta,
             p,
             _pct(r.val.mean),
@@ -104,9 +105,11 @@ def _settings(cfg: AblationConfig, records: Sequence[RunRecord]) -> str:
         f"Base arch: `{cfg.base}`; data: {d.dataset} at {d.resolution} px ({train_n}, val_size={d.val_size}), "
         f"stem stride {cfg.trial.stem_stride or 'as arch'}; training: {budget}, batch {t.batch_size}, {t.optimizer} "
         f"lr {t.lr}, {t.schedule}; seeds {list(cfg.seeds)}; device {', '.join(devices) or '?'}; "
-        f"total run time {sum(times) / 60:.1f} min.  Accuracies on the test set; Δ = variant − {cfg.baseline} per "
-        f"seed (paired t), in percentage points; the variant beats the baseline when the 95% interval of Δ is "
-        f"above 0, is worse when below, and is tied within noise otherwise.  MACs at {cfg.trial.macs_resolution} px "
+        f"total run time {sum(times) / 60:.1f} min.  Accuracies on the test set, mean over seeds with a Student-t "
+        f"95% interval clipped to [0, 100] %; Δ = variant − {cfg.baseline} per seed (paired t interval), in "
+        f"percentage points; the variant beats the baseline when the 95% interval of Δ is above 0, is worse when "
+        f"below, and is tied within noise otherwise (a Δ that is the same on every seed has a zero-width interval "
+        f"that measures no noise and is worded as such).  MACs at {cfg.trial.macs_resolution} px "
         f"with the arch's own stem (fvcore convention, 1 MAC = 1 flop)."
     )
 

@@ -1,8 +1,11 @@
 """Curves and comparisons over seeds: best-so-far regret, hypervolume, mean rank and paired differences.
 
 Every interval is a two-sided 95 % Student-t interval of the mean over seeds (:func:`nas_harness.results.stats.
-summarize`); pairwise differences are paired over seeds (:func:`~nas_harness.results.stats.paired_delta`, scipy's
-``ttest_rel``).  Accuracies are fractions; reports print percentage points.
+mean_interval`), clipped to the quantity's range (regret in [0, reference], normalised hypervolume in [0, 1]): with
+2 or 3 seeds a t interval of a mean near a bound would otherwise cross it.  With one seed there is no interval
+(NaN).  Pairwise differences are paired over seeds (:func:`~nas_harness.results.stats.paired_delta`, scipy's
+``ttest_rel``) and worded by :func:`~nas_harness.results.stats.paired_words`.  Accuracies are fractions; reports
+print percentage points.
 """
 
 from __future__ import annotations
@@ -13,7 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from nas_harness.results.stats import CONFIDENCE, PairedDelta, paired_delta
+from nas_harness.results.stats import (
+    CONFIDENCE,
+    PairedDelta,
+    interval_text,
+    mean_interval,
+    paired_delta,
+    paired_words,
+)
 
 
 def best_so_far(acc: list[float]) -> np.ndarray:
@@ -67,7 +77,8 @@ def hypervolume_curve(acc: list[float], cost: list[float], acc_range: tuple[floa
 
 @dataclass(frozen=True)
 class Curves:
-    """Per strategy: the metric per seed (shape (seeds, trials)), its mean and 95 % interval per trial count."""
+    """Per strategy: the metric per seed (shape (seeds, trials)), its mean and 95 % interval per trial count
+    (clipped to ``bounds``, the metric's range; NaN with one seed)."""
 
     metric: str  # "regret" (lower is better) or "hypervolume" (higher is better)
     strategies: list[str]
@@ -76,27 +87,20 @@ class Curves:
     mean: dict[str, np.ndarray]
     low: dict[str, np.ndarray]
     high: dict[str, np.ndarray]
+    bounds: tuple[float, float] = (0.0, math.inf)
 
     @property
     def higher_is_better(self) -> bool:
         return self.metric == "hypervolume"
 
 
-def _interval(x: np.ndarray, confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and Student-t interval over axis 0 (the same formula as ``stats.summarize``, vectorised)."""
-    from scipy import stats
-
-    n = x.shape[0]
-    mean = x.mean(axis=0)
-    sd = x.std(axis=0, ddof=1)
-    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * sd / math.sqrt(n)
-    return mean, mean - half, mean + half
-
-
 def curves(runs: list[dict[str, Any]], strategies: list[str], reference: float, multi: bool,
            acc_range: tuple[float, float] = (0.0, 1.0), cost_range: tuple[float, float] = (0.0, 1.0)) -> Curves:
-    """Regret (``reference`` − best-so-far accuracy) or hypervolume curves of every strategy."""
+    """Regret (``reference`` − best-so-far accuracy) or hypervolume curves of every strategy; the intervals are
+    clipped to [0, max(reference, 0)] for regret (``reference`` is at least every accuracy found and accuracies are
+    not negative) and to [0, 1] for the normalised hypervolume."""
     seeds = sorted({r["seed"] for r in runs})
+    bounds = (0.0, 1.0) if multi else (0.0, max(float(reference), 0.0))
     values, mean, low, high = {}, {}, {}, {}
     for s in strategies:
         by_seed = {r["seed"]: r for r in runs if r["strategy"] == s}
@@ -108,8 +112,8 @@ def curves(runs: list[dict[str, Any]], strategies: list[str], reference: float, 
             else:
                 rows.append(reference - best_so_far(r["acc"]))
         values[s] = np.array(rows)
-        mean[s], low[s], high[s] = _interval(values[s])
-    return Curves("hypervolume" if multi else "regret", list(strategies), seeds, values, mean, low, high)
+        mean[s], low[s], high[s] = mean_interval(values[s], CONFIDENCE, bounds)
+    return Curves("hypervolume" if multi else "regret", list(strategies), seeds, values, mean, low, high, bounds)
 
 
 def mean_ranks(c: Curves, at: int) -> dict[str, float]:
@@ -133,8 +137,17 @@ class Comparison:
     unit: str
 
     def sentence(self) -> str:
+        """The comparison in words: who beats whom by how much with the paired 95 % interval; a comparison whose
+        interval is missing (one seed) or has zero width (the same difference on every seed) is worded by
+        :func:`~nas_harness.results.stats.paired_words` instead."""
         d = self.delta
         scale, unit = (100.0, " pp") if self.unit == "pp" else (1.0, "")
+        head = f"{self.a} vs {self.b} at {self.at} trials"
+        if d.identical:
+            return f"{head}: {paired_words(d)}"
+        if d.n < 2 or d.constant:
+            ci = f", {interval_text(d.ci_low, d.ci_high, d.n)}" if d.n < 2 else ""
+            return f"{head}: {scale * d.mean:+.3g}{unit}{ci}: {paired_words(d)}"
         if d.verdict == "beats":
             return (f"{self.a} beats {self.b} at {self.at} trials by {scale * d.mean:.3g}{unit} "
                     f"[{scale * d.ci_low:.3g}, {scale * d.ci_high:.3g}]")

@@ -10,8 +10,19 @@ import numpy as np
 
 from nas_harness.benchmark._analysis import Comparison, Curves, mean_ranks
 from nas_harness.report.document import Bullets, Heading, Image, Para, Table, to_html, to_markdown
+from nas_harness.results.stats import interval_text
 
 _LABEL = {"regret": "regret of the best-so-far accuracy (pp)", "hypervolume": "hypervolume (normalised)"}
+_METHOD = {
+    "regret": "Intervals: 95 % Student-t interval of the mean over seeds, clipped to the range of regret (>= 0, "
+              "<= the reference); none with one seed. Differences: paired over seeds (paired t interval); a "
+              "difference that is the same on every seed has a zero-width interval and is worded as such. Mean ranks "
+              "have no interval.",
+    "hypervolume": "Intervals: 95 % Student-t interval of the mean over seeds, clipped to the range of the "
+                   "normalised hypervolume ([0, 1]); none with one seed. Differences: paired over seeds (paired t "
+                   "interval); a difference that is the same on every seed has a zero-width interval and is worded "
+                   "as such. Mean ranks have no interval.",
+}
 
 
 def plot_curves(c: Curves, title: str) -> Any:
@@ -31,7 +42,7 @@ def plot_curves(c: Curves, title: str) -> Any:
         ax.set_xlabel("trials")
         ax.set_ylabel(_LABEL[c.metric])
         ax.set_title(title)
-        ax.legend(title=f"mean of {len(c.seeds)} seeds, 95 % CI")
+        ax.legend(title=f"mean of {len(c.seeds)} seeds" + (", 95 % t interval" if len(c.seeds) > 1 else ""))
     return fig
 
 
@@ -73,7 +84,7 @@ def document(cfg: Any, problem: Any, c: Curves, comparisons: list[Comparison], r
     blocks.append(Para(f"{len(c.strategies)} strategies x {len(c.seeds)} seeds x {cfg.trials} trials on {what}; "
                        f"objective: {obj}. Regret is against {100 * reference:.2f} % "
                        f"({'the best known surrogate value' if cfg.source == 'surrogate' else 'the optimum'}). "
-                       "Intervals: 95 % Student-t over seeds; differences paired over seeds."))
+                       f"{_METHOD[c.metric]}"))
     if notes:
         blocks.append(Bullets(notes))
     if figure:
@@ -85,8 +96,8 @@ def document(cfg: Any, problem: Any, c: Curves, comparisons: list[Comparison], r
     for s in c.strategies:
         cells = [s]
         for b in budgets:
-            cells.append(f"{scale * c.mean[s][b - 1]:.3g}{unit} [{scale * c.low[s][b - 1]:.3g}, "
-                         f"{scale * c.high[s][b - 1]:.3g}]")
+            ci = interval_text(float(c.low[s][b - 1]), float(c.high[s][b - 1]), len(c.seeds), scale)
+            cells.append(f"{scale * c.mean[s][b - 1]:.3g}{unit} {ci}")
         cells += [f"{ranks[b][s]:.2f}" for b in budgets]
         rows.append(cells)
     blocks += [Heading("Results", 2), Table(header, rows), Heading("Verdicts (paired over seeds)", 2),

@@ -10,7 +10,9 @@ changes), and reports:
 - per arch and reference: the *paired* difference over the same seeds (same seed = same data order), with
   its 95 % interval and p-value (``scipy.stats.ttest_rel``) and the wording rule of
   :func:`nas_harness.results.stats.verdict`: **beats** when the interval is above 0, **worse** when below,
-  **tied within noise** otherwise; likewise against the arch with the best mean;
+  **tied within noise** otherwise (a difference that is the same on every seed is worded by
+  :func:`~nas_harness.results.stats.paired_words`: "identical on all N seeds", or the verdict "by the same
+  margin" with a zero-width interval); likewise against the arch with the best mean;
 - the Pareto front (mean accuracy vs the study's cost: MACs, parameters or latency) recomputed on the means.
 
 The seeds are new (the search's own seed is skipped): the archs were chosen *because* of that seed's results,
@@ -58,7 +60,9 @@ from nas_harness.results.stats import (
     PairedDelta,
     Summary,
     accuracy_interval,
+    interval_text,
     paired_delta,
+    paired_words,
     summarize,
 )
 
@@ -262,10 +266,16 @@ def _ci(lo: float, hi: float) -> str:
 
 
 def _delta(d: PairedDelta | None) -> str:
+    """Δ in pp with its paired interval; none for one pair, nor for a zero-width one (the words say why)."""
     if d is None or d.n == 0:
         return ""
-    ci = f" [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]" if d.ci_low == d.ci_low else ""
+    ci = f" [{100 * d.ci_low:+.2f}, {100 * d.ci_high:+.2f}]" if d.ci_low == d.ci_low and not d.constant else ""
     return f"{100 * d.mean:+.2f}{ci}"
+
+
+def _seed_ci(s: Summary) -> str:
+    """The t interval of a mean over seeds in %, ``n/a (1 seed)`` with one seed, empty with none."""
+    return interval_text(s.ci_low, s.ci_high, s.n, 100.0, ".2f") if s.n else ""
 
 
 def _p(d: PairedDelta | None) -> str:
@@ -315,16 +325,20 @@ def _conclusions(res: ConfirmResult) -> list[str]:
     by_label = {r.cand.label: r for r in a.rows}
     best = by_label.get(a.best) if a.best else None
     if best is not None:
-        tied = [r.cand.name for r in a.rows if r is not best and r.vs_best is not None and r.vs_best.n >= 2
-                and r.vs_best.verdict == "tied within noise"]
-        behind = [r.cand.name for r in a.rows if r.vs_best is not None and r.vs_best.n >= 2
-                  and r.vs_best.verdict == "worse"]
-        line = (f"Best mean: {best.cand.name} with {_pct(best.val.mean)}% validation accuracy "
-                f"{_ci(best.val.ci_low, best.val.ci_high)} over {best.val.n} seed(s).")
+        noisy = [r for r in a.rows if r is not best and r.vs_best is not None and r.vs_best.n >= 2]
+        tied = [r.cand.name for r in noisy if not r.vs_best.constant and r.vs_best.verdict == "tied within noise"]
+        behind = [r.cand.name for r in noisy if not r.vs_best.constant and r.vs_best.verdict == "worse"]
+        same = [f"{r.cand.name} ({_delta(r.vs_best)} pp: {paired_words(r.vs_best)})" for r in noisy
+                if r.vs_best.constant]
+        ci = _ci(best.val.ci_low, best.val.ci_high)
+        line = (f"Best mean: {best.cand.name} with {_pct(best.val.mean)}% validation accuracy{' ' + ci if ci else ''} "
+                f"over {best.val.n} seed(s).")
         if tied:
             line += f" Tied within noise with it (paired 95% interval includes 0): {', '.join(tied)}."
         if behind:
             line += f" Behind it beyond noise: {', '.join(behind)}."
+        if same:
+            line += f" The same difference to it on every seed: {', '.join(same)}."
         lines.append(line)
     for row in a.rows:
         if row.cand.kind == "reference":
@@ -332,7 +346,7 @@ def _conclusions(res: ConfirmResult) -> list[str]:
         for ref, d in row.vs.items():
             if d.n == 0:
                 continue
-            words = d.verdict if d.n >= 2 else "undecided (one pair)"
+            words = paired_words(d)
             lines.append(f"{row.cand.name} vs {ref}: {_delta(d)} pp over {d.n} paired seed(s)"
                          f"{f' (p = {_p(d)})' if _p(d) else ''}: {words}.")
     picked = [r for r in a.rows
@@ -377,17 +391,17 @@ def markdown(res: ConfirmResult) -> str:
     for row in sorted(a.rows, key=lambda r: (r.rank == 0, r.rank)):
         c = row.cand
         slo, shi = accuracy_interval(c.search_val, c.search_val_n)
-        best = "best" if row.rank == 1 else (f"{_delta(row.vs_best)} ({row.vs_best.verdict})" if row.vs_best and
-                                              row.vs_best.n >= 2 else _delta(row.vs_best))
+        best = "best" if row.rank == 1 else (f"{_delta(row.vs_best)} ({paired_words(row.vs_best)})" if row.vs_best
+                                              and row.vs_best.n >= 2 else _delta(row.vs_best))
         cells = [str(row.rank or "–"), c.name, c.kind, _cost_cell(c.cost(a.cost), a.cost),
                  f"{_pct(c.search_val)} {_ci(slo, shi)}".strip(), f"{row.val.n}" + (f" (+{row.failed} failed)"
                                                                                     if row.failed else ""),
                  f"{_pct(row.val.mean)} ± {_pct(row.val.std)}" if row.val.n > 1 else _pct(row.val.mean),
-                 _ci(row.val.ci_low, row.val.ci_high), best, "yes" if row.on_front else ""]
+                 _seed_ci(row.val), best, "yes" if row.on_front else ""]
         if has_test:
-            cells.insert(8, f"{_pct(row.test.mean)} {_ci(row.test.ci_low, row.test.ci_high)}".strip())
+            cells.insert(8, f"{_pct(row.test.mean)} {_seed_ci(row.test)}".strip() if row.test.n else "")
         rows.append(cells)
-    pairs = [[row.cand.name, ref, _delta(d), str(d.n), _p(d) or "–", d.verdict if d.n >= 2 else "undecided (one pair)"]
+    pairs = [[row.cand.name, ref, _delta(d), str(d.n), _p(d) or "–", paired_words(d)]
              for row in a.rows for ref, d in row.vs.items() if d.n]
     stored = sorted({s for row in a.rows for s in row.seeds})
     seeds = (f"seeds {a.seeds}" if stored == sorted(a.seeds) else
@@ -396,10 +410,12 @@ def markdown(res: ConfirmResult) -> str:
                 f"seed {rec.seed}) at the search's recipe: {rec.describe()}.  Runs are stored in study "
                 f"`{res.store_name}`; {len(res.ran)} ran now, {len(res.skipped)} were stored already; "
                 f"{res.train_s / 60:.1f} min of training in total.")
-    rule = ("Intervals: mean over seeds with a Student-t 95% interval; Δ = paired difference over the same seeds "
-            "(scipy.stats.ttest_rel). Wording: beats when the 95% interval of Δ is above 0, worse when below, tied "
-            "within noise otherwise; one pair decides nothing. The search column is the single run the arch was "
-            "selected on, with its Wilson 95% interval. Selection uses validation accuracy only.")
+    rule = ("Intervals: mean over seeds with a Student-t 95% interval, clipped to [0, 100] % (none with one seed); "
+            "Δ = paired difference over the same seeds with its paired t 95% interval (scipy.stats.ttest_rel). "
+            "Wording: beats when the 95% interval of Δ is above 0, worse when below, tied within noise otherwise; "
+            "one pair decides nothing; a Δ that is the same on every seed has a zero-width interval that measures "
+            "no noise and is worded as such (\"identical\" when it is 0). The search column is the single run the "
+            "arch was selected on, with its Wilson 95% interval. Selection uses validation accuracy only.")
     blocks: list[Block] = [Heading(f"Confirmation of `{res.study_name}` over seeds"), Para(settings),
                            Bullets(_conclusions(res)), Table(head, rows)]
     if pairs:

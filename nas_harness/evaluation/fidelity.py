@@ -53,6 +53,7 @@ from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
 from nas_harness.results.stats import (
     ACCURACY,
     accuracy_interval,
+    difference_words,
     kendall_tau,
     kendall_tau_difference,
     rank_agreement,
@@ -459,12 +460,16 @@ def _audit_blocks(s: dict[str, Any]) -> list[Block]:
     d, ci = a["tau_minus_macs"], a["tau_minus_macs_ci"]
     word = {"beats": "ranks better than MACs alone", "worse": "ranks worse than MACs alone"}.get(
         a["verdict_vs_macs"], "cannot be told apart from MACs alone (within noise)")
+    n = int(a["macs"].get("n_archs") or 0)
+    if d is not None and None not in ci and ci[0] == ci[1]:  # every bootstrap resample gave the same difference
+        said = difference_words(d, ci[0], ci[1], n, word, where=f"in every bootstrap resample of the {n} archs")
+        word = f"and MACs alone rank the archs alike: {said}" if said.startswith("identical") else said
     return [Heading(f"Audit: {who} against cost alone", 3),
             Para(f"Sample: the top archs and others drawn {s.get('sample', 'uniform')}."),
             Table(["ranker", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "top-k recall", "regret (pp)"], rows),
             Para(f"Within MACs buckets: {buckets or '–'}."),
-            Para(f"**Verdict:** {who} {word}: tau({who}) - tau(MACs) = {_f(d)}{_ci(ci)} (paired bootstrap over "
-                 "archs).")]
+            Para(f"**Verdict:** {who} {word}: tau({who}) - tau(MACs) = {_f(d)}{_ci(ci)} (paired "
+                 "percentile-bootstrap 95% interval over archs).")]
 
 
 def markdown(res: FidelityResult) -> str:
@@ -515,9 +520,9 @@ def markdown(res: FidelityResult) -> str:
                       "high-fidelity val % [95% CI]", "runs"], archs),
                Para("Intervals: tau/rho by a percentile bootstrap over archs (scipy.stats.bootstrap, "
                     f"{s['bootstrap_resamples']} resamples); accuracies: Wilson 95% on the validation split (one run) "
-                    "or a Student-t interval over runs. Both scores are validation accuracies (val_acc: the best "
-                    "epoch's, the harness's convention; the last epoch's is the check row above); the test split is "
-                    "not used.")]
+                    "or a Student-t 95% interval over runs, clipped to [0, 100] %. Both scores are validation "
+                    "accuracies (val_acc: the best epoch's, the harness's convention; the last epoch's is the check "
+                    "row above); the test split is not used.")]
     if res.failed:
         blocks += [Para("Failed runs:"), Bullets([f"{r.group} seed {r.seed}: {r.error}" for r in res.failed])]
     return to_markdown(blocks)

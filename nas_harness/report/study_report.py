@@ -195,8 +195,9 @@ def _verdict(df: pd.DataFrame, metric: str, folder: str = "RESULTS_DIR", cost: s
     else:
         sizes = sorted({int(v) for v in df[f"{split}_n"].dropna()})
         lines.append(f"Intervals: Wilson 95% on the {split} split ({', '.join(map(str, sizes))} images), one "
-                     "training run each; they leave out seed-to-seed training noise, so a decided comparison can "
-                     "still change over seeds."
+                     "training run each; a difference of two accuracies has Newcombe's 95% hybrid score interval "
+                     "(built from the two Wilson intervals); they leave out seed-to-seed training noise, so a "
+                     "decided comparison can still change over seeds."
                      + (" val_acc is each trial's best epoch (picked on the same split), which makes it slightly "
                         "optimistic; val_acc_final is the last epoch's." if metric == "val_acc"
                         and (df["epochs"].dropna() > 1).any() else ""))

@@ -23,7 +23,15 @@ comes with an interval and every comparison with a rule that says when it is dec
 
 **The wording rule** (:func:`verdict`), used by every report: with a 95 % interval ``[low, high]`` of
 "A − B", A **beats** B when ``low > 0``, is **worse** when ``high < 0``, and is **tied within noise**
-otherwise.  Nothing is called better on a point estimate alone.
+otherwise.  Nothing is called better on a point estimate alone.  A paired difference that is the same on every
+seed has a zero-width interval that measures no noise; reports word it with :func:`paired_words` /
+:func:`difference_words` ("identical on all N seeds (difference 0)", or the verdict "on all N seeds by the same
+margin (zero-width interval ...)"), never as a bare "tied within noise" / "beats".
+
+**Bounded quantities** (an accuracy in [0, 1], a regret >= 0, a normalised hypervolume in [0, 1]): a Student-t
+interval of their mean over a few seeds can leave the range; it is clipped to it (``summarize(bounds=...)``,
+:func:`mean_interval`) and the reports say so.  With fewer than two values there is no interval (NaN; printed
+"n/a (1 seed)").
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ __all__ = [
     "BEATS",
     "CONFIDENCE",
     "TIED",
+    "UNDECIDED_ONE_PAIR",
     "WORSE",
     "AccuracyDifference",
     "PairedDelta",
@@ -48,8 +57,12 @@ __all__ = [
     "accuracy_difference",
     "accuracy_interval",
     "accuracy_intervals",
+    "difference_words",
+    "interval_text",
     "kendall_tau",
+    "mean_interval",
     "paired_delta",
+    "paired_words",
     "rank_agreement",
     "regret",
     "spearman_rho",
@@ -66,6 +79,8 @@ ACCURACY = (0.0, 1.0)
 BEATS = "beats"
 TIED = "tied within noise"
 WORSE = "worse"
+#: How reports word a comparison with fewer than two paired seeds (no interval).
+UNDECIDED_ONE_PAIR = "undecided (one pair)"
 
 
 def verdict(low: float, high: float) -> str:
@@ -220,6 +235,16 @@ class PairedDelta:
     seeds: tuple[int, ...]
 
     @property
+    def constant(self) -> bool:
+        """Two or more pairs that all gave the same difference: the interval has zero width and measures no noise."""
+        return self.n >= 2 and self.std == 0.0
+
+    @property
+    def identical(self) -> bool:
+        """:attr:`constant` with difference 0: A and B gave the same value on every paired seed."""
+        return self.constant and abs(self.mean) <= 1e-12
+
+    @property
     def verdict(self) -> str:
         """A's wording against B from the paired interval (:func:`verdict`); tied with fewer than 2 pairs."""
         if self.n < 2:
@@ -245,6 +270,71 @@ def paired_delta(a: Mapping[int, float], b: Mapping[int, float], confidence: flo
     ci = res.confidence_interval(confidence_level=confidence)
     return PairedDelta(s.n, s.mean, s.std, float(ci.low), float(ci.high), float(res.statistic),
                        float(res.pvalue), seeds)
+
+
+def difference_words(estimate: float, low: float, high: float, n: int, word: str, where: str | None = None) -> str:
+    """The one wording rule for a difference whose interval may say nothing about noise (used by every report,
+    through :func:`paired_words` for paired seeds):
+
+    - ``n == 0``: ``""``; ``n == 1``: ``"undecided (one pair)"``;
+    - a zero-width interval ``low == high`` at 0: ``"identical <where> (difference 0)"``;
+    - a zero-width interval elsewhere: ``"<word> <where> by the same margin (zero-width interval: no noise
+      measured)"``;
+    - otherwise ``word`` (the verdict, e.g. ``beats`` / ``worse`` / ``tied within noise``).
+
+    ``where`` says what the interval is over, default ``"on all <n> seeds"``; an unknown interval (NaN) with
+    ``n >= 2`` gives ``word``.
+    """
+    if n <= 0:
+        return ""
+    if n < 2:
+        return UNDECIDED_ONE_PAIR
+    where = f"on all {n} seeds" if where is None else where
+    if math.isfinite(low) and math.isfinite(high) and low == high:
+        if abs(estimate) <= 1e-12 and abs(low) <= 1e-12:
+            return f"identical {where} (difference 0)"
+        return f"{word} {where} by the same margin (zero-width interval: no noise measured)"
+    return word
+
+
+def paired_words(d: PairedDelta | None, word: str | None = None) -> str:
+    """How every report words a paired difference (:func:`difference_words`): :attr:`PairedDelta.verdict` (or the
+    caller's ``word`` for it, e.g. "gains"); ``"identical on all N seeds (difference 0)"`` when A and B gave the
+    same value on every seed, the verdict "on all N seeds by the same margin (zero-width interval: no noise
+    measured)" when every seed gave the same non-zero difference, ``"undecided (one pair)"`` with one pair."""
+    if d is None:
+        return ""
+    if d.constant:  # zero spread up to rounding: paired_delta already made the interval the point
+        return difference_words(d.mean, d.mean, d.mean, d.n, d.verdict if word is None else word)
+    return difference_words(d.mean, math.nan, math.nan, d.n, d.verdict if word is None else word)
+
+
+def interval_text(low: float, high: float, n: int, scale: float = 1.0, fmt: str = ".3g", unit: str = "seed") -> str:
+    """``"[low, high]"`` scaled and formatted, or ``"n/a (1 seed)"`` (``"n/a (N seeds)"``) when the interval is
+    unknown because there are fewer than two values, ``"n/a"`` when it is unknown otherwise."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"n/a ({n} {unit}{'' if n == 1 else 's'})" if n < 2 else "n/a"
+    return f"[{scale * low:{fmt}}, {scale * high:{fmt}}]"
+
+
+def mean_interval(x: np.ndarray, confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Vectorised :func:`summarize` over axis 0 of ``x`` (shape (values, ...)): the mean and the two-sided
+    Student-t interval of the mean (``scipy.stats.t``), each of shape ``x.shape[1:]``, the interval clipped to
+    ``bounds`` when given.  With fewer than two values the interval is NaN (no spread is measured)."""
+    from scipy import stats
+
+    x = np.asarray(x, dtype=float)
+    n = x.shape[0]
+    mean = x.mean(axis=0) if n else np.full(x.shape[1:], math.nan)
+    if n < 2:
+        nan = np.full(x.shape[1:], math.nan)
+        return mean, nan, nan.copy()
+    half = stats.t.ppf(0.5 + confidence / 2, n - 1) * x.std(axis=0, ddof=1) / math.sqrt(n)
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = np.clip(low, *bounds), np.clip(high, *bounds)
+    return mean, low, high
 
 
 # --------------------------------------------------------------------------- rank agreement

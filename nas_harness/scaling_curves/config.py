@@ -413,7 +413,8 @@ def _coefficients_from_study(path: str) -> tuple[float, float, float, str]:
     a, b, g = best.members[0]
     tied = sum(1 for x in groups if x.tied_with_best) - 1
     source = (f"the best triple of `search --scaling` study {name!r} (val acc {100 * best.val_acc:.2f} % "
-              f"[{100 * best.ci_low:.2f}, {100 * best.ci_high:.2f}]; {tied} other network(s) tied within noise)")
+              f"[{100 * best.ci_low:.2f}, {100 * best.ci_high:.2f}] Wilson 95%; {tied} other network(s) tied within "
+              "noise)")
     if not all(math.isfinite(x) and MULTIPLIER_RANGE[0] <= x <= MULTIPLIER_RANGE[1] for x in (a, b, g)):
         raise ConfigError(f"{path}: its best triple ({a:g}, {b:g}, {g:g}) is outside [1, 4]")
     return a, b, g, source

@@ -133,7 +133,8 @@ def _settings(cfg: ScalingCurvesConfig, records: Sequence[StoredRun], rep: Curve
             f"{t.batch_size}, {t.optimizer} lr {t.lr}, {t.schedule}; seeds {list(cfg.seeds)} (paired: seed s is the "
             f"same data order for every variant); device {', '.join(devices) or '?'}; total run time "
             f"{total / 60:.1f} min.  Metric: {'test' if rep.metric == 'test_acc' else 'validation'} accuracy, mean "
-            f"and 95% Student-t interval over seeds.  Compound scaling: alpha={a:g}, beta={b:g}, gamma={g:g} "
+            f"and 95% Student-t interval over seeds (clipped to [0, 100] %; none with one seed).  Compound scaling: "
+            f"alpha={a:g}, beta={b:g}, gamma={g:g} "
             f"(alpha*beta^2*gamma^2 = {a * b * b * g * g:.3f}), from {cfg.coefficient_source}.  Every variant is "
             f"`nas-harness scale ARCH --phi P --alpha D --beta W --gamma R` of the base.")
 
@@ -156,9 +157,9 @@ def _gains_table(rep: CurvesReport) -> Table:
     for name, segs in rep.segments.items():
         for s in segs:
             g = s.gain
-            ci = f" [{_pp(g.ci_low)}, {_pp(g.ci_high)}]" if g.n >= 2 else ""
+            ci = f" [{_pp(g.ci_low)}, {_pp(g.ci_high)}]" if g.n >= 2 and not g.constant else ""
             rows.append([name, f"{s.start} -> {s.end}", f"{s.macs_end / s.macs_start:.2f}", f"{_pp(g.mean)}{ci}",
-                         str(g.n), s.verdict])
+                         str(g.n), s.words])
     return Table(head, rows)
 
 
@@ -168,7 +169,8 @@ def _match_table(rep: CurvesReport) -> Table:
     for m in rep.matches:
         d = m.delta
         between = "–" if m.between is None else f"{m.between[0]} .. {m.between[1]} (t={m.t:.2f})"
-        delta = "–" if d is None else _pp(d.mean) + (f" [{_pp(d.ci_low)}, {_pp(d.ci_high)}]" if d.n >= 2 else "")
+        delta = "–" if d is None else _pp(d.mean) + (f" [{_pp(d.ci_low)}, {_pp(d.ci_high)}]"
+                                                      if d.n >= 2 and not d.constant else "")
         rows.append([m.compound, _mega(m.macs), m.curve, between, delta, "–" if d is None else str(d.n), m.verdict])
     return Table(head, rows)
 
@@ -339,7 +341,8 @@ def write_report(cfg: ScalingCurvesConfig, records: Sequence[StoredRun], num_cla
                    Para("Gain per doubling of MACs between consecutive points, paired over seeds (per seed: accuracy "
                         "difference / log2 of the MACs ratio; paired t interval). A step gains when its 95% interval "
                         "is above 0, loses when below, and is not resolved from 0 otherwise; a curve stops gaining "
-                        "after its last step that gains."),
+                        "after its last step that gains. A gain that is the same on every seed has a zero-width "
+                        "interval that measures no noise and is worded as such."),
                    _gains_table(rep), Bullets([f"{n}: {s}" for n, s in rep.saturation.items()])]
     if rep.matches:
         blocks += [Heading("Compound vs single-dimension scaling at matched MACs"),
@@ -347,8 +350,9 @@ def write_report(cfg: ScalingCurvesConfig, records: Sequence[StoredRun], num_cla
                         "compound point's MACs, by linear interpolation in log-MACs between the two points of the "
                         "curve that bracket it, seed by seed; Δ = compound − interpolated curve, paired t interval "
                         "over seeds. Beats / ties with / loses to follow the 95% interval (above 0 / includes 0 / "
-                        "below 0). A compound point outside a curve's MACs range is not compared (no "
-                        "extrapolation); the interpolation assumes accuracy is linear in log-MACs between two "
+                        "below 0); a Δ that is the same on every seed has a zero-width interval that measures no "
+                        "noise and is worded as such. A compound point outside a curve's MACs range is not compared "
+                        "(no extrapolation); the interpolation assumes accuracy is linear in log-MACs between two "
                         "measured points."),
                    _match_table(rep), Bullets(_match_bullets(rep))]
     failures = [f"{cfg.networks()[r.group].curve} {cfg.networks()[r.group].label} seed {r.seed}: {r.error}"

@@ -13,9 +13,10 @@ and is **not resolved from 0** otherwise.  A curve *stops gaining* after the end
 by linear interpolation in log2-MACs between the two consecutive points of the curve that bracket ``M``,
 seed by seed: ``acc_s = (1 - t) acc[i][s] + t acc[i+1][s]``, ``t = log(M / M_i) / log(M_{i+1} / M_i)``;
 the paired Δ = compound − interpolated (:func:`paired_delta`) then says *beats* / *tied within noise* /
-*worse* by :func:`nas_harness.results.stats.verdict`.  A compound point outside the curve's MACs range is
-not compared (no extrapolation).  The interpolated accuracy is an estimate of what the curve would reach at
-``M``; it assumes accuracy is linear in log-MACs between two measured points.
+*worse* by :func:`nas_harness.results.stats.verdict` (worded by :func:`~nas_harness.results.stats.paired_words`
+when every seed gives the same Δ: a zero-width interval measures no noise).  A compound point outside the curve's
+MACs range is not compared (no extrapolation).  The interpolated accuracy is an estimate of what the curve would
+reach at ``M``; it assumes accuracy is linear in log-MACs between two measured points.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from nas_harness.results.stats import (
     PairedDelta,
     Summary,
     paired_delta,
+    paired_words,
     summarize,
 )
 
@@ -77,6 +79,12 @@ class Segment:
         """:data:`GAINS`, :data:`LOSES` or :data:`UNRESOLVED` (also with fewer than 2 pairs)."""
         v = self.gain.verdict
         return GAINS if v == BEATS else LOSES if v == WORSE else UNRESOLVED
+
+    @property
+    def words(self) -> str:
+        """:attr:`verdict` as the report prints it: qualified by :func:`~nas_harness.results.stats.paired_words`
+        when every seed gave the same gain (a zero-width interval measures no noise)."""
+        return paired_words(self.gain, self.verdict) if self.gain.constant else self.verdict
 
 
 def point_summaries(curve: CurveData, confidence: float = CONFIDENCE) -> list[Summary]:
@@ -142,14 +150,16 @@ class Match:
     @property
     def verdict(self) -> str:
         """'beats', 'tied within noise', 'worse', 'undecided (fewer than 2 paired seeds)', 'outside the curve's
-        MACs' or 'same network as <point>' (the compound point is a point of the curve: phi = 0 is the base)."""
+        MACs' or 'same network as <point>' (the compound point is a point of the curve: phi = 0 is the base); a
+        difference that is the same on every seed is worded by :func:`~nas_harness.results.stats.paired_words`
+        ('identical on all N seeds (difference 0)', or the verdict 'on all N seeds by the same margin (...)')."""
         if self.same_network and self.between is not None:
             return f"same network as {self.between[0]}"
         if self.delta is None:
             return "outside the curve's MACs"
         if self.delta.n < 2:
             return "undecided (fewer than 2 paired seeds)"
-        return self.delta.verdict
+        return paired_words(self.delta)
 
 
 def match_at_macs(label: str, macs: float, acc: Mapping[int, float], curve: CurveData,

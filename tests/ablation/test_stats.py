@@ -83,3 +83,23 @@ def test_variant_table_deltas_params_macs_and_failures() -> None:
     assert n.delta_test is not None and n.delta_test.n == 1 and n.delta_test.mean == pytest.approx(-0.02)
     row = n.to_row()
     assert row["delta_test_pairs"] == 1 and row["params"] == 900 and row["arch"] == "b"
+
+
+def test_ablation_table_words_zero_width_and_one_seed_intervals() -> None:
+    """A variant equal to the baseline on every seed is 'identical', not 'tied within noise [+0.00, +0.00]'; a
+    constant shift keeps its verdict with the zero-width note; one seed has no interval ('n/a (1 seed)')."""
+    from nas_harness.ablation.report import ablation_table
+    from nas_harness.report.document import to_markdown
+
+    def runs(acc: dict[str, list[float]]) -> list[dict]:
+        return [{"variant": v, "seed": s, "state": "ok", "test_acc": a, "val_acc": a, "params": 1, "macs": 1,
+                 "train_time_s": 1.0} for v, accs in acc.items() for s, a in enumerate(accs)]
+
+    acc = {"baseline": [0.60, 0.64], "same": [0.60, 0.64], "up": [0.61, 0.65]}
+    md = to_markdown([ablation_table(variant_table(runs(acc), list(acc), {v: v for v in acc}), "baseline")])
+    assert "+0.00 (n=2): identical on all 2 seeds (difference 0)" in md
+    assert "+1.00 (n=2): beats on all 2 seeds by the same margin (zero-width interval: no noise measured)" in md
+    assert "[+0.00, +0.00]" not in md and "[+1.00, +1.00]" not in md
+    one = {v: a[:1] for v, a in acc.items()}
+    md = to_markdown([ablation_table(variant_table(runs(one), list(one), {v: v for v in one}), "baseline")])
+    assert "n/a (1 seed)" in md and "(n=1): undecided (one pair)" in md

@@ -20,6 +20,7 @@ from nas_harness.benchmark import (
     hypervolume_curve,
     make_problem,
     mean_ranks,
+    pairwise,
     run_one,
 )
 from nas_harness.errors import ConfigError
@@ -118,3 +119,44 @@ def test_the_same_curves_on_a_table_recorded_from_finished_studies(tmp_path: Pat
     assert best_so_far(res.runs[0]["acc"])[-1] <= res.reference
     stored = json.loads((tmp_path / "rec" / "runs" / "random-0.json").read_text())
     assert stored["fingerprint"] == cfg.fingerprint
+
+
+def _runs(accs: dict[str, list[list[float]]], costs: list[float] | None = None) -> list[dict]:
+    """Constructed runs: per strategy, one accuracy list per seed (seeds 0, 1, ...)."""
+    return [{"strategy": s, "seed": k, "acc": acc, "cost": costs or [0.5] * len(acc)}
+            for s, per_seed in accs.items() for k, acc in enumerate(per_seed)]
+
+
+def test_intervals_respect_the_bounds_of_regret_and_hypervolume() -> None:
+    """With 2 seeds a t interval of a mean regret of 1 pp reaches -11.7 pp; the benchmark clips it to [0, ...]
+    (regret >= 0) and says so in the report; a normalised hypervolume stays within [0, 1]."""
+    runs = _runs({"random": [[0.9, 0.9], [0.5, 0.88]], "tpe": [[0.6, 0.7], [0.5, 0.8]]})
+    c = curves(runs, ["random", "tpe"], 0.9, multi=False)
+    assert c.mean["random"][1] == pytest.approx(0.01)
+    assert c.low["random"][1] == 0.0 and c.high["random"][1] == pytest.approx(0.01 + 12.7062 * 0.01, rel=1e-4)
+    assert all((c.low[s] >= 0).all() and (c.high[s] <= 0.9).all() for s in c.strategies)
+    hv = curves(_runs({"random": [[1.0], [0.9]], "tpe": [[0.2], [0.3]]}, [0.0]), ["random", "tpe"], 1.0,
+                multi=True, acc_range=(0.0, 1.0), cost_range=(0.0, 1.0))
+    assert hv.mean["random"][0] == pytest.approx(0.95) and hv.high["random"][0] == 1.0
+    assert all((hv.low[s] >= 0).all() and (hv.high[s] <= 1).all() for s in hv.strategies)
+    cfg = BenchmarkConfig(name="b", strategies=["random", "tpe"], seeds=2, trials=2, budgets=[2])
+    from nas_harness.benchmark._report import document
+    from nas_harness.report.document import to_markdown
+
+    md = to_markdown(document(cfg, make_problem(cfg), c, pairwise(c, [2]), 0.9, [], None))
+    assert "clipped to the range of regret" in md and "| random | 1 pp [0, 13.7] |" in md
+    one = curves(_runs({"random": [[0.8, 0.9]], "tpe": [[0.7, 0.8]]}), ["random", "tpe"], 0.9, multi=False)
+    assert np.isnan(one.low["random"]).all()  # one seed: no interval, not a degenerate one
+    md = to_markdown(document(cfg, make_problem(cfg), one, pairwise(one, [2]), 0.9, [], None))
+    assert "| random | 0 pp n/a (1 seed) |" in md and "undecided (one pair)" in md
+
+
+def test_identical_and_constant_differences_are_not_called_tied_or_beats_bare() -> None:
+    runs = _runs({"random": [[0.6, 0.8], [0.7, 0.75]], "tpe": [[0.6, 0.8], [0.7, 0.75]],
+                  "nsgaii": [[0.5, 0.7], [0.6, 0.65]]})
+    c = curves(runs, ["random", "tpe", "nsgaii"], 0.9, multi=False)
+    said = {(x.a, x.b): x.sentence() for x in pairwise(c, [2])}
+    assert said["random", "tpe"] == "random vs tpe at 2 trials: identical on all 2 seeds (difference 0)"
+    assert said["random", "nsgaii"] == ("random vs nsgaii at 2 trials: +10 pp: beats on all 2 seeds by the same "
+                                        "margin (zero-width interval: no noise measured)")
+    assert "[" not in said["tpe", "nsgaii"]  # no zero-width "[10, 10]"

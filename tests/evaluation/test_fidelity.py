@@ -107,6 +107,25 @@ def test_report_tables_come_from_the_document_model() -> None:
     assert "| odd\\|label (top) |" in md and "\n- a3 seed 1: boom\n" in md
 
 
+def test_a_proxy_that_ranks_exactly_as_macs_is_not_called_tied_within_noise() -> None:
+    """The proxy orders the archs as their MACs do: tau(proxy) - tau(MACs) is 0 in every bootstrap resample, a
+    zero-width interval; the audit says the two rank alike instead of "cannot be told apart (within noise)"."""
+    cands = [_cand(i, 0.5 + 0.01 * i) for i in range(8)]  # MACs and proxy both increase with i
+    hifi = [0.6, 0.9, 0.8, 0.1, 0.7, 0.65, 0.95, 0.3]
+    runs = [StoredRun(f"a{i}", 0, "ok", {"val_acc": h, "val_n": 100}) for i, h in enumerate(hifi)]
+    rows, s = analyze_fidelity(cands, runs, [0], top=2, n_resamples=200)
+    a = audit(rows, 2, 200)
+    assert a["tau_minus_macs"] == 0 and a["tau_minus_macs_ci"] == [0, 0] and a["verdict_vs_macs"] == "tied within noise"
+    s.update(audit=a, seeds=[0], hifi_train_s=60.0, zero_cost_s=1.0, bootstrap_resamples=200)
+    recipe = SimpleNamespace(describe=lambda: "a recipe", budget=lambda: "1 epoch(s)")
+    md = markdown(SimpleNamespace(study_name="s", proxy=recipe, hifi=recipe, config=SimpleNamespace(seed=0),
+                                  archs=rows, summary=s, failed=[]))
+    assert ("the proxy and MACs alone rank the archs alike: identical in every bootstrap resample of the 8 archs "
+            "(difference 0)") in md
+    assert "within noise" not in md.split("**Verdict:**")[1].splitlines()[0]
+    assert "percentile-bootstrap 95% interval over archs" in md
+
+
 @needs_fmnist
 @pytest.mark.slow
 def test_fidelity_end_to_end(real_study: Path) -> None:

@@ -16,8 +16,12 @@ from nas_harness.results.stats import (
     accuracy_difference,
     accuracy_interval,
     accuracy_intervals,
+    difference_words,
+    interval_text,
     kendall_tau,
+    mean_interval,
     paired_delta,
+    paired_words,
     rank_agreement,
     regret,
     spearman_rho,
@@ -210,3 +214,41 @@ def test_kendall_tau_difference_is_paired_and_agrees_with_scipy() -> None:
     assert r.statistic == pytest.approx(kendalltau(a, t).statistic - kendalltau(b, t).statistic)
     assert r.low <= r.statistic <= r.high and r.n == 15
     assert math.isnan(kendall_tau_difference(a[:5], b[:5], t[:5]).low)  # too few items for an interval
+
+
+def test_mean_interval_is_the_t_interval_clipped_to_the_bounds_and_none_for_one_value() -> None:
+    x = np.array([[0.0, 0.30, 0.5], [0.02, 0.32, 0.5]])  # 2 seeds x 3 trial counts: regret-like, near 0
+    mean, low, high = mean_interval(x, bounds=(0.0, 1.0))
+    for j in range(3):
+        ref = summarize(x[:, j])  # the scalar rule, unclipped
+        assert mean[j] == pytest.approx(ref.mean)
+        assert low[j] == pytest.approx(max(ref.ci_low, 0.0)) and high[j] == pytest.approx(min(ref.ci_high, 1.0))
+    assert summarize(x[:, 0]).ci_low < 0 and low[0] == 0.0  # the t interval of 2 seeds crosses the bound
+    assert low[2] == high[2] == 0.5  # no spread: the point (worded elsewhere)
+    m1, l1, h1 = mean_interval(x[:1], bounds=(0.0, 1.0))
+    assert m1.tolist() == x[0].tolist() and np.isnan(l1).all() and np.isnan(h1).all()
+    assert interval_text(float(l1[0]), float(h1[0]), 1) == "n/a (1 seed)"
+    assert interval_text(0.01, 0.2, 2, 100.0, ".2f") == "[1.00, 20.00]"
+
+
+def test_zero_width_paired_intervals_are_worded_honestly() -> None:
+    """Identical arms are 'identical', not 'tied within noise: +0 [0, 0]'; the same non-zero difference on every
+    seed keeps its verdict but says the interval has zero width; one pair decides nothing."""
+    a = {0: 0.71, 1: 0.74, 2: 0.69}
+    same = paired_delta(a, dict(a))
+    assert same.identical and same.constant and (same.ci_low, same.ci_high) == (0.0, 0.0)
+    assert same.verdict == TIED  # the rule's value is unchanged ...
+    assert paired_words(same) == "identical on all 3 seeds (difference 0)"  # ... its wording is honest
+    ahead = paired_delta({s: v + 0.25 for s, v in a.items()}, a)
+    assert ahead.constant and not ahead.identical and ahead.verdict == BEATS
+    assert paired_words(ahead) == "beats on all 3 seeds by the same margin (zero-width interval: no noise measured)"
+    behind = paired_delta(a, {s: v + 0.25 for s, v in a.items()})
+    assert paired_words(behind).startswith("worse on all 3 seeds by the same margin")
+    assert paired_words(ahead, "gains").startswith("gains on all 3 seeds")
+    noisy = paired_delta({0: 0.7, 1: 0.8, 2: 0.75}, {0: 0.6, 1: 0.61, 2: 0.62})
+    assert not noisy.constant and paired_words(noisy) == noisy.verdict == BEATS
+    assert paired_words(paired_delta({0: 0.7}, {0: 0.6})) == "undecided (one pair)"
+    assert paired_words(paired_delta({0: 0.7}, {1: 0.6})) == paired_words(None) == ""
+    assert difference_words(0.0, 0.0, 0.0, 8, TIED, "in every bootstrap resample of the 8 archs") == (
+        "identical in every bootstrap resample of the 8 archs (difference 0)")
+    assert difference_words(0.1, -0.2, 0.4, 8, TIED) == TIED

@@ -19,6 +19,7 @@ from nas_harness.scaling_curves.stats import (
 
 SEEDS = (0, 1, 2, 3)
 NOISE = (0.002, -0.001, 0.0, -0.001)  # per-seed offsets, so the paired differences have a spread
+JITTER = (0.0, 0.003, 0.001, 0.0)  # a compound point's own per-seed offsets (NOISE alone is shared with the curve)
 
 
 def curve(name: str, macs: list[float], means: list[float], noise: tuple[float, ...] = NOISE) -> CurveData:
@@ -77,7 +78,7 @@ def test_a_wide_interval_is_never_called_a_gain_and_one_seed_decides_nothing() -
 
 def test_matching_interpolates_in_log_macs_seed_by_seed() -> None:
     c = curve("width", [1e6, 4e6], [0.60, 0.80])
-    comp = {s: 0.75 + NOISE[s] for s in SEEDS}
+    comp = {s: 0.75 + NOISE[s] + JITTER[s] for s in SEEDS}
     m = match_at_macs("phi=1", 2e6, comp, c)  # halfway in log-MACs
     assert m.between == ("p0", "p1") and m.t == pytest.approx(0.5)
     interp = {s: 0.5 * c.acc[0][s] + 0.5 * c.acc[1][s] for s in SEEDS}
@@ -85,7 +86,7 @@ def test_matching_interpolates_in_log_macs_seed_by_seed() -> None:
     assert m.delta is not None and m.delta.mean == pytest.approx(ref.mean)
     assert (m.delta.ci_low, m.delta.ci_high) == pytest.approx((ref.ci_low, ref.ci_high))
     assert m.verdict == BEATS  # 0.75 vs ~0.70 with a small spread
-    worse = match_at_macs("phi=1", 2e6, {s: 0.65 + NOISE[s] for s in SEEDS}, c)
+    worse = match_at_macs("phi=1", 2e6, {s: 0.65 + NOISE[s] + JITTER[s] for s in SEEDS}, c)
     assert worse.verdict == WORSE
     tied = match_at_macs("phi=1", 2e6, {s: 0.70 + NOISE[s] + (0.02 if s % 2 else -0.02) for s in SEEDS}, c)
     assert tied.delta.ci_low < 0 < tied.delta.ci_high and tied.verdict == TIED
@@ -100,3 +101,19 @@ def test_no_extrapolation_and_the_same_network_is_named() -> None:
     assert same.verdict == "same network as p0" and same.delta.mean == 0
     few = match_at_macs("phi=1", 2e6, {0: 0.9}, c)
     assert few.verdict.startswith("undecided")
+
+
+def test_the_same_difference_on_every_seed_is_worded_as_a_zero_width_interval() -> None:
+    """A compound point that is the curve's interpolation plus the same margin on every seed has a zero-width
+    interval: it is not called a bare 'beats', and an identical one is 'identical', not 'tied within noise'."""
+    c = curve("width", [1e6, 4e6], [0.60, 0.80])
+    interp = {s: 0.5 * c.acc[0][s] + 0.5 * c.acc[1][s] for s in SEEDS}
+    ahead = match_at_macs("phi=1", 2e6, {s: v + 0.05 for s, v in interp.items()}, c)
+    assert ahead.delta is not None and ahead.delta.constant and ahead.delta.verdict == BEATS
+    assert ahead.verdict == "beats on all 4 seeds by the same margin (zero-width interval: no noise measured)"
+    same = match_at_macs("phi=1", 2e6, interp, c)
+    assert same.verdict == "identical on all 4 seeds (difference 0)"
+    flat = CurveData("width", ["a", "b"], [1e6, 2e6], [{s: 0.5 for s in SEEDS}, {s: 0.6 for s in SEEDS}])
+    (seg,) = marginal_gains(flat)
+    assert seg.verdict == GAINS  # the rule's value (stops_gaining reads it) is unchanged ...
+    assert seg.words == "gains on all 4 seeds by the same margin (zero-width interval: no noise measured)"
