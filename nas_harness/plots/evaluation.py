@@ -63,7 +63,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
         ax.scatter(x, sx, s=14, facecolor="none", edgecolor="#777777", linewidth=0.7, zorder=2,
                    label="search run (selected on)")
         ax.errorbar(x[~ref], y[~ref], yerr=err[:, ~ref], fmt="o", ms=3.5, color=PALETTE["search"], elinewidth=0.8,
-                    capsize=2, zorder=4, label="mean ± 95% CI (seeds)")
+                    capsize=2, zorder=4, label="mean ± 95% t CI (seeds)")
         if ref.any():
             ax.errorbar(x[ref], y[ref], yerr=err[:, ref], fmt="*", ms=7, color=PALETTE["reference"],
                         elinewidth=0.8, capsize=2, zorder=5, label="reference")
@@ -102,7 +102,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
                             label=f"vs {r}")
             bx.set_yticks(range(len(labels)))
             bx.set_yticklabels([str(lbl).split(" = ")[0] for lbl in labels])
-            bx.set_xlabel("Paired Δ validation accuracy (pp, 95% CI)")
+            bx.set_xlabel("Paired Δ validation accuracy (pp, 95% paired t CI)")
             bx.set_title("Paired differences vs the references")
         else:
             q = arch[arch["vs_best_mean"].notna()]
@@ -112,7 +112,7 @@ def plot_confirm(arch: pd.DataFrame, pairs: pd.DataFrame, title: str = "confirm"
                         capsize=2, label="vs the best mean")
             bx.set_yticks(range(len(q)))
             bx.set_yticklabels([str(lbl).split(" = ")[0] for lbl in q["label"]])
-            bx.set_xlabel("Paired Δ vs the best mean (pp, 95% CI)")
+            bx.set_xlabel("Paired Δ vs the best mean (pp, 95% paired t CI)")
             bx.set_title("Paired differences vs the best")
         bx.axvline(0, color="#555555", lw=0.8, ls="--", zorder=0)
         bx.invert_yaxis()
@@ -139,9 +139,9 @@ def plot_fidelity(archs: pd.DataFrame, summary: dict[str, Any], title: str = "fi
                  if np.isfinite(x) and np.isfinite(y)]
         tau, ci = summary.get("kendall_tau"), summary.get("kendall_tau_ci") or [None, None]
         tau_txt = "n/a" if tau is None else (f"{tau:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if None not in ci else ""))
-        ax.set_xlabel("Proxy (search) validation accuracy (%)")
-        ax.set_ylabel("High-fidelity validation accuracy (%)")
-        ax.set_title(f"{title}: Kendall tau {tau_txt}")
+        ax.set_xlabel("Proxy (search) validation accuracy (%, 95% Wilson)")
+        ax.set_ylabel("High-fidelity val. accuracy (%, 95% t over runs or Wilson)")
+        ax.set_title(f"{title}: Kendall tau {tau_txt}" + (" (bootstrap 95%)" if None not in ci else ""))
         legend(ax, loc="best", frameon=True, framealpha=0.85)
         keep_inside(ax, texts)
 

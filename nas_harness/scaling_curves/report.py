@@ -231,7 +231,7 @@ def write_figures(cfg: ScalingCurvesConfig, rep: CurvesReport, out: Path) -> lis
         return []
     div, unit = cost_unit("macs", every)
     unit = f"{cfg.curves.macs} {unit} (log)"
-    ylabel = f"{'test' if rep.metric == 'test_acc' else 'val'} acc (%)"
+    ylabel = f"{'test' if rep.metric == 'test_acc' else 'val'} acc (%; mean, 95% t interval)"
     colors = dict(zip([*SINGLE, "compound"], sns.color_palette("colorblind", 4)))
     paths: list[Path] = []
     single = [n for n in SINGLE if n in rep.curves]
