@@ -29,17 +29,21 @@ def die_with_parent(parent: int) -> None:
 
 
 def interrupt_once() -> None:
-    """Ctrl-C may reach a worker twice (from the terminal, and passed on by its parent): the first raises
-    KeyboardInterrupt, later ones are ignored so the worker's clean-up finishes."""
+    """Ctrl-C may reach a worker twice (from the terminal, and passed on by its parent), and so may SIGTERM
+    (SLURM, systemd and ``docker stop`` signal every process; the parent passes its own on): the first raises
+    KeyboardInterrupt (noted with its signal, so the trial in flight is failed as stopped by it), later ones of
+    either are ignored so the worker's clean-up finishes."""
 
     def handler(signum: int, frame: Any) -> None:
         from nas_harness.errors import note_interrupt
 
-        note_interrupt()
+        note_interrupt(signum)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
     quiet_cleanup_after_interrupt()  # SQLAlchemy's "Error closing cursor" traceback of the interrupted query
 
     def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed
@@ -47,6 +51,18 @@ def interrupt_once() -> None:
             sys.__unraisablehook__(info)
 
     sys.unraisablehook = unraisable
+
+
+def pass_interrupt_on(pids: Any) -> None:
+    """Send the signal that stopped this process (SIGINT for Ctrl-C, SIGTERM) to each of the worker processes
+    ``pids`` still running: a terminal's Ctrl-C reaches them all, but a signal sent to this process alone
+    (``kill``, ``docker stop``) must be passed on; each stops once (:func:`interrupt_once`)."""
+    from nas_harness.errors import interrupt_signal
+
+    for pid in pids:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, interrupt_signal())
 
 
 def worker_setup(parent: int) -> None:

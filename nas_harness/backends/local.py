@@ -88,8 +88,9 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
 
 def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None] | None, cache_dir: str | None,
               checkpoint_dir: str | None) -> list[JobResult]:
-    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C stops every
-    worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last epoch)."""
+    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C (or SIGTERM)
+    stops every worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last
+    epoch)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -113,7 +114,11 @@ def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None
                 by_key[job.key] = res
                 if on_result is not None:
                     on_result(res)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: a signal sent to this process alone is passed on
+            from nas_harness.backends._procs import pass_interrupt_on
+
+            pass_interrupt_on(list(getattr(pool, "_processes", None) or {}))
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

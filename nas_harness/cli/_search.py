@@ -138,7 +138,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.stop_reason:
         print(summary.stop_reason)
     if summary.interrupted:
-        return 130
+        from nas_harness.errors import interrupt_exit_code
+
+        return interrupt_exit_code()  # 130 for Ctrl-C, 143 for SIGTERM
     if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0 and summary.n_rejected == 0:
         print("error: every trial failed (see fail_reason above)", file=sys.stderr)
         return 1
@@ -217,4 +219,10 @@ def _run_scaling(cfg, base_text: str | None) -> int:
             print(f"highest point estimate: alpha={a:g} beta={b:g} gamma={c:g}")
         else:
             print(f"best triple: alpha={a:g} beta={b:g} gamma={c:g} (ahead of every other network beyond noise)")
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        from nas_harness.errors import interrupt_exit_code, interrupt_name
+
+        print(f"stopped: interrupted ({interrupt_name()}) with {len(summary.rows)} of {summary.triples} triples "
+              "trained; run the same command to continue")
+        return interrupt_exit_code()
+    return 0
