@@ -94,19 +94,58 @@ def spawn_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _on_gpu(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
 def default_workers(threads: int, device: str = "cpu") -> int:
     """Workers that fit this machine: the usable cores divided by the threads per trial (one per process on a
     GPU, where ``--device cuda:N`` starts one per GPU)."""
     from nas_harness.train.trainer import usable_cores
 
-    if device.startswith("cuda"):
+    if _on_gpu(device):
         return 1
-    if device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return 1
     return max(1, usable_cores() // max(1, int(threads)))
+
+
+def fit_workers(requested: int, threads: int, device: str, pending: int, *, what: str = "trials",
+                setting: str = "run.workers") -> tuple[int, str | None]:
+    """How many worker processes to start for ``pending`` trials or jobs at ``threads`` threads each, and the
+    one line that says why it is fewer than asked (None when it is not), e.g. ``"run.workers = 64: 64 workers x
+    1 thread(s) per trial would oversubscribe the 2 usable core(s), so 2 run at once"``.
+
+    ``requested`` 0 means as many as fit (:func:`default_workers`).  A request is never allowed to oversubscribe
+    the cores on a CPU device: workers x threads per trial stays within the usable cores (the process's
+    affinity mask), so an explicit ``run.workers = 64`` on a 2-core machine runs 2 workers at 1 thread, with a
+    note naming the cores.  More workers than ``pending`` would have nothing to do: the count is cut to it
+    (said too when an explicit request was cut).  ``setting`` names the request in the note (``run.workers``)."""
+    from nas_harness.train.trainer import usable_cores
+
+    threads = max(1, int(threads))
+    if requested <= 0:
+        return max(1, min(default_workers(threads, device), pending)), None
+    n = requested
+    notes = []
+    if not _on_gpu(device):
+        cores = usable_cores()
+        fit = max(1, cores // threads)
+        if n > fit:
+            notes.append(f"{n} workers x {threads} thread(s) per {what.removesuffix('s')} would oversubscribe the "
+                         f"{cores} usable core(s), so {fit} run at once")
+            n = fit
+    if n > max(1, pending):
+        notes.append(f"only {pending} {what if pending != 1 else what.removesuffix('s')} to go, so "
+                     f"{max(1, pending)} worker{'s' if pending > 1 else ''}")
+        n = max(1, pending)
+    if not notes:
+        return n, None
+    return n, f"{setting} = {requested}: " + "; ".join(notes)
 
 
 class MessageSender:

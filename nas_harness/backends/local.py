@@ -60,12 +60,18 @@ class LocalBackend(Backend):
                  cache_dir: str | None = None, checkpoint_dir: str | None = None,
                  on_epoch: Callable[[str, Any], None] | None = None, workers: int = 1) -> list[JobResult]:
         """One after another in this process (``workers=1``, with per-epoch ``on_epoch``), or in ``workers``
-        worker processes (0: as many as the cores allow at the jobs' threads)."""
+        worker processes (0: as many as the cores allow at the jobs' threads; more than the cores allow, or than
+        there are jobs, are cut to that with a warning: :func:`~nas_harness.backends.fit_workers`)."""
         if workers != 1 and len(jobs) > 1:
-            from nas_harness.backends._procs import default_workers
+            import warnings
+
+            from nas_harness.backends._procs import fit_workers
 
             threads = max((j.spec.train.threads for j in jobs if isinstance(j.spec.train.threads, int)), default=1)
-            n = min(len(jobs), workers or default_workers(threads, jobs[0].spec.train.device))
+            n, note = fit_workers(workers, threads, jobs[0].spec.train.device, len(jobs), what="jobs",
+                                  setting="workers")
+            if note:  # more processes than cores (or jobs): one line, and no core runs two threads
+                warnings.warn(note, stacklevel=2)
             if n > 1:
                 return _run_pool(jobs, n, on_result, cache_dir, checkpoint_dir)
         results = []

@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="stop starting new trials after this many seconds, 0-1e8 (run.timeout_s)")
     p.add_argument("--workers", type=config_flag(_RUN, "workers"),
                    help="local backend: trials at once, each a process on the same study (run.workers; default: the "
-                        "cores divided by the threads per trial)")
+                        "cores divided by the threads per trial; a larger request, or one above the trials to go, is "
+                        "cut to fit with a note)")
     p.add_argument("--backend", choices=("local", "ray"), help="local or ray (run.backend)")
     p.add_argument("--storage", type=text(),
                    help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")

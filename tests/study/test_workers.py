@@ -160,6 +160,32 @@ def test_sigterm_stops_like_ctrl_c_and_exits_143(tmp_path: Path, workers: int) -
     assert not [p for p in ps.stdout.split() if int(p) != os.getpid()], ps.stdout
 
 
+def test_more_workers_than_cores_or_trials_are_cut_with_one_note(tmp_path: Path) -> None:
+    """``--workers 64`` on a small machine: never more threads than usable cores, and never more workers than
+    trials to go, each cut said in the one note line (the request itself is valid: a study file moves between
+    machines)."""
+    from nas_harness.train.trainer import usable_cores
+
+    cores = usable_cores()
+    lines: list[str] = []
+    summary = run_search(validate(tiny_dict(tmp_path, run={"n_trials": 1, "workers": cores + 1})), log=lines.append)
+    assert summary.workers == 1 and summary.n_complete == 1
+    notes = [ln for ln in lines if ln.startswith("note: run.workers")]
+    assert notes == [f"note: run.workers = {cores + 1}: {cores + 1} workers x 1 thread(s) per trial would "
+                     f"oversubscribe the {cores} usable core(s), so {cores} run at once; only 1 trial to go, so 1 "
+                     "worker"], lines
+
+
+def test_start_up_lines_come_before_the_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Printed after the bar had started they tore it (the line landed mid-bar on a terminal)."""
+    cfg = validate(tiny_dict(tmp_path, **GRID, run={"n_trials": 2, "workers": 2}))
+    summary = run_search(cfg, progress=True)
+    assert summary.workers == 2 and summary.n_complete == 2
+    err = capsys.readouterr().err
+    assert "2 workers, 1 thread(s) each" in err and "trials:" in err, err
+    assert err.index("2 workers, 1 thread(s) each") < err.index("trials:"), err
+
+
 @pytest.mark.ray
 def test_a_ray_request_is_packed_to_the_study_threads(tmp_path: Path, ray_local: None) -> None:
     d = tiny_dict(tmp_path, sampler={"kind": "random"}, run={"n_trials": 1}, train={"threads": 2})
