@@ -9,6 +9,7 @@ ablation runners record as a failed trial (with the message as the reason) befor
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -99,6 +100,34 @@ def interrupt_exit_code() -> int:
     """The exit code of a stopped command, by the shell's convention 128 + the signal: 130 for Ctrl-C, 143 for
     SIGTERM."""
     return 128 + int(interrupt_signal())
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM inside the block and deliver them at its end (to the handler that was set).
+
+    For a few storage calls that must not be cut in half: a trial created in the storage but not yet owned by
+    its worker would be left RUNNING by a stop there, instead of failed as interrupted and queued again.  Only
+    signals with a Python handler are held (a default SIGTERM still ends the process); off the main thread,
+    where handlers cannot be set, nothing is held."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(s)
+        if callable(handler):
+            previous[s] = signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            previous[held[0]](held[0], None)  # the handler raises KeyboardInterrupt (after noting the signal)
 
 
 def quiet_cleanup_after_interrupt() -> None:

@@ -143,7 +143,7 @@ def test_sigterm_stops_like_ctrl_c_and_exits_143(tmp_path: Path, workers: int) -
         if _count(db, "COMPLETE") and _count(db, "RUNNING"):
             break
         time.sleep(0.1)
-    time.sleep(0.5)  # into the next trial's training, past the moment its row is created
+    time.sleep(0.5)  # usually into the next trial's training
     os.kill(proc.pid, signal.SIGTERM)  # to this process alone: it passes it on to its workers
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, (proc.returncode, err[-3000:])
