@@ -28,22 +28,26 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def interrupt_once() -> None:
-    """Ctrl-C may reach a worker twice (from the terminal, and passed on by its parent), and so may SIGTERM
-    (SLURM, systemd and ``docker stop`` signal every process; the parent passes its own on): the first raises
-    KeyboardInterrupt (noted with its signal, so the trial in flight is failed as stopped by it), later ones of
-    either are ignored so the worker's clean-up finishes."""
+def interrupt_once(sigterm: bool = False) -> None:
+    """Ctrl-C may reach a worker twice (from the terminal, and passed on by its parent): the first raises
+    KeyboardInterrupt, later ones are ignored so the worker's clean-up finishes.
+
+    ``sigterm``: SIGTERM is taken the same way (noted as SIGTERM, so the trial in flight is failed as stopped by
+    it): for the trial loop's workers, which SLURM, systemd and ``docker stop`` signal together with their
+    parent.  A process pool's workers keep SIGTERM's default: the pool ends a broken pool's workers with it,
+    and one that took it as an interrupt would go on to run the jobs already queued to it."""
+    watched = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
 
     def handler(signum: int, frame: Any) -> None:
         from nas_harness.errors import note_interrupt
 
         note_interrupt(signum)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        for s in watched:
+            signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    for s in watched:
+        signal.signal(s, handler)
     quiet_cleanup_after_interrupt()  # SQLAlchemy's "Error closing cursor" traceback of the interrupted query
 
     def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed
@@ -56,7 +60,8 @@ def interrupt_once() -> None:
 def pass_interrupt_on(pids: Any) -> None:
     """Send the signal that stopped this process (SIGINT for Ctrl-C, SIGTERM) to each of the worker processes
     ``pids`` still running: a terminal's Ctrl-C reaches them all, but a signal sent to this process alone
-    (``kill``, ``docker stop``) must be passed on; each stops once (:func:`interrupt_once`)."""
+    (``kill``, ``docker stop``) must be passed on; each stops once (:func:`interrupt_once`; a process pool's
+    worker simply ends on SIGTERM)."""
     from nas_harness.errors import interrupt_signal
 
     for pid in pids:
@@ -65,10 +70,10 @@ def pass_interrupt_on(pids: Any) -> None:
                 os.kill(pid, interrupt_signal())
 
 
-def worker_setup(parent: int) -> None:
-    """What every worker process does first."""
+def worker_setup(parent: int, sigterm: bool = False) -> None:
+    """What every worker process does first (``sigterm``: see :func:`interrupt_once`)."""
     die_with_parent(parent)
-    interrupt_once()
+    interrupt_once(sigterm)
 
 
 @contextlib.contextmanager

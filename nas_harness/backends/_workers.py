@@ -55,8 +55,9 @@ class _QueueProgress:
 
 def _worker_main(open_worker: tuple[str, str, tuple[Any, ...]], index: int, deadline: float | None,
                  max_failures: int, q: Any, parent: int) -> None:
-    """One worker process: the study's trial loop until the study has its trials, the deadline, or Ctrl-C."""
-    worker_setup(parent)
+    """One worker process: the study's trial loop until the study has its trials, the deadline, Ctrl-C or
+    SIGTERM."""
+    worker_setup(parent, sigterm=True)
 
     def log(msg: str) -> None:
         q.put(("log", msg))
