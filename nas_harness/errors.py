@@ -9,8 +9,10 @@ ablation runners record as a failed trial (with the message as the reason) befor
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import signal
 from collections.abc import Iterator
 
 
@@ -48,17 +50,23 @@ class TrialOutOfMemoryError(TrialError):
         self.step = step
 
 
-# --- Ctrl-C that Python could not deliver -----------------------------------------------------------------
+# --- Ctrl-C (and SIGTERM) that Python could not deliver -----------------------------------------------------
 # A SIGINT that arrives while Python runs a weakref or garbage-collector callback raises KeyboardInterrupt there,
 # and Python only prints "Exception ignored" and goes on.  The command line's handler notes every Ctrl-C here;
 # long loops call raise_if_interrupted() at their safe points, so a swallowed Ctrl-C still stops the run.
+# SIGTERM (what SLURM, systemd, ``docker stop`` and ``kill`` send) is handled as a Ctrl-C and noted with its
+# signal, so the stop is worded after it and the command exits 128 + its number (143).
 _interrupted = False
+_signal: int | None = None
 
 
-def note_interrupt() -> None:
-    """Record that the user pressed Ctrl-C (called from the SIGINT handler)."""
-    global _interrupted
+def note_interrupt(signum: int = signal.SIGINT) -> None:
+    """Record that the user pressed Ctrl-C, or that signal ``signum`` (SIGTERM) asked the command to stop
+    (called from the signal handlers); the first signal noted is the one :func:`interrupt_signal` gives."""
+    global _interrupted, _signal
     _interrupted = True
+    if _signal is None:
+        _signal = int(signum)
 
 
 def raise_if_interrupted() -> None:
@@ -68,8 +76,58 @@ def raise_if_interrupted() -> None:
 
 
 def interrupted() -> bool:
-    """Whether a Ctrl-C was noted in this process."""
+    """Whether a Ctrl-C (or SIGTERM) was noted in this process."""
     return _interrupted
+
+
+def interrupt_signal() -> int:
+    """The signal that stopped this process: the first one noted, else SIGINT (a KeyboardInterrupt is Ctrl-C)."""
+    return signal.SIGINT if _signal is None else _signal
+
+
+def interrupt_name() -> str:
+    """How a stop is worded: ``'Ctrl-C'`` for SIGINT, else the signal's name (``'SIGTERM'``)."""
+    signum = interrupt_signal()
+    if signum == signal.SIGINT:
+        return "Ctrl-C"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def interrupt_exit_code() -> int:
+    """The exit code of a stopped command, by the shell's convention 128 + the signal: 130 for Ctrl-C, 143 for
+    SIGTERM."""
+    return 128 + int(interrupt_signal())
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold back Ctrl-C and SIGTERM inside the block and deliver them at its end (to the handler that was set).
+
+    For a few storage calls that must not be cut in half: a trial created in the storage but not yet owned by
+    its worker would be left RUNNING by a stop there, instead of failed as interrupted and queued again.  Only
+    signals with a Python handler are held (a default SIGTERM still ends the process); off the main thread,
+    where handlers cannot be set, nothing is held."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous = {}
+    for s in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(s)
+        if callable(handler):
+            previous[s] = signal.signal(s, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        if held:
+            previous[held[0]](held[0], None)  # the handler raises KeyboardInterrupt (after noting the signal)
 
 
 def quiet_cleanup_after_interrupt() -> None:

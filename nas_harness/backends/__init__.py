@@ -14,6 +14,7 @@ from nas_harness.backends._backend import (
     get_backend,
     register_backend,
 )
+from nas_harness.backends._procs import default_workers, fit_workers
 from nas_harness.backends._task import StudyTask, TrialStopped
 from nas_harness.backends.jobs import Job, JobResult, run_jobs
 from nas_harness.backends.local import LocalBackend, run_local
@@ -22,5 +23,5 @@ from nas_harness.backends.ray import RayBackend
 from nas_harness.backends.settings import RayConfig, RunSettings
 
 __all__ = ["Backend", "Job", "JobResult", "LocalBackend", "LoopResult", "RayBackend", "RayConfig", "RunResult",
-           "RunSettings", "StudyRun", "StudyTask", "TrialLoop", "TrialStopped", "backend_names", "get_backend",
-           "register_backend", "run_jobs", "run_local"]
+           "RunSettings", "StudyRun", "StudyTask", "TrialLoop", "TrialStopped", "backend_names", "default_workers",
+           "fit_workers", "get_backend", "register_backend", "run_jobs", "run_local"]

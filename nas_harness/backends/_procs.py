@@ -28,18 +28,26 @@ def die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def interrupt_once() -> None:
+def interrupt_once(sigterm: bool = False) -> None:
     """Ctrl-C may reach a worker twice (from the terminal, and passed on by its parent): the first raises
-    KeyboardInterrupt, later ones are ignored so the worker's clean-up finishes."""
+    KeyboardInterrupt, later ones are ignored so the worker's clean-up finishes.
+
+    ``sigterm``: SIGTERM is taken the same way (noted as SIGTERM, so the trial in flight is failed as stopped by
+    it): for the trial loop's workers, which SLURM, systemd and ``docker stop`` signal together with their
+    parent.  A process pool's workers keep SIGTERM's default: the pool ends a broken pool's workers with it,
+    and one that took it as an interrupt would go on to run the jobs already queued to it."""
+    watched = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
 
     def handler(signum: int, frame: Any) -> None:
         from nas_harness.errors import note_interrupt
 
-        note_interrupt()
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        note_interrupt(signum)
+        for s in watched:
+            signal.signal(s, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGINT, handler)
+    for s in watched:
+        signal.signal(s, handler)
     quiet_cleanup_after_interrupt()  # SQLAlchemy's "Error closing cursor" traceback of the interrupted query
 
     def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed
@@ -49,10 +57,23 @@ def interrupt_once() -> None:
     sys.unraisablehook = unraisable
 
 
-def worker_setup(parent: int) -> None:
-    """What every worker process does first."""
+def pass_interrupt_on(pids: Any) -> None:
+    """Send the signal that stopped this process (SIGINT for Ctrl-C, SIGTERM) to each of the worker processes
+    ``pids`` still running: a terminal's Ctrl-C reaches them all, but a signal sent to this process alone
+    (``kill``, ``docker stop``) must be passed on; each stops once (:func:`interrupt_once`; a process pool's
+    worker simply ends on SIGTERM)."""
+    from nas_harness.errors import interrupt_signal
+
+    for pid in pids:
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, interrupt_signal())
+
+
+def worker_setup(parent: int, sigterm: bool = False) -> None:
+    """What every worker process does first (``sigterm``: see :func:`interrupt_once`)."""
     die_with_parent(parent)
-    interrupt_once()
+    interrupt_once(sigterm)
 
 
 @contextlib.contextmanager
@@ -78,19 +99,58 @@ def spawn_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+def _on_gpu(device: str) -> bool:
+    if device.startswith("cuda"):
+        return True
+    if device == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return False
+
+
 def default_workers(threads: int, device: str = "cpu") -> int:
     """Workers that fit this machine: the usable cores divided by the threads per trial (one per process on a
     GPU, where ``--device cuda:N`` starts one per GPU)."""
     from nas_harness.train.trainer import usable_cores
 
-    if device.startswith("cuda"):
+    if _on_gpu(device):
         return 1
-    if device == "auto":
-        import torch
-
-        if torch.cuda.is_available():
-            return 1
     return max(1, usable_cores() // max(1, int(threads)))
+
+
+def fit_workers(requested: int, threads: int, device: str, pending: int, *, what: str = "trials",
+                setting: str = "run.workers") -> tuple[int, str | None]:
+    """How many worker processes to start for ``pending`` trials or jobs at ``threads`` threads each, and the
+    one line that says why it is fewer than asked (None when it is not), e.g. ``"run.workers = 64: 64 workers x
+    1 thread(s) per trial would oversubscribe the 2 usable core(s), so 2 run at once"``.
+
+    ``requested`` 0 means as many as fit (:func:`default_workers`).  A request is never allowed to oversubscribe
+    the cores on a CPU device: workers x threads per trial stays within the usable cores (the process's
+    affinity mask), so an explicit ``run.workers = 64`` on a 2-core machine runs 2 workers at 1 thread, with a
+    note naming the cores.  More workers than ``pending`` would have nothing to do: the count is cut to it
+    (said too when an explicit request was cut).  ``setting`` names the request in the note (``run.workers``)."""
+    from nas_harness.train.trainer import usable_cores
+
+    threads = max(1, int(threads))
+    if requested <= 0:
+        return max(1, min(default_workers(threads, device), pending)), None
+    n = requested
+    notes = []
+    if not _on_gpu(device):
+        cores = usable_cores()
+        fit = max(1, cores // threads)
+        if n > fit:
+            notes.append(f"{n} workers x {threads} thread(s) per {what.removesuffix('s')} would oversubscribe the "
+                         f"{cores} usable core(s), so {fit} run at once")
+            n = fit
+    if n > max(1, pending):
+        notes.append(f"only {pending} {what if pending != 1 else what.removesuffix('s')} to go, so "
+                     f"{max(1, pending)} worker{'s' if pending > 1 else ''}")
+        n = max(1, pending)
+    if not notes:
+        return n, None
+    return n, f"{setting} = {requested}: " + "; ".join(notes)
 
 
 class MessageSender:

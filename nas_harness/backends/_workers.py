@@ -10,17 +10,21 @@ Ctrl-C reaches every worker (each fails and re-queues its trial in flight), so n
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import queue
-import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from nas_harness.backends._procs import WorkerMessages, spawn_context, worker_environment, worker_setup
+from nas_harness.backends._procs import (
+    WorkerMessages,
+    pass_interrupt_on,
+    spawn_context,
+    worker_environment,
+    worker_setup,
+)
 from nas_harness.backends.loop import SLOW_WARNING, TrialLoop
 
 
@@ -51,8 +55,9 @@ class _QueueProgress:
 
 def _worker_main(open_worker: tuple[str, str, tuple[Any, ...]], index: int, deadline: float | None,
                  max_failures: int, q: Any, parent: int) -> None:
-    """One worker process: the study's trial loop until the study has its trials, the deadline, or Ctrl-C."""
-    worker_setup(parent)
+    """One worker process: the study's trial loop until the study has its trials, the deadline, Ctrl-C or
+    SIGTERM."""
+    worker_setup(parent, sigterm=True)
 
     def log(msg: str) -> None:
         q.put(("log", msg))
@@ -103,13 +108,11 @@ def run_worker_processes(open_worker: tuple[str, str, tuple[Any, ...]], study: A
         _drain(q, procs, finished, study, progress, log, out, on_stored)
     except KeyboardInterrupt:
         out.interrupted = True
-        for p in procs:  # a terminal sends SIGINT to every worker; a signal to this process alone is passed on
-            if p.is_alive() and p.pid is not None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(p.pid, signal.SIGINT)
+        # a terminal sends SIGINT to every worker; a signal to this process alone (SIGTERM too) is passed on
+        pass_interrupt_on(p.pid for p in procs if p.is_alive())
         try:
             _drain(q, procs, finished, study, progress, log, out, on_stored)
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for them
+        except KeyboardInterrupt:  # a second Ctrl-C or SIGTERM: stop waiting for them (finished trials are stored)
             for p in procs:
                 p.kill()
     for p in procs:

@@ -60,12 +60,18 @@ class LocalBackend(Backend):
                  cache_dir: str | None = None, checkpoint_dir: str | None = None,
                  on_epoch: Callable[[str, Any], None] | None = None, workers: int = 1) -> list[JobResult]:
         """One after another in this process (``workers=1``, with per-epoch ``on_epoch``), or in ``workers``
-        worker processes (0: as many as the cores allow at the jobs' threads)."""
+        worker processes (0: as many as the cores allow at the jobs' threads; more than the cores allow, or than
+        there are jobs, are cut to that with a warning: :func:`~nas_harness.backends.fit_workers`)."""
         if workers != 1 and len(jobs) > 1:
-            from nas_harness.backends._procs import default_workers
+            import warnings
+
+            from nas_harness.backends._procs import fit_workers
 
             threads = max((j.spec.train.threads for j in jobs if isinstance(j.spec.train.threads, int)), default=1)
-            n = min(len(jobs), workers or default_workers(threads, jobs[0].spec.train.device))
+            n, note = fit_workers(workers, threads, jobs[0].spec.train.device, len(jobs), what="jobs",
+                                  setting="workers")
+            if note:  # more processes than cores (or jobs): one line, and no core runs two threads
+                warnings.warn(note, stacklevel=2)
             if n > 1:
                 return _run_pool(jobs, n, on_result, cache_dir, checkpoint_dir)
         results = []
@@ -88,8 +94,9 @@ def run_local(study: Any, task: StudyTask, slots: TrialSlots, *, deadline: float
 
 def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None] | None, cache_dir: str | None,
               checkpoint_dir: str | None) -> list[JobResult]:
-    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C stops every
-    worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last epoch)."""
+    """Jobs in ``n`` worker processes; results reach ``on_result`` here as they finish.  Ctrl-C (or SIGTERM)
+    stops every worker; jobs not finished are not stored (with ``checkpoint_dir`` they resume from their last
+    epoch)."""
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
@@ -113,7 +120,11 @@ def _run_pool(jobs: Sequence[Job], n: int, on_result: Callable[[JobResult], None
                 by_key[job.key] = res
                 if on_result is not None:
                     on_result(res)
-    except BaseException:
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):  # Ctrl-C or SIGTERM: a signal sent to this process alone is passed on
+            from nas_harness.backends._procs import pass_interrupt_on
+
+            pass_interrupt_on(list(getattr(pool, "_processes", None) or {}))
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     pool.shutdown(wait=True)

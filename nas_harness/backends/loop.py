@@ -140,8 +140,15 @@ class TrialLoop:
                      "see their fail_reason in trials.csv")
         return not out.stopped_by_failures
 
-    def abandon(self, why: str = f"{INTERRUPTED}: stopped by the user (Ctrl-C)") -> None:
-        """Fail every trial this loop holds and queue their archs again (Ctrl-C, a stopped driver)."""
+    def abandon(self, why: str | None = None) -> None:
+        """Fail every trial this loop holds and queue their archs again (Ctrl-C, SIGTERM, a stopped driver);
+        the reason defaults to the signal noted: "interrupted: stopped by the user (Ctrl-C)" or "interrupted:
+        stopped by SIGTERM"."""
+        if why is None:
+            from nas_harness.errors import interrupt_name
+
+            name = interrupt_name()
+            why = f"{INTERRUPTED}: stopped by " + ("the user (Ctrl-C)" if name == "Ctrl-C" else name)
         self.slots.abandon(why)
 
     # -- the loop in this process -----------------------------------------------------------------------------

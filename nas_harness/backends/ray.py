@@ -146,15 +146,18 @@ def outcome_from_result(result: dict | None, error: bool) -> Outcome:
 
 
 def _sigterm_as_interrupt() -> Any:
-    """Make SIGTERM end the search like Ctrl-C (KeyboardInterrupt: finished trials kept, one line, exit 130)
-    instead of Ray's native handler (a signal dump and an abort); returns the handler it replaced (None off
-    the main thread, where handlers cannot be set)."""
+    """Make SIGTERM end the search like Ctrl-C (KeyboardInterrupt, noted as SIGTERM: finished trials kept, one
+    line, exit 143) instead of Ray's native handler (a signal dump and an abort); returns the handler it
+    replaced (None off the main thread, where handlers cannot be set)."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         return None
 
     def stop(signum: int, frame: Any) -> None:
+        from nas_harness.errors import note_interrupt
+
+        note_interrupt(signum)
         raise KeyboardInterrupt("SIGTERM")
 
     return signal.signal(signal.SIGTERM, stop)

@@ -56,7 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
 def _catch_interrupts() -> None:
     """Ctrl-C raises KeyboardInterrupt as usual and is also noted (``errors.note_interrupt``): one that lands in
     a callback Python cannot raise from is not lost (the run stops at its next safe point) and is not printed
-    as an "Exception ignored" traceback, nor is SQLAlchemy's clean-up of a query it interrupted."""
+    as an "Exception ignored" traceback, nor is SQLAlchemy's clean-up of a query it interrupted.
+
+    SIGTERM (SLURM, systemd, ``docker stop``, ``kill``) is handled the same way, noted with its signal: the
+    command stops as gracefully as on Ctrl-C (trials in flight failed as interrupted and queued again, worker
+    processes stopped, finished work kept), says it was stopped by SIGTERM, and exits 143.  A SIGTERM that this
+    process was started ignoring (``nohup``-like set-ups) stays ignored."""
     import signal
     import threading
 
@@ -66,8 +71,8 @@ def _catch_interrupts() -> None:
         return
     quiet_cleanup_after_interrupt()
 
-    def on_sigint(signum: int, frame: Any) -> None:
-        note_interrupt()
+    def on_signal(signum: int, frame: Any) -> None:
+        note_interrupt(signum)
         raise KeyboardInterrupt
 
     def unraisable(info: Any) -> None:
@@ -76,8 +81,18 @@ def _catch_interrupts() -> None:
         sys.__unraisablehook__(info)
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, on_sigint)
+        signal.signal(signal.SIGINT, on_signal)
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, on_signal)
     sys.unraisablehook = unraisable
+
+
+def _stopped_line(command: str) -> str:
+    """The one line of a command stopped by Ctrl-C or SIGTERM outside a runner's own stop report."""
+    from nas_harness.errors import interrupt_name
+
+    name = interrupt_name()
+    return f"{command}: interrupted" if name == "Ctrl-C" else f"{command}: stopped by {name}"
 
 
 class _ImportsWithoutInterrupt(importlib.abc.MetaPathFinder):
@@ -117,12 +132,17 @@ class _DeferInterrupt:
             self.loader.exec_module(module)
             return
         held: list[int] = []
-        previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+        watched = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+        previous = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in watched}
         try:
             self.loader.exec_module(module)
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
         if held:
+            from nas_harness.errors import note_interrupt
+
+            note_interrupt(held[0])
             raise KeyboardInterrupt
 
 
@@ -133,10 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     _catch_interrupts()
     try:
         return _main(argv)
-    except KeyboardInterrupt:  # Ctrl-C while starting up (imports, argument checks): one line, not a traceback
+    except KeyboardInterrupt:  # Ctrl-C/SIGTERM while starting up (imports, argument checks): one line, no traceback
+        from nas_harness.errors import interrupt_exit_code
+
         name = next((a for a in (sys.argv[1:] if argv is None else argv) if a in _COMMANDS), "")
-        print(f"nas-harness{' ' + name if name else ''}: interrupted", file=sys.stderr)
-        return 130
+        print(_stopped_line(f"nas-harness{' ' + name if name else ''}"), file=sys.stderr)
+        return interrupt_exit_code()
 
 
 def _main(argv: Sequence[str] | None) -> int:
@@ -162,9 +184,11 @@ def _main(argv: Sequence[str] | None) -> int:
         msg = " ".join(str(exc).split())
         print(f"nas-harness {args.command}: error: {msg}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"nas-harness {args.command}: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt:  # what finished is stored already (every runner stores as it goes)
+        from nas_harness.errors import interrupt_exit_code
+
+        print(_stopped_line(f"nas-harness {args.command}"), file=sys.stderr)
+        return interrupt_exit_code()
     except BrokenPipeError:  # `nas-harness schema study | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0

@@ -311,11 +311,17 @@ def finished_trials(url: str, study: str, states: tuple[str, ...] = ("COMPLETE",
 
 @contextlib.contextmanager
 def one_line_warnings(command: str) -> Iterator[None]:
-    """Warnings on the command line are one line each: ``nas-harness CMD: warning: <message>``."""
+    """Warnings on the command line are one line each: ``nas-harness CMD: warning: <message>``, written above a
+    progress bar that is running (through tqdm, which clears and redraws it) instead of into it."""
 
     def show(message: Any, category: type, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
         text_ = " ".join(str(message).split())
-        print(f"nas-harness {command}: warning: {text_}", file=file or sys.stderr)
+        out = f"nas-harness {command}: warning: {text_}"
+        tqdm = sys.modules.get("tqdm")  # a bar can only be running if tqdm is imported
+        if tqdm is not None and getattr(tqdm.tqdm, "_instances", None):
+            tqdm.tqdm.write(out, file=file or sys.stderr)
+        else:
+            print(out, file=file or sys.stderr)
 
     with warnings.catch_warnings():
         warnings.showwarning = show

@@ -52,7 +52,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="stop starting new trials after this many seconds, 0-1e8 (run.timeout_s)")
     p.add_argument("--workers", type=config_flag(_RUN, "workers"),
                    help="local backend: trials at once, each a process on the same study (run.workers; default: the "
-                        "cores divided by the threads per trial)")
+                        "cores divided by the threads per trial; a larger request, or one above the trials to go, is "
+                        "cut to fit with a note)")
     p.add_argument("--backend", choices=("local", "ray"), help="local or ray (run.backend)")
     p.add_argument("--storage", type=text(),
                    help="Optuna storage URL, e.g. sqlite:///x.db or journal:x.log (run.storage)")
@@ -138,7 +139,9 @@ def run(args: argparse.Namespace) -> int:
     if summary.stop_reason:
         print(summary.stop_reason)
     if summary.interrupted:
-        return 130
+        from nas_harness.errors import interrupt_exit_code
+
+        return interrupt_exit_code()  # 130 for Ctrl-C, 143 for SIGTERM
     if summary.ran and summary.n_complete == 0 and summary.n_pruned == 0 and summary.n_rejected == 0:
         print("error: every trial failed (see fail_reason above)", file=sys.stderr)
         return 1
@@ -217,4 +220,10 @@ def _run_scaling(cfg, base_text: str | None) -> int:
             print(f"highest point estimate: alpha={a:g} beta={b:g} gamma={c:g}")
         else:
             print(f"best triple: alpha={a:g} beta={b:g} gamma={c:g} (ahead of every other network beyond noise)")
-    return 130 if summary.interrupted else 0
+    if summary.interrupted:
+        from nas_harness.errors import interrupt_exit_code, interrupt_name
+
+        print(f"stopped: interrupted ({interrupt_name()}) with {len(summary.rows)} of {summary.triples} triples "
+              "trained; run the same command to continue")
+        return interrupt_exit_code()
+    return 0

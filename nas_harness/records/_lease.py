@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from nas_harness.errors import interrupts_held
 from nas_harness.records._record import INTERRUPTED
 from nas_harness.records._storage import StorageLock, wait
 
@@ -350,8 +351,9 @@ class TrialSlots:
                     self.exhausted = True
                     return DONE if c.running == 0 else None
                 self.study.enqueue_trial(nxt)
-            trial = self.study.ask()
-            self.heartbeat.own(trial._trial_id)
+            with interrupts_held():  # a stop here would leave the new trial RUNNING and not owned: after it
+                trial = self.study.ask()
+                self.heartbeat.own(trial._trial_id)
             self._waiting_said = False
             return trial
 

@@ -77,13 +77,16 @@ def stop_reason(*, finished: int, target: int, interrupted: bool = False, stoppe
     """Why a run of ``search`` ended, in one line that says what to do next.
 
     ``finished``: complete + pruned trials of the study after the run, ``target``: the trials it should have
-    (``run.n_trials``, or the grid's size if smaller).  The first cause that applies wins: Ctrl-C, too many
-    failed trials, the grid ran out, ``run.n_trials`` reached, ``run.timeout_s`` passed.
+    (``run.n_trials``, or the grid's size if smaller).  The first cause that applies wins: Ctrl-C or SIGTERM
+    (worded after the signal noted, :func:`nas_harness.errors.interrupt_name`), too many failed trials, the grid
+    ran out, ``run.n_trials`` reached, ``run.timeout_s`` passed.
     """
     of = f"{finished} of {target} trials finished"
     again = "run the same command to continue"
     if interrupted:
-        return f"stopped: interrupted (Ctrl-C) with {of}; {again}"
+        from nas_harness.errors import interrupt_name
+
+        return f"stopped: interrupted ({interrupt_name()}) with {of}; {again}"
     if stopped_by_failures:
         return (f"stopped: run.max_failures = {max_failures} failed trials in this run, with {of}; see their "
                 f"fail_reason in trials.csv, then {again}")

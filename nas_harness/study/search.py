@@ -326,29 +326,30 @@ def run_search(cfg: StudyConfig, *, progress: bool | None = None, log: Any = Non
     remaining = max(0, target - before.finished)
     log(f"study {cfg.name!r}: {cfg.objective.describe()}; backend {backend}; {before.finished} finished trial(s) "
         f"in {redact(cfg.storage_url)}; {remaining} to go; {task.train.threads} thread(s) per trial")
+    workers = 1  # the start-up lines come before the progress bar starts (printed later they would tear it)
+    if backend == "local":
+        from nas_harness.backends import fit_workers
+
+        threads = task.train.threads if isinstance(task.train.threads, int) else 1
+        workers, note = fit_workers(cfg.run.workers, threads, task.train.device, remaining)
+        if note:
+            log(f"note: {note}")
+        if workers > 1:
+            log(f"{workers} workers, {threads} thread(s) each")
+        _note_idle_gpus(cfg, log)
+    else:
+        if cfg.pruner.kind != "none":
+            log(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
+        if cfg.run.workers > 1:
+            log(f"note: run.workers = {cfg.run.workers} applies to the local backend; on Ray, trials run as "
+                "many at once as ray.max_concurrent and the CPUs allow")
+    summary.workers = workers
     show = cfg.run.progress if progress is None else progress
     bar = StudyProgress(remaining, before.finished, cfg.objective.metric_names, enabled=show and remaining > 0)
     say = bar.write if show and remaining > 0 else log
     deadline = time.time() + cfg.run.timeout_s if cfg.run.timeout_s else None
     max_failures = cfg.run.max_failures or cfg.run.n_trials
     t0 = time.perf_counter()
-    workers = 1
-    if backend == "local":
-        from nas_harness.study.workers import default_workers
-
-        threads = task.train.threads if isinstance(task.train.threads, int) else 1
-        workers = cfg.run.workers or default_workers(threads, task.train.device)
-        workers = max(1, min(workers, remaining))
-        if workers > 1:
-            say(f"{workers} workers, {threads} thread(s) each")
-        _note_idle_gpus(cfg, say)
-    else:
-        if cfg.pruner.kind != "none":
-            say(f"note: pruner {cfg.pruner.kind!r} has no effect on Ray; use ray.scheduler = 'asha' or 'median'")
-        if cfg.run.workers > 1:
-            say(f"note: run.workers = {cfg.run.workers} applies to the local backend; on Ray, trials run as "
-                "many at once as ray.max_concurrent and the CPUs allow")
-    summary.workers = workers
     tracking = start_tracking(cfg, say)
     from nas_harness.backends import StudyRun, get_backend
     from nas_harness.study.workers import worker_opener

@@ -46,3 +46,42 @@ def test_sigkill_of_the_parent_leaves_no_semaphores(mode: str, leaks: bool) -> N
         os.kill(proc.pid, signal.SIGKILL)
     _, err = proc.communicate(timeout=120)  # returns once the workers and the resource tracker have ended too
     assert ("leaked semaphore" in err) is leaks, err
+
+
+def test_fit_workers_never_oversubscribes_the_cores() -> None:
+    from nas_harness.backends import default_workers, fit_workers
+    from nas_harness.train.trainer import usable_cores
+
+    cores = usable_cores()
+    assert fit_workers(0, 1, "cpu", 1000) == (default_workers(1, "cpu"), None)  # the default: silent
+    assert fit_workers(cores, 1, "cpu", 1000) == (cores, None)  # what fits: as asked
+    n, note = fit_workers(64 * cores, 2, "cpu", 1000, what="jobs", setting="workers")
+    assert n == max(1, cores // 2)
+    assert note == (f"workers = {64 * cores}: {64 * cores} workers x 2 thread(s) per job would oversubscribe the "
+                    f"{cores} usable core(s), so {n} run at once")
+    assert fit_workers(cores + 1, 1, "cpu", 1) == (1, f"run.workers = {cores + 1}: {cores + 1} workers x 1 thread(s) "
+                                                      f"per trial would oversubscribe the {cores} usable core(s), so "
+                                                      f"{cores} run at once; only 1 trial to go, so 1 worker")
+
+
+@pytest.mark.parametrize("sigterm", [True, False])
+def test_sigterm_is_an_interrupt_only_for_the_trial_loop_workers(sigterm: bool) -> None:
+    """A trial-loop worker takes SIGTERM (SLURM, systemd, docker stop) as Ctrl-C, once, and cleans up; a process
+    pool's worker ends on it: the pool ends a broken pool's workers with SIGTERM, and one that took it as an
+    interrupt went on to run the jobs queued to it while the pool waited."""
+    from helpers.messages import stop_then_linger
+
+    messages = WorkerMessages(1)
+    proc = spawn_context().Process(target=stop_then_linger, args=(messages.sender(0), os.getpid(), sigterm))
+    proc.start()
+    assert messages.get(timeout=120) == ("ready",)
+    os.kill(proc.pid, signal.SIGTERM)
+    if sigterm:
+        assert messages.get(timeout=120) == ("stopped", signal.SIGTERM)
+        assert messages.get(timeout=120) == ("alive",)
+        os.kill(proc.pid, signal.SIGTERM)  # a second one is ignored while it cleans up
+        os.kill(proc.pid, signal.SIGINT)
+        proc.kill()
+    proc.join(timeout=120)
+    assert proc.exitcode == (-signal.SIGKILL if sigterm else -signal.SIGTERM)  # SIGKILL: it outlived both
+    messages.close()

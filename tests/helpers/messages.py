@@ -23,6 +23,24 @@ def send(sender: Any, parent: int, index: int, linger_s: float) -> None:
     time.sleep(linger_s)
 
 
+def stop_then_linger(sender: Any, parent: int, sigterm: bool) -> None:
+    """A worker set up as the backends set theirs up (``worker_setup(parent, sigterm)``): it says ``ready``, busy
+    waits until a signal stops it (sending ``("stopped", signal number)`` when it was taken as an interrupt),
+    then says ``alive`` and lingers: only a worker that ignores a second signal gets that far."""
+    from nas_harness.backends._procs import worker_setup
+    from nas_harness.errors import interrupt_signal
+
+    worker_setup(parent, sigterm)
+    try:
+        sender.put(("ready",))
+        while True:
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        sender.put(("stopped", int(interrupt_signal())))
+    sender.put(("alive",))
+    time.sleep(600)
+
+
 def main(mode: str) -> None:
     from nas_harness.backends._procs import WorkerMessages, spawn_context
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -272,3 +273,44 @@ def test_storage_lock_excludes_other_processes(tmp_path: Path, kind: str) -> Non
     acquired = float(proc.stdout.readline())
     proc.wait(timeout=60)
     assert acquired >= released
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_while_a_trial_is_created_comes_after_it_is_owned(tmp_path: Path, signum: int,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C or SIGTERM arriving inside ``study.ask()`` (the trial row exists, RUNNING) used to leave that trial
+    unowned, so the stop did not fail and re-queue it; it is now delivered once the trial is owned."""
+    from nas_harness import errors
+
+    monkeypatch.setattr(errors, "_interrupted", False)  # given back after the test
+    monkeypatch.setattr(errors, "_signal", None)
+
+    def stop(sig: int, frame: object) -> None:
+        errors.note_interrupt(sig)
+        raise KeyboardInterrupt
+
+    study = _study(tmp_path)
+    url = f"sqlite:///{tmp_path / 'sub' / 'study.db'}"
+    slots = TrialSlots(study, 3, StorageLock(url), Heartbeat(study._storage, 10), log=lambda m: None, poll_s=0.01)
+    ask = study.ask
+
+    def ask_then_signal() -> optuna.Trial:
+        trial = ask()
+        os.kill(os.getpid(), signum)  # the trial exists in the storage; the signal lands before ask() returns
+        return trial
+
+    monkeypatch.setattr(study, "ask", ask_then_signal)
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            slots.try_acquire()
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    [running] = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    assert running._trial_id in slots.heartbeat.owned()
+    slots.abandon("interrupted: stopped")
+    states = [t.state for t in study.get_trials(deepcopy=False)]
+    assert states == [TrialState.FAIL], states
+    assert errors.interrupt_signal() == signum
+    slots.heartbeat.close()

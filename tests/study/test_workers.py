@@ -1,5 +1,5 @@
 """Several local workers on one study (``run.workers``): the same (arch, seed) gives the same val_acc with one
-worker or two, on an idle machine or next to a busy loop; Ctrl-C and SIGKILL of ``search`` lose nothing; the
+worker or two, on an idle machine or next to a busy loop; Ctrl-C, SIGTERM and SIGKILL of ``search`` lose nothing; the
 default is one thread per trial; a Ray request that does not fit the study's threads is packed to it."""
 
 from __future__ import annotations
@@ -118,6 +118,72 @@ def test_ctrl_c_stops_every_worker_and_loses_nothing(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
     assert TrialState.RUNNING not in [t.state for t in study.trials]
     _finish_and_count(path, cfg)
+
+
+def _count(db: Path, state: str) -> int:
+    try:
+        with sqlite3.connect(db, timeout=5) as con:
+            return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_stops_like_ctrl_c_and_exits_143(tmp_path: Path, workers: int) -> None:
+    """SIGTERM (SLURM, systemd, docker stop, kill) to the command alone: the trials in flight are failed as
+    stopped by SIGTERM and queued again, the workers stop, one stop line says how to continue, exit 143."""
+    d = tiny_dict(tmp_path, **GRID, run={"n_trials": 40, "workers": workers})
+    path = tmp_path / "tiny.toml"
+    path.write_text(to_toml(d))
+    cfg = validate(d)
+    proc = _cli(path)
+    db = cfg.study_dir / "study.db"
+    t0 = time.time()
+    while time.time() - t0 < 300 and proc.poll() is None:
+        if _count(db, "COMPLETE") and _count(db, "RUNNING"):
+            break
+        time.sleep(0.1)
+    time.sleep(0.5)  # usually into the next trial's training
+    os.kill(proc.pid, signal.SIGTERM)  # to this process alone: it passes it on to its workers
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    last = out.splitlines()[-1]
+    assert last.startswith("stopped: interrupted (SIGTERM) with ") and last.endswith(
+        "; run the same command to continue"), out[-2000:]
+    trials = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url).trials
+    assert TrialState.RUNNING not in [t.state for t in trials]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and {t.user_attrs["fail_reason"] for t in failed} == {"interrupted: stopped by SIGTERM"}
+    assert [t for t in trials if t.state == TrialState.COMPLETE]  # finished trials kept
+    ps = subprocess.run(["pgrep", "-f", f"nas-harness-worker|{path}"], capture_output=True, text=True)
+    assert not [p for p in ps.stdout.split() if int(p) != os.getpid()], ps.stdout
+
+
+def test_more_workers_than_cores_or_trials_are_cut_with_one_note(tmp_path: Path) -> None:
+    """``--workers 64`` on a small machine: never more threads than usable cores, and never more workers than
+    trials to go, each cut said in the one note line (the request itself is valid: a study file moves between
+    machines)."""
+    from nas_harness.train.trainer import usable_cores
+
+    cores = usable_cores()
+    lines: list[str] = []
+    summary = run_search(validate(tiny_dict(tmp_path, run={"n_trials": 1, "workers": cores + 1})), log=lines.append)
+    assert summary.workers == 1 and summary.n_complete == 1
+    notes = [ln for ln in lines if ln.startswith("note: run.workers")]
+    assert notes == [f"note: run.workers = {cores + 1}: {cores + 1} workers x 1 thread(s) per trial would "
+                     f"oversubscribe the {cores} usable core(s), so {cores} run at once; only 1 trial to go, so 1 "
+                     "worker"], lines
+
+
+def test_start_up_lines_come_before_the_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Printed after the bar had started they tore it (the line landed mid-bar on a terminal)."""
+    cfg = validate(tiny_dict(tmp_path, **GRID, run={"n_trials": 2, "workers": 2}))
+    summary = run_search(cfg, progress=True)
+    assert summary.workers == 2 and summary.n_complete == 2
+    err = capsys.readouterr().err
+    assert "2 workers, 1 thread(s) each" in err and "trials:" in err, err
+    assert err.index("2 workers, 1 thread(s) each") < err.index("trials:"), err
 
 
 @pytest.mark.ray
