@@ -58,7 +58,7 @@ class RunSettings(ConfigModel):
         "local: worker processes on this machine; ray: Ray Tune"))] = "local"
     workers: Annotated[Int, Field(ge=0, le=1024, description=(
         "local backend: trials run at once, each a process on the same storage; 0 = as many as the cores allow at "
-        "the recipe's threads per trial"))] = 0
+        "the recipe's threads per trial (a larger number is cut to that, with a note)"))] = 0
     progress: Annotated[Bool, Field(description="terminal progress bar")] = True
     plots: Annotated[Bool, Field(description="write figures at the end")] = True
     heartbeat_s: Annotated[Int, Field(ge=1, le=3600, description=(

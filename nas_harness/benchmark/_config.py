@@ -57,8 +57,9 @@ class BenchmarkConfig(ConfigModel):
     cost: Annotated[Literal[COSTS], Field(description=(  # type: ignore[valid-type]
         "objective = 'multi': params, macs (fvcore), macs_thop, latency_ms (recorded tables) or a table "
         "throughput/latency column (source = 'table')"))] = "params"
-    workers: Annotated[Int, Field(ge=0, le=256, description="processes, one (strategy, seed) run each; 0 = CPUs")
-                       ] = 0
+    workers: Annotated[Int, Field(ge=0, le=256, description=(
+        "processes, one (strategy, seed) run each; 0 = the usable cores (a larger number is cut to them, with a "
+        "note)"))] = 0
     results_dir: Annotated[Text, Field(min_length=1, max_length=4096, description="folder of the outputs")
                            ] = "results"
 

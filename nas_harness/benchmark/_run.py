@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from nas_harness._config import read_file
+from nas_harness.backends import fit_workers
 from nas_harness.benchmark._config import BenchmarkConfig
 from nas_harness.errors import ConfigError
 from nas_harness.tables import (
@@ -313,7 +314,9 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
             log(f"surrogate: held-out Kendall tau {fit.metrics['test_kendall_tau']:.3f}, RMSE "
                 f"{100 * fit.metrics['test_rmse']:.2f} pp (split seed {problem.split_seed})")
         _ = problem.table.features  # computed once, handed to the workers
-        workers = min(len(todo), workers_of(cfg))
+        workers, note = fit_workers(cfg.workers, 1, "cpu", len(todo), what="runs", setting="workers")
+        if note:
+            log(f"note: {note}")
         log(f"benchmark {cfg.name}: {len(todo)} runs x {cfg.trials} trials on {workers} process(es)")
         t0 = time.perf_counter()
         _PROBLEM = problem
@@ -331,15 +334,10 @@ def run_benchmark(cfg: BenchmarkConfig, log: Callable[[str], None] = print,
             _PROBLEM = None
     runs = [done[j] for j in jobs]
     cpu = sum(r.get("cpu_seconds", 0.0) for r in runs)
-    n = workers_of(cfg)
+    n = fit_workers(cfg.workers, 1, "cpu", len(runs), what="runs", setting="workers")[0]
     log(f"benchmark {cfg.name}: {len(runs)} runs, {cpu:.0f} CPU s in the runs (about {cpu / n:.0f} s on {n} idle "
         "cores)")
     return problem, runs
-
-
-def workers_of(cfg: BenchmarkConfig) -> int:
-    """The process count a benchmark uses (``workers``, or the CPUs when 0)."""
-    return cfg.workers or os.cpu_count() or 1
 
 
 def _init_worker(problem: Problem, fit: Any, parent: int) -> None:

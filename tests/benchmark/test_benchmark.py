@@ -87,6 +87,18 @@ def test_a_benchmark_is_identical_for_the_same_seeds_and_resumes(tmp_path: Path)
     assert len(rows) == 2 * 3 and {r["verdict"] for r in rows} <= {"beats", "worse", "tied within noise"}
 
 
+def test_more_workers_than_cores_are_cut_to_the_cores_with_a_note(tmp_path: Path) -> None:
+    from nas_harness.train.trainer import usable_cores
+
+    lines: list[str] = []
+    cfg = BenchmarkConfig(name="w", strategies=["random"], seeds=3, trials=5, workers=64, results_dir=str(tmp_path))
+    benchmark(cfg, log=lines.append, figure=False)
+    notes = [s for s in lines if s.startswith("note: workers = 64: ")]
+    assert len(notes) == 1 and "oversubscribe" in notes[0], lines
+    started = next(s for s in lines if "runs x 5 trials on" in s)
+    assert f"on {min(3, usable_cores())} process(es)" in started, lines
+
+
 def test_multi_objective_and_surrogate_runs(tmp_path: Path) -> None:
     cfg = BenchmarkConfig(name="p", objective="multi", cost="latency_zcu102", strategies=["random", "nsgaii"],
                           seeds=2, trials=20, workers=1, results_dir=str(tmp_path))
