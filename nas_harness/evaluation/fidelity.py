@@ -60,8 +60,8 @@ from nas_harness.results.stats import (
     verdict,
 )
 
-__all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
-           "select_archs", "write_fidelity"]
+__all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "check_fidelity", "load_fidelity",
+           "run_fidelity", "select_archs", "write_fidelity"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.report.document import Block
@@ -151,6 +151,74 @@ class FidelityConfig(ConfigModel):
             raise ConfigError("fidelity: the high-fidelity recipe equals the search's; give more epochs, data or "
                               "resolution (fidelity.train / fidelity.data / epochs_factor)")
         return hifi
+
+
+_PLANNED = {"images": "training images", "steps": "optimiser steps", "seen": "images seen (steps x batch)",
+            "resolution": "resolution (px)"}
+
+
+def check_fidelity(proxy: StudyRecipe, hifi: StudyRecipe, scored_by: str = "train",
+                   study_evaluator: dict[str, Any] | None = None, refuse: bool = True) -> str | None:
+    """Is ``hifi`` a higher fidelity than the side it judges?  None when it is (or when no rule applies), a
+    one-line warning when it is cheaper in some respect; a ConfigError (``refuse``; else the warning) when its
+    verdicts could mean nothing.
+
+    Both sides train from scratch (a study scored by ``train``, ``--against train``): the cost of a run is what
+    :meth:`StudyRecipe.planned` counts -- distinct training images, planned optimiser steps, images seen (steps x
+    batch) and the resolution.  Larger in none of them and smaller in one: refused (a cheaper recipe cannot
+    judge the proxy).  Equal in all (another lr, optimiser, augmentation, ... at the same cost): a warning, the
+    comparison is of two recipes, not of two fidelities.  Larger in some, smaller in others: a warning naming the
+    smaller ones.  A study scored by another evaluator (supernet, table, surrogate) judged by training from
+    scratch: a warning when the recipe trains less than the study's own (the supernet's inherited weights stand
+    in for that recipe).  The high side another evaluator (``--against table``, ...): refused when it is the
+    study's own evaluator with the same settings (``study_evaluator``: the study's ``[evaluator]`` as stored in
+    its ``comparable`` attribute; both sides would give the same numbers); the tables' ImageNet accuracies have
+    no recipe to compare."""
+    from nas_harness.evaluation.store import _changed
+
+    def verdict(msg: str) -> str:
+        if refuse:
+            raise ConfigError(msg)
+        return f"warning: {msg}"
+
+    if hifi.evaluator is not None and hifi.evaluator.kind != "train":
+        if hifi.evaluator.kind != scored_by or not isinstance(study_evaluator, dict):
+            return None
+        from nas_harness.evaluators import EvaluatorConfig
+
+        try:
+            own = EvaluatorConfig(**study_evaluator).make(proxy.eval_context())
+        except (ConfigError, TypeError):
+            return None  # a stored table this version cannot build: no rule to apply
+        same_data = not getattr(hifi.evaluator, "uses_data", True) or (
+            {k: v for k, v in hifi.to_dict().items() if k != "evaluator"} == proxy.to_dict())
+        if own.identity() == hifi.evaluator.identity() and same_data:
+            return verdict(f"fidelity: --against {hifi.evaluator.kind} is the study's own evaluator with the same "
+                           "settings: both sides would give the same numbers, so the verdicts would mean nothing; "
+                           "choose another evaluator or other options (fidelity.options)")
+        return None
+    p, h = proxy.planned(), hifi.planned()
+    smaller = [f"{_PLANNED[k]} {h[k]:,} < {p[k]:,}" for k in _PLANNED if h[k] < p[k]]
+    larger = [k for k in _PLANNED if h[k] > p[k]]
+    if scored_by != "train":
+        if not smaller:
+            return None
+        return (f"warning: fidelity: the from-scratch recipe trains less than the study's own recipe "
+                f"({', '.join(smaller)}), which the study's evaluator {scored_by!r} stands in for: its verdicts judge "
+                "the evaluator against a lower fidelity than the study's")
+    if smaller and not larger:
+        return verdict(f"fidelity: the high-fidelity recipe is cheaper than the search's ({', '.join(smaller)}) and "
+                       "larger in nothing: it cannot judge the search's proxy; give more epochs, steps, data or "
+                       "resolution (fidelity.train / fidelity.data / epochs_factor)")
+    if smaller:
+        return (f"warning: fidelity: the high-fidelity recipe is cheaper than the search's in {', '.join(smaller)}: "
+                "its verdicts mix a higher and a lower fidelity")
+    if not larger:
+        changed = _changed(proxy.to_dict(), {k: v for k, v in hifi.to_dict().items() if k != "evaluator"})
+        return (f"warning: fidelity: the high-fidelity recipe trains on as many images, for as many steps, at the "
+                f"same resolution as the search's (only {', '.join(changed) or 'the evaluator'} changed): its verdicts "
+                "compare two recipes of the same cost, not two fidelities")
+    return None
 
 
 def load_fidelity(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FidelityConfig:
@@ -353,6 +421,11 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     out = Path(out_dir) if out_dir is not None else src.out_dir
     seeds = [proxy.seed + i for i in range(cfg.seeds)]
     load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
+    comparable = study.user_attrs.get("comparable")
+    note = check_fidelity(proxy, hifi, scored_by, comparable.get("evaluator") if isinstance(comparable, dict) else None,
+                          refuse=not report_only)  # a cheaper "high fidelity" is refused before anything is written
+    if note:
+        say(note)
     if hifi.evaluator is not None:
         hifi.evaluator.prepare(hifi.eval_context(out), say)
     from nas_harness.backends.resources import check_resources

@@ -92,6 +92,20 @@ class StudyRecipe:
                and self.evaluator.kind != "train" else {}),
         }
 
+    def planned(self) -> dict[str, int]:
+        """What one run of this recipe trains on and for, by the trainer's own arithmetic
+        (:func:`nas_harness.train.train`): ``images`` (distinct training images), ``steps`` (planned optimiser
+        steps: the step budget, or ceil(epochs x steps per epoch)), ``seen`` (steps x batch: training images
+        processed) and ``resolution`` (px).  Loads the proxy data (cached) to count its training images."""
+        from nas_harness.data import load_proxy
+
+        n = len(load_proxy(self.data).train_y)
+        t = self.train
+        batch = max(1, min(int(t.batch_size), n))
+        per_epoch = max(1, n // batch)
+        steps = int(t.steps) if t.steps is not None else max(1, math.ceil(float(t.epochs or 0) * per_epoch))
+        return {"images": n, "steps": steps, "seen": steps * batch, "resolution": int(self.data.resolution)}
+
     def budget(self) -> str:
         """'2 epochs' / '500 steps'."""
         t = self.train
