@@ -49,7 +49,7 @@ from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, i
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_evaluator, study_recipe
-from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
+from nas_harness.evaluation.store import StoredRun, open_job_store, retrain_candidates
 from nas_harness.results.stats import (
     ACCURACY,
     accuracy_interval,
@@ -407,7 +407,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     ray = ray or RayConfig()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    src, study = open_study_source(source, study_name)
+    src, study, runs_at = open_study_source(source, study_name, out_dir=out_dir, what="fidelity")
     proxy = study_recipe(study)
     scored_by = study_evaluator(study)
     hifi = cfg.high_fidelity(proxy, scored_by)
@@ -431,8 +431,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
-    store = JobStore(src.storage, f"{src.study_name}-{cfg.name}", group_attr="job", value_keys=("val_acc",),
-                     label=src.label)
+    store = open_job_store(src, runs_at, f"{src.study_name}-{cfg.name}", "fidelity", say)
     jobs = retrain_candidates(
         store, cands, seeds, hifi, lambda c, s: hifi.spec(c.arch, s, evaluate_test=cfg.evaluate_test),
         bind={"recipe": hifi.to_dict(), "kind": "fidelity",
@@ -440,7 +439,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         announce=lambda n, n_done: (f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} "
                                     f"by the proxy + random others) x {len(seeds)} seed(s) = {n} runs; {n_done} "
                                     f"stored, {n - n_done} to run ({backend}); proxy: {proxy_text}; high "
-                                    f"fidelity: {hifi.describe()}; storage {src.label} study {store.name!r}"),
+                                    f"fidelity: {hifi.describe()}; storage {runs_at.label} study {store.name!r}"),
         detail=lambda c, m: (f"high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy {c.search_val:.4f}; "
                              f"{m.get('train_time_s', 0.0):.0f} s train)"),
         report_only=report_only, backend=backend, ray=ray, retry_failed=retry_failed, progress=progress,
