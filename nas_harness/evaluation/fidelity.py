@@ -17,7 +17,10 @@ validation accuracy ranked them against the high-fidelity validation accuracy:
 Selection and the high-fidelity score both use validation accuracy; ``evaluate_test`` adds the test split
 to the per-arch table only.  Runs are stored one trial per (arch, seed) in the study's storage as study
 ``<study>-<name>`` (``name`` defaults to ``fidelity``), resumable like ``confirm``; another high-fidelity
-recipe needs another ``name``.
+recipe needs another ``name``.  A "high fidelity" that trains no more than the search in any respect
+(training images, optimiser steps, images seen, resolution) is refused, one cheaper in some respect is named in
+a warning (:func:`check_fidelity`).  A study whose storage cannot be written stores its runs in
+``out_dir``/runs.db.
 
 The ``[fidelity]`` table (a TOML file passed with ``--config``; flags override it)::
 
