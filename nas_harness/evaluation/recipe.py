@@ -206,12 +206,14 @@ def open_study_source(source: Any, study_name: str | None = None, scaling: bool 
 
     try:
         src = _resolve(source, study_name, scaling, write=True)
-    except ConfigError as exc:
+    except (ConfigError, OSError) as exc:  # OSError: a read-only or full file system met while opening
         try:
             src = _resolve(source, study_name, scaling, write=False)
-        except ConfigError:
+        except (ConfigError, OSError):
             raise exc from None
         if out_dir is None:
+            if not isinstance(exc, ConfigError):
+                raise
             raise ConfigError(f"{exc} ({what} stores its runs in the study's own storage, beside its trials; give "
                               f"--out FOLDER to store them in FOLDER/{RUNS_FILE} instead)") from None
         path = Path(out_dir) / RUNS_FILE
