@@ -27,7 +27,9 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
                    help="Ray: concurrent runs, 0 = as resources allow")
     p.add_argument("--ray-address", default="", type=text(1024, empty=True),
                    help="Ray: join this cluster (default $RAY_ADDRESS or a local Ray)")
-    p.add_argument("--out", default=None, type=text(), help="output folder (default: the study's results folder)")
+    p.add_argument("--out", default=None, type=text(),
+                   help="output folder (default: the study's results folder); when the study's storage cannot be "
+                        "written (a read-only copy), the runs are stored here too, in runs.db")
     p.add_argument("--retry-failed", action="store_true", help="run again (arch, seed) runs that failed")
     p.add_argument("--report-only", action="store_true", help="only (re)write the outputs from stored runs")
     p.add_argument("--no-figure", action="store_true", help="skip the figure")

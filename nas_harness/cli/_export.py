@@ -13,7 +13,9 @@ from nas_harness.errors import ConfigError
 def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p = sub.add_parser(name, help="export a study's chosen arch (string, JSON spec, build_model call, family)",
                        description="Pick the RANK-th best completed full-budget search trial (or --trial N) and "
-                                   "write <out>/rank<R>.arch, .json and _build.py (default out: <study>/export).")
+                                   "write <out>/rank<R>_<ranking>.arch, .json and _build.py (trial<N>.* for --trial; "
+                                   "default out: <study>/export), e.g. rank1_pareto.arch: each ranking has its own "
+                                   "files.")
     add_study_source(p)
     p.add_argument("--rank", type=integer(1, 1_000_000), default=1, help="1 = best (default)")
     p.add_argument("--trial", type=integer(0, 10**9), help="export this trial number instead of a rank")
@@ -31,7 +33,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--out", type=text(), help="output folder (default: <study folder>/export)")
     p.add_argument("--weights", type=text(), metavar="FILE.pt",
                    help="supernet studies: also write the arch's inherited weights (BatchNorm re-estimated) as a "
-                        "state dict that build_model(arch, num_classes, in_channels, stem_stride) loads")
+                        "state dict that build_model(arch, num_classes, in_channels, stem_stride) loads (a new "
+                        "file: an existing one is never replaced)")
     p.add_argument("--finetune", type=number(0, 100_000), default=0.0, metavar="EPOCHS",
                    help="with --weights: fine-tune the inherited weights this many epochs with the study's recipe "
                         "first (default 0)")
@@ -53,11 +56,14 @@ def run(args: argparse.Namespace) -> int:
     weights = Path(args.weights) if args.weights else None
     if weights is not None:
         check_dir_writable(weights.parent, "--weights")
+        if weights.exists() or weights.is_symlink():  # another arch's (or the fine-tuned) weights: never replaced
+            raise ConfigError(f"--weights: {str(weights)!r} exists already (weights an earlier export wrote?) and is "
+                              "not replaced; name a new file or remove it first")
         evaluator = _study_evaluator(src)
     if args.family:  # the family is counted: first check the stored arch is one the counter is meant for
         check_arch_size(export_arch(df, **pick).arch, "the study's arch")
     exp = export_arch(df, family=args.family, **pick)
-    stem = f"trial{exp.trial}" if args.trial is not None else f"rank{args.rank}"
+    stem = exp.stem  # rank<R>_<ranking> or trial<N>: another ranking's files are never replaced
     keep(args, writing=out, kept=f"the study in {src.label} is unchanged (export only reads it); the export "
                                  "files written so far were removed")
     with output_dir(out, "--out"):

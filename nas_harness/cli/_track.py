@@ -92,7 +92,7 @@ def evaluation_tracking(args: argparse.Namespace, kind: str, store_suffix: str, 
     def where() -> tuple[str, Path]:
         from nas_harness.evaluation.recipe import open_study_source
 
-        src, _ = open_study_source(args.study, args.study_name, scaling)
+        src, _, _ = open_study_source(args.study, args.study_name, scaling, args.out, kind)
         out = Path(args.out) if args.out else (src.folder or Path("results") / src.study_name.removesuffix(
             "-scaling"))
         return f"{src.study_name}-{store_suffix}", out

@@ -21,7 +21,9 @@ the choice of archs on that split still flatters them a little; ``--test`` measu
 
 Runs are stored one trial per (arch, seed) in the study's own storage, as study ``<study>-confirm`` (a
 :class:`~nas_harness.evaluation.store.JobStore`): re-running the command resumes, a SIGKILL loses at most
-the epochs since the last checkpoint, and ``--seeds`` can grow later.  With ``--scaling`` the best groups of
+the epochs since the last checkpoint, and ``--seeds`` can grow later.  A study whose storage cannot be written
+(a read-only copy of a results folder) is read read-only and its runs go to ``out_dir``/runs.db instead
+(:func:`~nas_harness.evaluation.recipe.open_study_source`).  With ``--scaling`` the best groups of
 the compound-scaling search (``<study>-scaling``; triples that give the same network are one group) are
 retrained instead, each at its own resolution, and compared with the best mean.
 """
@@ -52,7 +54,7 @@ from nas_harness.evaluation.recipe import (
     search_candidates,
     study_recipe,
 )
-from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
+from nas_harness.evaluation.store import StoredRun, open_job_store, retrain_candidates
 from nas_harness.objectives import MS_COSTS
 from nas_harness.results import COST_NAMES
 from nas_harness.results.stats import (
@@ -202,7 +204,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     st = settings or ConfirmSettings()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    src, study = open_study_source(source, study_name, st.scaling)
+    src, study, runs_at = open_study_source(source, study_name, st.scaling, out_dir, "confirm")
     recipe = study_recipe(study)
     cost = "macs"  # the scaling search's groups are compared on MACs
     if st.scaling:
@@ -226,8 +228,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=st.backend), ray=st.ray, train=recipe.train))
-    store = JobStore(src.storage, f"{src.study_name}-confirm", group_attr="job", value_keys=("val_acc",),
-                     label=src.label)
+    store = open_job_store(src, runs_at, f"{src.study_name}-confirm", "confirm", say)
     def detail(c: Candidate, m: Any) -> str:
         test = f" test {m['test_acc']:.4f}" if m.get("test_acc") is not None else ""
         return f"val {m.get('val_acc', math.nan):.4f}{test} (search: {c.search_val:.4f}; " \
@@ -241,7 +242,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
               "attrs": {"source_study": src.study_name}, "what": "confirmation runs"},
         announce=lambda n, n_done: (f"confirm {src.study_name}: {len(cands)} arch(s) x {len(seeds)} seed(s) {seeds} "
                                     f"= {n} runs; {n_done} stored, {n - n_done} to run ({st.backend}; "
-                                    f"{recipe.describe()}); storage {src.label} study {store.name!r}"),
+                                    f"{recipe.describe()}); storage {runs_at.label} study {store.name!r}"),
         detail=detail, report_only=report_only, backend=st.backend, ray=st.ray, retry_failed=retry_failed,
         workers=st.workers,
         progress=progress, checkpoint_dir=out / "checkpoints", on_record=on_record, log=say)

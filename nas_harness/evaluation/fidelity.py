@@ -17,7 +17,10 @@ validation accuracy ranked them against the high-fidelity validation accuracy:
 Selection and the high-fidelity score both use validation accuracy; ``evaluate_test`` adds the test split
 to the per-arch table only.  Runs are stored one trial per (arch, seed) in the study's storage as study
 ``<study>-<name>`` (``name`` defaults to ``fidelity``), resumable like ``confirm``; another high-fidelity
-recipe needs another ``name``.
+recipe needs another ``name``.  A "high fidelity" that trains no more than the search in any respect
+(training images, optimiser steps, images seen, resolution) is refused, one cheaper in some respect is named in
+a warning (:func:`check_fidelity`).  A study whose storage cannot be written stores its runs in
+``out_dir``/runs.db.
 
 The ``[fidelity]`` table (a TOML file passed with ``--config``; flags override it)::
 
@@ -49,7 +52,7 @@ from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, i
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_evaluator, study_recipe
-from nas_harness.evaluation.store import JobStore, StoredRun, retrain_candidates
+from nas_harness.evaluation.store import StoredRun, open_job_store, retrain_candidates
 from nas_harness.results.stats import (
     ACCURACY,
     accuracy_interval,
@@ -61,8 +64,8 @@ from nas_harness.results.stats import (
     verdict,
 )
 
-__all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "load_fidelity", "run_fidelity",
-           "select_archs", "write_fidelity"]
+__all__ = ["FidelityConfig", "FidelityResult", "analyze_fidelity", "check_fidelity", "load_fidelity",
+           "run_fidelity", "select_archs", "write_fidelity"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.report.document import Block
@@ -152,6 +155,74 @@ class FidelityConfig(ConfigModel):
             raise ConfigError("fidelity: the high-fidelity recipe equals the search's; give more epochs, data or "
                               "resolution (fidelity.train / fidelity.data / epochs_factor)")
         return hifi
+
+
+_PLANNED = {"images": "training images", "steps": "optimiser steps", "seen": "images seen (steps x batch)",
+            "resolution": "resolution (px)"}
+
+
+def check_fidelity(proxy: StudyRecipe, hifi: StudyRecipe, scored_by: str = "train",
+                   study_evaluator: dict[str, Any] | None = None, refuse: bool = True) -> str | None:
+    """Is ``hifi`` a higher fidelity than the side it judges?  None when it is (or when no rule applies), a
+    one-line warning when it is cheaper in some respect; a ConfigError (``refuse``; else the warning) when its
+    verdicts could mean nothing.
+
+    Both sides train from scratch (a study scored by ``train``, ``--against train``): the cost of a run is what
+    :meth:`StudyRecipe.planned` counts -- distinct training images, planned optimiser steps, images seen (steps x
+    batch) and the resolution.  Larger in none of them and smaller in one: refused (a cheaper recipe cannot
+    judge the proxy).  Equal in all (another lr, optimiser, augmentation, ... at the same cost): a warning, the
+    comparison is of two recipes, not of two fidelities.  Larger in some, smaller in others: a warning naming the
+    smaller ones.  A study scored by another evaluator (supernet, table, surrogate) judged by training from
+    scratch: a warning when the recipe trains less than the study's own (the supernet's inherited weights stand
+    in for that recipe).  The high side another evaluator (``--against table``, ...): refused when it is the
+    study's own evaluator with the same settings (``study_evaluator``: the study's ``[evaluator]`` as stored in
+    its ``comparable`` attribute; both sides would give the same numbers); the tables' ImageNet accuracies have
+    no recipe to compare."""
+    from nas_harness.evaluation.store import _changed
+
+    def verdict(msg: str) -> str:
+        if refuse:
+            raise ConfigError(msg)
+        return f"warning: {msg}"
+
+    if hifi.evaluator is not None and hifi.evaluator.kind != "train":
+        if hifi.evaluator.kind != scored_by or not isinstance(study_evaluator, dict):
+            return None
+        from nas_harness.evaluators import EvaluatorConfig
+
+        try:
+            own = EvaluatorConfig(**study_evaluator).make(proxy.eval_context())
+        except (ConfigError, TypeError):
+            return None  # a stored table this version cannot build: no rule to apply
+        same_data = not getattr(hifi.evaluator, "uses_data", True) or (
+            {k: v for k, v in hifi.to_dict().items() if k != "evaluator"} == proxy.to_dict())
+        if own.identity() == hifi.evaluator.identity() and same_data:
+            return verdict(f"fidelity: --against {hifi.evaluator.kind} is the study's own evaluator with the same "
+                           "settings: both sides would give the same numbers, so the verdicts would mean nothing; "
+                           "choose another evaluator or other options (fidelity.options)")
+        return None
+    p, h = proxy.planned(), hifi.planned()
+    smaller = [f"{_PLANNED[k]} {h[k]:,} < {p[k]:,}" for k in _PLANNED if h[k] < p[k]]
+    larger = [k for k in _PLANNED if h[k] > p[k]]
+    if scored_by != "train":
+        if not smaller:
+            return None
+        return (f"warning: fidelity: the from-scratch recipe trains less than the study's own recipe "
+                f"({', '.join(smaller)}), which the study's evaluator {scored_by!r} stands in for: its verdicts judge "
+                "the evaluator against a lower fidelity than the study's")
+    if smaller and not larger:
+        return verdict(f"fidelity: the high-fidelity recipe is cheaper than the search's ({', '.join(smaller)}) and "
+                       "larger in nothing: it cannot judge the search's proxy; give more epochs, steps, data or "
+                       "resolution (fidelity.train / fidelity.data / epochs_factor)")
+    if smaller:
+        return (f"warning: fidelity: the high-fidelity recipe is cheaper than the search's in {', '.join(smaller)}: "
+                "its verdicts mix a higher and a lower fidelity")
+    if not larger:
+        changed = _changed(proxy.to_dict(), {k: v for k, v in hifi.to_dict().items() if k != "evaluator"})
+        return (f"warning: fidelity: the high-fidelity recipe trains on as many images, for as many steps, at the "
+                f"same resolution as the search's (only {', '.join(changed) or 'the evaluator'} changed): its verdicts "
+                "compare two recipes of the same cost, not two fidelities")
+    return None
 
 
 def load_fidelity(path: str | Path | None = None, overrides: dict[str, Any] | None = None) -> FidelityConfig:
@@ -340,7 +411,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     ray = ray or RayConfig()
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     t0 = time.perf_counter()
-    src, study = open_study_source(source, study_name)
+    src, study, runs_at = open_study_source(source, study_name, out_dir=out_dir, what="fidelity")
     proxy = study_recipe(study)
     scored_by = study_evaluator(study)
     hifi = cfg.high_fidelity(proxy, scored_by)
@@ -354,13 +425,17 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     out = Path(out_dir) if out_dir is not None else src.out_dir
     seeds = [proxy.seed + i for i in range(cfg.seeds)]
     load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
+    comparable = study.user_attrs.get("comparable")
+    note = check_fidelity(proxy, hifi, scored_by, comparable.get("evaluator") if isinstance(comparable, dict) else None,
+                          refuse=not report_only)  # a cheaper "high fidelity" is refused before anything is written
+    if note:
+        say(note)
     if hifi.evaluator is not None:
         hifi.evaluator.prepare(hifi.eval_context(out), say)
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
-    store = JobStore(src.storage, f"{src.study_name}-{cfg.name}", group_attr="job", value_keys=("val_acc",),
-                     label=src.label)
+    store = open_job_store(src, runs_at, f"{src.study_name}-{cfg.name}", "fidelity", say)
     jobs = retrain_candidates(
         store, cands, seeds, hifi, lambda c, s: hifi.spec(c.arch, s, evaluate_test=cfg.evaluate_test),
         bind={"recipe": hifi.to_dict(), "kind": "fidelity",
@@ -368,7 +443,7 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         announce=lambda n, n_done: (f"fidelity {src.study_name}: {len(cands)} arch(s) (top {min(cfg.top, len(cands))} "
                                     f"by the proxy + random others) x {len(seeds)} seed(s) = {n} runs; {n_done} "
                                     f"stored, {n - n_done} to run ({backend}); proxy: {proxy_text}; high "
-                                    f"fidelity: {hifi.describe()}; storage {src.label} study {store.name!r}"),
+                                    f"fidelity: {hifi.describe()}; storage {runs_at.label} study {store.name!r}"),
         detail=lambda c, m: (f"high-fidelity val {m.get('val_acc', math.nan):.4f} (proxy {c.search_val:.4f}; "
                              f"{m.get('train_time_s', 0.0):.0f} s train)"),
         report_only=report_only, backend=backend, ray=ray, retry_failed=retry_failed, progress=progress,

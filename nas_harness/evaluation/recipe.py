@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nas_harness.errors import ConfigError
@@ -24,8 +25,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.train import TrainConfig
     from nas_harness.trial import TrialSettings, TrialSpec
 
-__all__ = ["Candidate", "StudyRecipe", "fresh_seeds", "merge_candidates", "open_study_source", "reference_candidates",
-           "search_candidates", "study_evaluator", "study_recipe"]
+__all__ = ["RUNS_FILE", "Candidate", "RunsStorage", "StudyRecipe", "fresh_seeds", "merge_candidates",
+           "open_study_source", "reference_candidates", "search_candidates", "study_evaluator", "study_recipe"]
 
 
 
@@ -91,6 +92,20 @@ class StudyRecipe:
             **({"evaluator": self.evaluator.identity()} if self.evaluator is not None
                and self.evaluator.kind != "train" else {}),
         }
+
+    def planned(self) -> dict[str, int]:
+        """What one run of this recipe trains on and for, by the trainer's own arithmetic
+        (:func:`nas_harness.train.train`): ``images`` (distinct training images), ``steps`` (planned optimiser
+        steps: the step budget, or ceil(epochs x steps per epoch)), ``seen`` (steps x batch: training images
+        processed) and ``resolution`` (px).  Loads the proxy data (cached) to count its training images."""
+        from nas_harness.data import load_proxy
+
+        n = len(load_proxy(self.data).train_y)
+        t = self.train
+        batch = max(1, min(int(t.batch_size), n))
+        per_epoch = max(1, n // batch)
+        steps = int(t.steps) if t.steps is not None else max(1, math.ceil(float(t.epochs or 0) * per_epoch))
+        return {"images": n, "steps": steps, "seen": steps * batch, "resolution": int(self.data.resolution)}
 
     def budget(self) -> str:
         """'2 epochs' / '500 steps'."""
@@ -163,19 +178,61 @@ def study_evaluator(study: Any) -> str:
     return kind if isinstance(kind, str) and kind else "train"
 
 
-def open_study_source(source: Any, study_name: str | None = None, scaling: bool = False) -> tuple[Any, Any]:
-    """(StudySource, Optuna study) of a results folder / storage; ``scaling``: its ``<study>-scaling`` study."""
-    from nas_harness.results import load_study, resolve_source
+#: The file (in ``--out``) that holds the runs of a study whose own storage cannot be written.
+RUNS_FILE = "runs.db"
 
-    src = resolve_source(source, study_name, write=True)  # the re-runs are stored beside the study
+
+@dataclass(frozen=True)
+class RunsStorage:
+    """Where ``confirm``/``fidelity`` store their runs: ``storage`` (a URL or an open Optuna storage) and its
+    ``label`` for messages; ``moved``: not the study's own storage (a read-only one), but ``--out``'s
+    :data:`RUNS_FILE`."""
+
+    storage: Any
+    label: str
+    moved: bool = False
+
+
+def open_study_source(source: Any, study_name: str | None = None, scaling: bool = False,
+                      out_dir: Any = None, what: str = "confirm") -> tuple[Any, Any, RunsStorage]:
+    """(StudySource, Optuna study, where the runs go) of a results folder / storage; ``scaling``: its
+    ``<study>-scaling`` study.
+
+    The runs are stored beside the study, in its own storage, when that can be written.  When it cannot (a
+    read-only copy of someone's results folder, an archive) and ``out_dir`` is given, the study is read
+    read-only and the runs go to ``out_dir/runs.db`` (SQLite), so that nothing is written into the read-only
+    folder; without ``out_dir`` the one-line error names the file and why ``what`` would write it."""
+    from nas_harness.results import load_study
+
+    try:
+        src = _resolve(source, study_name, scaling, write=True)
+    except (ConfigError, OSError) as exc:  # OSError: a read-only or full file system met while opening
+        try:
+            src = _resolve(source, study_name, scaling, write=False)
+        except (ConfigError, OSError):
+            raise exc from None
+        if out_dir is None:
+            if not isinstance(exc, ConfigError):
+                raise
+            raise ConfigError(f"{exc} ({what} stores its runs in the study's own storage, beside its trials; give "
+                              f"--out FOLDER to store them in FOLDER/{RUNS_FILE} instead)") from None
+        path = Path(out_dir) / RUNS_FILE
+        return src, load_study(src), RunsStorage(f"sqlite:///{path}", str(path), moved=True)
+    return src, load_study(src), RunsStorage(src.storage, src.label)
+
+
+def _resolve(source: Any, study_name: str | None, scaling: bool, write: bool) -> Any:
+    from nas_harness.results import resolve_source
+
+    src = resolve_source(source, study_name, write=write)
     if scaling and not src.study_name.endswith("-scaling"):
         name = f"{src.study_name}-scaling"
         try:
-            src = resolve_source(source, name, write=True)
+            src = resolve_source(source, name, write=write)
         except ConfigError:
             raise ConfigError(f"--scaling: no study {name!r} in {src.label}; run `nas-harness search STUDY.toml "
                               "--scaling` first") from None
-    return src, load_study(src)
+    return src
 
 
 def fresh_seeds(n: int, used: int) -> list[int]:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from nas_harness.evaluation.recipe import Candidate, StudyRecipe
     from nas_harness.trial import TrialSpec
 
-__all__ = ["JobStore", "StoredJobs", "StoredRun", "run_stored_jobs"]
+__all__ = ["JobStore", "StoredJobs", "StoredRun", "open_job_store", "run_stored_jobs"]
 
 _FORMAT_VERSION = 1
 Key = tuple[str, int]
@@ -344,6 +344,21 @@ def retrain_candidates(
                            describe=describe, on_record=on_record,
                            extra=lambda k: {"label": by_job[k[0]].name, "kind": by_job[k[0]].kind}, log=say,
                            workers=workers)
+
+
+def open_job_store(src: Any, runs_at: Any, name: str, what: str, say: Callable[[str], None]) -> JobStore:
+    """The job store ``name`` of ``confirm``/``fidelity`` where :func:`~nas_harness.evaluation.recipe.open_study_source`
+    put the runs (``runs_at``, a :class:`~nas_harness.evaluation.recipe.RunsStorage`; ``src`` the study's source); when
+    they moved to ``--out`` (a read-only study storage), one line says so (and about runs the read-only storage
+    holds already, which cannot be added to)."""
+    if runs_at.moved:
+        import optuna
+
+        earlier = name in optuna.get_all_study_names(src.storage)
+        say(f"note: {src.label} cannot be written; the {what} runs are stored in {runs_at.label} (study {name!r})"
+            + (f"; the {name!r} runs already in {src.label} are not used (copy the folder somewhere writable to "
+               "resume them)" if earlier else ""))
+    return JobStore(runs_at.storage, name, group_attr="job", value_keys=("val_acc",), label=runs_at.label)
 
 
 def _say(msg: str) -> None:

@@ -189,20 +189,21 @@ def probe_server(url: str, what: str = "run.storage") -> set[str]:
 
 def _sqlite_reader(path: Path, what: str) -> Any:
     """A connection factory (no arguments) for readers (plot, report, export): read-only, so that reading a
-    study changes nothing, not even an empty file.  In a folder that cannot be written (an archive, a read-only
-    mount, a copy without write permission) SQLite cannot open a WAL database read-only in place: the trials
-    still in ``<file>-wal`` (a search killed before its last checkpoint) would be missing.  Such a file is read
-    from a private temporary copy of the database and its WAL (removed at exit); without a WAL it is opened as
-    immutable.  A file without Optuna's tables is refused here, naming it."""
-    import os
+    study changes nothing, not even an empty file.  A read-only SQLite connection to a WAL database creates
+    ``<file>-wal`` and ``<file>-shm`` beside it when they are not there (and cannot remove them on close), so the
+    file is read in place only while a writer's own WAL files are there already (:func:`_in_place`).  Otherwise
+    (no writer has the file open, or a folder that cannot be written: an archive, a read-only mount, a copy
+    without write permission) a file whose ``<file>-wal`` still holds trials (a search killed before its last
+    checkpoint) is read from a private temporary copy of the database and its WAL (removed at exit), and one
+    without is opened as immutable: nothing is created beside it.  A file without Optuna's tables is refused
+    here, naming it."""
     import sqlite3
 
     wal = Path(f"{path}-wal")
     has_wal = wal.is_file() and wal.stat().st_size > 0
     if path.stat().st_size == 0 and not has_wal:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (an empty file)")
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not read_only_file_system(path.parent)
-    if writable:
+    if _in_place(path):
         uri = f"{path.absolute().as_uri()}?mode=ro"
     elif has_wal:
         uri = f"{_private_copy(path, wal, what).as_uri()}?mode=ro"
@@ -220,6 +221,25 @@ def _sqlite_reader(path: Path, what: str) -> Any:
     if not has_studies:
         raise ConfigError(f"{what}: {str(path)!r} holds no study (a SQLite file without Optuna's tables)")
     return connect
+
+
+def _in_place(path: Path) -> bool:
+    """Whether a reader may open the SQLite file ``path`` read-only in place (``mode=ro``, with SQLite's locks)
+    without leaving anything behind: its folder and file can be written (SQLite's WAL index needs that), and
+    either the file is in rollback-journal mode (a reader creates nothing) or its ``<file>-wal`` and
+    ``<file>-shm`` exist already (a writer has the file open, or left them).  Otherwise a read-only connection
+    would create both and leave them (empty) beside the study when it closes."""
+    import os
+
+    if not (os.access(path.parent, os.W_OK) and os.access(path, os.W_OK)) or read_only_file_system(path.parent):
+        return False
+    try:
+        with open(path, "rb") as f:
+            header = f.read(20)
+    except OSError:
+        return False
+    wal_mode = len(header) == 20 and header[18:20] == b"\x02\x02"  # file format versions: 2 = WAL
+    return not wal_mode or (Path(f"{path}-wal").is_file() and Path(f"{path}-shm").is_file())
 
 
 def _private_copy(path: Path, wal: Path, what: str) -> Path:
@@ -385,11 +405,9 @@ OPTUNA_TABLES = frozenset({
 def _foreign_tables(path: Path) -> set[str]:
     """Tables of the SQLite file ``path`` that are not Optuna's (read without writing anything;
     :func:`foreign_tables`)."""
-    import os
     import sqlite3
 
-    writable = os.access(path.parent, os.W_OK) and os.access(path, os.W_OK) and not read_only_file_system(path.parent)
-    uri = f"{path.absolute().as_uri()}?{'mode=ro' if writable else 'immutable=1'}"
+    uri = f"{path.absolute().as_uri()}?{'mode=ro' if _in_place(path) else 'immutable=1'}"
     try:
         con = sqlite3.connect(uri, uri=True, timeout=_SQLITE_TIMEOUT_S)
         try:

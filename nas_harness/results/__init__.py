@@ -5,7 +5,7 @@ Everything here reads studies only through the trial/study user-attribute contra
 written by any backend (local Optuna, Ray) and by older versions of the search code.
 """
 
-from nas_harness.results.export import ExportedArch, compound_family, export_arch, rank_trials
+from nas_harness.results.export import ExportedArch, compound_family, export_arch, rank_trials, resolve_rank_by
 from nas_harness.results.frame import (
     StudySource,
     accuracy_note,
@@ -100,6 +100,7 @@ __all__ = [
     "rank_agreement",
     "rank_trials",
     "regret",
+    "resolve_rank_by",
     "resolve_source",
     "spearman_rho",
     "study_cost",

@@ -64,13 +64,10 @@ def params_note(df: pd.DataFrame, build_params: int | None = None, num_classes: 
     return text + "."
 
 
-def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
-    """Eligible search trials (COMPLETE, full budget, feasible, not a reference), best first.
-
-    ``auto`` ranks by reward for a reward study, along the Pareto front (most accurate first) for a
-    multi-objective study, and by validation accuracy otherwise.  The front and the tie-break are on the
-    study's own cost (:func:`~nas_harness.results.study_cost`).
-    """
+def resolve_rank_by(df: pd.DataFrame, by: str = "auto") -> str:
+    """The ranking ``by`` means for this study: ``auto`` is ``reward`` for a reward study (``val_acc`` when no
+    trial has a reward), ``pareto`` for a multi-objective one and ``val_acc`` otherwise; the others are
+    themselves.  ConfigError for a name not in :data:`RANK_BY`."""
     if by not in RANK_BY:
         raise ConfigError(f"rank_by: '{by}' is not allowed (allowed: {', '.join(RANK_BY)})")
     if by == "auto":
@@ -78,6 +75,17 @@ def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
         by = {"reward": "reward", "multi": "pareto"}.get(str(objective), "val_acc")
         if by == "reward" and df["reward"].isna().all():
             by = "val_acc"
+    return by
+
+
+def rank_trials(df: pd.DataFrame, by: str = "auto") -> pd.DataFrame:
+    """Eligible search trials (COMPLETE, full budget, feasible, not a reference), best first.
+
+    ``auto`` ranks by reward for a reward study, along the Pareto front (most accurate first) for a
+    multi-objective study, and by validation accuracy otherwise.  The front and the tie-break are on the
+    study's own cost (:func:`~nas_harness.results.study_cost`).
+    """
+    by = resolve_rank_by(df, by)
     base = df[(df["state"] == "COMPLETE") & df["full_budget"] & df["feasible"] & ~df["is_reference"]
               & df["arch"].notna()]
     cost = study_cost(df)
@@ -103,6 +111,8 @@ class ExportedArch:
     cost: str = "macs"  # the study's cost column (study_cost)
     build_params: int | None = None  # parameters of the builder call's network (its classes and channels)
     params_note: str = ""  # why build_params differs from metrics["params"]
+    rank: int | None = None  # the trial's place in ``ranked_by`` (None: picked by trial number)
+    ranked_by: str | None = None  # the ranking it was picked from (resolve_rank_by: never "auto")
 
     @property
     def header(self) -> str:
@@ -139,7 +149,15 @@ class ExportedArch:
             "spec": self.arch.to_dict(), "metrics": self.metrics, "num_classes": self.num_classes,
             "in_channels": self.in_channels, "stem_stride": self.stem_stride, "family": self.family,
             "cost": self.cost, "build_params": self.build_params, "params_note": self.params_note,
+            "rank": self.rank, "ranked_by": self.ranked_by,
         }
+
+    @property
+    def stem(self) -> str:
+        """The file stem :meth:`write` is meant for: ``trial<N>`` for a trial picked by number, else
+        ``rank<R>_<ranking>`` (``rank1_pareto``): exports of one study from different rankings never share a
+        file name, so one never replaces another's files."""
+        return f"trial{self.trial}" if self.rank is None else f"rank{self.rank}_{self.ranked_by}"
 
     def write(self, out_dir: str | Path, stem: str) -> list[Path]:
         """Write ``<stem>.arch`` (the string), ``<stem>.json`` (spec + metrics) and ``<stem>_build.py``."""
@@ -180,6 +198,7 @@ def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: s
     """The ``rank``-th best eligible trial (or trial number ``trial``) of a study frame, ready to use."""
     from nas_harness.arch import parse_arch
 
+    ranked_by = None
     if trial is not None:
         rows = df[df["number"] == trial]
         if rows.empty:
@@ -190,7 +209,8 @@ def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: s
     else:
         if not isinstance(rank, int) or rank < 1:
             raise ConfigError(f"rank: expected an integer >= 1, got {rank!r}")
-        ranked = rank_trials(df, by)
+        ranked_by = resolve_rank_by(df, by)
+        ranked = rank_trials(df, ranked_by)
         if len(ranked) < rank:
             raise ConfigError(
                 f"rank: study '{df.attrs.get('study_name')}' has only {len(ranked)} eligible "
@@ -214,4 +234,5 @@ def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: s
         stem_stride=int(stem_stride) if stem_stride else None,
         family=compound_family(arch, family, base_resolution, int(nc), int(ch)) if family else [],
         cost=study_cost(df), build_params=built, params_note=params_note(df, built, int(nc), int(ch)),
+        rank=None if trial is not None else rank, ranked_by=ranked_by,
     )

@@ -360,6 +360,8 @@ CASES = [
          "argument --finetune", {"results/fake/study.db": FAKE}),
     Case("export-weights-under-a-file", ["export", "results/fake", "--weights", "afile/w.pt"], "--weights",
          {"results/fake/study.db": FAKE, "afile": "x"}),
+    Case("export-weights-file-exists", ["export", "results/fake", "--weights", "w.pt"], "'w.pt' exists already",
+         {"results/fake/study.db": FAKE, "w.pt": "earlier weights"}),
     Case("search-supernet-bad-sampling", ["search", "s.toml"], "supernet.sampling",
          {"s.toml": study_toml(evaluator={"kind": "supernet"}, supernet={"sampling": "greedy"})}),
     Case("search-supernet-unknown-key", ["search", "s.toml"], "supernet.epoch",

@@ -7,6 +7,7 @@ import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import optuna
 import pytest
@@ -192,3 +193,49 @@ def test_stratified_selection_draws_one_arch_from_each_macs_bin() -> None:
         rest = sorted(m for i, m in enumerate(macs) if i >= 3)
         bins = [rest[:9], rest[9:18], rest[18:]]  # the rest's 27 archs in three equal-count MACs bins
         assert sorted(next(j for j, b in enumerate(bins) if c.macs in b) for c in cands[3:]) == [0, 1, 2]
+
+
+@needs_fmnist
+def test_a_cheaper_high_fidelity_recipe_is_refused_or_named(real_study: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """The search trained 1 epoch on 256 images at 16 px (4 steps of 64): a "high fidelity" larger in nothing
+    is refused, one cheaper in some respect is named in a warning, one of the same cost is called a recipe
+    comparison; a supernet/table study's own evaluator is judged by the same rules where they apply."""
+    from nas_harness.evaluation.fidelity import check_fidelity
+
+    proxy = study_recipe(load_study(real_study))
+    assert proxy.planned() == {"images": 256, "steps": 4, "seen": 256, "resolution": 16}
+
+    def hifi(**kw: Any) -> Any:
+        return FidelityConfig(**kw).high_fidelity(proxy, "supernet")  # "supernet": equality is not refused here
+
+    assert check_fidelity(proxy, hifi(train={"epochs": 2})) is None
+    assert check_fidelity(proxy, hifi(data={"resolution": 32}, epochs_factor=1)) is None
+    with pytest.raises(ConfigError, match=r"^fidelity: the high-fidelity recipe is cheaper than the search's "
+                                          r"\(optimiser steps 2 < 4, images seen \(steps x batch\) 128 < 256\) and "
+                                          r"larger in nothing"):
+        check_fidelity(proxy, hifi(train={"epochs": 0.5}))
+    with pytest.raises(ConfigError, match=r"training images 128 < 256"):
+        check_fidelity(proxy, hifi(data={"train_subset": 128}, epochs_factor=1))
+    assert check_fidelity(proxy, hifi(train={"epochs": 0.5}), refuse=False).startswith("warning: fidelity: the high")
+    mixed = check_fidelity(proxy, hifi(train={"epochs": 2}, data={"resolution": 8}))
+    assert mixed == ("warning: fidelity: the high-fidelity recipe is cheaper than the search's in resolution (px) "
+                     "8 < 16: its verdicts mix a higher and a lower fidelity")
+    same = check_fidelity(proxy, hifi(train={"epochs": 1, "lr": 0.02}))
+    assert "same resolution as the search's (only train.lr changed)" in same and "not two fidelities" in same
+    # a supernet study judged by training from scratch: less than the study's recipe is a warning, never refused
+    weaker = check_fidelity(proxy, hifi(train={"epochs": 0.5}), "supernet")
+    assert weaker.startswith("warning: fidelity: the from-scratch recipe trains less than the study's own recipe")
+    assert check_fidelity(proxy, hifi(train={"epochs": 1}), "supernet") is None
+    # the high side the study's own evaluator with the same settings: the same numbers on both sides
+    table = FidelityConfig(against="table").high_fidelity(proxy)
+    with pytest.raises(ConfigError, match=r"--against table is the study's own evaluator with the same settings"):
+        check_fidelity(proxy, table, "table", {"kind": "table", "options": {}})
+    assert check_fidelity(proxy, table, "surrogate", {"kind": "surrogate", "options": {}}) is None
+    assert check_fidelity(proxy, table, "train") is None
+    # through the CLI: one line, exit 2, nothing run or written
+    assert cli_main(["fidelity", str(real_study), "--epochs", "0.5", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cheaper than the search's" in err
+    assert not (real_study / "fidelity.json").exists()
+    assert [s.study_name for s in optuna.get_all_study_summaries(f"sqlite:///{real_study / 'study.db'}")] == ["tiny"]

@@ -146,7 +146,7 @@ def test_export_ranks_and_quotes_the_study_cost(studies: dict[str, Path], cost: 
     assert out[0] == f"# c-{cost} trial {number} (#{number}): val_acc {acc:.2%}, {cost_text(value, KEY[cost])}"
     # why the two parameter counts differ, beside both
     assert "1,000 classes, 3 input channels" in out[1] and "10 classes and 1 input channel" in out[1]
-    build = (tmp_path / "rank2_build.py").read_text()
+    build = (tmp_path / "rank2_pareto_build.py").read_text()
     assert f"the study's records count {int(params):,} for the deployed network" in build
 
 

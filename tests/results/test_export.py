@@ -67,6 +67,31 @@ def test_cli_export(study_dir: Path, capsys: pytest.CaptureFixture) -> None:
     assert best["arch"] in out.splitlines()
     assert f'build_model(parse_arch("{best["arch"]}"), num_classes=10, in_channels=1, stem_stride=1)' in out
     assert "phi=1" in out
-    assert (study_dir / "export" / "rank1.arch").read_text().strip() == best["arch"]
+    assert (study_dir / "export" / "rank1_pareto.arch").read_text().strip() == best["arch"]
     assert main(["export", str(study_dir), "--rank", "40"]) == 2
     assert "rank: study 'fake' has only 5" in capsys.readouterr().err
+
+
+def test_cli_export_of_two_rankings_keeps_both(study_dir: Path, capsys: pytest.CaptureFixture) -> None:
+    """Each ranking writes its own files: exporting rank 2 by val_acc after rank 2 of the default ranking (the
+    Pareto front here: another arch) replaces nothing; the JSON says which ranking and place it holds."""
+    out = study_dir / "export"
+    assert main(["export", str(study_dir), "--rank", "2"]) == 0
+    first = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert sorted(first) == ["rank2_pareto.arch", "rank2_pareto.json", "rank2_pareto_build.py"]
+    assert main(["export", str(study_dir), "--by", "val_acc", "--rank", "2"]) == 0
+    assert main(["export", str(study_dir), "--by", "reward", "--rank", "2"]) == 0
+    assert main(["export", str(study_dir), "--trial", "7"]) == 0
+    capsys.readouterr()
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.name in first} == first
+    df = study_frame(study_dir)
+    pareto2, acc2 = rank_trials(df, "pareto").iloc[1], rank_trials(df, "val_acc").iloc[1]
+    assert pareto2["arch"] != acc2["arch"]  # the two rankings disagree: one file name would have lost one
+    for stem, row in (("rank2_pareto", pareto2), ("rank2_val_acc", acc2),
+                      ("rank2_reward", rank_trials(df, "reward").iloc[1]), ("trial7", df[df["number"] == 7].iloc[0])):
+        assert (out / f"{stem}.arch").read_text().strip() == row["arch"]
+    spec = json.loads((out / "rank2_val_acc.json").read_text())
+    assert (spec["rank"], spec["ranked_by"]) == (2, "val_acc")
+    spec = json.loads((out / "trial7.json").read_text())
+    assert (spec["rank"], spec["ranked_by"]) == (None, None)
+    assert len(list(out.iterdir())) == 12
