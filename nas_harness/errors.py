@@ -13,6 +13,7 @@ import contextlib
 import errno
 import os
 import signal
+import time
 from collections.abc import Iterator
 
 
@@ -102,31 +103,50 @@ def interrupt_exit_code() -> int:
     return 128 + int(interrupt_signal())
 
 
+#: Seconds after a held stop from which another one is delivered at once (see :func:`interrupts_held`).
+REPEAT_STOP_S = 1.0
+
+
 @contextlib.contextmanager
 def interrupts_held() -> Iterator[None]:
     """Hold back Ctrl-C and SIGTERM inside the block and deliver them at its end (to the handler that was set).
 
     For a few storage calls that must not be cut in half: a trial created in the storage but not yet owned by
-    its worker would be left RUNNING by a stop there, instead of failed as interrupted and queued again.  Only
-    signals with a Python handler are held (a default SIGTERM still ends the process); off the main thread,
-    where handlers cannot be set, nothing is held."""
+    its worker would be left RUNNING by a stop there, instead of failed as interrupted and queued again.  A
+    signal that comes :data:`REPEAT_STOP_S` or more after the first is not held (a storage call that hangs can
+    still be stopped; its trial is then left to the next run's dead-worker check); one that comes sooner is the
+    same stop arriving twice (a worker gets a terminal's Ctrl-C and its parent's copy of it).  Only signals with
+    a Python handler are held (a default SIGTERM still ends the process); off the main thread, where handlers
+    cannot be set, nothing is held."""
     import threading
 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
     held: list[int] = []
+    delivered = False
     previous = {}
+
+    first: list[float] = []
+
+    def hold(signum: int, frame: object) -> None:
+        nonlocal delivered
+        held.append(signum)
+        first.append(time.monotonic())
+        if len(held) > 1 and not delivered and first[-1] - first[0] >= REPEAT_STOP_S:
+            delivered = True  # asked again (the storage call hangs?): the stop is delivered now
+            previous[held[0]](held[0], frame)
+
     for s in (signal.SIGINT, signal.SIGTERM):
         handler = signal.getsignal(s)
         if callable(handler):
-            previous[s] = signal.signal(s, lambda signum, frame: held.append(signum))
+            previous[s] = signal.signal(s, hold)
     try:
         yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-        if held:
+        if held and not delivered:
             previous[held[0]](held[0], None)  # the handler raises KeyboardInterrupt (after noting the signal)
 
 

@@ -141,3 +141,38 @@ def test_sqlalchemy_cleanup_of_an_interrupted_query_is_quiet_after_ctrl_c(noted:
         assert proc.stderr == ""
     else:  # without a noted Ctrl-C SQLAlchemy's error reaches the terminal as before (nothing else is hidden)
         assert "Error closing cursor" in proc.stderr and proc.stderr.count("Error closing cursor") == 1
+
+
+def test_interrupts_held_delivers_the_first_stop_at_the_end_and_a_repeated_one_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from nas_harness import errors
+    from nas_harness.errors import interrupts_held
+
+    got: list[str] = []
+
+    def stop(signum: int, frame: object) -> None:
+        got.append(f"stop {signum}")
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        monkeypatch.setattr(errors, "REPEAT_STOP_S", 1e9)  # the same stop arriving twice (terminal and parent)
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
+            got.append("block finished")
+        assert got == ["block finished", f"stop {int(signal.SIGINT)}"]
+        got.clear()
+        # a storage call that hangs: Ctrl-C pressed again later stops it
+        monkeypatch.setattr(errors, "REPEAT_STOP_S", 0.0)
+        with pytest.raises(KeyboardInterrupt), interrupts_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            got.append("held")
+            os.kill(os.getpid(), signal.SIGINT)
+            got.append("not reached")
+        assert got == ["held", f"stop {int(signal.SIGINT)}"]  # delivered once, not again at the block's end
+        assert signal.getsignal(signal.SIGINT) is stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
