@@ -228,7 +228,7 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=st.backend), ray=st.ray, train=recipe.train))
-    store = open_job_store(src, runs_at, f"{src.study_name}-confirm", "confirm", say)
+    store = open_job_store(src, runs_at, f"{src.study_name}-confirm", "confirm", say, report_only)
     def detail(c: Candidate, m: Any) -> str:
         test = f" test {m['test_acc']:.4f}" if m.get("test_acc") is not None else ""
         return f"val {m.get('val_acc', math.nan):.4f}{test} (search: {c.search_val:.4f}; " \

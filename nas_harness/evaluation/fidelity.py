@@ -435,7 +435,8 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
     from nas_harness.backends.resources import check_resources
 
     check_resources(SimpleNamespace(run=SimpleNamespace(backend=backend), ray=ray, train=hifi.train))
-    store = open_job_store(src, runs_at, f"{src.study_name}-{cfg.name}", "fidelity", say)
+    store = open_job_store(src, runs_at, f"{src.study_name}-{cfg.name}", "fidelity", say,
+                           report_only)
     jobs = retrain_candidates(
         store, cands, seeds, hifi, lambda c, s: hifi.spec(c.arch, s, evaluate_test=cfg.evaluate_test),
         bind={"recipe": hifi.to_dict(), "kind": "fidelity",

@@ -346,11 +346,19 @@ def retrain_candidates(
                            workers=workers)
 
 
-def open_job_store(src: Any, runs_at: Any, name: str, what: str, say: Callable[[str], None]) -> JobStore:
+def open_job_store(src: Any, runs_at: Any, name: str, what: str, say: Callable[[str], None],
+                   report_only: bool = False) -> JobStore:
     """The job store ``name`` of ``confirm``/``fidelity`` where :func:`~nas_harness.evaluation.recipe.open_study_source`
     put the runs (``runs_at``, a :class:`~nas_harness.evaluation.recipe.RunsStorage`; ``src`` the study's source); when
     they moved to ``--out`` (a read-only study storage), one line says so (and about runs the read-only storage
-    holds already, which cannot be added to)."""
+    holds already, which cannot be added to).  ``report_only``: the store must exist already (nothing is
+    created to report on nothing); ConfigError otherwise."""
+    if report_only:
+        import optuna
+
+        if name not in optuna.get_all_study_names(runs_at.storage):
+            raise ConfigError(f"{what} --report-only: {runs_at.label} holds no {what} runs of this study (study "
+                              f"{name!r}); run it without --report-only to train them")
     if runs_at.moved:
         import optuna
 

@@ -173,6 +173,14 @@ def test_fidelity_cli_bad_input(real_study: Path, capsys: pytest.CaptureFixture[
     assert err.count("\n") == 1 and "fidelity file" in err and "no such file" in err
     assert cli_main(["fidelity", str(real_study), "--val-size", "70000"]) == 2
     assert "validation images requested" in capsys.readouterr().err
+    # --report-only with no runs stored: one line, and no empty fidelity study is created to report on
+    assert cli_main(["fidelity", str(real_study), "--name", "never", "--epochs", "3", "--report-only",
+                     "--no-figure", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds no fidelity runs" in err and "without --report-only" in err, err
+    import optuna
+
+    assert not any(n.endswith("-never") for n in optuna.get_all_study_names(f"sqlite:///{real_study / 'study.db'}"))
     assert not (real_study / "fidelity.json").exists()
 
 
