@@ -217,11 +217,12 @@ def stale_reason(trial: Any, now: float | None = None) -> str | None:
     now = time.monotonic() if now is None else now
     owner = WorkerId.from_attr(trial.system_attrs.get(OWNER_KEY))
     key = (trial._trial_id, trial.number, str(trial.datetime_start))
-    if owner is None:  # an older nas-harness or another tool: no heartbeat to watch, only how long it stays so
+    if owner is None:  # stopped before recording its owner, or another tool: only how long it stays so
         quiet = _unchanged_for(key, "no owner", now)
         if quiet > MISSED_BEATS * 10:
-            return (f"{INTERRUPTED}: left RUNNING by a process that recorded no owner (an older nas-harness or "
-                    f"another tool); still so after {quiet:.0f} s of watching")
+            return (f"{INTERRUPTED}: left RUNNING with no owner recorded (a run stopped before it could record "
+                    "one, e.g. by a full disk, or an older nas-harness or another tool); still so after "
+                    f"{quiet:.0f} s of watching")
         return None
     alive = owner.alive_here(trial._trial_id)
     if alive is False:

@@ -27,7 +27,7 @@ from nas_harness.records import (
     recover_stale,
     stale_reason,
 )
-from nas_harness.records._lease import BEAT_KEY, OWNER_KEY, _boot_id, _pid_namespace, _proc_start
+from nas_harness.records._lease import BEAT_KEY, MISSED_BEATS, OWNER_KEY, _boot_id, _pid_namespace, _proc_start
 
 DIST = {"s1_kernel": CategoricalDistribution([3, 5]), "s1_se": CategoricalDistribution([True, False])}
 
@@ -201,6 +201,18 @@ def test_a_trial_of_this_process_that_nobody_runs_is_stale(tmp_path: Path) -> No
     assert stale_reason(study._storage.get_trial(t._trial_id)) is None
     hb.close()
     assert stale_reason(study._storage.get_trial(t._trial_id)).startswith("interrupted")
+
+
+def test_a_trial_left_running_without_an_owner_is_stale_after_six_intervals_of_watching(tmp_path: Path) -> None:
+    """A run stopped between creating a trial and recording its owner (a full disk at that instant) or another
+    tool: nothing to watch but how long it stays RUNNING; the reason says so without blaming another tool."""
+    study = _study(tmp_path)
+    t = study.ask(DIST)
+    trial = study._storage.get_trial(t._trial_id)
+    assert stale_reason(trial, now=1000.0) is None  # first look
+    assert stale_reason(trial, now=1000.0 + MISSED_BEATS * 10 - 1) is None
+    reason = stale_reason(trial, now=1000.0 + MISSED_BEATS * 10 + 1)
+    assert reason.startswith("interrupted: left RUNNING with no owner recorded") and "full disk" in reason
 
 
 def test_heartbeat_thread_refreshes_and_stops_on_finished_trials(tmp_path: Path) -> None:
