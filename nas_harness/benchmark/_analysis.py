@@ -141,21 +141,27 @@ class Comparison:
         interval is missing (one seed) or has zero width (the same difference on every seed) is worded by
         :func:`~nas_harness.results.stats.paired_words` instead."""
         d = self.delta
-        scale, unit = (100.0, " pp") if self.unit == "pp" else (1.0, "")
+        pp = self.unit == "pp"
+        scale, unit = (100.0, " pp") if pp else (1.0, "")
+        what = "best accuracy" if pp else "hypervolume"  # the difference is of these (regret's negative)
+
+        def num(x: float, sign: str = "") -> str:
+            return f"{scale * x:{sign}.2f}" if pp else f"{scale * x:{sign}.3g}"
+
         head = f"{self.a} vs {self.b} at {self.at} trials"
         if d.identical:
             return f"{head}: {paired_words(d)}"
         if d.n < 2 or d.constant:
             ci = f", {interval_text(d.ci_low, d.ci_high, d.n)}" if d.n < 2 else ""
-            return f"{head}: {scale * d.mean:+.3g}{unit}{ci}: {paired_words(d)}"
+            return f"{head}: {what} {num(d.mean, '+')}{unit}{ci}: {paired_words(d)}"
         if d.verdict == "beats":
-            return (f"{self.a} beats {self.b} at {self.at} trials by {scale * d.mean:.3g}{unit} "
-                    f"[{scale * d.ci_low:.3g}, {scale * d.ci_high:.3g}]")
+            return (f"{self.a} beats {self.b} at {self.at} trials: {what} higher by {num(d.mean)}{unit} "
+                    f"[{num(d.ci_low)}, {num(d.ci_high)}]")
         if d.verdict == "worse":
-            return (f"{self.b} beats {self.a} at {self.at} trials by {-scale * d.mean:.3g}{unit} "
-                    f"[{-scale * d.ci_high:.3g}, {-scale * d.ci_low:.3g}]")
-        return (f"{self.a} and {self.b} are tied within noise at {self.at} trials: {scale * d.mean:+.3g}{unit} "
-                f"[{scale * d.ci_low:.3g}, {scale * d.ci_high:.3g}]")
+            return (f"{self.b} beats {self.a} at {self.at} trials: {what} higher by {num(-d.mean)}{unit} "
+                    f"[{num(-d.ci_high)}, {num(-d.ci_low)}]")
+        return (f"{self.a} and {self.b} are tied within noise at {self.at} trials: {what} {self.a} - {self.b} "
+                f"{num(d.mean, '+')}{unit} [{num(d.ci_low)}, {num(d.ci_high)}]")
 
 
 def pairwise(c: Curves, budgets: list[int]) -> list[Comparison]:

@@ -169,6 +169,12 @@ def test_identical_and_constant_differences_are_not_called_tied_or_beats_bare() 
     c = curves(runs, ["random", "tpe", "nsgaii"], 0.9, multi=False)
     said = {(x.a, x.b): x.sentence() for x in pairwise(c, [2])}
     assert said["random", "tpe"] == "random vs tpe at 2 trials: identical on all 2 seeds (difference 0)"
-    assert said["random", "nsgaii"] == ("random vs nsgaii at 2 trials: +10 pp: beats on all 2 seeds by the same "
-                                        "margin (zero-width interval: no noise measured)")
+    assert said["random", "nsgaii"] == ("random vs nsgaii at 2 trials: best accuracy +10.00 pp: beats on all 2 "
+                                        "seeds by the same margin (zero-width interval: no noise measured)")
     assert "[" not in said["tpe", "nsgaii"]  # no zero-width "[10, 10]"
+    noisy = curves(_runs({"random": [[0.6, 0.8], [0.7, 0.75], [0.6, 0.7]], "tpe": [[0.6, 0.7], [0.7, 0.8],
+                                                                                [0.6, 0.72]]}),
+                   ["random", "tpe"], 0.9, multi=False)
+    # the sentence names what the difference is of (the table beside it shows regret), in fixed decimals
+    assert pairwise(noisy, [2])[0].sentence().startswith("random and tpe are tied within noise at 2 trials: best "
+                                                         "accuracy random - tpe +1.00 pp [")
