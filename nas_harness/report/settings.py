@@ -92,6 +92,14 @@ def _run_rows(created: Mapping[str, Any], last: Mapping[str, Any]) -> list[list[
     return rows
 
 
+def _references(df: pd.DataFrame) -> str:
+    """"N reference archs", counted by arch (a failed reference trial and its retry are one arch)."""
+    refs = df.loc[df["is_reference"].astype(bool)]
+    archs = int(refs["arch"].nunique()) if "arch" in refs else len(refs)
+    extra = f" ({len(refs)} trials: failed ones retried)" if len(refs) != archs else ""
+    return f"{archs} reference arch{'' if archs == 1 else 's'}{extra}"
+
+
 def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
     """Headings and key/value tables of the study's settings (``df.attrs['config']``) and its run."""
     cfg = df.attrs.get("config") or {}
@@ -101,8 +109,7 @@ def settings_blocks(df: pd.DataFrame, storage: str) -> list[Block]:
     if cfg.get("description"):
         study.append(["description", str(cfg["description"])])
     study += [["trials", ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or "none"],
-              ["full budget", f"{full} search trials ran their full budget; {int(df['is_reference'].sum())} "
-                              "reference archs"]]
+              ["full budget", f"{full} search trials ran their full budget; {_references(df)}"]]
     stop = df.attrs.get("last_stop")
     if isinstance(stop, Mapping) and stop.get("reason"):
         study.append(["last run", f"{stop['reason']} ({stop.get('at', 'time unknown')})"])

@@ -86,3 +86,15 @@ def test_report_builds_for_metrics(tmp_path, metric: str) -> None:
     df = trials_frame(_study([("base", 35e6, 0.70, 1000), (None, 30e6, 0.72, 1000)]))
     df["reward"] = df["val_acc"]
     assert "Result at a glance" in to_markdown(build_report(df, "memory", [], tmp_path, metric=metric))
+
+
+def test_reference_archs_are_counted_by_arch_not_by_trial() -> None:
+    """A failed reference trial and its retry are one reference arch (a fresh user's report said 3 for 2)."""
+    import pandas as pd
+
+    from nas_harness.report.settings import _references
+
+    df = pd.DataFrame({"is_reference": [True, True, True, False], "arch": ["a", "b", "b", "c"]})
+    assert _references(df) == "2 reference archs (3 trials: failed ones retried)"
+    assert _references(df.drop(index=1)) == "2 reference archs"
+    assert _references(df.iloc[[0, 3]]) == "1 reference arch"
