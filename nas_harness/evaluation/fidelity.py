@@ -540,12 +540,17 @@ def _audit_blocks(s: dict[str, Any]) -> list[Block]:
     if d is not None and None not in ci and ci[0] == ci[1]:  # every bootstrap resample gave the same difference
         said = difference_words(d, ci[0], ci[1], n, word, where=f"in every bootstrap resample of the {n} archs")
         word = f"and MACs alone rank the archs alike: {said}" if said.startswith("identical") else said
+    if d is not None and None in ci:  # too few archs to resample: a number, no verdict
+        verdict = (f"**Verdict:** none: tau({who}) - tau(MACs) = {_f(d)} on {n} archs, too few for a bootstrap "
+                   "interval, so it says nothing either way; rank more archs (--top/--random).")
+    else:
+        verdict = (f"**Verdict:** {who} {word}: tau({who}) - tau(MACs) = {_f(d)}{_ci(ci)} (paired "
+                   "percentile-bootstrap 95% interval over archs).")
     return [Heading(f"Audit: {who} against cost alone", 3),
             Para(f"Sample: the top archs and others drawn {s.get('sample', 'uniform')}."),
             Table(["ranker", "Kendall tau [95% CI]", "Spearman rho [95% CI]", "top-k recall", "regret (pp)"], rows),
             Para(f"Within MACs buckets: {buckets or '–'}."),
-            Para(f"**Verdict:** {who} {word}: tau({who}) - tau(MACs) = {_f(d)}{_ci(ci)} (paired "
-                 "percentile-bootstrap 95% interval over archs).")]
+            Para(verdict)]
 
 
 def markdown(res: FidelityResult) -> str:

@@ -126,6 +126,16 @@ def test_a_proxy_that_ranks_exactly_as_macs_is_not_called_tied_within_noise() ->
     assert "within noise" not in md.split("**Verdict:**")[1].splitlines()[0]
     assert "percentile-bootstrap 95% interval over archs" in md
 
+    # too few archs to resample: the difference is given without a verdict (it read "cannot be told apart")
+    rows4, s4 = analyze_fidelity(cands[:4], runs[:4], [0], top=2, n_resamples=200)
+    a4 = audit(rows4, 2, 200)
+    assert None in a4["tau_minus_macs_ci"]
+    s4.update(audit=a4, seeds=[0], hifi_train_s=60.0, zero_cost_s=1.0, bootstrap_resamples=200)
+    md4 = markdown(SimpleNamespace(study_name="s", proxy=recipe, hifi=recipe, config=SimpleNamespace(seed=0),
+                                   archs=rows4, summary=s4, failed=[]))
+    line = md4.split("**Verdict:**")[1].splitlines()[0]
+    assert line.startswith(" none: tau(the proxy) - tau(MACs) = ") and "too few for a bootstrap interval" in line
+
 
 @needs_fmnist
 @pytest.mark.slow
