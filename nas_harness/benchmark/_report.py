@@ -10,7 +10,7 @@ import numpy as np
 
 from nas_harness.benchmark._analysis import Comparison, Curves, mean_ranks
 from nas_harness.report.document import Bullets, Heading, Image, Para, Table, to_html, to_markdown
-from nas_harness.results.stats import interval_text
+from nas_harness.results.stats import interval_text, paired_words
 
 _LABEL = {"regret": "regret of the best-so-far accuracy (pp)", "hypervolume": "hypervolume (normalised)"}
 _METHOD = {
@@ -47,7 +47,9 @@ def plot_curves(c: Curves, title: str) -> Any:
 
 
 def write_csv(c: Curves, comparisons: list[Comparison], out: Path) -> list[Path]:
-    """``benchmark_curves.csv`` (strategy, trials, mean, ci_low, ci_high, seeds) and ``benchmark_pairs.csv``."""
+    """``benchmark_curves.csv`` (strategy, trials, mean, ci_low, ci_high, seeds) and ``benchmark_pairs.csv``
+    (``verdict``: the interval rule's word; ``in_words``: as the report words it, e.g. "identical on all 10 seeds
+    (difference 0)" where the rule alone would say "tied within noise")."""
     scale = 100.0 if c.metric == "regret" else 1.0
     unit = "pp" if c.metric == "regret" else "normalised"
     p1, p2 = out / "benchmark_curves.csv", out / "benchmark_pairs.csv"
@@ -61,11 +63,11 @@ def write_csv(c: Curves, comparisons: list[Comparison], out: Path) -> list[Path]
     with p2.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["a", "b", "trials", f"a_minus_b_{'pp' if c.metric == 'regret' else 'hv'}", "ci_low", "ci_high",
-                    "p_value", "seeds", "verdict"])
+                    "p_value", "seeds", "verdict", "in_words"])
         for cmp in comparisons:
             d = cmp.delta
             w.writerow([cmp.a, cmp.b, cmp.at, f"{scale * d.mean:.6g}", f"{scale * d.ci_low:.6g}",
-                        f"{scale * d.ci_high:.6g}", f"{d.p_value:.4g}", d.n, d.verdict])
+                        f"{scale * d.ci_high:.6g}", f"{d.p_value:.4g}", d.n, d.verdict, paired_words(d) or d.verdict])
     return [p1, p2]
 
 

@@ -85,6 +85,7 @@ def test_a_benchmark_is_identical_for_the_same_seeds_and_resumes(tmp_path: Path)
         benchmark(BenchmarkConfig(**{**d, "trials": 30}, results_dir=str(tmp_path / "a")), log=lambda s: None)
     rows = list(csv.DictReader((tmp_path / "a/b/benchmark_pairs.csv").open()))
     assert len(rows) == 2 * 3 and {r["verdict"] for r in rows} <= {"beats", "worse", "tied within noise"}
+    assert all(r["in_words"] for r in rows)
 
 
 def test_more_workers_than_cores_are_cut_to_the_cores_with_a_note(tmp_path: Path) -> None:
@@ -172,6 +173,14 @@ def test_identical_and_constant_differences_are_not_called_tied_or_beats_bare() 
     assert said["random", "nsgaii"] == ("random vs nsgaii at 2 trials: best accuracy +10.00 pp: beats on all 2 "
                                         "seeds by the same margin (zero-width interval: no noise measured)")
     assert "[" not in said["tpe", "nsgaii"]  # no zero-width "[10, 10]"
+    import tempfile
+
+    from nas_harness.benchmark._report import write_csv
+
+    with tempfile.TemporaryDirectory() as d:  # the CSV keeps the rule's word and adds the report's wording
+        rows = list(csv.DictReader(write_csv(c, pairwise(c, [2]), Path(d))[1].open()))
+        same = next(r for r in rows if (r["a"], r["b"]) == ("random", "tpe"))
+        assert same["verdict"] == "tied within noise" and same["in_words"] == "identical on all 2 seeds (difference 0)"
     noisy = curves(_runs({"random": [[0.6, 0.8], [0.7, 0.75], [0.6, 0.7]], "tpe": [[0.6, 0.7], [0.7, 0.8],
                                                                                 [0.6, 0.72]]}),
                    ["random", "tpe"], 0.9, multi=False)
