@@ -63,9 +63,9 @@ def run(args: argparse.Namespace) -> int:
     for v in variants:
         p = count_params(v.arch, args.num_classes)
         m = count_macs(v.arch, v.resolution, args.num_classes).total
-        rows.append([v.name, f"{v.width:.3f}", f"{v.depth:.3f}", v.resolution, f"{p:,}", human(p),
-                     f"{m:,}", human(m)])
-    print(table(["variant", "width", "depth", "res", "params", "", "MACs", ""], rows))
+        rows.append([v.name, f"{v.width:.3f}", f"{v.depth:.3f}", v.resolution, f"{p:,} ({human(p)})",
+                     f"{m:,} ({human(m)})"])
+    print(table(["variant", "width", "depth", "res", "params", "MACs"], rows))
     if args.show_arch:
         for v in variants:
             print(f"{v.name}: {v.arch}")
