@@ -35,7 +35,9 @@ def interrupt_once(sigterm: bool = False) -> None:
     ``sigterm``: SIGTERM is taken the same way (noted as SIGTERM, so the trial in flight is failed as stopped by
     it): for the trial loop's workers, which SLURM, systemd and ``docker stop`` signal together with their
     parent.  A process pool's workers keep SIGTERM's default: the pool ends a broken pool's workers with it,
-    and one that took it as an interrupt would go on to run the jobs already queued to it."""
+    and one that took it as an interrupt would go on to run the jobs already queued to it.  A signal ignored
+    when the command started (a shell script's ``cmd &`` starts it with SIGINT ignored; workers inherit that)
+    stays ignored, as it does in the command's own process."""
     watched = (signal.SIGINT, signal.SIGTERM) if sigterm else (signal.SIGINT,)
 
     def handler(signum: int, frame: Any) -> None:
@@ -47,7 +49,8 @@ def interrupt_once(sigterm: bool = False) -> None:
         raise KeyboardInterrupt
 
     for s in watched:
-        signal.signal(s, handler)
+        if signal.getsignal(s) is not signal.SIG_IGN:  # ignored at launch (a script's `cmd &`): stays ignored
+            signal.signal(s, handler)
     quiet_cleanup_after_interrupt()  # SQLAlchemy's "Error closing cursor" traceback of the interrupted query
 
     def unraisable(info: Any) -> None:  # a Ctrl-C landing in a gc callback is noted, not printed

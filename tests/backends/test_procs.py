@@ -85,3 +85,17 @@ def test_sigterm_is_an_interrupt_only_for_the_trial_loop_workers(sigterm: bool) 
     proc.join(timeout=120)
     assert proc.exitcode == (-signal.SIGKILL if sigterm else -signal.SIGTERM)  # SIGKILL: it outlived both
     messages.close()
+
+
+def test_a_signal_ignored_at_launch_stays_ignored_in_a_worker() -> None:
+    """A shell script's `cmd &` starts the command with SIGINT ignored, and its workers inherit that: Ctrl-C to
+    the group must not stop the workers' trials while the command itself goes on (it did: exit 130 mid-run)."""
+    code = ("import signal\n"
+            "from nas_harness.backends._procs import interrupt_once\n"
+            "interrupt_once(sigterm=True)\n"
+            "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN, callable(signal.getsignal(signal.SIGTERM)))\n")
+    ignored = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    assert ignored.stdout.split() == ["True", "True"], ignored.stderr
+    usual = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert usual.stdout.split() == ["False", "True"], usual.stderr
