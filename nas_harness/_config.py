@@ -18,7 +18,10 @@ clear line naming the file; :func:`read_file` / :func:`open_regular` are the one
 (a FIFO, a device such as ``/dev/zero`` or a folder is refused in one line instead of blocking or reading
 forever, and every read is capped), and :func:`open_lock` the one way it opens a lock or side file it holds an
 ``flock`` on (the same refusal); :func:`check_dir_writable` refuses an output folder that cannot be created or
-written before anything is created.
+written before anything is created.  :func:`write_output` / :func:`write_text` are the one way the harness writes
+an output file (a temp file in the same folder, renamed into place: what is at the path is never opened, so a
+FIFO there can never block a write), and :func:`check_outputs` / :func:`refuse_special_outputs` refuse an output
+that is a FIFO, device or socket before anything is written.
 """
 
 from __future__ import annotations

@@ -198,3 +198,33 @@ def test_confirm_and_fidelity_refuse_an_output_fifo_before_any_run(tmp_path: Pat
     err = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("nas-harness")]
     assert len(err) == 1 and f"error: {label}: '{planted}': is a FIFO" in err[0], err
     assert names() == before  # no runs.db, no checkpoints, no report
+
+
+@pytest.mark.parametrize("argv", [["bench", "--quick", "--out", "b.json"], ["doctor", "--gpu", "--device", "cpu",
+                                                                          "--out", "b.json"]])
+def test_bench_and_doctor_refuse_a_fifo_as_out_before_running(tmp_path: Path, monkeypatch, capsys,
+                                                              argv: list[str]) -> None:
+    from nas_harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    os.mkfifo(tmp_path / "b.json")
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and "--out: 'b.json': is a FIFO (named pipe)" in err[0], err
+
+
+@pytest.mark.parametrize("planted", ["benchmark.md", "runs/random-0.json"])
+def test_benchmark_refuses_a_fifo_among_its_outputs_and_stored_runs(tmp_path: Path, monkeypatch, capsys,
+                                                                    planted: str) -> None:
+    from nas_harness.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.toml").write_text('name = "b"\nresults_dir = "results"\n')
+    plant(tmp_path / "results" / "b" / planted, "fifo")
+    capsys.readouterr()
+    assert main(["benchmark", "b.toml"]) == 2
+    err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+    assert len(err) == 1 and f"results_dir: 'results/b/{planted}': is a FIFO" in err[0], err
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "results").rglob("*")) == sorted(
+        ["results/b", f"results/b/{planted}", *(["results/b/runs"] if "/" in planted else [])])

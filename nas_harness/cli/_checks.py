@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nas_harness._config import check_dir_writable, first_existing, refuse_special_outputs
+from nas_harness._config import check_dir_writable, check_outputs, first_existing, refuse_special_outputs
 from nas_harness.errors import ConfigError, environment_line, exception_chain
 
 #: Bounds of what ``info``/``scale``/``export --family`` count or build (B7 has 55 blocks and 2,560 channels).
@@ -203,11 +203,12 @@ def _undo(p: Path, first: Path, before: set[Path]) -> None:
 
 
 def output_file(path: str | Path, what: str) -> Path:
-    """Refuse, without creating anything, an output file that cannot be written (a folder in its place,
-    a read-only or missing-and-uncreatable parent)."""
+    """Refuse, without creating anything, an output file that cannot be written (a folder in its place, a FIFO,
+    device or socket, a read-only or missing-and-uncreatable parent)."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"{what}: {str(p)!r} is a folder; give a file name")
+    check_outputs([p], what)
     check_dir_writable(p.parent if str(p.parent) else Path("."), what, target=p)
     return p
 
