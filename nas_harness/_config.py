@@ -18,7 +18,10 @@ clear line naming the file; :func:`read_file` / :func:`open_regular` are the one
 (a FIFO, a device such as ``/dev/zero`` or a folder is refused in one line instead of blocking or reading
 forever, and every read is capped), and :func:`open_lock` the one way it opens a lock or side file it holds an
 ``flock`` on (the same refusal); :func:`check_dir_writable` refuses an output folder that cannot be created or
-written before anything is created.
+written before anything is created.  :func:`write_output` / :func:`write_text` are the one way the harness writes
+an output file (a temp file in the same folder, renamed into place: what is at the path is never opened, so a
+FIFO there can never block a write), and :func:`check_outputs` / :func:`refuse_special_outputs` refuse an output
+that is a FIFO, device or socket before anything is written.
 """
 
 from __future__ import annotations
@@ -394,6 +397,21 @@ def _file_kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
 
+def not_a_folder(path: str | Path) -> str | None:
+    """Why ``path`` is not a folder (after symlinks), worded for an error line: ``"does not exist"``, ``"is a
+    FIFO (named pipe), not a folder"``, ``"is a regular file, not a folder"``, ``"cannot be read (<reason>)"``;
+    None when it is a folder."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({os_reason(exc)})"
+    if stat.S_ISDIR(mode):
+        return None
+    return f"is {'a regular file' if stat.S_ISREG(mode) else _file_kind(mode)}, not a folder"
+
+
 def open_regular(path: str | Path, label: str | None = None, error: type[Exception] = ConfigError) -> typing.BinaryIO:
     """``path`` opened for binary reading, refused in ONE ``error`` line starting with ``label`` (default: the
     quoted path) unless it is a regular file (after symlinks): a FIFO is opened non-blocking and refused, so a
@@ -609,3 +627,73 @@ def key_rows(sections: Mapping[str, type[BaseModel]]) -> list[list[str]]:
             rows.append([_join(sec, name), _type_text(field.annotation), default, _range_text(field),
                          field.description or ""])
     return rows
+
+
+@contextlib.contextmanager
+def write_output(path: str | Path, mode: str = "w", label: str | None = None,
+                 error: type[Exception] = ConfigError) -> typing.Iterator[typing.IO[Any]]:
+    """A file object to write the output file ``path`` through: every file the harness writes goes here.
+
+    A path that exists but is not a regular file after symlinks (a FIFO, a device, a socket, a folder) is refused
+    in ONE ``error`` line starting with ``label`` (default: the quoted path), before anything is written.  The
+    content goes into a new temp file in the same folder (mode 0666 less the umask) that replaces the file with
+    ``os.replace`` once the body finished: a write never opens what is at ``path``, so it can neither block on a
+    FIFO created there meanwhile nor leave a half-written file; a symlink at ``path`` is kept and its target is
+    replaced.  ``mode`` is ``"w"`` (text, UTF-8, newline as written) or ``"wb"``.  If the body or the write
+    fails, the temp file is removed and the exception propagates (an ``OSError`` with its errno)."""
+    if mode not in ("w", "wb"):
+        raise ValueError(f"write_output: mode {mode!r}; allowed: 'w', 'wb'")
+    p = Path(path)
+    check_regular(p, label, error)
+    target = Path(os.path.realpath(p)) if p.is_symlink() else p
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = target.with_name(f".{target.name}.{os.urandom(4).hex()}.tmp")
+        try:
+            fd = os.open(tmp, flags, 0o666)
+            break
+        except FileExistsError:
+            continue
+    else:  # pragma: no cover - 100 collisions of 32 random bits
+        raise FileExistsError(f"cannot create a temp file next to {str(target)!r}")
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8", "newline": ""} if mode == "w" else {})) as f:
+            yield f
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str, label: str | None = None) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`write_output`; returns ``Path(path)``."""
+    with write_output(path, "w", label) as f:
+        f.write(text)
+    return Path(path)
+
+
+#: Output files :func:`refuse_special_outputs` checks: reports, tables, figures, checkpoints and caches.
+OUTPUT_SUFFIXES = (".png", ".svg", ".pdf", ".md", ".html", ".csv", ".parquet", ".json", ".arch", ".py", ".tmp",
+                   ".pt", ".pth", ".ckpt", ".npz", ".gz")
+
+
+def check_outputs(paths: typing.Iterable[str | Path], what: str) -> None:
+    """Refuse in ONE ``ConfigError`` line (``what: 'PATH': is a FIFO (named pipe), not a regular file``), before
+    anything is written, an output file that exists but is not a regular file after symlinks (a FIFO, a device,
+    a socket, a folder).  :func:`write_output` refuses it again at the write, which never blocks."""
+    for p in paths:
+        check_regular(p, f"{what}: {str(p)!r}")
+
+
+def refuse_special_outputs(folder: str | Path, what: str) -> None:
+    """:func:`check_outputs` for every file under ``folder`` whose suffix is an output's
+    (:data:`OUTPUT_SUFFIXES`): what a command that writes into the folder may write (a folder is left alone)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        found += [Path(root) / f for f in files + dirs]
+    for q in sorted(found):
+        if q.suffix.lower() in OUTPUT_SUFFIXES:
+            with contextlib.suppress(OSError):
+                if not os.path.isdir(q):
+                    check_regular(q, f"{what}: {str(q)!r}")

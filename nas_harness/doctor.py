@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import write_text
 from nas_harness.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -308,7 +309,7 @@ def gpu_check(device: str = "cuda", quick: bool = False, log: Callable[[str], No
 
 def write_json(report: dict[str, Any], out: Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    write_text(out, json.dumps(report, indent=2, default=str) + "\n")
     return out
 
 

@@ -16,8 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +23,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from nas_harness._config import Bool, ConfigModel, Int, read_file
+from nas_harness._config import Bool, ConfigModel, Int, read_file, write_output
+from nas_harness.errors import ConfigError
 from nas_harness.evaluators import TrialSpec, library_versions
 from nas_harness.evaluators._train import train_cfg as _train_cfg
 from nas_harness.records import TrialRecord
@@ -123,17 +122,12 @@ class ResultCache:
     def put(self, key: str, record: TrialRecord) -> None:
         self._mem[key] = record
         if self.directory is not None:
-            tmp = None
             try:
                 self.directory.mkdir(parents=True, exist_ok=True)
-                fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-                os.fchmod(fd, 0o644)  # mkstemp's 0600 would keep a shared cache from the other users
-                with os.fdopen(fd, "w") as f:
+                with write_output(self.directory / f"{key}.json") as f:  # temp file + rename; 0666 less umask
                     json.dump(record.to_attrs(), f, sort_keys=True)
-                os.replace(tmp, self.directory / f"{key}.json")
-            except OSError:  # a full or read-only disk loses a cache entry, never the trial
-                if tmp is not None:
-                    Path(tmp).unlink(missing_ok=True)
+            except (OSError, ConfigError):  # a full or read-only disk, a FIFO there: loses an entry, never the trial
+                pass
 
     def __len__(self) -> int:
         return len(self._mem)

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from nas_harness._config import write_output, write_text
 from nas_harness.report.document import Block, Bullets, Heading, Para, Table, to_html, to_markdown, write_csv
 from nas_harness.results.stats import interval_text, paired_words
 
@@ -169,8 +170,10 @@ def plot_ablation(cfg: AblationConfig, rows: Sequence[VariantStats], records: Se
     fig.tight_layout()
     out_stem.parent.mkdir(parents=True, exist_ok=True)
     paths = (out_stem.with_suffix(".png"), out_stem.with_suffix(".svg"))
-    fig.savefig(paths[0], dpi=150)
-    fig.savefig(paths[1])
+    with write_output(paths[0], "wb") as f:
+        fig.savefig(f, format="png", dpi=150)
+    with write_output(paths[1], "wb") as f:
+        fig.savefig(f, format="svg")
     plt.close(fig)
     return paths
 
@@ -245,7 +248,7 @@ def write_report(cfg: AblationConfig, records: Sequence[RunRecord], out_dir: str
         write_csv(out / "supernet.csv", [r.to_row() for r in srows])
     text = to_markdown(blocks)
     md_path.parent.mkdir(parents=True, exist_ok=True)
-    md_path.write_text(text)
-    md_path.with_suffix(".html").write_text(to_html(blocks, f"Ablation {cfg.name}"))
+    write_text(md_path, text)
+    write_text(md_path.with_suffix(".html"), to_html(blocks, f"Ablation {cfg.name}"))
     figs = plot_ablation(cfg, rows, records, out / "ablation") if figure else ()
     return ReportPaths(runs_csv, summary_csv, md_path, figs), text

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import write_text
 from nas_harness.bench import Suite
 
 _QUICKSTART = Path(__file__).resolve().parents[2] / "studies" / "quickstart.toml"
@@ -132,7 +133,7 @@ def _write_study(cfg: Any, path: Path, workers: int, threads: int) -> None:
         if isinstance(value, dict):
             lines.append(f"[{key}]")
             lines += [f"{k} = {json.dumps(v)}" for k, v in value.items() if v is not None and not isinstance(v, dict)]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def _median(xs: list[float]) -> float:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from nas_harness._config import write_output, write_text
 from nas_harness.benchmark._analysis import Comparison, Curves, mean_ranks
 from nas_harness.report.document import Bullets, Heading, Image, Para, Table, to_html, to_markdown
 from nas_harness.results.stats import interval_text, paired_words
@@ -53,14 +54,14 @@ def write_csv(c: Curves, comparisons: list[Comparison], out: Path) -> list[Path]
     scale = 100.0 if c.metric == "regret" else 1.0
     unit = "pp" if c.metric == "regret" else "normalised"
     p1, p2 = out / "benchmark_curves.csv", out / "benchmark_pairs.csv"
-    with p1.open("w", newline="") as f:
+    with write_output(p1) as f:
         w = csv.writer(f)
         w.writerow(["strategy", "trials", f"{c.metric}_mean_{unit}", "ci_low", "ci_high", "seeds"])
         for s in c.strategies:
             for k in range(len(c.mean[s])):
                 w.writerow([s, k + 1, f"{scale * c.mean[s][k]:.6g}", f"{scale * c.low[s][k]:.6g}",
                             f"{scale * c.high[s][k]:.6g}", len(c.seeds)])
-    with p2.open("w", newline="") as f:
+    with write_output(p2) as f:
         w = csv.writer(f)
         w.writerow(["a", "b", "trials", f"a_minus_b_{'pp' if c.metric == 'regret' else 'hv'}", "ci_low", "ci_high",
                     "p_value", "seeds", "verdict", "in_words"])
@@ -109,6 +110,6 @@ def document(cfg: Any, problem: Any, c: Curves, comparisons: list[Comparison], r
 
 def write_report(blocks: list[Any], out: Path, title: str) -> list[Path]:
     md, html = out / "benchmark.md", out / "benchmark.html"
-    md.write_text(to_markdown(blocks))
-    html.write_text(to_html(blocks, title))
+    write_text(md, to_markdown(blocks))
+    write_text(html, to_html(blocks, title))
     return [md, html]

@@ -23,7 +23,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -33,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from nas_harness._config import read_file
+from nas_harness._config import read_file, write_output
 from nas_harness.backends import fit_workers
 from nas_harness.benchmark._config import BenchmarkConfig
 from nas_harness.errors import ConfigError
@@ -252,16 +251,10 @@ def _run_surrogate(problem: Problem, strategy: str, seed: int, trials: int,
 
 def _store(path: Path, doc: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(doc, f, separators=(",", ":"), allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with write_output(path) as f:
+        json.dump(doc, f, separators=(",", ":"), allow_nan=False)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _load(path: Path, fingerprint: str) -> dict[str, Any] | None:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from nas_harness._config import RESULTS_DIR
+from nas_harness._config import RESULTS_DIR, write_text
 from nas_harness.cli._checks import text
 
 DEFAULT_OUT = f"{RESULTS_DIR}/bench/bench.json"
@@ -68,8 +68,6 @@ def run(args: argparse.Namespace) -> int:
     keep(args, writing=out, kept="the figures are printed above; no partial file was left")
     with output_dir(out.parent if str(out.parent) else Path("."), "--out"):
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps(result, indent=2) + "\n")
-        tmp.replace(out)
+        write_text(out, json.dumps(result, indent=2) + "\n", f"--out {str(out)!r}")
     print(f"wrote {out}")
     return 0

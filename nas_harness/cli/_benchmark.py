@@ -49,6 +49,9 @@ def run(args: argparse.Namespace) -> int:
         cfg = BenchmarkConfig.from_dict({"name": name, **{k: v for k, v in overrides.items() if v is not None}}, "")
     else:
         raise ConfigError("benchmark: give a benchmark FILE or --table-from RESULTS_DIR")
+    from nas_harness._config import refuse_special_outputs
+
+    refuse_special_outputs(cfg.out_dir, "results_dir")  # a FIFO among the outputs or stored runs: refused now
     res = benchmark(cfg, figure=not args.no_figure)
     for cmp in res.comparisons:
         if cmp.at == cfg.trials:

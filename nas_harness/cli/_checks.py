@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from nas_harness._config import check_dir_writable, check_regular, first_existing
+from nas_harness._config import check_dir_writable, check_outputs, first_existing, refuse_special_outputs
 from nas_harness.errors import ConfigError, environment_line, exception_chain
 
 #: Bounds of what ``info``/``scale``/``export --family`` count or build (B7 has 55 blocks and 2,560 channels).
@@ -170,7 +170,6 @@ def _files_under(folder: Path) -> set[Path]:
 #: What a failed command may remove again: outputs it writes, never storage files (*.db, *.log, WAL, locks).
 _OUTPUT_SUFFIXES = (".png", ".svg", ".pdf", ".md", ".html", ".csv", ".parquet", ".json", ".arch", ".py", ".tmp")
 
-
 @contextlib.contextmanager
 def output_dir(path: str | Path, what: str) -> Iterator[Path]:
     """Check that ``path`` can be created and written; if the body fails, remove the output files and the
@@ -179,11 +178,7 @@ def output_dir(path: str | Path, what: str) -> Iterator[Path]:
     check_dir_writable(p, what)
     first = first_existing(p)
     before = _files_under(p) if first == p else set()
-    for q in sorted(before):  # a FIFO where an output goes would block the write for ever: refused before any
-        if q.suffix.lower() in _OUTPUT_SUFFIXES:  # is written (a folder there fails the write in one line)
-            with contextlib.suppress(OSError):
-                if not os.path.isdir(q):
-                    check_regular(q, f"{what}: {str(q)!r}")
+    refuse_special_outputs(p, what)  # a FIFO where an output goes: refused before anything is written
     try:
         yield p
     except BaseException:
@@ -208,11 +203,12 @@ def _undo(p: Path, first: Path, before: set[Path]) -> None:
 
 
 def output_file(path: str | Path, what: str) -> Path:
-    """Refuse, without creating anything, an output file that cannot be written (a folder in its place,
-    a read-only or missing-and-uncreatable parent)."""
+    """Refuse, without creating anything, an output file that cannot be written (a folder in its place, a FIFO,
+    device or socket, a read-only or missing-and-uncreatable parent)."""
     p = Path(path)
     if p.is_dir():
         raise ConfigError(f"{what}: {str(p)!r} is a folder; give a file name")
+    check_outputs([p], what)
     check_dir_writable(p.parent if str(p.parent) else Path("."), what, target=p)
     return p
 

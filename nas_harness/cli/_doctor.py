@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (args.device in ("cpu", "cuda") or (args.device.startswith("cuda:") and args.device[5:].isdigit())):
         raise ConfigError(f"--device {args.device!r} is invalid; allowed: cuda, cuda:<index>, cpu")
+    from nas_harness.cli._checks import output_file
+
+    output_file(args.out, "--out")  # a folder, FIFO or read-only place there: refused before the checks run
     report = gpu_check(args.device, quick=args.quick, only=args.only,
                        log=lambda m: print(m, file=sys.stderr, flush=True))
     path = write_json(report, Path(args.out))

@@ -175,9 +175,11 @@ def best_line(best: dict, cost: str) -> str:
 
 def _check_outputs(cfg) -> None:
     """Refuse a results folder or storage that cannot be written before anything is created."""
+    from nas_harness.cli._checks import refuse_special_outputs
     from nas_harness.records import check_writable
 
     check_dir_writable(cfg.study_dir, "run.results_dir")
+    refuse_special_outputs(cfg.study_dir, "run.results_dir")  # trials.csv, figures/: a FIFO there would block
     check_writable(cfg.storage_url)
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nas_harness._config import open_regular
+from nas_harness._config import not_a_folder, open_regular
 from nas_harness.data._idx import read_idx
 from nas_harness.data._raw import RawDataset, check_labels
 from nas_harness.errors import DataError
@@ -94,11 +94,8 @@ def _missing(root: Path) -> str:
             continue
         if len(absent) < len(FILES):
             return f"{d} lacks {', '.join(absent)}"
-    try:
-        exists = root.is_dir()
-    except OSError:
-        exists = False
-    return f"{root} has none of the 4 IDX files" if exists else f"{root} does not exist"
+    why = not_a_folder(root)  # a FIFO or a file there is named as such, not as missing
+    return f"{root} has none of the 4 IDX files" if why is None else f"{root} {why}"
 
 
 def _md5(path: Path) -> str:

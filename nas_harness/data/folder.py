@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nas_harness._config import not_a_folder
 from nas_harness.data._raw import RawDataset, check_labels
 from nas_harness.errors import DataError
 
@@ -95,8 +96,9 @@ def _at_least_two(classes: list[str], where: Path) -> list[str]:
 def load_image_folder(root: str | os.PathLike[str], size: int = 32) -> RawDataset:
     """Load an ImageFolder tree as RGB ``(N, 3, size, size)`` uint8; class index = sorted directory order."""
     base = Path(root).expanduser()
-    if not base.is_dir():
-        raise DataError(f"{base}: image folder does not exist")
+    why = not_a_folder(base)
+    if why is not None:
+        raise DataError(f"{base}: image folder {why}")
     train_dir = base / "train"
     test_dir = next((base / n for n in ("test", "val") if (base / n).is_dir()), None)
     if train_dir.is_dir() and test_dir is not None:

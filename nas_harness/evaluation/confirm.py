@@ -41,7 +41,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from nas_harness._config import Bool, ConfigModel, Int
+from nas_harness._config import Bool, ConfigModel, Int, check_outputs, write_output, write_text
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import (
@@ -224,6 +224,9 @@ def run_confirm(source: str | Path, settings: ConfirmSettings | None = None, *, 
     out = Path(out_dir) if out_dir is not None else (src.folder or src.out_dir.with_name(
         src.study_name.removesuffix("-scaling")))
     seeds = fresh_seeds(st.seeds, recipe.seed)
+    stem = "confirm_scaling" if src.study_name.endswith("-scaling") else "confirm"
+    check_outputs([out / f"{stem}{end}" for end in (".csv", "_pairs.csv", ".md", ".png", ".svg")],
+                  "--out" if out_dir is not None else "output")
     load_proxy(recipe.data)  # a missing data set is one line (exit 2) before anything is written
     from nas_harness.backends.resources import check_resources
 
@@ -441,9 +444,10 @@ def write_confirm(res: ConfirmResult, figure: bool = True) -> list[Path]:
                                                             "verdict"])
     stem = "confirm_scaling" if res.study_name.endswith("-scaling") else "confirm"
     paths = [out / f"{stem}.csv", out / f"{stem}_pairs.csv", out / f"{stem}.md"]
-    arch.to_csv(paths[0], index=False)
-    pairs.to_csv(paths[1], index=False)
-    paths[2].write_text(markdown(res))
+    for frame, path in ((arch, paths[0]), (pairs, paths[1])):
+        with write_output(path) as f:
+            frame.to_csv(f, index=False)
+    write_text(paths[2], markdown(res))
     if figure and not arch.empty and arch["n_seeds"].max() > 0:
         from nas_harness.plots._style import save
         from nas_harness.plots.evaluation import plot_confirm

@@ -48,7 +48,20 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from nas_harness._config import Bool, ConfigModel, Int, Name, Num, Rules, bad, inert, read_toml
+from nas_harness._config import (
+    Bool,
+    ConfigModel,
+    Int,
+    Name,
+    Num,
+    Rules,
+    bad,
+    check_outputs,
+    inert,
+    read_toml,
+    write_output,
+    write_text,
+)
 from nas_harness.backends.settings import RayConfig
 from nas_harness.errors import ConfigError
 from nas_harness.evaluation.recipe import Candidate, StudyRecipe, open_study_source, study_evaluator, study_recipe
@@ -423,6 +436,9 @@ def run_fidelity(source: str | Path, cfg: FidelityConfig | None = None, *, study
         raise ConfigError(f"study {src.study_name!r} has {len(cands)} complete full-budget search arch(s); a ranking "
                           "needs at least 2")
     out = Path(out_dir) if out_dir is not None else src.out_dir
+    stem = cfg.name if cfg.name.startswith("fidelity") else f"fidelity-{cfg.name}"
+    check_outputs([out / f"{stem}{end}" for end in (".json", ".md", "_archs.csv", ".png", ".svg")],
+                  "--out" if out_dir is not None else "output")
     seeds = [proxy.seed + i for i in range(cfg.seeds)]
     load_proxy(hifi.data)  # a data set or split that cannot be made is one line (exit 2) before any training
     comparable = study.user_attrs.get("comparable")
@@ -637,10 +653,11 @@ def write_fidelity(res: FidelityResult, figure: bool = True) -> list[Path]:
     name = res.config.name
     stem = name if name.startswith("fidelity") else f"fidelity-{name}"
     paths = [out / f"{stem}.json", out / f"{stem}.md", out / f"{stem}_archs.csv"]
-    paths[0].write_text(json.dumps(_clean(res.summary), indent=2, default=_json_default) + "\n")
-    paths[1].write_text(markdown(res))
+    write_text(paths[0], json.dumps(_clean(res.summary), indent=2, default=_json_default) + "\n")
+    write_text(paths[1], markdown(res))
     frame = pd.DataFrame(res.archs)
-    frame.to_csv(paths[2], index=False)
+    with write_output(paths[2]) as f:
+        frame.to_csv(f, index=False)
     if figure and not frame.empty and frame["hifi_runs"].max() > 0:
         from nas_harness.plots._style import save
         from nas_harness.plots.evaluation import plot_fidelity

@@ -11,6 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import write_output
+
 SINGLE_COLUMN = (3.5, 2.6)  # inches; a one-column figure in a two-column paper
 SINGLE_COLUMN_LEGEND = (3.5, 3.3)  # the same with its legend under the axes
 WIDE = (7.0, 2.8)
@@ -125,7 +127,8 @@ def save(fig: Any, out_dir: Path, stem: str, formats: Sequence[str] = ("png", "s
     paths = []
     for fmt in formats:
         path = out_dir / f"{stem}.{fmt}"
-        fig.savefig(path, format=fmt, bbox_inches="tight", dpi=300)  # savefig happens outside paper_style()
+        with write_output(path, "wb") as f:
+            fig.savefig(f, format=fmt, bbox_inches="tight", dpi=300)  # savefig happens outside paper_style()
         paths.append(path)
     return paths
 

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-from nas_harness._config import RESULTS_DIR
+from nas_harness._config import RESULTS_DIR, write_text
 from nas_harness.errors import ConfigError
 from nas_harness.plots._style import save
 from nas_harness.plots.importance import plot_importance
@@ -53,7 +53,7 @@ def remove_stale(out: Path, study_name: str, written: list[Path]) -> list[Path]:
     manifest[study_name] = sorted(now)
     if written or (out / MANIFEST).exists():
         out.mkdir(parents=True, exist_ok=True)
-        (out / MANIFEST).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        write_text(out / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     for path in removed:
         log.info("removed %s: an earlier run's figure this run does not draw", path)
     return removed

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas_harness._config import write_text
 from nas_harness.report.document import Block, Bullets, Code, Heading, Image, Para, Table, to_html, to_markdown
 from nas_harness.report.settings import settings_blocks
 from nas_harness.results import (
@@ -346,6 +347,6 @@ def write_report(source: str | Path, study_name: str | None = None, *, out_dir: 
         study_arg = f"{src.label} --study {src.study_name}"
     blocks = build_report(df, src.label, figs, out, reference, metric, study_arg)
     md, page = out / "report.md", out / "report.html"
-    md.write_text(to_markdown(blocks))
-    page.write_text(to_html(blocks, f"Study report: {src.study_name}"))
+    write_text(md, to_markdown(blocks))
+    write_text(page, to_html(blocks, f"Study report: {src.study_name}"))
     return ReportPaths(md, page, tables, figs)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nas_harness._config import write_text
 from nas_harness.errors import ConfigError
 from nas_harness.results.pareto import cost_text, pareto_front, study_cost
 
@@ -164,9 +165,9 @@ class ExportedArch:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         paths = [out / f"{stem}.arch", out / f"{stem}.json", out / f"{stem}_build.py"]
-        paths[0].write_text(self.arch_string + "\n")
-        paths[1].write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        paths[2].write_text(self.builder_code())
+        write_text(paths[0], self.arch_string + "\n")
+        write_text(paths[1], json.dumps(self.to_dict(), indent=2) + "\n")
+        write_text(paths[2], self.builder_code())
         return paths
 
 

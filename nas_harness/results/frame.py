@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from nas_harness._config import RESULTS_DIR, check_regular, open_regular, unsafe_chars
+from nas_harness._config import RESULTS_DIR, check_regular, open_regular, unsafe_chars, write_output
 from nas_harness.errors import ConfigError
 from nas_harness.objectives import TABLE_COSTS
 from nas_harness.records import TrialRecord, storage_label, stored_problem
@@ -388,7 +388,8 @@ def export_frame(df: pd.DataFrame, path: str | Path) -> Path:
     out = df.copy()
     out.attrs = {}  # attrs hold nested dicts that Parquet metadata cannot always serialise
     if suffix == ".csv":
-        out.to_csv(path, index=False)
+        with write_output(path, "w") as f:
+            out.to_csv(f, index=False)
     else:
         # Choice columns may mix ints and floats across trials; object columns of mixed scalars confuse
         # Arrow, so store them as strings only when they are genuinely mixed.
@@ -397,7 +398,8 @@ def export_frame(df: pd.DataFrame, path: str | Path) -> Path:
                 kinds = {type(v) for v in out[col].dropna()}
                 if len(kinds) > 1:
                     out[col] = out[col].map(lambda v: None if v is None else str(v))
-        out.to_parquet(path, index=False)
+        with write_output(path, "wb") as f:
+            out.to_parquet(f, index=False)
     return path
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import write_text
 from nas_harness.evaluation.store import StoredRun
 from nas_harness.report.document import Block, Bullets, Heading, Image, Para, Table, to_html, to_markdown, write_csv
 from nas_harness.results.stats import Summary
@@ -363,6 +364,6 @@ def write_report(cfg: ScalingCurvesConfig, records: Sequence[StoredRun], num_cla
                     "ImageNet; nothing is claimed beyond the 95% intervals.")]
     text = to_markdown(blocks)
     md, page = out / "report.md", out / "report.html"
-    md.write_text(text)
-    page.write_text(to_html(blocks, f"Scaling curves: {cfg.name}"))
+    write_text(md, text)
+    write_text(page, to_html(blocks, f"Scaling curves: {cfg.name}"))
     return [md, page, *_csvs(cfg, rep, records, out), *figs], text

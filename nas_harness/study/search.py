@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nas_harness._config import write_output
 from nas_harness.backends._task import StudyTask
 from nas_harness.backends.settings import stored_settings
 from nas_harness.errors import ConfigError, os_reason
@@ -474,8 +475,12 @@ def write_outputs(study: Any, cfg: StudyConfig, log: Any) -> list[Path]:
     table = cfg.study_dir / "trials.csv"
     try:
         df = study_frame(cfg.storage_url, study_name=cfg.name)
-        df.to_csv(table, index=False)
+        with write_output(table, "w", f"{str(table)!r}") as f:  # never opens a FIFO or device at that name
+            df.to_csv(f, index=False)
         out.append(table)
+    except ConfigError as exc:  # not a regular file: one line naming it
+        log(f"warning: could not write {exc}; the trials are safe in {redact(cfg.storage_url)} "
+            "(write it later with `nas-harness export` / `report`)")
     except OSError as exc:
         log(f"warning: could not write {table}: {os_reason(exc)}; the trials are safe in "
             f"{redact(cfg.storage_url)} (write it later with `nas-harness export` / `report`)")
@@ -487,6 +492,9 @@ def write_outputs(study: Any, cfg: StudyConfig, log: Any) -> list[Path]:
             from nas_harness.plots import write_study_figures
 
             out += list(write_study_figures(cfg.storage_url, study_name=cfg.name, out_dir=cfg.study_dir / "figures"))
+        except ConfigError as exc:  # a figure file that is not a regular file: named
+            log(f"warning: figures not written: {exc}; the trials are safe in {redact(cfg.storage_url)} "
+                "(draw them later with `nas-harness plot`)")
         except OSError as exc:
             log(f"warning: figures not written: {os_reason(exc)}; the trials are safe in "
                 f"{redact(cfg.storage_url)} (draw them later with `nas-harness plot`)")

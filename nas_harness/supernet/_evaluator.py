@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 
+from nas_harness._config import write_output
 from nas_harness.errors import TrialError
 from nas_harness.evaluators import EvalContext, Evaluator, TrialSpec, library_versions
 from nas_harness.records import TrialRecord
@@ -225,7 +226,8 @@ class SupernetEvaluator(Evaluator):
         sd = {k: v.detach().cpu().contiguous(memory_format=torch.contiguous_format)
               for k, v in model.state_dict().items()}
         out.parent.mkdir(parents=True, exist_ok=True)
-        torch.save(sd, out)
+        with write_output(out, "wb") as f:
+            torch.save(sd, f)
         return info
 
 

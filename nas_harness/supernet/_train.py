@@ -23,6 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from nas_harness._config import write_output
 from nas_harness.errors import ConfigError, NonFiniteLossError
 from nas_harness.space import SearchSpace
 from nas_harness.supernet._net import Supernet, largest_arch, smallest_arch, with_sampled_skips
@@ -95,13 +96,11 @@ def load_checkpoint(path: Path, key: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _save(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(tmp, "wb") as f:
+    with write_output(path, "wb", f"supernet checkpoint {str(path)!r}") as f:
         torch.save(payload, f)
         f.flush()
         os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _fmt_s(s: float) -> str:

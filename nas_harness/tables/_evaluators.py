@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from nas_harness._config import ConfigModel, Int
+from nas_harness._config import ConfigModel, Int, write_text
 from nas_harness.errors import ConfigError, TrialError, os_reason
 from nas_harness.evaluators import EvalContext, Evaluator, TrialSpec, register_evaluator
 from nas_harness.objectives import TABLE_COSTS
@@ -139,8 +139,8 @@ class SurrogateEvaluator(Evaluator):
         if ctx.study_dir is not None:
             try:
                 ctx.study_dir.mkdir(parents=True, exist_ok=True)
-                (ctx.study_dir / "surrogate.json").write_text(json.dumps(fit.summary(), indent=1) + "\n")
-            except OSError as exc:
+                write_text(ctx.study_dir / "surrogate.json", json.dumps(fit.summary(), indent=1) + "\n")
+            except (OSError, ConfigError) as exc:
                 log(f"surrogate: could not write surrogate.json ({os_reason(exc)})")
 
     def evaluate(self, spec: TrialSpec, report: Callable[[Any], None] | None = None,

@@ -22,6 +22,8 @@ import sys
 import tarfile
 from pathlib import Path
 
+from nas_harness._config import write_output
+
 SOURCE_SHA256 = "3520992d42e368b7c08c99fc3f6612855b5b366bf98668a7f19d49f3131aa4ae"
 SOURCE = ("Accel-NASBench (Ahmad et al., DAC 2024), github.com/afzalxo/Accel-NASBench, "
           "anb_dataset/anb_dataset_jsons.tar.gz at commit 42603572d530310e6bac7191d00cf45625a6b197")
@@ -86,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(args[1]) if len(args) == 2 else Path(__file__).with_name("data") / "accel_nasbench.json.gz"
     data = build(args[0])
-    out.write_bytes(data)
+    with write_output(out, "wb") as f:
+        f.write(data)
     print(f"{out}: {len(data)} bytes, sha256 {hashlib.sha256(data).hexdigest()}")
     return 0
 

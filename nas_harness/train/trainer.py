@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas_harness import kernels
-from nas_harness._config import open_regular
+from nas_harness._config import open_regular, write_output
 from nas_harness.data import ProxyData
 from nas_harness.errors import ConfigError, NonFiniteLossError, TrialOutOfMemoryError
 from nas_harness.train.augment import BatchMaker
@@ -294,16 +294,17 @@ def _save_checkpoint(path: Path, payload: dict[str, Any]) -> bool:
 
     from nas_harness.errors import environment_line, os_reason
 
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:  # a Python file object: a failed write is an OSError with its errno
+        # a temp file replacing the checkpoint (a FIFO or device in its place is refused); a failed write is an
+        # OSError with its errno, and the temp file is removed
+        with write_output(path, "wb", f"checkpoint {str(path)!r}") as f:
             torch.save(payload, f)
-        os.replace(tmp, path)
         return True
+    except ConfigError as exc:
+        warnings.warn(f"checkpoint not written: {exc}; training goes on without it", RuntimeWarning, stacklevel=3)
+        return False
     except (OSError, RuntimeError) as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         line = environment_line(exc, path)  # a full disk, a read-only folder: worded as everywhere else
         what = f"checkpoint not written: {line}" if line else f"checkpoint {str(path)!r} not written ({os_reason(exc)})"
         warnings.warn(f"{what}; training goes on without it, and a restart would resume from the previous checkpoint "
