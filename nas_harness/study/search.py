@@ -168,19 +168,14 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
 
 def check_stored_trials(study: Any) -> None:
     """Before a study is continued: refuse, in one line naming storage, study, trial and key, a stored trial
-    whose record (:func:`nas_harness.results.check_stored_trial`), objective value (finite) or arch string is not
-    what nas-harness writes: a samplers fed a tampered value would propose from it, and the summary print it."""
+    whose row (:func:`nas_harness.results.stored_trials`), record (:func:`nas_harness.results.check_stored_trial`),
+    objective value (finite) or arch string is not what nas-harness writes: a sampler fed a tampered value would
+    propose from it, and the summary print it."""
     import math
 
-    from nas_harness.records import storage_label
-    from nas_harness.results.frame import check_stored_arch, check_stored_trial, damaged
+    from nas_harness.results.frame import check_stored_arch, check_stored_trial, damaged, stored_trials
 
-    try:
-        trials = study.get_trials(deepcopy=False)
-    except AssertionError:  # Optuna's own consistency check of a row (e.g. a COMPLETE trial without its value)
-        raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: a stored trial row is "
-                          "inconsistent (a finished trial without its value?): changed outside nas-harness?") from None
-    for t in trials:
+    for t in stored_trials(study):
         check_stored_trial(study, t)
         for v in t.values or ():
             if not math.isfinite(v):
