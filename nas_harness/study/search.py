@@ -183,6 +183,27 @@ def check_stored_trials(study: Any) -> None:
         check_stored_arch(study, t)
 
 
+def check_continued_trials(cfg: StudyConfig) -> None:
+    """``search --check``: the stored trials of the study a run would continue, read without writing
+    (:func:`check_stored_trials`), so that the check refuses what the run would; nothing when the storage or the
+    study does not exist yet (nor on a database server whose schema Optuna has not made)."""
+    import optuna
+
+    from nas_harness.records._storage import journal_path, probe_server, sqlite_path
+
+    url = cfg.storage_url
+    files = [p for p in (sqlite_path(url), journal_path(url)) if p is not None]
+    if files and not all(p.is_file() for p in files):
+        return
+    if not files and "studies" not in probe_server(url):
+        return
+    storage = open_storage(url, create=False)
+    if cfg.name not in optuna.get_all_study_names(storage):
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_stored_trials(optuna.load_study(study_name=cfg.name, storage=storage))
+
+
 def _short(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 80 else text[:77] + "..."

@@ -1,8 +1,9 @@
 """A stored trial ROW changed behind the harness's back (a NULL objective value, as Optuna stores NaN; a NULL
 parameter value; a value row for a RUNNING trial; a COMPLETE trial without its value row; attribute or
 distribution text that is not JSON) is ONE line naming the storage, the study and the trial, exit 2, on every
-reader of a study (report, export, plot, confirm, fidelity, an ablation's report) and on a continued search, never a
-traceback from Optuna's storage: they all read trials through :func:`nas_harness.results.stored_trials`."""
+reader of a study (report, export, plot, confirm, fidelity, an ablation's report), on a continued search and on
+`search --check`, never a traceback from Optuna's storage: they all read trials through
+:func:`nas_harness.results.stored_trials`."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ READERS = {
     "confirm": ["confirm", "{dir}", "--top", "1", "--seeds", "1"],
     "fidelity": ["fidelity", "{dir}", "--top", "1", "--seeds", "1"],
     "search": ["search", "{toml}"],
+    "search --check": ["search", "{toml}", "--check"],
 }
 
 
