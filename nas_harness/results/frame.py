@@ -181,8 +181,8 @@ def load_study(source: str | Path | StudySource, study_name: str | None = None) 
 
 #: What Optuna's storage raises for a stored row it cannot turn into a trial: an ``assert`` on a value and its
 #: type (a NULL value: NaN is stored as NULL), text that is not JSON (attributes, distributions), a parameter
-#: value its distribution cannot map (NULL, out of range), an unknown distribution.
-_ROW_ERRORS = (AssertionError, ValueError, TypeError, KeyError, IndexError, AttributeError)
+#: value its distribution cannot map (NULL, out of range), an unknown distribution or trial state (LookupError).
+_ROW_ERRORS = (AssertionError, ValueError, TypeError, LookupError, AttributeError)
 
 
 def stored_trials(study: Any, states: Any = None) -> list[optuna.trial.FrozenTrial]:

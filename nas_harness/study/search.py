@@ -104,6 +104,24 @@ def open_study(cfg: StudyConfig, storage: Any, sampler: Any = None, pruner: Any 
         return _open_study(cfg, storage, sampler, pruner, log, comparable)
 
 
+def _existing_study(cfg: StudyConfig, storage: Any, sampler: Any = None,
+                    pruner: Any = None) -> tuple[Any, dict[str, Any]]:
+    """(the stored study named ``cfg.name``, its user attributes), or (None, {}) when there is none; a study row
+    Optuna cannot read (an attribute that is not JSON: changed behind nas-harness's back) is one line."""
+    import optuna
+
+    try:
+        if cfg.name not in optuna.get_all_study_names(storage):
+            return None, {}
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
+        return study, study.user_attrs
+    except (AssertionError, ValueError, TypeError, LookupError) as exc:
+        detail = " ".join(str(exc).split())[:80]
+        raise ConfigError(f"storage {redact(cfg.storage_url)}: study {cfg.name!r}: a stored study row is "
+                          f"inconsistent (Optuna cannot read it: {type(exc).__name__}: {detail}): changed outside "
+                          "nas-harness?") from None
+
+
 def data_identity(cfg: StudyConfig) -> str | None:
     """The content fingerprint of the data a study trains on (:meth:`ProxyData.fingerprint`: the images and
     labels of every split, not where they live) where the data comes from a folder the user names
@@ -119,11 +137,11 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
     import optuna
 
     wanted = cfg.train.threads
-    existing = cfg.name in optuna.get_all_study_names(storage)
+    study, study_attrs = _existing_study(cfg, storage, sampler, pruner)
+    existing = study is not None
     if existing:
-        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
         where = f"study {cfg.name!r} in {redact(cfg.storage_url)}"
-        stored = study.user_attrs.get("comparable")
+        stored = study_attrs.get("comparable")
         if stored is None and not isinstance(study.user_attrs.get("config"), dict):
             raise ConfigError(f"name: {where} was not created by nas-harness (it has no comparability record or "
                               "study settings); choose another name or another --storage")
@@ -197,11 +215,10 @@ def check_continued_trials(cfg: StudyConfig) -> None:
         return
     if not files and "studies" not in probe_server(url):
         return
-    storage = open_storage(url, create=False)
-    if cfg.name not in optuna.get_all_study_names(storage):
-        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    check_stored_trials(optuna.load_study(study_name=cfg.name, storage=storage))
+    study, _ = _existing_study(cfg, open_storage(url, create=False))
+    if study is not None:
+        check_stored_trials(study)
 
 
 def _short(v: Any) -> str:

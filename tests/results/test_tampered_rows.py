@@ -32,6 +32,7 @@ TAMPER = {
                            "trial_id = (select trial_id from trials where number = 1)", "not JSON"),
     "distribution not json": ("update trial_params set distribution_json = 'nope{' where trial_id = (select trial_id "
                               "from trials where number = 1) and param_name = 's1_kernel'", "not JSON"),
+    "unknown state": ("update trials set state = 'BOGUS' where number = 1", "LookupError"),
 }
 READERS = {
     "report": ["report", "{dir}", "--no-figures", "--out", "{tmp}/out"],
@@ -130,3 +131,16 @@ def test_a_tampered_ablation_row_is_one_line(tmp_path: Path, monkeypatch: pytest
     rc, err = _run(argv, capsys)
     assert rc == 2 and len(err) == 1, err
     assert "ablation.db" in err[0] and "study 'tiny', trial 1: a stored trial row is inconsistent" in err[0], err
+
+
+def test_a_study_attribute_that_is_not_json_is_one_line_on_search(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    monkeypatch.chdir(tmp_path)
+    toml, folder = _study(tmp_path)
+    with sqlite3.connect(folder / "study.db") as con:
+        assert con.execute("update study_user_attributes set value_json = 'x{' where key = 'objective'").rowcount == 1
+    con.close()
+    for argv in (["search", str(toml)], ["search", str(toml), "--check"], ["report", str(folder)]):
+        rc, err = _run(argv, capsys)
+        assert rc == 2 and len(err) == 1 and "JSONDecodeError" in err[0], (argv, err)
+        assert "study.db" in err[0], err
