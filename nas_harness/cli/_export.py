@@ -23,7 +23,8 @@ def add_parser(sub: argparse._SubParsersAction, name: str) -> None:
                    help="ranking: auto = reward for reward studies, Pareto front (most accurate first) for "
                         "multi-objective ones, val_acc otherwise")
     p.add_argument("--family", type=number(0, 10), nargs="+", metavar="PHI",
-                   help="also list the compound-scaled family at these phi values in [0, 10], e.g. --family 1 2 3")
+                   help="also list the compound-scaled family at these phi values in [0, 10], e.g. --family 1 2 3, "
+                        "with MACs/params of the deployed network as `nas-harness scale` counts them")
     p.add_argument("--base-resolution", type=integer(8, 4096), default=224,
                    help="resolution of phi=0 for --family, 8-4096 (default 224)")
     p.add_argument("--num-classes", type=integer(1, 1_000_000),
@@ -74,12 +75,13 @@ def run(args: argparse.Namespace) -> int:
     print()
     print(exp.builder_code())
     if exp.family:
-        print("# compound-scaled family (phi, resolution, width, depth, MMACs, params, arch)")
+        first = exp.family[0]
+        print(f"# compound-scaled family (phi, resolution, width, depth, MMACs, params, arch), counted for the "
+              f"deployed network ({first['macs_num_classes']:,} classes, {first['macs_in_channels']} input "
+              "channels) as the study's records and `nas-harness scale` are")
         for f in exp.family:
-            mm = f"{f['macs'] / 1e6:.1f}" if "macs" in f else "?"
-            pm = f"{f['params']:,}" if "params" in f else "?"
-            print(f"phi={f['phi']:g}  {f['resolution']}px  w={f['width']:.3f}  d={f['depth']:.3f}  {mm} MMACs  "
-                  f"{pm} params  {f['arch']}")
+            print(f"phi={f['phi']:g}  {f['resolution']}px  w={f['width']:.3f}  d={f['depth']:.3f}  "
+                  f"{f['macs'] / 1e6:.2f} MMACs  {f['params']:,} params  {f['arch']}")
         print()
     for p in paths:
         print(p)

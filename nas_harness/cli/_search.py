@@ -111,9 +111,10 @@ def run(args: argparse.Namespace) -> int:
     check_arch_size(resolve_arch(cfg.base), "base")  # what `info` refuses as too large is refused here too
     check_arch_size(cfg.base_arch(), "base (scaled by base_width/base_depth)")
     if args.check:
-        from nas_harness.study.search import check_study
+        from nas_harness.study.search import check_continued_trials, check_study
 
         check_study(cfg)  # data, folders, storage, resources: what a real run checks before it writes
+        check_continued_trials(cfg)  # the stored trials of a study it would continue, read-only
         if args.show_config:
             print(json.dumps(cfg.to_dict(), indent=2, default=str))
         print(f"ok: {args.study} is a valid study ({cfg.search_space().size:.3g} archs in the space)",

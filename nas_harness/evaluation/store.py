@@ -155,10 +155,10 @@ class JobStore:
         """Latest record per (group, seed); a completed run always wins over a failed one."""
         from optuna.trial import TrialState
 
-        from nas_harness.results import check_stored_trial
+        from nas_harness.results import check_stored_trial, stored_trials
 
         out: dict[Key, StoredRun] = {}
-        for t in self.study.get_trials(deepcopy=False):
+        for t in stored_trials(self.study):
             ua = t.user_attrs
             if self.group_attr not in ua or "seed" not in ua:
                 continue

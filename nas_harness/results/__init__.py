@@ -17,6 +17,7 @@ from nas_harness.results.frame import (
     export_frame,
     load_study,
     resolve_source,
+    stored_trials,
     study_frame,
     trials_frame,
 )
@@ -103,6 +104,7 @@ __all__ = [
     "resolve_rank_by",
     "resolve_source",
     "spearman_rho",
+    "stored_trials",
     "study_cost",
     "study_frame",
     "summarize",

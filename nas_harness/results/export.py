@@ -173,23 +173,23 @@ class ExportedArch:
 
 def compound_family(arch: Arch, phis: list[float], base_resolution: int = 224,
                     num_classes: int = 1000, in_channels: int = 3) -> list[dict[str, Any]]:
-    """Compound-scaled members (φ each) with their resolution, multipliers and analytic MACs/params."""
+    """Compound-scaled members (φ each; Tan & Le 2019, eq. 3) with their resolution, multipliers and analytic
+    MACs/params, counted at ``num_classes`` outputs and ``in_channels`` input channels (recorded in each member
+    as ``macs_num_classes`` / ``macs_in_channels``).  Export counts the deployed network (the study's
+    ``macs_num_classes``, 3 channels), as the study's records and ``nas-harness scale`` do."""
+    from nas_harness.flops import count_macs, count_params
     from nas_harness.scaling import compound
 
-    try:
-        from nas_harness.flops import count_macs, count_params
-    except ImportError:  # pragma: no cover - flops lands with the core API
-        count_macs = count_params = None  # type: ignore[assignment]
     family = []
     for phi in phis:
         s = compound(arch, phi, base_resolution=base_resolution)
-        member: dict[str, Any] = {"phi": phi, "arch": str(s.arch), "resolution": s.resolution,
-                                  "width": round(s.width, 4), "depth": round(s.depth, 4)}
-        if count_macs is not None:
-            member["macs"] = int(count_macs(s.arch, s.resolution, num_classes=num_classes,
-                                            in_channels=in_channels).total)
-            member["params"] = int(count_params(s.arch, num_classes=num_classes, in_channels=in_channels))
-        family.append(member)
+        family.append({
+            "phi": phi, "arch": str(s.arch), "resolution": s.resolution, "width": round(s.width, 4),
+            "depth": round(s.depth, 4),
+            "macs": int(count_macs(s.arch, s.resolution, num_classes=num_classes, in_channels=in_channels).total),
+            "params": int(count_params(s.arch, num_classes=num_classes, in_channels=in_channels)),
+            "macs_num_classes": num_classes, "macs_in_channels": in_channels,
+        })
     return family
 
 
@@ -233,7 +233,7 @@ def export_arch(df: pd.DataFrame, rank: int = 1, trial: int | None = None, by: s
         study_name=str(df.attrs.get("study_name")), trial=int(row["number"]), name=str(row["name"]),
         arch=arch, metrics=metrics, num_classes=int(nc), in_channels=int(ch),
         stem_stride=int(stem_stride) if stem_stride else None,
-        family=compound_family(arch, family, base_resolution, int(nc), int(ch)) if family else [],
+        family=compound_family(arch, family, base_resolution, counted_classes(df), 3) if family else [],
         cost=study_cost(df), build_params=built, params_note=params_note(df, built, int(nc), int(ch)),
         rank=None if trial is not None else rank, ranked_by=ranked_by,
     )

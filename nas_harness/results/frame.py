@@ -168,12 +168,91 @@ def resolve_source(source: str | Path, study_name: str | None = None, write: boo
 
 
 def load_study(source: str | Path | StudySource, study_name: str | None = None) -> optuna.Study:
-    """Open an existing study (never creates one)."""
+    """Open an existing study (never creates one) whose stored trial rows are consistent (:func:`stored_trials`):
+    every reader gets the one-line :class:`ConfigError` for a storage changed behind nas-harness's back."""
     import optuna
 
     src = source if isinstance(source, StudySource) else resolve_source(source, study_name)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=src.study_name, storage=src.storage)
+    study = optuna.load_study(study_name=src.study_name, storage=src.storage)
+    stored_trials(study)
+    return study
+
+
+#: What Optuna's storage raises for a stored row it cannot turn into a trial: an ``assert`` on a value and its
+#: type (a NULL value: NaN is stored as NULL), text that is not JSON (attributes, distributions), a parameter
+#: value its distribution cannot map (NULL, out of range), an unknown distribution or trial state (LookupError).
+_ROW_ERRORS = (AssertionError, ValueError, TypeError, LookupError, AttributeError)
+
+
+def stored_trials(study: Any, states: Any = None) -> list[optuna.trial.FrozenTrial]:
+    """The trials of a study (``deepcopy=False``; only ``states`` if given), refused in one line naming the
+    storage, the study and, where it can be found, the trial, when a stored row is not one Optuna and
+    nas-harness write: a row Optuna cannot read (see ``_ROW_ERRORS``), a COMPLETE trial without one objective
+    value per direction, a value that is not a number, or a value stored for a trial that is not finished.
+    Every reader of stored trials goes through it (:func:`load_study` once per open), as does a continued search.
+    """
+    try:
+        trials = study.get_trials(deepcopy=False, states=states)
+    except _ROW_ERRORS as exc:
+        raise _inconsistent(study, _unreadable_trial(study), _row_hint(exc)) from None
+    n_directions = len(study.directions)
+    for t in trials:
+        problem = _values_problem(t, n_directions)
+        if problem is not None:
+            raise _inconsistent(study, t.number, problem)
+    return trials
+
+
+def _values_problem(trial: Any, n_directions: int) -> str | None:
+    values, state = trial.values, trial.state.name
+    if state == "COMPLETE" and values is None:
+        return "a COMPLETE trial without its objective value"
+    if values is None:
+        return None
+    if state not in ("COMPLETE", "PRUNED"):  # Optuna stores a PRUNED trial's last reported value as its value
+        return f"a {state} trial with a stored objective value"
+    if len(values) != n_directions:
+        return f"{len(values)} objective value(s) for {n_directions} direction(s)"
+    if any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in values):
+        return f"objective values {_short(values)} are not numbers"
+    return None
+
+
+def _row_hint(exc: BaseException) -> str:
+    import json
+
+    if isinstance(exc, json.JSONDecodeError):
+        return "an attribute or distribution that is not JSON"
+    if isinstance(exc, AssertionError):
+        return "a NULL objective or intermediate value: NaN is stored as NULL"
+    detail = " ".join(str(exc).split())
+    detail = detail if len(detail) <= 80 else detail[:77] + "..."
+    return f"Optuna cannot read it: {type(exc).__name__}" + (f": {detail}" if detail else "")
+
+
+def _unreadable_trial(study: Any) -> int | None:
+    """The number of the first trial whose row Optuna cannot read (one storage call per trial), None when none
+    can be singled out."""
+    storage, study_id = study._storage, study._study_id
+    number = 0
+    try:
+        while number < 10_000_000:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, number)
+            try:
+                storage.get_trial(trial_id)
+            except _ROW_ERRORS:
+                return number
+            number += 1
+    except Exception:  # no trial with this number (KeyError) or the storage cannot say: no trial named
+        return None
+    return None
+
+
+def _inconsistent(study: Any, trial: int | None, problem: str) -> ConfigError:
+    where = f"study {study.study_name!r}" + (f", trial {trial}" if trial is not None else "")
+    return ConfigError(f"storage {storage_label(study)}: {where}: a stored trial row is inconsistent ({problem}): "
+                       "changed outside nas-harness?")
 
 
 def _num(value: Any) -> float:
@@ -220,7 +299,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     param_names: list[str] = []
     measured: list[str] = []  # a benchmark table's cost columns the trials recorded
     check_stored_study(study)
-    for t in study.get_trials(deepcopy=False):
+    for t in stored_trials(study):
         a = t.user_attrs
         check_stored_trial(study, t)
         check_stored_arch(study, t)

@@ -57,9 +57,9 @@ def scaling_rows(study: Any) -> list[dict[str, Any]]:
     from nas_harness.records import TrialRecord
 
     rows = []
-    from nas_harness.results.frame import check_stored_trial, damaged
+    from nas_harness.results.frame import check_stored_trial, damaged, stored_trials
 
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+    for t in stored_trials(study, states=(TrialState.COMPLETE,)):
         check_stored_trial(study, t)
         rec = TrialRecord.from_attrs(t.user_attrs)
         if rec.val_acc is None or rec.arch is None:

@@ -105,6 +105,24 @@ def open_study(cfg: StudyConfig, storage: Any, sampler: Any = None, pruner: Any 
         return _open_study(cfg, storage, sampler, pruner, log, comparable)
 
 
+def _existing_study(cfg: StudyConfig, storage: Any, sampler: Any = None,
+                    pruner: Any = None) -> tuple[Any, dict[str, Any]]:
+    """(the stored study named ``cfg.name``, its user attributes), or (None, {}) when there is none; a study row
+    Optuna cannot read (an attribute that is not JSON: changed behind nas-harness's back) is one line."""
+    import optuna
+
+    try:
+        if cfg.name not in optuna.get_all_study_names(storage):
+            return None, {}
+        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
+        return study, study.user_attrs
+    except (AssertionError, ValueError, TypeError, LookupError) as exc:
+        detail = " ".join(str(exc).split())[:80]
+        raise ConfigError(f"storage {redact(cfg.storage_url)}: study {cfg.name!r}: a stored study row is "
+                          f"inconsistent (Optuna cannot read it: {type(exc).__name__}: {detail}): changed outside "
+                          "nas-harness?") from None
+
+
 def data_identity(cfg: StudyConfig) -> str | None:
     """The content fingerprint of the data a study trains on (:meth:`ProxyData.fingerprint`: the images and
     labels of every split, not where they live) where the data comes from a folder the user names
@@ -120,11 +138,11 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
     import optuna
 
     wanted = cfg.train.threads
-    existing = cfg.name in optuna.get_all_study_names(storage)
+    study, study_attrs = _existing_study(cfg, storage, sampler, pruner)
+    existing = study is not None
     if existing:
-        study = optuna.load_study(study_name=cfg.name, storage=storage, sampler=sampler, pruner=pruner)
         where = f"study {cfg.name!r} in {redact(cfg.storage_url)}"
-        stored = study.user_attrs.get("comparable")
+        stored = study_attrs.get("comparable")
         if stored is None and not isinstance(study.user_attrs.get("config"), dict):
             raise ConfigError(f"name: {where} was not created by nas-harness (it has no comparability record or "
                               "study settings); choose another name or another --storage")
@@ -169,24 +187,39 @@ def _open_study(cfg: StudyConfig, storage: Any, sampler: Any, pruner: Any, log: 
 
 def check_stored_trials(study: Any) -> None:
     """Before a study is continued: refuse, in one line naming storage, study, trial and key, a stored trial
-    whose record (:func:`nas_harness.results.check_stored_trial`), objective value (finite) or arch string is not
-    what nas-harness writes: a samplers fed a tampered value would propose from it, and the summary print it."""
+    whose row (:func:`nas_harness.results.stored_trials`), record (:func:`nas_harness.results.check_stored_trial`),
+    objective value (finite) or arch string is not what nas-harness writes: a sampler fed a tampered value would
+    propose from it, and the summary print it."""
     import math
 
-    from nas_harness.records import storage_label
-    from nas_harness.results.frame import check_stored_arch, check_stored_trial, damaged
+    from nas_harness.results.frame import check_stored_arch, check_stored_trial, damaged, stored_trials
 
-    try:
-        trials = study.get_trials(deepcopy=False)
-    except AssertionError:  # Optuna's own consistency check of a row (e.g. a COMPLETE trial without its value)
-        raise ConfigError(f"storage {storage_label(study)}: study {study.study_name!r}: a stored trial row is "
-                          "inconsistent (a finished trial without its value?): changed outside nas-harness?") from None
-    for t in trials:
+    for t in stored_trials(study):
         check_stored_trial(study, t)
         for v in t.values or ():
             if not math.isfinite(v):
                 raise damaged(study, "value", v, "a finite number", trial=t.number)
         check_stored_arch(study, t)
+
+
+def check_continued_trials(cfg: StudyConfig) -> None:
+    """``search --check``: the stored trials of the study a run would continue, read without writing
+    (:func:`check_stored_trials`), so that the check refuses what the run would; nothing when the storage or the
+    study does not exist yet (nor on a database server whose schema Optuna has not made)."""
+    import optuna
+
+    from nas_harness.records._storage import journal_path, probe_server, sqlite_path
+
+    url = cfg.storage_url
+    files = [p for p in (sqlite_path(url), journal_path(url)) if p is not None]
+    if files and not all(p.is_file() for p in files):
+        return
+    if not files and "studies" not in probe_server(url):
+        return
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, _ = _existing_study(cfg, open_storage(url, create=False))
+    if study is not None:
+        check_stored_trials(study)
 
 
 def _short(v: Any) -> str:

@@ -95,3 +95,29 @@ def test_cli_export_of_two_rankings_keeps_both(study_dir: Path, capsys: pytest.C
     spec = json.loads((out / "trial7.json").read_text())
     assert (spec["rank"], spec["ranked_by"]) == (None, None)
     assert len(list(out.iterdir())) == 12
+
+
+def _scale_row(capsys: pytest.CaptureFixture, argv: list[str]) -> tuple[int, int]:
+    """(params, MACs) of the one variant `nas-harness scale` prints."""
+    assert main(argv) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split()
+    return int(row[4].replace(",", "")), int(row[6].replace(",", ""))
+
+
+def test_cli_export_family_counts_the_deployed_network_as_scale_does(study_dir: Path,
+                                                                     capsys: pytest.CaptureFixture) -> None:
+    """The family's MACs and params are those of the deployed network (the study's macs_num_classes = 10 here, 3
+    input channels), as the study's records and `nas-harness scale` count, not of the 1-channel proxy that the
+    exported build_model call builds; the JSON says at which classes and channels, and so does the printed line."""
+    assert main(["export", str(study_dir), "--rank", "1", "--family", "1", "2"]) == 0
+    out = capsys.readouterr().out
+    exported = json.loads((study_dir / "export" / "rank1_pareto.json").read_text())
+    arch = parse_arch(exported["arch"])
+    assert exported["in_channels"] == 1  # the proxy the build_model call builds
+    assert "counted for the deployed network (10 classes, 3 input channels)" in out
+    for member in exported["family"]:
+        assert (member["macs_num_classes"], member["macs_in_channels"]) == (10, 3)
+        params, macs = _scale_row(capsys, ["scale", str(arch), "--phi", f"{member['phi']:g}", "--num-classes", "10"])
+        assert (member["params"], member["macs"]) == (params, macs)
+        assert member["params"] != count_params(compound(arch, member["phi"]).arch, num_classes=10, in_channels=1)
+        assert f"{macs / 1e6:.2f} MMACs  {params:,} params" in out
