@@ -17,12 +17,17 @@ from helpers.studies import tiny_dict, to_toml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.mark.parametrize("delay_s", [0.15, 0.4, 0.8, 1.5, 3.0])
-def test_sigint_during_start_up_is_one_line(tmp_path: Path, delay_s: float) -> None:
+def _start_search(tmp_path: Path) -> subprocess.Popen:
+    """A 50-trial tiny search started as a fresh interpreter (the signal may land anywhere in its start-up)."""
     (tmp_path / "s.toml").write_text(to_toml(tiny_dict(tmp_path, run={"n_trials": 50})))
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", "s.toml", "--no-progress"],
+    return subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", "s.toml", "--no-progress"],
                             cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.parametrize("delay_s", [0.15, 0.4, 0.8, 1.5, 3.0])
+def test_sigint_during_start_up_is_one_line(tmp_path: Path, delay_s: float) -> None:
+    proc = _start_search(tmp_path)
     time.sleep(delay_s)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
@@ -41,10 +46,7 @@ def test_sigint_during_start_up_is_one_line(tmp_path: Path, delay_s: float) -> N
 @pytest.mark.parametrize("delay_s", [0.4, 1.5, 3.0])
 def test_sigterm_during_start_up_is_one_line_and_exit_143(tmp_path: Path, delay_s: float) -> None:
     """SIGTERM (SLURM, systemd, docker stop, kill) is handled as Ctrl-C is, worded after it, exit 128 + 15."""
-    (tmp_path / "s.toml").write_text(to_toml(tiny_dict(tmp_path, run={"n_trials": 50})))
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "nas_harness.cli", "search", "s.toml", "--no-progress"],
-                            cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _start_search(tmp_path)
     time.sleep(delay_s)
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=300)

@@ -10,6 +10,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
@@ -58,12 +59,21 @@ def test_same_numbers_with_one_and_two_workers_idle_and_busy(tmp_path: Path) -> 
     assert study.user_attrs["comparable"]["train"]["threads"] == 1  # one thread per trial unless the file says
 
 
-def _completed(db: Path) -> int:
+def _count(db: Path, state: str) -> int:
     try:
         with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("select count(*) from trials where state = 'COMPLETE'").fetchone()[0]
+            return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
     except sqlite3.Error:
         return 0
+
+
+def _wait_for(proc: subprocess.Popen, ready: Callable[[], bool]) -> None:
+    """Poll until ``ready()`` (or the command ended, or 300 s passed)."""
+    t0 = time.time()
+    while time.time() - t0 < 300 and proc.poll() is None:
+        if ready():
+            break
+        time.sleep(0.1)
 
 
 def _cli(path: Path, *argv: str) -> subprocess.Popen:
@@ -106,11 +116,7 @@ def test_ctrl_c_stops_every_worker_and_loses_nothing(tmp_path: Path) -> None:
     cfg = validate(d)
     proc = _cli(path)
     db = cfg.study_dir / "study.db"
-    t0 = time.time()
-    while time.time() - t0 < 300 and proc.poll() is None:
-        if _completed(db):
-            break
-        time.sleep(0.1)
+    _wait_for(proc, lambda: _count(db, "COMPLETE") > 0)
     os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does: the whole foreground group
     _out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err[-3000:]
@@ -118,14 +124,6 @@ def test_ctrl_c_stops_every_worker_and_loses_nothing(tmp_path: Path) -> None:
     study = optuna.load_study(study_name=cfg.name, storage=cfg.storage_url)
     assert TrialState.RUNNING not in [t.state for t in study.trials]
     _finish_and_count(path, cfg)
-
-
-def _count(db: Path, state: str) -> int:
-    try:
-        with sqlite3.connect(db, timeout=5) as con:
-            return con.execute("select count(*) from trials where state = ?", (state,)).fetchone()[0]
-    except sqlite3.Error:
-        return 0
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -138,11 +136,7 @@ def test_sigterm_stops_like_ctrl_c_and_exits_143(tmp_path: Path, workers: int) -
     cfg = validate(d)
     proc = _cli(path)
     db = cfg.study_dir / "study.db"
-    t0 = time.time()
-    while time.time() - t0 < 300 and proc.poll() is None:
-        if _count(db, "COMPLETE") and _count(db, "RUNNING"):
-            break
-        time.sleep(0.1)
+    _wait_for(proc, lambda: _count(db, "COMPLETE") > 0 and _count(db, "RUNNING") > 0)
     time.sleep(0.5)  # usually into the next trial's training
     os.kill(proc.pid, signal.SIGTERM)  # to this process alone: it passes it on to its workers
     out, err = proc.communicate(timeout=120)
