@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers.studies import TINY_ARCH, tiny_ablation, tiny_curves
+from helpers.studies import TINY_ARCH, stored_ablation, tiny_curves
 
 from nas_harness.cli import main
 from nas_harness.errors import ConfigError
@@ -57,31 +57,11 @@ def one_line(argv: list[str], capsys: pytest.CaptureFixture, *needles: str) -> s
 
 # ------------------------------------------------------------------------------ ablation and scaling-curves runs
 
-def _ablation(tmp_path: Path) -> tuple[Any, Path]:
-    from nas_harness._config import read_toml
-    from nas_harness.ablation.config import parse_ablation
-    from nas_harness.ablation.runner import AblationStore
-    from nas_harness.records import TrialRecord
-
-    (tmp_path / "a.toml").write_text(tiny_ablation(seeds=2))
-    raw = read_toml(tmp_path / "a.toml")
-    raw.setdefault("run", {})["results_dir"] = str(tmp_path / "results")
-    cfg = parse_ablation(raw)
-    store = AblationStore(cfg.storage_url, cfg.name)
-    store.bind(cfg)
-    for seed in cfg.seeds:
-        for i, (variant, arch) in enumerate(cfg.archs.items()):
-            rec = TrialRecord(arch=str(arch), val_acc=0.5 + 0.1 * i, val_n=64, test_acc=0.4 + i * 0.1, test_n=64,
-                              macs=1000, params=100, full_budget=True)
-            store.add(variant, seed, rec, None)
-    return cfg, tmp_path / "results" / "tiny" / "ablation.db"
-
-
 @pytest.mark.parametrize("bad", list(BAD))
 def test_a_tampered_ablation_run_is_one_line(tmp_path: Path, bad: str, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
-    _, db = _ablation(tmp_path)
+    _, db = stored_ablation(tmp_path)
     assert main(["ablate", "a.toml", "--report-only", "--no-figure"]) == 0  # the untampered store reports
     capsys.readouterr()
     set_attr(db, "test_acc", BAD[bad], trial=1)
@@ -100,7 +80,7 @@ def test_a_tampered_ablation_run_is_one_line(tmp_path: Path, bad: str, monkeypat
 def test_a_tampered_run_key_is_one_line(tmp_path: Path, key: str, value: Any, needle: str,
                                         monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
-    _, db = _ablation(tmp_path)
+    _, db = stored_ablation(tmp_path)
     set_attr(db, key, value, trial=2)
     one_line(["ablate", "a.toml", "--report-only", "--no-figure"], capsys, "trial 2", needle)
 
@@ -115,7 +95,7 @@ def test_a_tampered_ablation_recipe_is_one_line_and_nothing_runs(
         tmp_path: Path, key: str, value: Any, needle: str, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
-    _, db = _ablation(tmp_path)
+    _, db = stored_ablation(tmp_path)
     set_attr(db, key, value)
     before = content(db)
     one_line(["ablate", "a.toml", "--no-figure", "--no-progress", "--seeds", "3"], capsys, "ablation.db",

@@ -134,3 +134,25 @@ threads = 1
 [run]
 workers = 1
 {extra}"""
+
+
+def stored_ablation(tmp_path: Path) -> tuple[Any, Path]:
+    """``a.toml`` (:func:`tiny_ablation`, 2 seeds) in ``tmp_path`` with every (variant, seed) run stored without
+    training (variant i: val_acc 0.5 + 0.1 i, test_acc 0.4 + 0.1 i): its config and its ``ablation.db``."""
+    from nas_harness._config import read_toml
+    from nas_harness.ablation.config import parse_ablation
+    from nas_harness.ablation.runner import AblationStore
+    from nas_harness.records import TrialRecord
+
+    (tmp_path / "a.toml").write_text(tiny_ablation(seeds=2))
+    raw = read_toml(tmp_path / "a.toml")
+    raw.setdefault("run", {})["results_dir"] = str(tmp_path / "results")
+    cfg = parse_ablation(raw)
+    store = AblationStore(cfg.storage_url, cfg.name)
+    store.bind(cfg)
+    for seed in cfg.seeds:
+        for i, (variant, arch) in enumerate(cfg.archs.items()):
+            rec = TrialRecord(arch=str(arch), val_acc=0.5 + 0.1 * i, val_n=64, test_acc=0.4 + i * 0.1, test_n=64,
+                              macs=1000, params=100, full_budget=True)
+            store.add(variant, seed, rec, None)
+    return cfg, tmp_path / "results" / "tiny" / "ablation.db"

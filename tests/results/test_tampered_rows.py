@@ -13,7 +13,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers.studies import tiny_ablation, tiny_dict, write_study
+from helpers.studies import stored_ablation, tiny_dict, write_study
 from optuna.distributions import CategoricalDistribution
 
 from nas_harness.cli import main
@@ -107,22 +107,8 @@ def test_stored_trials_reads_a_consistent_study_and_names_the_row_optuna_cannot_
 
 def test_a_tampered_ablation_row_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                              capsys: pytest.CaptureFixture) -> None:
-    from nas_harness._config import read_toml
-    from nas_harness.ablation.config import parse_ablation
-    from nas_harness.ablation.runner import AblationStore
-    from nas_harness.records import TrialRecord
-
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "a.toml").write_text(tiny_ablation(seeds=2))
-    raw = read_toml(tmp_path / "a.toml")
-    raw.setdefault("run", {})["results_dir"] = str(tmp_path / "results")
-    cfg = parse_ablation(raw)
-    store = AblationStore(cfg.storage_url, cfg.name)
-    store.bind(cfg)
-    for seed in cfg.seeds:
-        for i, (variant, arch) in enumerate(cfg.archs.items()):
-            store.add(variant, seed, TrialRecord(arch=str(arch), val_acc=0.5 + 0.1 * i, val_n=64, test_acc=0.5,
-                                                 test_n=64, macs=1000, params=100, full_budget=True), None)
+    stored_ablation(tmp_path)
     argv = ["ablate", "a.toml", "--report-only", "--no-figure"]
     assert _run(argv, capsys)[0] == 0
     with sqlite3.connect(tmp_path / "results" / "tiny" / "ablation.db") as con:
