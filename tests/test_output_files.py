@@ -9,13 +9,13 @@ Real FIFOs (``os.mkfifo``); every test has a timeout, so a regression fails inst
 from __future__ import annotations
 
 import os
-import socket
 import stat
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 from helpers.cli import run_cli
+from helpers.planted import plant
 from helpers.studies import tiny_dict, to_toml
 
 from nas_harness._config import check_outputs, not_a_folder, refuse_special_outputs, write_output, write_text
@@ -24,28 +24,6 @@ from nas_harness.errors import ConfigError
 pytestmark = pytest.mark.timeout(120)
 
 KINDS = ["fifo", "device", "socket", "folder", "symlink-to-fifo"]
-
-
-def plant(path: Path, kind: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "device":
-        path.symlink_to("/dev/null")
-    elif kind == "socket":
-        s = socket.socket(socket.AF_UNIX)
-        try:
-            s.bind(str(path))
-        except OSError as exc:  # pragma: no cover - a path too long for AF_UNIX
-            pytest.skip(f"cannot bind a socket there: {exc}")
-        s.close()
-    elif kind == "folder":
-        path.mkdir()
-    elif kind == "symlink-to-fifo":
-        os.mkfifo(path.parent / "pipe")
-        path.symlink_to(path.parent / "pipe")
-    else:  # pragma: no cover
-        raise AssertionError(kind)
 
 
 # ---------------------------------------------------------------------------------------------- the helper

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from helpers.planted import plant
 
 from nas_harness._config import open_lock
 from nas_harness.errors import ConfigError
@@ -18,25 +19,6 @@ from nas_harness.errors import ConfigError
 pytestmark = pytest.mark.timeout(60)  # a regression blocks on a FIFO: fail, do not hang the suite
 
 KINDS = ["fifo", "device", "folder", "symlink-to-folder", "symlink-to-fifo"]
-
-
-def plant(path: Path, kind: str) -> None:
-    """Put ``kind`` where a lock file goes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if kind == "fifo":
-        os.mkfifo(path)
-    elif kind == "device":
-        path.symlink_to("/dev/null")
-    elif kind == "folder":
-        path.mkdir()
-    elif kind == "symlink-to-folder":
-        (path.parent / "elsewhere").mkdir()
-        path.symlink_to(path.parent / "elsewhere")
-    elif kind == "symlink-to-fifo":
-        os.mkfifo(path.parent / "pipe")
-        path.symlink_to(path.parent / "pipe")
-    else:  # pragma: no cover
-        raise AssertionError(kind)
 
 
 def refused(fn: Callable[[], object], *needles: str) -> str:
